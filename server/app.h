@@ -1,0 +1,18 @@
+/* What every handler can reach: the settings, the store and the ledger. */
+#ifndef CAIRN_SERVER_APP_H
+#define CAIRN_SERVER_APP_H
+
+#include "config.h"
+#include "ledger.h"
+#include "store.h"
+
+#include <stdatomic.h>
+
+typedef struct srv_app {
+    const srv_config *cfg;
+    srv_store *store;
+    srv_ledger *ledger;
+    atomic_bool serving;      /* false once shutdown begins (health) */
+} srv_app;
+
+#endif

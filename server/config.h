@@ -1,0 +1,35 @@
+/* cairnd's settings: defaults, then CAIRN_* environment variables, then
+ * command-line flags (each flag has an env twin: --data-dir, CAIRN_DATA_DIR). */
+#ifndef CAIRN_SERVER_CONFIG_H
+#define CAIRN_SERVER_CONFIG_H
+
+#include "log.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define SRV_DEFAULT_LISTEN "127.0.0.1:7070"
+#define SRV_DEFAULT_DATA_DIR "./cairn-data"
+#define SRV_DEFAULT_SHUTDOWN_GRACE_MS 5000
+#define SRV_THREADS_MAX 64
+
+typedef struct srv_config {
+    char listen[256];
+    char data_dir[4096];
+    int threads;                   /* completion-queue threads */
+    srv_log_level log_level;
+    srv_log_format log_format;
+    int shutdown_grace_ms;         /* in-flight calls get this long on SIGTERM */
+} srv_config;
+
+typedef enum srv_config_result {
+    SRV_CONFIG_RUN,                /* start the server */
+    SRV_CONFIG_EXIT_OK,            /* --help or --version was printed */
+    SRV_CONFIG_EXIT_USAGE,         /* a bad flag or value; message printed */
+} srv_config_result;
+
+/* Fills *cfg from defaults, the environment and argv. Prints help, version
+ * or a usage error (naming the flag and the accepted values) itself. */
+srv_config_result srv_config_parse(srv_config *cfg, int argc, char **argv);
+
+#endif

@@ -1,0 +1,24 @@
+/* Limits of the wire contract (docs/api.md, "Limits"). One name per limit,
+ * so validation, tests and docs agree. */
+#ifndef CAIRN_SERVER_CONTRACT_H
+#define CAIRN_SERVER_CONTRACT_H
+
+#define SRV_ID_MAX 128                    /* run_id, worker_id, holder, ... */
+#define SRV_KEY_MAX 128                   /* idempotency_key, printable ASCII */
+#define SRV_EVENT_TYPE_MAX 128            /* Event.type, bytes */
+#define SRV_EVENTS_PER_APPEND_MAX 1000
+#define SRV_PAYLOAD_MAX (1024 * 1024)     /* Event.payload, bytes */
+#define SRV_MESSAGE_MAX (4 * 1024 * 1024) /* one gRPC message, either way */
+#define SRV_WORKERS_MAX 10000             /* CreateRunRequest.workers */
+#define SRV_LABELS_MAX 64
+#define SRV_LABEL_KEY_MAX 128
+#define SRV_LABEL_VALUE_MAX 1024
+#define SRV_PAGE_DEFAULT 100              /* ListRuns page_size, ReadEvents max_events */
+#define SRV_PAGE_MAX 1000
+/* A ReadEvents page stops before this many payload bytes so the response
+ * stays under SRV_MESSAGE_MAX with room for ids and framing. */
+#define SRV_READ_PAGE_BYTES (SRV_MESSAGE_MAX - 512 * 1024)
+#define SRV_TIMESTAMP_LEN 27              /* 2026-01-28T10:15:30.123456Z */
+#define SRV_SHA256_HEX 64
+
+#endif

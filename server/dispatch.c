@@ -1,0 +1,120 @@
+#include "dispatch.h"
+#include "grpc/health/v1/health.pb-c.h"
+#include "handlers/handlers.h"
+#include "validate.h"
+#include "wire.h"
+
+#include <string.h>
+
+typedef enum kind { KIND_READ, KIND_MUTATION } kind;
+
+typedef struct row {
+    const char *path;
+    const char *name;                          /* also the dedup scope */
+    kind kind;
+    const ProtobufCMessageDescriptor *request;
+    const ProtobufCMessageDescriptor *response;
+    srv_validate_fn validate;                  /* NULL: nothing to check */
+    srv_read_fn read;                          /* KIND_READ */
+    srv_apply_fn apply;                        /* KIND_MUTATION */
+} row;
+
+#define COORD "/cairn.v1.Coordinator/"
+#define MSG(x) &cairn__v1__##x##__descriptor
+
+/* Methods not listed here (those later work implements) get
+ * UNIMPLEMENTED from the transport's catch-all. */
+static const row table[] = {
+    {COORD "CreateRun", "CreateRun", KIND_MUTATION, MSG(create_run_request), MSG(run),
+     srv_validate_create_run, NULL, srv_apply_create_run},
+    {COORD "GetRun", "GetRun", KIND_READ, MSG(get_run_request), MSG(run),
+     srv_validate_get_run, srv_read_get_run, NULL},
+    {COORD "ListRuns", "ListRuns", KIND_READ, MSG(list_runs_request), MSG(list_runs_response),
+     srv_validate_list_runs, srv_read_list_runs, NULL},
+    {COORD "AppendEvents", "AppendEvents", KIND_MUTATION, MSG(append_events_request),
+     MSG(append_events_response), srv_validate_append_events, NULL, srv_apply_append_events},
+    {COORD "ReadEvents", "ReadEvents", KIND_READ, MSG(read_events_request),
+     MSG(read_events_response), srv_validate_read_events, srv_read_read_events, NULL},
+    {"/grpc.health.v1.Health/Check", "Check", KIND_READ,
+     &grpc__health__v1__health_check_request__descriptor,
+     &grpc__health__v1__health_check_response__descriptor, NULL, srv_read_health_check, NULL},
+};
+enum { N_ROWS = sizeof table / sizeof table[0] };
+
+static srv_rpc_method methods[N_ROWS];
+
+const srv_rpc_method *srv_dispatch_methods(size_t *n)
+{
+    for (size_t i = 0; i < N_ROWS; i++)
+        methods[i] = (srv_rpc_method){table[i].path, false};
+    *n = N_ROWS;
+    return methods;
+}
+
+static void mutation_done(void *ctx, srv_code code, const srv_error *err,
+                          const uint8_t *resp, size_t len, bool replayed)
+{
+    srv_call *call = ctx;
+    if (code)
+        srv_call_fail(call, err);
+    else
+        srv_call_reply(call, resp, len, replayed);
+}
+
+/* Key check, fingerprint, then the ledger answers through mutation_done. */
+static srv_code submit(srv_app *app, srv_call *call, const row *r, ProtobufCMessage *req,
+                       srv_error *err)
+{
+    srv_arena *a = srv_call_arena(call);
+    srv_mutation *m = srv_arena_alloc(a, sizeof *m);
+    if (!m)
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    memset(m, 0, sizeof *m);
+    m->method = r->name;
+    m->run_id = srv_msg_string(req, "run_id");
+    m->key = srv_msg_string(req, "idempotency_key");
+    m->request = req;
+    m->response = r->response;
+    m->apply = r->apply;
+    m->arena = a;
+    m->done = mutation_done;
+    m->ctx = call;
+    if (srv_fingerprint(a, req, m->fingerprint, err))
+        return err->code;
+    return srv_ledger_submit(app->ledger, m, err);
+}
+
+static srv_code answer_read(srv_app *app, srv_call *call, const row *r,
+                            const ProtobufCMessage *req, srv_error *err)
+{
+    srv_arena *a = srv_call_arena(call);
+    ProtobufCMessage *resp = NULL;
+    uint8_t *buf;
+    size_t len;
+    if (r->read(app, a, req, &resp, err) || srv_pack(a, resp, &buf, &len, err))
+        return err->code;
+    srv_call_reply(call, buf, len, false);
+    return SRV_OK;
+}
+
+void srv_dispatch_call(void *appv, srv_call *call, size_t index)
+{
+    srv_app *app = appv;
+    const row *r = &table[index];
+    srv_arena *a = srv_call_arena(call);
+    srv_error err;
+    size_t len;
+    const uint8_t *data = srv_call_request(call, &len);
+    ProtobufCMessage *req;
+
+    srv_code rc = srv_unpack(r->request, a, data, len, &req, &err);
+    if (!rc && r->kind == KIND_MUTATION)
+        rc = srv_check_key(srv_msg_string(req, "idempotency_key"), &err);
+    if (!rc && r->validate)
+        rc = r->validate(req, a, &err);
+    if (!rc)
+        rc = r->kind == KIND_READ ? answer_read(app, call, r, req, &err)
+                                  : submit(app, call, r, req, &err);
+    if (rc)
+        srv_call_fail(call, &err);
+}

@@ -1,0 +1,29 @@
+/* Structured logging to stderr: one line per record, text or JSON. */
+#ifndef CAIRN_SERVER_LOG_H
+#define CAIRN_SERVER_LOG_H
+
+typedef enum srv_log_level {
+    SRV_LOG_DEBUG,
+    SRV_LOG_INFO,
+    SRV_LOG_WARN,
+    SRV_LOG_ERROR,
+} srv_log_level;
+
+typedef enum srv_log_format { SRV_LOG_TEXT, SRV_LOG_JSON } srv_log_format;
+
+/* Sets the threshold and format; call before starting threads. */
+void srv_log_setup(srv_log_level level, srv_log_format format);
+
+/* Parses "debug", "info", "warn", "error"; returns 0, or -1 if unknown. */
+int srv_log_level_parse(const char *s, srv_log_level *out);
+
+/* Logs one record; thread-safe (one write(2) per line). */
+void srv_log(srv_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#define srv_debug(...) srv_log(SRV_LOG_DEBUG, __VA_ARGS__)
+#define srv_info(...) srv_log(SRV_LOG_INFO, __VA_ARGS__)
+#define srv_warn(...) srv_log(SRV_LOG_WARN, __VA_ARGS__)
+#define srv_error_log(...) srv_log(SRV_LOG_ERROR, __VA_ARGS__)
+
+#endif
