@@ -1,0 +1,311 @@
+/* cairnctl: the operator CLI, built on libcairn's public API only. */
+#include <cairn/cairn.h>
+
+#include <ctype.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_LABELS 64
+
+static const char usage_text[] =
+    "usage: cairnctl [--target HOST:PORT] COMMAND [ARGS]\n"
+    "\n"
+    "  health                              is the server serving?\n"
+    "  create-run RUN WORKER... [--label K=V]... [--key KEY]\n"
+    "  get-run RUN\n"
+    "  list-runs [--page-size N] [--all]\n"
+    "  append RUN TYPE [PAYLOAD] [--worker ID] [--key KEY] [--expect SEQ]\n"
+    "  read RUN [--from SEQ] [--max N] [--all]\n"
+    "\n"
+    "--target defaults to $CAIRN_TARGET, else 127.0.0.1:7070.\n";
+
+static int usage(void)
+{
+    fputs(usage_text, stderr);
+    return 2;
+}
+
+static int fail(cairn_status st, const cairn_error *err)
+{
+    fprintf(stderr, "cairnctl: %s: %s\n", cairn_strerror(st), err->message);
+    return 1;
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+    if (!*s || !isdigit((unsigned char)*s))
+        return -1;
+    *out = strtoull(s, &end, 10);
+    return *end ? -1 : 0;
+}
+
+static void print_list(const char *name, const char *const *v, size_t n)
+{
+    printf("%s:", name);
+    for (size_t i = 0; i < n; i++)
+        printf(" %s", v[i]);
+    printf("\n");
+}
+
+static void print_run(const cairn_run *r)
+{
+    printf("run_id: %s\nstate: %s\n", r->run_id, r->state);
+    print_list("workers", r->workers, r->workers_count);
+    print_list("completed_workers", r->completed_workers, r->completed_workers_count);
+    printf("labels:");
+    for (size_t i = 0; i < r->labels_count; i++)
+        printf(" %s=%s", r->labels[i].key, r->labels[i].value);
+    printf("\nnext_seq: %llu\nlatest_checkpoint_id: %s\ncreated_at: %s\n",
+           (unsigned long long)r->next_seq, r->latest_checkpoint_id, r->created_at);
+}
+
+/* Prints bytes as text, escaping what is not printable ASCII. */
+static void print_bytes(const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] >= 0x20 && p[i] < 0x7f && p[i] != '\\')
+            putchar(p[i]);
+        else
+            printf("\\x%02x", p[i]);
+    }
+}
+
+static int cmd_health(cairn_client *c, int argc, char **argv)
+{
+    if (argc > 2)
+        return usage();
+    cairn_serving s;
+    cairn_error err;
+    cairn_status st = cairn_health_check(c, argc == 2 ? argv[1] : "", &s, &err);
+    if (st)
+        return fail(st, &err);
+    printf("%s\n", s == CAIRN_SERVING ? "SERVING" : s == CAIRN_NOT_SERVING ? "NOT_SERVING" : "UNKNOWN");
+    return s == CAIRN_SERVING ? 0 : 1;
+}
+
+static int cmd_create_run(cairn_client *c, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"label", required_argument, NULL, 'l'}, {"key", required_argument, NULL, 'k'}, {0}};
+    cairn_label labels[MAX_LABELS];
+    size_t n_labels = 0;
+    const char *key = NULL;
+    int o;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (o == 'k') {
+            key = optarg;
+        } else if (o == 'l') {
+            char *eq = strchr(optarg, '=');
+            if (!eq || n_labels == MAX_LABELS) {
+                fprintf(stderr, "cairnctl: --label: expected KEY=VALUE, at most %d\n", MAX_LABELS);
+                return 2;
+            }
+            *eq = '\0';
+            labels[n_labels++] = (cairn_label){optarg, eq + 1};
+        } else {
+            return usage();
+        }
+    }
+    if (argc - optind < 2)
+        return usage();
+    cairn_create_run_request req = {
+        .idempotency_key = key,
+        .run_id = argv[optind],
+        .workers = (const char *const *)&argv[optind + 1],
+        .workers_count = (size_t)(argc - optind - 1),
+        .labels = labels,
+        .labels_count = n_labels,
+    };
+    cairn_run run;
+    cairn_error err;
+    cairn_status st = cairn_create_run(c, &req, &run, &err);
+    if (st)
+        return fail(st, &err);
+    print_run(&run);
+    cairn_run_free(&run);
+    return 0;
+}
+
+static int cmd_get_run(cairn_client *c, int argc, char **argv)
+{
+    if (argc != 2)
+        return usage();
+    cairn_run run;
+    cairn_error err;
+    cairn_status st = cairn_get_run(c, argv[1], &run, &err);
+    if (st)
+        return fail(st, &err);
+    print_run(&run);
+    cairn_run_free(&run);
+    return 0;
+}
+
+static int cmd_list_runs(cairn_client *c, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"page-size", required_argument, NULL, 'n'}, {"all", no_argument, NULL, 'a'}, {0}};
+    uint64_t page_size = 0;
+    int all = 0, o;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (o == 'n' && parse_u64(optarg, &page_size) == 0 && page_size <= UINT32_MAX)
+            continue;
+        if (o == 'a') {
+            all = 1;
+            continue;
+        }
+        return usage();
+    }
+    if (optind != argc)
+        return usage();
+    char token[64] = "";
+    do {
+        cairn_run_page page;
+        cairn_error err;
+        cairn_status st = cairn_list_runs(c, (uint32_t)page_size, token, &page, &err);
+        if (st)
+            return fail(st, &err);
+        for (size_t i = 0; i < page.runs_count; i++)
+            printf("%s\t%s\tnext_seq=%llu\tworkers=%zu\tcompleted=%zu\t%s\n", page.runs[i].run_id,
+                   page.runs[i].state, (unsigned long long)page.runs[i].next_seq,
+                   page.runs[i].workers_count, page.runs[i].completed_workers_count,
+                   page.runs[i].created_at);
+        memcpy(token, page.next_page_token, sizeof token);
+        cairn_run_page_free(&page);
+        if (!all && *token)
+            printf("next_page_token: %s\n", token);
+    } while (all && *token);
+    return 0;
+}
+
+static int cmd_append(cairn_client *c, int argc, char **argv)
+{
+    static const struct option opts[] = {{"worker", required_argument, NULL, 'w'},
+                                         {"key", required_argument, NULL, 'k'},
+                                         {"expect", required_argument, NULL, 'e'},
+                                         {0}};
+    cairn_append_request req = {0};
+    cairn_event ev = {0};
+    int o;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (o == 'w')
+            ev.worker_id = optarg;
+        else if (o == 'k')
+            req.idempotency_key = optarg;
+        else if (o == 'e' && parse_u64(optarg, &req.expected_next_seq) == 0)
+            continue;
+        else
+            return usage();
+    }
+    if (argc - optind < 2 || argc - optind > 3)
+        return usage();
+    req.run_id = argv[optind];
+    ev.type = argv[optind + 1];
+    if (argc - optind == 3) {
+        ev.payload = argv[optind + 2];
+        ev.payload_len = strlen(argv[optind + 2]);
+    }
+    req.events = &ev;
+    req.events_count = 1;
+    cairn_append_result res;
+    cairn_error err;
+    cairn_status st = cairn_append_events(c, &req, &res, &err);
+    if (st)
+        return fail(st, &err);
+    printf("seq: %llu%s\nevents_since_checkpoint: %llu\n", (unsigned long long)res.first_seq,
+           res.replayed ? " (replayed)" : "", (unsigned long long)res.events_since_checkpoint);
+    return 0;
+}
+
+static int cmd_read(cairn_client *c, int argc, char **argv)
+{
+    static const struct option opts[] = {{"from", required_argument, NULL, 'f'},
+                                         {"max", required_argument, NULL, 'm'},
+                                         {"all", no_argument, NULL, 'a'},
+                                         {0}};
+    uint64_t from = 1, max = 0;
+    int all = 0, o;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if ((o == 'f' && parse_u64(optarg, &from) == 0) ||
+            (o == 'm' && parse_u64(optarg, &max) == 0 && max <= UINT32_MAX))
+            continue;
+        if (o == 'a') {
+            all = 1;
+            continue;
+        }
+        return usage();
+    }
+    if (argc - optind != 1)
+        return usage();
+    for (;;) {
+        cairn_event_page page;
+        cairn_error err;
+        cairn_status st = cairn_read_events(c, argv[optind], from, (uint32_t)max, &page, &err);
+        if (st)
+            return fail(st, &err);
+        for (size_t i = 0; i < page.events_count; i++) {
+            const cairn_event *e = &page.events[i];
+            printf("%llu\t%s\t%s\t%s\t", (unsigned long long)e->seq, e->type,
+                   *e->worker_id ? e->worker_id : "-", e->created_at);
+            print_bytes(e->payload, e->payload_len);
+            printf("\n");
+        }
+        size_t n = page.events_count;
+        from = page.next_seq;
+        cairn_event_page_free(&page);
+        if (!all || n == 0)
+            break;
+    }
+    return 0;
+}
+
+static const struct command {
+    const char *name;
+    int (*run)(cairn_client *c, int argc, char **argv);
+} commands[] = {
+    {"health", cmd_health},   {"create-run", cmd_create_run}, {"get-run", cmd_get_run},
+    {"list-runs", cmd_list_runs}, {"append", cmd_append},     {"read", cmd_read},
+};
+
+int main(int argc, char **argv)
+{
+    cairn_client_options opts;
+    cairn_client_options_init(&opts);
+    if (getenv("CAIRN_TARGET") && *getenv("CAIRN_TARGET"))
+        opts.target = getenv("CAIRN_TARGET");
+
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (strcmp(argv[i], "--target") == 0 && i + 1 < argc) {
+            opts.target = argv[++i];
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(usage_text, stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("cairnctl %s\n", cairn_version());
+            return 0;
+        } else {
+            return usage();
+        }
+    }
+    if (i >= argc)
+        return usage();
+
+    for (size_t k = 0; k < sizeof commands / sizeof commands[0]; k++) {
+        if (strcmp(argv[i], commands[k].name) != 0)
+            continue;
+        cairn_client *c;
+        cairn_error err;
+        cairn_status st = cairn_client_create(&opts, &c, &err);
+        if (st)
+            return fail(st, &err);
+        optind = 1;
+        int rc = commands[k].run(c, argc - i, argv + i);
+        cairn_client_destroy(c);
+        return rc;
+    }
+    fprintf(stderr, "cairnctl: unknown command \"%s\"\n", argv[i]);
+    return usage();
+}

@@ -1,0 +1,300 @@
+/* libcairn: the C client of cairnd.
+ *
+ * One client per process, shared by all its threads: every function here
+ * is thread-safe unless its comment says otherwise. A call either returns
+ * CAIRN_OK or a failure status, and fills the optional cairn_error with
+ * the detail (gRPC status, server message, attempts made).
+ *
+ * Mutations carry an idempotency key. Pass your own, or leave it NULL and
+ * the library draws a random one per logical call; either way every retry
+ * of that call reuses it, so the server applies the call exactly once.
+ * Transient failures (UNAVAILABLE, ABORTED, DEADLINE_EXCEEDED, ...) are
+ * retried with capped exponential backoff and jitter; permanent ones
+ * (INVALID_ARGUMENT, NOT_FOUND, ...) fail at once.
+ *
+ * Ownership: inputs are copied or used only during the call. Outputs are
+ * written into caller-supplied structs; those holding lists own memory
+ * that the matching *_free function releases. */
+#ifndef CAIRN_CAIRN_H
+#define CAIRN_CAIRN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(CAIRN_BUILDING) && defined(__GNUC__)
+#define CAIRN_API __attribute__((visibility("default")))
+#else
+#define CAIRN_API
+#endif
+
+#define CAIRN_VERSION_MAJOR 0
+#define CAIRN_VERSION_MINOR 1
+#define CAIRN_VERSION_PATCH 0
+
+/* Returns the library's version, "0.1.0". */
+CAIRN_API const char *cairn_version(void);
+
+/* ---- status codes ---- */
+
+/* The first 17 codes are gRPC's, with gRPC's numbers; local failures
+ * follow. Codes are only ever appended. */
+#define CAIRN_STATUS_MAP(XX)                                                      \
+    XX(OK, 0, "ok")                                                               \
+    XX(CANCELLED, 1, "the call was cancelled")                                    \
+    XX(UNKNOWN, 2, "unknown server error")                                        \
+    XX(INVALID_ARGUMENT, 3, "invalid argument")                                   \
+    XX(DEADLINE_EXCEEDED, 4, "deadline exceeded")                                 \
+    XX(NOT_FOUND, 5, "not found")                                                 \
+    XX(ALREADY_EXISTS, 6, "already exists")                                       \
+    XX(PERMISSION_DENIED, 7, "permission denied")                                 \
+    XX(RESOURCE_EXHAUSTED, 8, "resource exhausted")                               \
+    XX(FAILED_PRECONDITION, 9, "failed precondition")                             \
+    XX(ABORTED, 10, "aborted")                                                    \
+    XX(OUT_OF_RANGE, 11, "out of range")                                          \
+    XX(UNIMPLEMENTED, 12, "not implemented by the server")                        \
+    XX(INTERNAL, 13, "internal server error")                                     \
+    XX(UNAVAILABLE, 14, "server unavailable")                                     \
+    XX(DATA_LOSS, 15, "stored data failed its checksum")                          \
+    XX(UNAUTHENTICATED, 16, "unauthenticated")                                    \
+    XX(NO_MEMORY, 100, "out of memory")                                           \
+    XX(IO, 101, "local file error")                                               \
+    XX(CIRCUIT_OPEN, 102, "circuit breaker open: calls fail fast until a probe succeeds")
+
+typedef enum cairn_status {
+#define CAIRN_XX(name, value, text) CAIRN_##name = value,
+    CAIRN_STATUS_MAP(CAIRN_XX)
+#undef CAIRN_XX
+} cairn_status;
+
+/* Returns static text for a status; never NULL (unknown codes too). */
+CAIRN_API const char *cairn_strerror(cairn_status status);
+
+#define CAIRN_ERROR_MESSAGE_MAX 512
+
+/* What went wrong, for a failed call. */
+typedef struct cairn_error {
+    cairn_status status;          /* as returned */
+    int grpc_status;              /* gRPC code of the last attempt; -1 if none was made */
+    int attempts;                 /* attempts made, including the first */
+    bool needs_attention;         /* INTERNAL/UNKNOWN: a server bug; retried, but flag it */
+    bool has_retry_pushback;      /* the server sent grpc-retry-pushback-ms */
+    int64_t retry_pushback_ms;    /* its value; negative means do not retry */
+    char message[CAIRN_ERROR_MESSAGE_MAX]; /* server's message, or the local reason */
+} cairn_error;
+
+/* How a status should be treated. */
+typedef enum cairn_class {
+    CAIRN_CLASS_OK,               /* success */
+    CAIRN_CLASS_TRANSIENT,        /* retry later with the same key */
+    CAIRN_CLASS_PERMANENT,        /* retrying cannot help */
+} cairn_class;
+
+/* Classifies a failure per the contract: UNAVAILABLE, ABORTED,
+ * DEADLINE_EXCEEDED, INTERNAL and UNKNOWN are transient (the last two also
+ * set needs_attention), and so is CANCELLED, since libcairn never cancels
+ * its own calls; RESOURCE_EXHAUSTED is transient only with a pushback
+ * (overload, disk full); a negative pushback makes any failure permanent;
+ * everything else is permanent. err may carry a pushback; pass NULL for
+ * none. */
+CAIRN_API cairn_class cairn_classify(cairn_status status, const cairn_error *err);
+
+/* ---- retry policy ---- */
+
+typedef enum cairn_jitter {
+    CAIRN_JITTER_NONE,            /* exactly d */
+    CAIRN_JITTER_FULL,            /* random in [0, d] */
+    CAIRN_JITTER_EQUAL,           /* d/2 + random in [0, d/2]: never collapses to 0 */
+} cairn_jitter;
+
+typedef struct cairn_retry_policy {
+    int max_attempts;             /* attempts per logical call, >= 1 (10) */
+    uint32_t base_delay_ms;       /* delay before the first retry (100) */
+    double multiplier;            /* growth per retry, >= 1 (2.0) */
+    uint32_t max_delay_ms;        /* cap on any delay (5000) */
+    cairn_jitter jitter;          /* (CAIRN_JITTER_EQUAL) */
+    uint64_t jitter_seed;         /* 0: seed from the idempotency key */
+    uint32_t call_deadline_ms;    /* whole logical call, retries included (60000) */
+    uint32_t attempt_deadline_ms; /* one attempt (10000) */
+} cairn_retry_policy;
+
+/* Fills the defaults above. */
+CAIRN_API void cairn_retry_policy_init(cairn_retry_policy *policy);
+
+/* Returns the delay before retry number `retry` (0 = the first retry) of a
+ * call with idempotency key `key` (may be NULL): d = min(max_delay,
+ * base * multiplier^retry), then jittered. Deterministic: the randomness
+ * comes from (jitter_seed, retry), or from (key, retry) when the seed is 0. */
+CAIRN_API uint32_t cairn_backoff_delay_ms(const cairn_retry_policy *policy, int retry,
+                                          const char *key);
+
+/* ---- client ---- */
+
+typedef struct cairn_client cairn_client;
+
+typedef struct cairn_client_options {
+    /* gRPC target: "127.0.0.1:7070" (the default), or several servers,
+     * "ipv4:127.0.0.1:7001,127.0.0.1:7002", spread round-robin. Copied. */
+    const char *target;
+    cairn_retry_policy retry;
+    /* Largest message sent or received; the server's limit is 4 MiB. */
+    uint32_t max_message_bytes;
+} cairn_client_options;
+
+/* Fills the defaults. Call before setting fields, so fields added later
+ * get their defaults too. */
+CAIRN_API void cairn_client_options_init(cairn_client_options *opts);
+
+/* Creates a client. No connection is made until the first call. Returns
+ * CAIRN_OK and *out, or INVALID_ARGUMENT for bad options (named in err). */
+CAIRN_API cairn_status cairn_client_create(const cairn_client_options *opts,
+                                           cairn_client **out, cairn_error *err);
+
+/* Closes the client. No call may be in progress. NULL is a no-op. */
+CAIRN_API void cairn_client_destroy(cairn_client *client);
+
+/* ---- idempotency keys ---- */
+
+#define CAIRN_KEY_MAX 128
+#define CAIRN_ID_MAX 128
+#define CAIRN_TIMESTAMP_MAX 31
+
+/* Writes a key derived from components: the SHA-256 hex (64 characters and
+ * a NUL) of the components joined by 0x1F. Use it to make a retry after a
+ * crash of the caller itself reuse the same key. */
+CAIRN_API void cairn_idempotency_key(char out[65], const char *const *components, size_t n);
+
+/* Writes a random key (32 hex characters and a NUL) from the OS's CSPRNG. */
+CAIRN_API void cairn_random_key(char out[33]);
+
+/* ---- runs ---- */
+
+typedef struct cairn_label {
+    const char *key;
+    const char *value;
+} cairn_label;
+
+typedef struct cairn_create_run_request {
+    const char *idempotency_key;  /* NULL: random per call */
+    const char *run_id;
+    const char *const *workers;   /* ordered; duplicates dropped by the server */
+    size_t workers_count;
+    const cairn_label *labels;
+    size_t labels_count;
+} cairn_create_run_request;
+
+/* A run as the server reports it. Free with cairn_run_free. */
+typedef struct cairn_run {
+    char run_id[CAIRN_ID_MAX + 1];
+    char state[16];               /* "created", "running" or "completed" */
+    const char *const *workers;
+    size_t workers_count;
+    const char *const *completed_workers;
+    size_t completed_workers_count;
+    const cairn_label *labels;
+    size_t labels_count;
+    uint64_t next_seq;
+    char latest_checkpoint_id[CAIRN_ID_MAX + 1];
+    char created_at[CAIRN_TIMESTAMP_MAX + 1];
+    bool replayed;                /* answered from an earlier call with the same key */
+    void *internal_;
+} cairn_run;
+
+/* Creates a run, or returns it when it exists with the same workers and
+ * labels (ALREADY_EXISTS when different). On success *out must be freed
+ * with cairn_run_free. */
+CAIRN_API cairn_status cairn_create_run(cairn_client *client, const cairn_create_run_request *req,
+                                        cairn_run *out, cairn_error *err);
+
+/* Fetches a run; NOT_FOUND when there is none. Free *out with cairn_run_free. */
+CAIRN_API cairn_status cairn_get_run(cairn_client *client, const char *run_id, cairn_run *out,
+                                     cairn_error *err);
+
+/* Releases what a cairn_run holds; the struct itself is the caller's.
+ * Safe on a zeroed struct. */
+CAIRN_API void cairn_run_free(cairn_run *run);
+
+typedef struct cairn_run_page {
+    cairn_run *runs;
+    size_t runs_count;
+    char next_page_token[64];     /* "" on the last page */
+    void *internal_;
+} cairn_run_page;
+
+/* Lists runs in creation order. page_size 0 = 100 (at most 1000);
+ * page_token NULL or "" for the first page. Free with cairn_run_page_free. */
+CAIRN_API cairn_status cairn_list_runs(cairn_client *client, uint32_t page_size,
+                                       const char *page_token, cairn_run_page *out,
+                                       cairn_error *err);
+CAIRN_API void cairn_run_page_free(cairn_run_page *page);
+
+/* ---- events ---- */
+
+/* An event. For appends, set type, worker_id (NULL or "" = run-level) and
+ * payload; the server assigns the rest. */
+typedef struct cairn_event {
+    uint64_t seq;
+    const char *type;
+    const char *worker_id;
+    const void *payload;
+    size_t payload_len;
+    const char *created_at;
+} cairn_event;
+
+typedef struct cairn_append_request {
+    const char *idempotency_key;  /* NULL: random per call */
+    const char *run_id;
+    const cairn_event *events;    /* 1..1000, appended atomically in order */
+    size_t events_count;
+    uint64_t expected_next_seq;   /* 0 = no check */
+    uint64_t fencing_token;       /* 0 = none */
+} cairn_append_request;
+
+typedef struct cairn_append_result {
+    uint64_t first_seq;
+    uint64_t last_seq;
+    uint64_t events_since_checkpoint;
+    bool replayed;
+} cairn_append_result;
+
+/* Appends a batch. FAILED_PRECONDITION when expected_next_seq does not
+ * match; a retry with the same key returns the first result (replayed). */
+CAIRN_API cairn_status cairn_append_events(cairn_client *client, const cairn_append_request *req,
+                                           cairn_append_result *out, cairn_error *err);
+
+typedef struct cairn_event_page {
+    cairn_event *events;
+    size_t events_count;
+    uint64_t next_seq;            /* read on from here; the page was empty when == from_seq */
+    void *internal_;
+} cairn_event_page;
+
+/* Reads events with seq >= from_seq (0 = 1), at most max_events (0 = 100,
+ * at most 1000; a page may hold fewer to stay under the message limit).
+ * Free *out with cairn_event_page_free. */
+CAIRN_API cairn_status cairn_read_events(cairn_client *client, const char *run_id,
+                                         uint64_t from_seq, uint32_t max_events,
+                                         cairn_event_page *out, cairn_error *err);
+CAIRN_API void cairn_event_page_free(cairn_event_page *page);
+
+/* ---- health ---- */
+
+typedef enum cairn_serving {
+    CAIRN_SERVING_UNKNOWN = 0,
+    CAIRN_SERVING = 1,
+    CAIRN_NOT_SERVING = 2,
+} cairn_serving;
+
+/* Asks grpc.health.v1.Health/Check for service ("" or NULL = the server). */
+CAIRN_API cairn_status cairn_health_check(cairn_client *client, const char *service,
+                                          cairn_serving *out, cairn_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,103 @@
+/* libcairn internals: cairn__ names are private to the library. */
+#ifndef CAIRN_CLIENT_INTERNAL_H
+#define CAIRN_CLIENT_INTERNAL_H
+
+#include "cairn/cairn.h"
+
+#include <pb.h>
+
+/* The RPCs libcairn calls; transport.c maps them to method paths. */
+typedef enum cairn__method {
+    CAIRN__CREATE_RUN,
+    CAIRN__GET_RUN,
+    CAIRN__LIST_RUNS,
+    CAIRN__APPEND_EVENTS,
+    CAIRN__READ_EVENTS,
+    CAIRN__HEALTH_CHECK,
+    CAIRN__METHOD_COUNT
+} cairn__method;
+
+/* ---- transport.c: the only file that includes gRPC headers ---- */
+
+typedef struct cairn__transport cairn__transport;
+
+cairn_status cairn__transport_create(const char *target, uint32_t max_message_bytes,
+                                     cairn__transport **out, cairn_error *err);
+void cairn__transport_destroy(cairn__transport *t);
+
+/* The outcome of one attempt. body and details are malloc'd. */
+typedef struct cairn__reply {
+    int grpc_status;
+    char *details;
+    bool has_pushback;
+    int64_t pushback_ms;
+    uint8_t *body;
+    size_t body_len;
+} cairn__reply;
+
+void cairn__reply_free(cairn__reply *r);
+
+/* Makes one unary attempt bounded by timeout_ms. wait_for_ready makes the
+ * call wait for a connection (up to the timeout) instead of failing fast.
+ * Always fills *out; local failures come back as UNAVAILABLE. */
+void cairn__transport_unary(cairn__transport *t, cairn__method m, const uint8_t *req,
+                            size_t len, uint32_t timeout_ms, bool wait_for_ready,
+                            cairn__reply *out);
+
+/* ---- client.c ---- */
+
+struct cairn_client {
+    cairn__transport *transport;
+    cairn_retry_policy retry;
+};
+
+/* ---- status.c ---- */
+
+/* Fills err (when not NULL) with a local failure and returns status. */
+cairn_status cairn__fail(cairn_error *err, cairn_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Maps a gRPC status code to a cairn_status. */
+cairn_status cairn__status_from_grpc(int code);
+/* Resets err to success. */
+void cairn__error_clear(cairn_error *err);
+
+/* ---- retry.c ---- */
+
+typedef struct cairn__call {
+    cairn__method method;
+    const uint8_t *req;
+    size_t req_len;
+    const char *key;              /* the idempotency key; NULL for reads */
+} cairn__call;
+
+/* Runs a logical call: attempts, classification, backoff. On CAIRN_OK
+ * *out holds the successful reply (free with cairn__reply_free). */
+cairn_status cairn__invoke(cairn_client *c, const cairn__call *call, cairn__reply *out,
+                           cairn_error *err);
+
+/* ---- codec.c: nanopb ---- */
+
+/* Encodes msg into a malloc'd buffer. */
+cairn_status cairn__encode(const pb_msgdesc_t *fields, const void *msg, uint8_t **out,
+                           size_t *len, cairn_error *err);
+/* Decodes into msg (which must be initialized, callbacks set). On failure
+ * msg is released. */
+cairn_status cairn__decode(const pb_msgdesc_t *fields, const uint8_t *buf, size_t len,
+                           void *msg, cairn_error *err);
+/* Copies s into a bounded char array, or fails with INVALID_ARGUMENT
+ * naming field and the limit. NULL copies as "". */
+cairn_status cairn__copy_str(char *dst, size_t cap, const char *s, const char *field,
+                             cairn_error *err);
+
+/* Encodes, invokes and decodes a unary call in one step: the request
+ * message is encoded, the call made with retries, and the reply decoded
+ * into resp (initialized by the caller). */
+cairn_status cairn__unary(cairn_client *c, cairn__method m, const pb_msgdesc_t *req_fields,
+                          const void *req, const char *key, const pb_msgdesc_t *resp_fields,
+                          void *resp, cairn_error *err);
+
+/* Picks the idempotency key of a logical call: the caller's (checked) or a
+ * fresh random one, written to out. */
+cairn_status cairn__pick_key(char out[CAIRN_KEY_MAX + 1], const char *given, cairn_error *err);
+
+#endif

@@ -1,0 +1,129 @@
+/* The retry loop of every logical call: capped exponential backoff with
+ * deterministic jitter, retries only for transient failures, the same
+ * request bytes (so the same idempotency key) on every attempt. */
+#include "internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+void cairn_retry_policy_init(cairn_retry_policy *p)
+{
+    p->max_attempts = 10;
+    p->base_delay_ms = 100;
+    p->multiplier = 2.0;
+    p->max_delay_ms = 5000;
+    p->jitter = CAIRN_JITTER_EQUAL;
+    p->jitter_seed = 0;
+    p->call_deadline_ms = 60000;
+    p->attempt_deadline_ms = 10000;
+}
+
+static uint64_t splitmix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; s && *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+uint32_t cairn_backoff_delay_ms(const cairn_retry_policy *p, int retry, const char *key)
+{
+    if (retry < 0)
+        retry = 0;
+    double d = (double)p->base_delay_ms * pow(p->multiplier > 1.0 ? p->multiplier : 1.0, retry);
+    if (!(d <= (double)p->max_delay_ms)) /* also catches inf */
+        d = (double)p->max_delay_ms;
+
+    uint64_t seed = p->jitter_seed ? p->jitter_seed : fnv1a(key);
+    uint64_t r = splitmix64(seed ^ splitmix64((uint64_t)retry + 1));
+    double u = (double)(r >> 11) * 0x1.0p-53; /* uniform in [0, 1) */
+    switch (p->jitter) {
+    case CAIRN_JITTER_FULL:
+        d = u * d;
+        break;
+    case CAIRN_JITTER_EQUAL:
+        d = d / 2 + u * (d / 2);
+        break;
+    case CAIRN_JITTER_NONE:
+        break;
+    }
+    return (uint32_t)d;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+/* Copies one attempt's outcome into err. */
+static void record(cairn_error *err, const cairn__reply *r, int attempts)
+{
+    err->status = cairn__status_from_grpc(r->grpc_status);
+    err->grpc_status = r->grpc_status;
+    err->attempts = attempts;
+    err->needs_attention = err->status == CAIRN_INTERNAL || err->status == CAIRN_UNKNOWN;
+    err->has_retry_pushback = r->has_pushback;
+    err->retry_pushback_ms = r->has_pushback ? r->pushback_ms : -1;
+    snprintf(err->message, sizeof err->message, "%s", r->details ? r->details : "");
+}
+
+cairn_status cairn__invoke(cairn_client *c, const cairn__call *call, cairn__reply *out,
+                           cairn_error *errp)
+{
+    const cairn_retry_policy *p = &c->retry;
+    cairn_error local;
+    cairn_error *err = errp ? errp : &local;
+    cairn__error_clear(err);
+    const int64_t deadline = now_ms() + p->call_deadline_ms;
+    const int max_attempts = p->max_attempts > 0 ? p->max_attempts : 1;
+
+    for (int attempt = 1;; attempt++) {
+        int64_t left = deadline - now_ms();
+        uint32_t timeout = left < (int64_t)p->attempt_deadline_ms ? (uint32_t)(left > 1 ? left : 1)
+                                                                 : p->attempt_deadline_ms;
+        cairn__reply r;
+        /* Retries wait for the channel to connect rather than failing at
+         * once on a channel that is still reconnecting after a restart. */
+        cairn__transport_unary(c->transport, call->method, call->req, call->req_len, timeout,
+                               attempt > 1, &r);
+        record(err, &r, attempt);
+        if (r.grpc_status == 0) {
+            *out = r;
+            return CAIRN_OK;
+        }
+        cairn__reply_free(&r);
+
+        if (cairn_classify(err->status, err) != CAIRN_CLASS_TRANSIENT || attempt >= max_attempts)
+            return err->status;
+        int64_t delay = err->has_retry_pushback ? err->retry_pushback_ms
+                                                : cairn_backoff_delay_ms(p, attempt - 1, call->key);
+        if (now_ms() + delay >= deadline) {
+            size_t n = strlen(err->message);
+            snprintf(err->message + n, sizeof err->message - n,
+                     " (gave up: the call's %u ms deadline leaves no room for another attempt)",
+                     p->call_deadline_ms);
+            return err->status;
+        }
+        sleep_ms(delay);
+    }
+}
