@@ -1,0 +1,234 @@
+#include "cairn_test.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int ct_server_init(ct_server *s)
+{
+    memset(s, 0, sizeof *s);
+    const char *tmp = getenv("TMPDIR");
+    snprintf(s->dir, sizeof s->dir, "%s/cairn-test-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(s->dir))
+        return -1;
+    snprintf(s->data_dir, sizeof s->data_dir, "%s/data", s->dir);
+    snprintf(s->log_path, sizeof s->log_path, "%s/cairnd.log", s->dir);
+    return 0;
+}
+
+/* Reads cairnd's stdout until "listening on HOST:PORT\n". */
+static int read_address(int fd, ct_server *s)
+{
+    char buf[256];
+    size_t n = 0;
+    while (n < sizeof buf - 1) {
+        ssize_t r = read(fd, buf + n, 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        if (buf[n++] == '\n')
+            break;
+    }
+    buf[n] = '\0';
+    const char *p = strstr(buf, "listening on ");
+    const char *colon = p ? strrchr(buf, ':') : NULL;
+    if (!colon)
+        return -1;
+    s->port = atoi(colon + 1);
+    snprintf(s->target, sizeof s->target, "127.0.0.1:%d", s->port);
+    return s->port > 0 ? 0 : -1;
+}
+
+int ct_server_start(ct_server *s, int port, const char *const *extra_args)
+{
+    char listen[64];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    const char *argv[64] = {CT_CAIRND_PATH, "--listen", listen, "--data-dir", s->data_dir,
+                            "--threads", "2"};
+    int argc = 7;
+    for (int i = 0; extra_args && extra_args[i] && argc < 62; i++)
+        argv[argc++] = extra_args[i];
+    argv[argc] = NULL;
+
+    int out[2];
+    if (pipe2(out, O_CLOEXEC) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int log = open(s->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(out[1], STDOUT_FILENO);
+        if (log >= 0)
+            dup2(log, STDERR_FILENO);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(out[1]);
+    s->pid = pid;
+    int rc = read_address(out[0], s);
+    close(out[0]);
+    if (rc < 0) {
+        int status;
+        waitpid(pid, &status, 0);
+        s->pid = 0;
+        return -1;
+    }
+    return 0;
+}
+
+static int wait_exit(pid_t pid)
+{
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    return 128 + WTERMSIG(status);
+}
+
+int ct_server_stop(ct_server *s)
+{
+    if (!s->pid)
+        return -1;
+    kill(s->pid, SIGTERM);
+    int rc = wait_exit(s->pid);
+    s->pid = 0;
+    return rc;
+}
+
+void ct_server_kill(ct_server *s)
+{
+    if (!s->pid)
+        return;
+    kill(s->pid, SIGKILL);
+    wait_exit(s->pid);
+    s->pid = 0;
+}
+
+void ct_server_cleanup(ct_server *s)
+{
+    ct_server_kill(s);
+    if (s->dir[0] && !getenv("CAIRN_TEST_KEEP"))
+        ct_rmrf(s->dir);
+}
+
+cairn_client *ct_client(const ct_server *s, const cairn_retry_policy *retry)
+{
+    cairn_client_options opts;
+    cairn_client_options_init(&opts);
+    opts.target = s->target;
+    if (retry)
+        opts.retry = *retry;
+    cairn_client *c = NULL;
+    cairn_error err;
+    if (cairn_client_create(&opts, &c, &err) != CAIRN_OK)
+        fprintf(stderr, "ct_client: %s\n", err.message);
+    return c;
+}
+
+int ct_run_cairnd(const char *const *args, char *out, size_t cap)
+{
+    const char *argv[64] = {CT_CAIRND_PATH};
+    int argc = 1;
+    for (int i = 0; args && args[i] && argc < 63; i++)
+        argv[argc++] = args[i];
+    argv[argc] = NULL;
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        dup2(p[1], STDOUT_FILENO);
+        dup2(p[1], STDERR_FILENO);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(p[1]);
+    size_t n = 0;
+    for (;;) {
+        char buf[512];
+        ssize_t r = read(p[0], buf, sizeof buf);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        size_t take = (size_t)r < cap - 1 - n ? (size_t)r : cap - 1 - n;
+        memcpy(out + n, buf, take);
+        n += take;
+    }
+    out[n] = '\0';
+    close(p[0]);
+    return wait_exit(pid);
+}
+
+static int walk(const char *path, int remove)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return 0;
+    int count = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        char child[1024];
+        snprintf(child, sizeof child, "%s/%s", path, e->d_name);
+        count++;
+        struct stat st;
+        if (lstat(child, &st) == 0 && S_ISDIR(st.st_mode)) {
+            count += walk(child, remove);
+            if (remove)
+                rmdir(child);
+        } else if (remove) {
+            unlink(child);
+        }
+    }
+    closedir(d);
+    return count;
+}
+
+void ct_rmrf(const char *path)
+{
+    walk(path, 1);
+    rmdir(path);
+}
+
+int ct_count_entries(const char *path)
+{
+    return walk(path, 0);
+}
+
+bool ct_only_store_files(const char *dir)
+{
+    static const char *const known[] = {"LOCK", "cairn.db", "cairn.db-wal", "cairn.db-shm"};
+    DIR *d = opendir(dir);
+    if (!d)
+        return false;
+    bool ok = true;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        bool found = false;
+        for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+            found = found || strcmp(e->d_name, known[i]) == 0;
+        if (!found) {
+            fprintf(stderr, "unexpected file in %s: %s\n", dir, e->d_name);
+            ok = false;
+        }
+    }
+    closedir(d);
+    return ok;
+}

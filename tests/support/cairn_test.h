@@ -1,0 +1,56 @@
+/* Test support: real cairnd processes on 127.0.0.1 with ephemeral ports
+ * and temporary data dirs, stopped by PID. */
+#ifndef CAIRN_TEST_H
+#define CAIRN_TEST_H
+
+#include <cairn/cairn.h>
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+typedef struct ct_server {
+    pid_t pid;                 /* 0 when not running */
+    int port;
+    char target[64];           /* "127.0.0.1:PORT" */
+    char dir[256];             /* temp dir: holds data/ and cairnd.log */
+    char data_dir[300];        /* dir/data */
+    char log_path[300];        /* dir/cairnd.log, appended by every start */
+} ct_server;
+
+/* Creates a fresh temp dir for s (not started yet). Returns 0 or -1. */
+int ct_server_init(ct_server *s);
+
+/* Starts cairnd on s->data_dir, on 127.0.0.1:port (0 = any free port),
+ * with extra flags (NULL-terminated, may be NULL). Waits until cairnd
+ * prints its address, so the server accepts calls on return. Returns 0, or
+ * -1 when cairnd exited first (its log says why). */
+int ct_server_start(ct_server *s, int port, const char *const *extra_args);
+
+/* SIGTERM, then waits. Returns cairnd's exit status, or 128+signal. */
+int ct_server_stop(ct_server *s);
+
+/* SIGKILL, then waits. */
+void ct_server_kill(ct_server *s);
+
+/* Stops s if it runs and removes its temp dir. */
+void ct_server_cleanup(ct_server *s);
+
+/* A client for s with default options (or the given retry policy). */
+cairn_client *ct_client(const ct_server *s, const cairn_retry_policy *retry);
+
+/* Runs cairnd with args to completion (not a server: --help, bad flags,
+ * a locked data dir). Captures up to cap-1 bytes of stdout+stderr into
+ * out. Returns the exit status. */
+int ct_run_cairnd(const char *const *args, char *out, size_t cap);
+
+/* Removes a directory tree. */
+void ct_rmrf(const char *path);
+
+/* Returns how many directory entries path holds (recursively). */
+int ct_count_entries(const char *path);
+
+/* True when dir holds nothing but cairnd's own files (LOCK, cairn.db and
+ * its -wal/-shm), so no request made a file of its own. */
+bool ct_only_store_files(const char *dir);
+
+#endif
