@@ -680,7 +680,9 @@ static srv_code sq_read_events(srv_store *st, srv_arena *a, const char *run_id,
     out->n_events = 0;
     out->next_seq = from_seq;
     sqlite3_bind_int64(s, 1, r.id);
-    sqlite3_bind_int64(s, 2, (int64_t)from_seq);
+    /* SQLite integers are signed: a from_seq past INT64_MAX is past every
+     * seq, so it reads nothing and next_seq stays from_seq. */
+    sqlite3_bind_int64(s, 2, from_seq > INT64_MAX ? INT64_MAX : (int64_t)from_seq);
     sqlite3_bind_int64(s, 3, max_events);
     size_t bytes = 0;
     int sqrc = out->events ? SQLITE_ROW : SQLITE_NOMEM;

@@ -35,7 +35,8 @@ static srv_code normalize_labels(Cairn__V1__CreateRunRequest *req, srv_error *er
     /* A map in protobuf keeps the last value of a repeated key; sorting
      * makes the request canonical for its fingerprint and for comparing
      * run definitions. */
-    qsort(req->labels, req->n_labels, sizeof *req->labels, label_cmp);
+    if (req->n_labels > 1)
+        qsort(req->labels, req->n_labels, sizeof *req->labels, label_cmp);
     size_t out = 0;
     for (size_t i = 0; i < req->n_labels; i++) {
         if (out && strcmp(req->labels[out - 1]->key, req->labels[i]->key) == 0)
@@ -95,7 +96,8 @@ srv_code srv_read_get_run(srv_app *app, srv_arena *a, const ProtobufCMessage *ms
 }
 
 /* A page token is the position after which the next page starts, as
- * decimal digits; anything else did not come from ListRuns. */
+ * decimal digits; anything else (including a position no store can hold,
+ * past INT64_MAX) did not come from ListRuns. */
 static int parse_token(const char *s, uint64_t *out)
 {
     if (!*s) {
@@ -105,7 +107,7 @@ static int parse_token(const char *s, uint64_t *out)
     if (strlen(s) > 19 || strspn(s, "0123456789") != strlen(s))
         return -1;
     *out = strtoull(s, NULL, 10);
-    return 0;
+    return *out > INT64_MAX ? -1 : 0;
 }
 
 srv_code srv_validate_list_runs(ProtobufCMessage *msg, srv_arena *a, srv_error *err)
