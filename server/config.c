@@ -18,6 +18,7 @@ enum {
     OPT_LOG_LEVEL,
     OPT_LOG_FORMAT,
     OPT_SHUTDOWN_GRACE,
+    OPT_INSECURE,
 };
 
 /* One row per setting: flag, env twin, help. The table drives getopt, the
@@ -41,6 +42,8 @@ static const struct setting {
      "text or json (default text)"},
     {OPT_SHUTDOWN_GRACE, "shutdown-grace-ms", "CAIRN_SHUTDOWN_GRACE_MS", "MS",
      "how long in-flight calls may finish after SIGTERM, 0..600000 (default 5000)"},
+    {OPT_INSECURE, "insecure", "CAIRN_INSECURE", "true|false",
+     "allow --listen off loopback without TLS or tokens (default false)"},
 };
 enum { N_SETTINGS = sizeof settings / sizeof settings[0] };
 
@@ -104,6 +107,10 @@ static int apply(srv_config *cfg, const struct setting *st, const char *v,
         break;
     case OPT_SHUTDOWN_GRACE:
         ok = parse_int(v, 0, 600000, &cfg->shutdown_grace_ms) == 0;
+        break;
+    case OPT_INSECURE:
+        ok = strcmp(v, "true") == 0 || strcmp(v, "false") == 0;
+        cfg->insecure = strcmp(v, "true") == 0;
         break;
     }
     if (!ok) {
@@ -169,5 +176,25 @@ srv_config_result srv_config_parse(srv_config *cfg, int argc, char **argv)
         fprintf(stderr, "cairnd: unexpected argument \"%s\" (see cairnd --help)\n", argv[optind]);
         return SRV_CONFIG_EXIT_USAGE;
     }
+    if (!cfg->insecure && !srv_listen_is_loopback(cfg->listen)) {
+        fprintf(stderr,
+                "cairnd: --listen: %s is not a loopback address, and cairnd has no TLS or "
+                "tokens yet; pass --insecure true to serve it anyway\n",
+                cfg->listen);
+        return SRV_CONFIG_EXIT_USAGE;
+    }
     return SRV_CONFIG_RUN;
+}
+
+bool srv_listen_is_loopback(const char *listen)
+{
+    const char *colon = strrchr(listen, ':');
+    size_t n = colon ? (size_t)(colon - listen) : strlen(listen);
+    char host[256];
+    if (n >= sizeof host)
+        return false;
+    memcpy(host, listen, n);
+    host[n] = '\0';
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "localhost") == 0 ||
+           strcmp(host, "[::1]") == 0;
 }

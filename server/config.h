@@ -13,6 +13,9 @@
 #define SRV_DEFAULT_SHUTDOWN_GRACE_MS 5000
 #define SRV_THREADS_MAX 64
 
+/* True when the host of a HOST:PORT address is a loopback address. */
+bool srv_listen_is_loopback(const char *listen);
+
 typedef struct srv_config {
     char listen[256];
     char data_dir[4096];
@@ -20,6 +23,7 @@ typedef struct srv_config {
     srv_log_level log_level;
     srv_log_format log_format;
     int shutdown_grace_ms;         /* in-flight calls get this long on SIGTERM */
+    bool insecure;                 /* allow a non-loopback --listen without TLS */
 } srv_config;
 
 typedef enum srv_config_result {
@@ -29,7 +33,9 @@ typedef enum srv_config_result {
 } srv_config_result;
 
 /* Fills *cfg from defaults, the environment and argv. Prints help, version
- * or a usage error (naming the flag and the accepted values) itself. */
+ * or a usage error (naming the flag and the accepted values) itself.
+ * Refuses a --listen address off loopback unless --insecure is given:
+ * cairnd has no TLS or tokens yet. */
 srv_config_result srv_config_parse(srv_config *cfg, int argc, char **argv);
 
 #endif

@@ -224,6 +224,10 @@ static void flags_are_checked_and_documented(void **state)
     const char *level[] = {"--log-level", "loud", NULL};
     assert_int_equal(ct_run_cairnd(level, out, sizeof out), 2);
     assert_non_null(strstr(out, "--log-level"));
+    /* No TLS yet: serving off loopback needs an explicit --insecure. */
+    const char *exposed[] = {"--listen", "0.0.0.0:0", NULL};
+    assert_int_equal(ct_run_cairnd(exposed, out, sizeof out), 2);
+    assert_non_null(strstr(out, "--insecure"));
 }
 
 static void restart_on_the_same_port_serves_again(void **state)
