@@ -285,17 +285,18 @@ static srv_code read_labels(conn *c, srv_arena *a, int64_t run, Cairn__V1__Run *
     Cairn__V1__Run__LabelsEntry **v =
         srv_arena_alloc(a, SRV_LABELS_MAX * sizeof *v);
     size_t n = 0;
-    int rc;
-    while (v && n < SRV_LABELS_MAX && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        Cairn__V1__Run__LabelsEntry *e = srv_arena_alloc(a, sizeof *e);
-        if (!e)
+    int rc = v ? SQLITE_ROW : SQLITE_NOMEM;
+    while (rc == SQLITE_ROW && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        Cairn__V1__Run__LabelsEntry *e = n < SRV_LABELS_MAX ? srv_arena_alloc(a, sizeof *e) : NULL;
+        if (!e) {
+            rc = SQLITE_NOMEM;
             break;
+        }
         cairn__v1__run__labels_entry__init(e);
         e->key = (char *)column_text(a, s, 0);
         e->value = (char *)column_text(a, s, 1);
         v[n++] = e;
     }
-    rc = v ? SQLITE_DONE : SQLITE_NOMEM;
     sqlite3_reset(s);
     if (rc != SQLITE_DONE)
         return db_fail(c->db, rc, "reading labels", err);
@@ -373,7 +374,7 @@ static srv_code sq_commit(srv_store *st, srv_error *err)
 static void sq_rollback(srv_store *st)
 {
     conn *w = &from_base(st)->writer;
-    if (!sqlite3_get_autocommit(w->db)) {
+    if (w->db && !sqlite3_get_autocommit(w->db)) {
         srv_error ignored;
         exec_stmt(w, ST_ROLLBACK, "rolling back", &ignored);
     }

@@ -10,15 +10,22 @@
 
 typedef Cairn__V1__CreateRunRequest__LabelsEntry label;
 
-/* Sort by key; equal keys keep their order, so the last one can win. */
+/* Sort by key, equal keys in request order (by index, not by address:
+ * decoded entries need not sit at increasing addresses), so the last one
+ * can win. */
+typedef struct indexed_label {
+    label *l;
+    size_t i;
+} indexed_label;
+
 static int label_cmp(const void *x, const void *y)
 {
-    const label *a = *(label *const *)x, *b = *(label *const *)y;
-    int c = strcmp(a->key, b->key);
-    return c ? c : (a < b ? -1 : a > b);
+    const indexed_label *a = x, *b = y;
+    int c = strcmp(a->l->key, b->l->key);
+    return c ? c : (a->i > b->i) - (a->i < b->i);
 }
 
-static srv_code normalize_labels(Cairn__V1__CreateRunRequest *req, srv_error *err)
+static srv_code normalize_labels(Cairn__V1__CreateRunRequest *req, srv_arena *a, srv_error *err)
 {
     if (req->n_labels > SRV_LABELS_MAX)
         return srv_fail(err, SRV_INVALID_ARGUMENT, "labels: at most %d labels, got %zu",
@@ -35,8 +42,16 @@ static srv_code normalize_labels(Cairn__V1__CreateRunRequest *req, srv_error *er
     /* A map in protobuf keeps the last value of a repeated key; sorting
      * makes the request canonical for its fingerprint and for comparing
      * run definitions. */
-    if (req->n_labels > 1)
-        qsort(req->labels, req->n_labels, sizeof *req->labels, label_cmp);
+    if (req->n_labels > 1) {
+        indexed_label *v = srv_arena_alloc(a, req->n_labels * sizeof *v);
+        if (!v)
+            return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+        for (size_t i = 0; i < req->n_labels; i++)
+            v[i] = (indexed_label){req->labels[i], i};
+        qsort(v, req->n_labels, sizeof *v, label_cmp);
+        for (size_t i = 0; i < req->n_labels; i++)
+            req->labels[i] = v[i].l;
+    }
     size_t out = 0;
     for (size_t i = 0; i < req->n_labels; i++) {
         if (out && strcmp(req->labels[out - 1]->key, req->labels[i]->key) == 0)
@@ -61,7 +76,7 @@ srv_code srv_validate_create_run(ProtobufCMessage *msg, srv_arena *a, srv_error 
     }
     if (srv_dedup_strings(a, req->workers, &req->n_workers, err))
         return err->code;
-    return normalize_labels(req, err);
+    return normalize_labels(req, a, err);
 }
 
 srv_code srv_apply_create_run(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
