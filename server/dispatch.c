@@ -46,7 +46,7 @@ static srv_rpc_method methods[N_ROWS];
 const srv_rpc_method *srv_dispatch_methods(size_t *n)
 {
     for (size_t i = 0; i < N_ROWS; i++)
-        methods[i] = (srv_rpc_method){table[i].path, false};
+        methods[i] = (srv_rpc_method){table[i].path, SRV_RPC_UNARY};
     *n = N_ROWS;
     return methods;
 }

@@ -43,17 +43,34 @@ typedef struct slot {
 } slot;
 
 struct srv_call {
-    srv_tag tag;
+    srv_tag tag;                  /* the batch that ends the call */
     srv_rpc *rpc;
     grpc_call *call;
     gpr_timespec deadline;
     srv_arena *arena;
     uint8_t *req;
     size_t req_len;
+    bool streaming;               /* RECV_CLOSE_ON_SERVER is its own batch */
+    bool initial_sent;            /* initial metadata went with a message */
+    atomic_int refs;              /* the end batch + every batch in flight */
     int cancelled;
     grpc_byte_buffer *reply;
     grpc_metadata trailers[2];
     char pushback[24];
+    /* streams */
+    pthread_mutex_t mu;           /* guards the close state */
+    srv_tag close_tag;
+    bool closed;
+    srv_close_fn close_fn;
+    void *close_arg;
+    srv_tag recv_tag;
+    grpc_byte_buffer *recv_buf;
+    srv_recv_fn recv_fn;
+    void *recv_arg;
+    srv_tag send_tag;
+    grpc_byte_buffer *send_buf;
+    srv_sent_fn send_fn;
+    void *send_arg;
 };
 
 struct srv_rpc {
@@ -92,14 +109,22 @@ static void call_destroy(srv_call *c)
         grpc_call_unref(c->call);
     if (c->reply)
         grpc_byte_buffer_destroy(c->reply);
+    if (c->streaming)
+        pthread_mutex_destroy(&c->mu);
     srv_arena_destroy(c->arena);
     free(c);
 }
 
-static void on_reply_sent(srv_tag *t, bool ok)
+static void call_unref(srv_call *c)
+{
+    if (atomic_fetch_sub(&c->refs, 1) == 1)
+        call_destroy(c);
+}
+
+static void on_ended(srv_tag *t, bool ok)
 {
     (void)ok; /* a failed send means the client went away: nothing to do */
-    call_destroy(container_of(t, srv_call, tag));
+    call_unref(container_of(t, srv_call, tag));
 }
 
 srv_arena *srv_call_arena(srv_call *c)
@@ -121,21 +146,34 @@ int64_t srv_call_remaining_ms(const srv_call *c)
     return left.tv_sec * 1000 + left.tv_nsec / 1000000;
 }
 
-/* The one batch that ends a unary call: headers, the message if any,
- * status with trailers, and the close. */
-static void finish(srv_call *c, srv_code code, const char *details,
-                   const uint8_t *msg, size_t len, bool has_msg,
-                   bool replayed, int pushback_ms)
+static grpc_byte_buffer *buffer_from(const uint8_t *msg, size_t len)
+{
+    grpc_slice s = grpc_slice_from_copied_buffer((const char *)msg, len);
+    grpc_byte_buffer *b = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    return b;
+}
+
+/* Adds SEND_INITIAL_METADATA to ops unless it already went out. */
+static size_t initial_metadata_op(srv_call *c, grpc_op *ops)
+{
+    if (c->initial_sent)
+        return 0;
+    c->initial_sent = true;
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    return 1;
+}
+
+/* The batch that ends a call: headers unless sent, the message if any,
+ * status with trailers, and for unary calls the close. */
+static void end_call(srv_call *c, srv_code code, const char *details, const uint8_t *msg,
+                     size_t len, bool has_msg, bool replayed, int pushback_ms)
 {
     grpc_op ops[4];
-    size_t n = 0;
     memset(ops, 0, sizeof ops);
-
-    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    size_t n = initial_metadata_op(c, ops);
     if (has_msg) {
-        grpc_slice s = grpc_slice_from_copied_buffer((const char *)msg, len);
-        c->reply = grpc_raw_byte_buffer_create(&s, 1);
-        grpc_slice_unref(s);
+        c->reply = buffer_from(msg, len);
         ops[n].op = GRPC_OP_SEND_MESSAGE;
         ops[n++].data.send_message.send_message = c->reply;
     }
@@ -156,26 +194,147 @@ static void finish(srv_call *c, srv_code code, const char *details,
     ops[n].data.send_status_from_server.trailing_metadata = nt ? c->trailers : NULL;
     ops[n].data.send_status_from_server.status = (grpc_status_code)code;
     ops[n++].data.send_status_from_server.status_details = details ? &text : NULL;
-    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-    ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+    if (!c->streaming) {
+        ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+        ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+    }
 
-    c->tag.fn = on_reply_sent;
+    c->tag.fn = on_ended;
     grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->tag, NULL);
     grpc_slice_unref(text);
     if (e != GRPC_CALL_OK) {
-        srv_error_log("rpc: reply batch refused (%d)", (int)e);
-        call_destroy(c);
+        srv_error_log("rpc: ending batch refused (%d)", (int)e);
+        call_unref(c);
     }
 }
 
 void srv_call_reply(srv_call *c, const uint8_t *msg, size_t len, bool replayed)
 {
-    finish(c, SRV_OK, NULL, msg, len, true, replayed, -1);
+    end_call(c, SRV_OK, NULL, msg, len, true, replayed, -1);
 }
 
 void srv_call_fail(srv_call *c, const srv_error *err)
 {
-    finish(c, err->code, err->msg, NULL, 0, false, false, err->pushback_ms);
+    end_call(c, err->code, err->msg, NULL, 0, false, false, err->pushback_ms);
+}
+
+void srv_call_finish(srv_call *c)
+{
+    end_call(c, SRV_OK, NULL, NULL, 0, false, false, -1);
+}
+
+/* Starts a batch that holds a reference until it completes. */
+static void start_ref_batch(srv_call *c, grpc_op *ops, size_t n, srv_tag *tag)
+{
+    atomic_fetch_add(&c->refs, 1);
+    grpc_call_error e = grpc_call_start_batch(c->call, ops, n, tag, NULL);
+    if (e != GRPC_CALL_OK) {
+        srv_error_log("rpc: stream batch refused (%d)", (int)e);
+        c->cancelled = 1;
+        tag->fn(tag, false); /* report the failure through the usual path */
+    }
+}
+
+static void on_close(srv_tag *t, bool ok)
+{
+    (void)ok;
+    srv_call *c = container_of(t, srv_call, close_tag);
+    pthread_mutex_lock(&c->mu);
+    c->closed = true;
+    srv_close_fn fn = c->close_fn;
+    pthread_mutex_unlock(&c->mu);
+    if (fn)
+        fn(c, c->close_arg, c->cancelled != 0);
+    call_unref(c);
+}
+
+void srv_call_on_close(srv_call *c, srv_close_fn fn, void *arg)
+{
+    pthread_mutex_lock(&c->mu);
+    bool closed = c->closed;
+    if (!closed) {
+        c->close_fn = fn;
+        c->close_arg = arg;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (closed)
+        fn(c, arg, c->cancelled != 0);
+}
+
+static void on_recv(srv_tag *t, bool ok)
+{
+    srv_call *c = container_of(t, srv_call, recv_tag);
+    grpc_byte_buffer *b = c->recv_buf;
+    c->recv_buf = NULL;
+    uint8_t *msg = NULL;
+    size_t len = 0;
+    if (ok && b) {
+        grpc_byte_buffer_reader r;
+        if (grpc_byte_buffer_reader_init(&r, b)) {
+            grpc_slice all = grpc_byte_buffer_reader_readall(&r);
+            len = GRPC_SLICE_LENGTH(all);
+            msg = malloc(len ? len : 1);
+            if (msg)
+                memcpy(msg, GRPC_SLICE_START_PTR(all), len);
+            grpc_slice_unref(all);
+            grpc_byte_buffer_reader_destroy(&r);
+        }
+        ok = msg != NULL;
+    }
+    if (b)
+        grpc_byte_buffer_destroy(b);
+    c->recv_fn(c, c->recv_arg, msg, len, ok);
+    free(msg);
+    call_unref(c);
+}
+
+void srv_call_recv(srv_call *c, srv_recv_fn fn, void *arg)
+{
+    c->recv_fn = fn;
+    c->recv_arg = arg;
+    c->recv_tag.fn = on_recv;
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &c->recv_buf;
+    start_ref_batch(c, &op, 1, &c->recv_tag);
+}
+
+static void on_sent(srv_tag *t, bool ok)
+{
+    srv_call *c = container_of(t, srv_call, send_tag);
+    if (c->send_buf)
+        grpc_byte_buffer_destroy(c->send_buf);
+    c->send_buf = NULL;
+    c->send_fn(c, c->send_arg, ok);
+    call_unref(c);
+}
+
+void srv_call_send(srv_call *c, const uint8_t *msg, size_t len, srv_sent_fn fn, void *arg)
+{
+    c->send_fn = fn;
+    c->send_arg = arg;
+    c->send_tag.fn = on_sent;
+    grpc_op ops[2];
+    memset(ops, 0, sizeof ops);
+    size_t n = initial_metadata_op(c, ops);
+    c->send_buf = buffer_from(msg, len);
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n++].data.send_message.send_message = c->send_buf;
+    start_ref_batch(c, ops, n, &c->send_tag);
+}
+
+/* Streaming calls learn of cancels from their own RECV_CLOSE_ON_SERVER. */
+static void watch_close(srv_call *c)
+{
+    c->streaming = true;
+    pthread_mutex_init(&c->mu, NULL);
+    c->close_tag.fn = on_close;
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op.data.recv_close_on_server.cancelled = &c->cancelled;
+    start_ref_batch(c, &op, 1, &c->close_tag);
 }
 
 /* ---- accepting calls ---- */
@@ -197,7 +356,7 @@ static void post_slot(slot *s)
         e = grpc_server_request_call(rpc->server, &s->call, &s->details, &s->md,
                                      cq, cq, &s->tag);
     } else {
-        bool streaming = rpc->methods[s->method].client_streaming;
+        bool streaming = rpc->methods[s->method].shape == SRV_RPC_CLIENT_STREAM;
         e = grpc_server_request_registered_call(
             rpc->server, rpc->handles[s->method], &s->call, &s->deadline, &s->md,
             streaming ? NULL : &s->payload, cq, cq, &s->tag);
@@ -224,6 +383,7 @@ static srv_call *adopt_call(slot *s, grpc_byte_buffer *payload)
     c->call = s->call;
     c->deadline = s->deadline;
     c->arena = arena;
+    atomic_init(&c->refs, 1);
     if (payload) {
         grpc_byte_buffer_reader r;
         if (grpc_byte_buffer_reader_init(&r, payload)) {
@@ -284,11 +444,13 @@ static void on_slot(srv_tag *t, bool ok)
         srv_error err;
         srv_fail(&err, SRV_UNIMPLEMENTED, "method %s is not served by cairnd", unknown);
         srv_call_fail(c, &err);
-    } else if (!rpc->methods[method].client_streaming && !had_payload) {
+    } else if (rpc->methods[method].shape != SRV_RPC_CLIENT_STREAM && !had_payload) {
         srv_error err;
         srv_fail(&err, SRV_INVALID_ARGUMENT, "request: the call carried no message");
         srv_call_fail(c, &err);
     } else {
+        if (rpc->methods[method].shape != SRV_RPC_UNARY)
+            watch_close(c);
         rpc->on_call(rpc->app, c, method);
     }
 }
@@ -393,7 +555,7 @@ srv_code srv_rpc_start(const srv_rpc_config *cfg, srv_rpc **out,
     for (size_t m = 0; m < cfg->n_methods; m++) {
         rpc->handles[m] = grpc_server_register_method(
             rpc->server, cfg->methods[m].path, NULL,
-            cfg->methods[m].client_streaming ? GRPC_SRM_PAYLOAD_NONE
+            cfg->methods[m].shape == SRV_RPC_CLIENT_STREAM ? GRPC_SRM_PAYLOAD_NONE
                                              : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
             0);
     }

@@ -18,10 +18,16 @@
 typedef struct srv_rpc srv_rpc;
 typedef struct srv_call srv_call;
 
+typedef enum srv_rpc_shape {
+    SRV_RPC_UNARY,            /* one request, one reply (srv_call_reply/fail) */
+    SRV_RPC_SERVER_STREAM,    /* one request, srv_call_send..., srv_call_finish */
+    SRV_RPC_CLIENT_STREAM,    /* srv_call_recv..., then srv_call_reply/fail */
+} srv_rpc_shape;
+
 /* A method the server accepts; anything else gets UNIMPLEMENTED. */
 typedef struct srv_rpc_method {
     const char *path;         /* "/cairn.v1.Coordinator/AppendEvents" */
-    bool client_streaming;    /* messages are read with srv_call_recv */
+    srv_rpc_shape shape;
 } srv_rpc_method;
 
 /* Called on a completion-queue thread for each new call to methods[index].
@@ -58,19 +64,48 @@ void srv_rpc_global_shutdown(void);
 /* The arena that lives as long as the call. */
 srv_arena *srv_call_arena(srv_call *c);
 
-/* The request message of a unary or server-streaming call (NULL and 0 for
- * an empty message). Lives in the call's arena. */
+/* The request message of a unary or server-streaming call. Lives in the
+ * call's arena. */
 const uint8_t *srv_call_request(srv_call *c, size_t *len);
 
 /* Milliseconds until the client's deadline; INT64_MAX without one. */
 int64_t srv_call_remaining_ms(const srv_call *c);
 
-/* Replies OK with msg (copied; may be NULL for an empty message) and ends
- * the call. replayed adds the trailer "cairn-replayed: true". */
+/* Replies OK with msg (copied) and ends a unary or client-streaming call.
+ * replayed adds the trailer "cairn-replayed: true". */
 void srv_call_reply(srv_call *c, const uint8_t *msg, size_t len, bool replayed);
 
-/* Replies with err's code and message (and grpc-retry-pushback-ms when
- * err->pushback_ms >= 0) and ends the call. */
+/* Ends any call with err's code and message (and grpc-retry-pushback-ms
+ * when err->pushback_ms >= 0); a server stream may have sent messages. */
 void srv_call_fail(srv_call *c, const srv_error *err);
+
+/* ---- streams ----
+ * At most one srv_call_recv and one srv_call_send in flight per call, and
+ * none when the call is ended (srv_call_reply, srv_call_fail,
+ * srv_call_finish): the callbacks below are the only ones that may end it
+ * while a stream is open. */
+
+/* Called with the next message of a client stream: msg (valid during the
+ * call only) and len; or msg NULL at the end of the stream, with ok false
+ * when reading failed (message over the size limit, connection lost). A
+ * clean half-close and a client that vanished both end with msg NULL and
+ * ok true: only srv_call_on_close tells them apart. */
+typedef void (*srv_recv_fn)(srv_call *c, void *arg, const uint8_t *msg, size_t len, bool ok);
+void srv_call_recv(srv_call *c, srv_recv_fn fn, void *arg);
+
+/* Sends one message of a server stream (copied). fn runs once gRPC has
+ * taken it under flow control; ok false means the client is gone. */
+typedef void (*srv_sent_fn)(srv_call *c, void *arg, bool ok);
+void srv_call_send(srv_call *c, const uint8_t *msg, size_t len, srv_sent_fn fn, void *arg);
+
+/* Ends a server stream with OK. */
+void srv_call_finish(srv_call *c);
+
+/* Registers fn to run once the client side of a streaming call is closed:
+ * cancelled is true for a cancel, a deadline or a lost connection, false
+ * after the call ended normally. Runs at once if that already happened.
+ * Only for streaming calls; fn may run on any thread. */
+typedef void (*srv_close_fn)(srv_call *c, void *arg, bool cancelled);
+void srv_call_on_close(srv_call *c, srv_close_fn fn, void *arg);
 
 #endif
