@@ -116,6 +116,20 @@ void *srv_arena_memdup(srv_arena *a, const void *p, size_t n)
     return q;
 }
 
+void *srv_arena_grow(srv_arena *a, void *v, size_t n, size_t *cap, size_t size)
+{
+    if (n < *cap)
+        return v;
+    size_t ncap = *cap ? *cap * 2 : 8;
+    void *nv = srv_arena_alloc(a, ncap * size);
+    if (!nv)
+        return NULL;
+    if (n)
+        memcpy(nv, v, n * size);
+    *cap = ncap;
+    return nv;
+}
+
 static void *pbc_alloc(void *data, size_t size)
 {
     return srv_arena_alloc(data, size);

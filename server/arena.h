@@ -23,6 +23,12 @@ char *srv_arena_strdup(srv_arena *a, const char *s);
 /* Returns a copy of n bytes, or NULL when out of memory. */
 void *srv_arena_memdup(srv_arena *a, const void *p, size_t n);
 
+/* Makes room for one more element in an arena array v holding n elements
+ * of size bytes with capacity *cap: returns v when it has room, else a
+ * copy with twice the capacity (the old one stays in the arena until the
+ * arena goes), or NULL when out of memory. Start with v NULL, *cap 0. */
+void *srv_arena_grow(srv_arena *a, void *v, size_t n, size_t *cap, size_t size);
+
 /* A protobuf-c allocator drawing from the arena (free is a no-op), for
  * protobuf_c_message_unpack. */
 ProtobufCAllocator srv_arena_allocator(srv_arena *a);

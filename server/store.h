@@ -25,9 +25,40 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define SRV_STORE_OPS_VERSION 1
+#define SRV_STORE_OPS_VERSION 2
 
 typedef struct srv_store srv_store;
+typedef struct srv_pins srv_pins;
+
+/* Snapshot bytes on their way in: staged while the stream arrives, then
+ * linked to a checkpoint by create_checkpoint (content-addressed by
+ * SHA-256, stored once however many checkpoints share it). */
+typedef struct srv_blob_stage srv_blob_stage;
+/* Snapshot bytes on their way out. */
+typedef struct srv_blob_reader srv_blob_reader;
+
+/* What ResumeRun needs, read in one consistent snapshot. */
+typedef struct srv_completion {
+    const char *worker_id;
+    uint64_t seq;             /* of its worker.completed event */
+} srv_completion;
+
+typedef struct srv_resume_state {
+    Cairn__V1__Run run;
+    bool has_checkpoint;
+    Cairn__V1__Checkpoint checkpoint;  /* the latest, when has_checkpoint */
+    srv_completion *completions;       /* in seq order */
+    size_t n_completions;
+} srv_resume_state;
+
+/* The checkpoint fields a CreateCheckpoint stream established. */
+typedef struct srv_new_checkpoint {
+    const Cairn__V1__CheckpointHeader *header;  /* validated */
+    const char *sha256;                         /* of the bytes received */
+    srv_blob_stage *stage;                      /* finished */
+    int retention;                              /* keep this many; older go */
+    srv_pins *pins;                             /* never delete these */
+} srv_new_checkpoint;
 
 /* The scope of an idempotency key: (run, method, key). */
 typedef struct srv_dedup_key {
@@ -82,6 +113,34 @@ struct srv_store_ops {
                               int64_t now_us, Cairn__V1__AppendEventsResponse *out,
                               srv_error *err);
 
+    /* Marks a worker of the run completed and appends its
+     * "worker.completed" event. INVALID_ARGUMENT when the worker is not
+     * the run's; FAILED_PRECONDITION when it already completed, or for a
+     * fencing token that is not current. */
+    srv_code (*complete_worker)(srv_store *st, const Cairn__V1__CompleteWorkerRequest *req,
+                                int64_t now_us, Cairn__V1__CompleteWorkerResponse *out,
+                                srv_error *err);
+    /* Creates a checkpoint from a finished stage (the stage stays the
+     * caller's: free it after the transaction ends), then applies
+     * retention. INVALID_ARGUMENT when events_count passes the run's last
+     * seq or a completed worker is not the run's. */
+    srv_code (*create_checkpoint)(srv_store *st, srv_arena *a, const srv_new_checkpoint *cp,
+                                  int64_t now_us, Cairn__V1__Checkpoint *out, srv_error *err);
+    /* Deletes all but the newest keep_last_n checkpoints of the run,
+     * skipping pinned ones; fills deleted and deleted_ids. */
+    srv_code (*cleanup_checkpoints)(srv_store *st, srv_arena *a, const char *run_id,
+                                    uint32_t keep_last_n, srv_pins *pins,
+                                    Cairn__V1__CleanupCheckpointsResponse *out, srv_error *err);
+
+    /* ---- snapshot staging (any thread; one stage per upload) ---- */
+
+    srv_code (*stage_begin)(srv_store *st, srv_blob_stage **out, srv_error *err);
+    srv_code (*stage_write)(srv_blob_stage *b, const uint8_t *data, size_t len, srv_error *err);
+    /* Makes the staged bytes durable; sha256 is their hex digest. */
+    srv_code (*stage_finish)(srv_blob_stage *b, const char *sha256, srv_error *err);
+    /* Discards what no commit linked, and frees. NULL is a no-op. */
+    void (*stage_free)(srv_blob_stage *b);
+
     /* ---- reads (any thread) ---- */
 
     srv_code (*get_run)(srv_store *st, srv_arena *a, const char *run_id,
@@ -96,6 +155,25 @@ struct srv_store_ops {
     srv_code (*read_events)(srv_store *st, srv_arena *a, const char *run_id,
                             uint64_t from_seq, uint32_t max_events, size_t max_bytes,
                             Cairn__V1__ReadEventsResponse *out, srv_error *err);
+    /* The run's checkpoints, oldest first. */
+    srv_code (*list_checkpoints)(srv_store *st, srv_arena *a, const char *run_id,
+                                 Cairn__V1__ListCheckpointsResponse *out, srv_error *err);
+    /* One checkpoint, or the latest when checkpoint_id is ""; NOT_FOUND
+     * for an unknown run, or when there is no such checkpoint. */
+    srv_code (*get_checkpoint)(srv_store *st, srv_arena *a, const char *run_id,
+                               const char *checkpoint_id, Cairn__V1__Checkpoint *out,
+                               srv_error *err);
+    srv_code (*read_resume_state)(srv_store *st, srv_arena *a, const char *run_id,
+                                  srv_resume_state *out, srv_error *err);
+    /* Opens the bytes of a snapshot by its SHA-256; NOT_FOUND when they
+     * are gone (deleted after the caller read the checkpoint). */
+    srv_code (*blob_open)(srv_store *st, const char *sha256, srv_blob_reader **out,
+                          srv_error *err);
+    /* Reads up to cap bytes; *n == 0 at the end. */
+    srv_code (*blob_read)(srv_blob_reader *r, uint8_t *buf, size_t cap, size_t *n,
+                          srv_error *err);
+    /* NULL is a no-op. */
+    void (*blob_close)(srv_blob_reader *r);
 };
 
 /* Every backend's handle starts with this. */
@@ -104,8 +182,9 @@ struct srv_store {
 };
 
 /* Opens (creating if needed) the SQLite store in dir/cairn.db with readers
- * reader connections. Migrates the schema forward; refuses a schema newer
- * than this build. */
+ * reader connections, snapshots in dir/blobs/. Migrates the schema
+ * forward; refuses a schema newer than this build. Removes staged uploads
+ * and snapshot files no checkpoint references (left by a crash). */
 srv_code srv_store_sqlite_open(const char *dir, int readers, srv_store **out,
                                srv_error *err);
 

@@ -1,13 +1,15 @@
-/* The embedded store: one SQLite database, cairn.db, in the data dir.
- * WAL with synchronous=FULL, so a commit is on disk before it is
- * acknowledged. One write connection (the ledger's writer thread) and a
- * pool of read-only connections that read committed data concurrently. */
-#include "store.h"
-#include "store_sqlite.h"
+/* The embedded store: one SQLite database, cairn.db, in the data dir, and
+ * snapshot files under blobs/. WAL with synchronous=FULL, so a commit is
+ * on disk before it is acknowledged. One write connection (the ledger's
+ * writer thread) and a pool of read-only connections that read committed
+ * data concurrently. This file: schema, statements, connections,
+ * transactions, idempotency records; runs, checkpoints and blobs live in
+ * store_sqlite_*.c. */
+#include "sqlite_int.h"
 #include "clock.h"
 #include "contract.h"
+#include "store_sqlite.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,34 +54,36 @@ static const char *const migrations[] = {
     "  response BLOB NOT NULL,"
     "  created_us INTEGER NOT NULL,"
     "  PRIMARY KEY (run, method, key)) WITHOUT ROWID;",
+    /* 1 -> 2: checkpoints and their content-addressed snapshots. */
+    "ALTER TABLE runs ADD COLUMN latest_checkpoint_us INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE blobs ("
+    "  sha256 TEXT PRIMARY KEY,"
+    "  size INTEGER NOT NULL,"
+    "  refs INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE checkpoints ("
+    "  id INTEGER PRIMARY KEY,"
+    "  run INTEGER NOT NULL REFERENCES runs(id),"
+    "  checkpoint_id TEXT NOT NULL,"
+    "  created_us INTEGER NOT NULL,"
+    "  run_state TEXT NOT NULL,"
+    "  events_count INTEGER NOT NULL,"
+    "  snapshot_size INTEGER NOT NULL,"
+    "  snapshot_sha256 TEXT NOT NULL REFERENCES blobs(sha256),"
+    "  UNIQUE (run, checkpoint_id));"
+    "CREATE INDEX checkpoints_by_time ON checkpoints(run, created_us);"
+    "CREATE TABLE checkpoint_workers ("
+    "  checkpoint INTEGER NOT NULL REFERENCES checkpoints(id),"
+    "  idx INTEGER NOT NULL,"
+    "  worker_id TEXT NOT NULL,"
+    "  PRIMARY KEY (checkpoint, idx)) WITHOUT ROWID;",
 };
 enum { SCHEMA_VERSION = sizeof migrations / sizeof migrations[0] };
 
-typedef enum stmt_id {
-    ST_BEGIN,
-    ST_COMMIT,
-    ST_ROLLBACK,
-    ST_SAVEPOINT,
-    ST_RELEASE,
-    ST_ROLLBACK_TO,
-    ST_RUN_BY_NAME,
-    ST_RUNS_AFTER,
-    ST_RUN_INSERT,
-    ST_RUN_SET_NEXT,
-    ST_WORKERS,
-    ST_COMPLETED,
-    ST_WORKER_INSERT,
-    ST_LABELS,
-    ST_LABEL_INSERT,
-    ST_EVENT_INSERT,
-    ST_EVENTS_FROM,
-    ST_DEDUP_GET,
-    ST_DEDUP_PUT,
-    N_STMT
-} stmt_id;
-
-#define RUN_COLUMNS \
-    "id, run_id, created_us, next_seq, worker_count, completed_count, latest_checkpoint_id, checkpoint_events"
+#define RUN_COLUMNS                                                                    \
+    "id, run_id, created_us, next_seq, worker_count, completed_count, "                \
+    "latest_checkpoint_id, checkpoint_events, latest_checkpoint_us"
+#define CKPT_COLUMNS \
+    "id, checkpoint_id, created_us, run_state, events_count, snapshot_size, snapshot_sha256"
 
 static const char *const sql_text[N_STMT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -88,13 +92,26 @@ static const char *const sql_text[N_STMT] = {
     [ST_SAVEPOINT] = "SAVEPOINT mutation",
     [ST_RELEASE] = "RELEASE mutation",
     [ST_ROLLBACK_TO] = "ROLLBACK TO mutation",
+    [ST_READ_BEGIN] = "BEGIN",
+    [ST_READ_END] = "COMMIT",
     [ST_RUN_BY_NAME] = "SELECT " RUN_COLUMNS " FROM runs WHERE run_id = ?1",
     [ST_RUNS_AFTER] = "SELECT " RUN_COLUMNS " FROM runs WHERE id > ?1 ORDER BY id LIMIT ?2",
     [ST_RUN_INSERT] = "INSERT INTO runs (run_id, created_us, worker_count) VALUES (?1, ?2, ?3)",
     [ST_RUN_SET_NEXT] = "UPDATE runs SET next_seq = ?2 WHERE id = ?1",
+    [ST_RUN_COMPLETED] = "UPDATE runs SET next_seq = ?2, completed_count = completed_count + 1 "
+                         "WHERE id = ?1",
+    [ST_RUN_SET_CHECKPOINT] = "UPDATE runs SET latest_checkpoint_id = ?2, latest_checkpoint_us = ?3, "
+                              "checkpoint_events = ?4 WHERE id = ?1",
     [ST_WORKERS] = "SELECT worker_id FROM run_workers WHERE run = ?1 ORDER BY idx",
     [ST_COMPLETED] = "SELECT worker_id FROM run_workers WHERE run = ?1 AND completed_seq > 0 "
                      "ORDER BY completed_seq",
+    [ST_COMPLETED_UNTIL] = "SELECT worker_id FROM run_workers WHERE run = ?1 AND completed_seq > 0 "
+                           "AND completed_seq <= ?2 ORDER BY completed_seq",
+    [ST_COMPLETIONS] = "SELECT worker_id, completed_seq FROM run_workers "
+                       "WHERE run = ?1 AND completed_seq > 0 ORDER BY completed_seq",
+    [ST_WORKER_SEQ] = "SELECT completed_seq FROM run_workers WHERE run = ?1 AND worker_id = ?2",
+    [ST_WORKER_SET_COMPLETED] = "UPDATE run_workers SET completed_seq = ?3 "
+                                "WHERE run = ?1 AND worker_id = ?2",
     [ST_WORKER_INSERT] = "INSERT INTO run_workers (run, idx, worker_id) VALUES (?1, ?2, ?3)",
     [ST_LABELS] = "SELECT key, value FROM run_labels WHERE run = ?1 ORDER BY key",
     [ST_LABEL_INSERT] = "INSERT INTO run_labels (run, key, value) VALUES (?1, ?2, ?3)",
@@ -106,44 +123,30 @@ static const char *const sql_text[N_STMT] = {
                      "WHERE r.run_id = ?1 AND d.method = ?2 AND d.key = ?3",
     [ST_DEDUP_PUT] = "INSERT INTO dedup (run, method, key, fingerprint, response, created_us) "
                      "SELECT id, ?2, ?3, ?4, ?5, ?6 FROM runs WHERE run_id = ?1",
+    [ST_CKPT_INSERT] = "INSERT INTO checkpoints (run, checkpoint_id, created_us, run_state, "
+                       "events_count, snapshot_size, snapshot_sha256) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_CKPT_WORKER_INSERT] = "INSERT INTO checkpoint_workers (checkpoint, idx, worker_id) "
+                              "VALUES (?1, ?2, ?3)",
+    [ST_CKPT_WORKERS] = "SELECT worker_id FROM checkpoint_workers WHERE checkpoint = ?1 ORDER BY idx",
+    [ST_CKPT_LIST] = "SELECT " CKPT_COLUMNS " FROM checkpoints WHERE run = ?1 ORDER BY created_us",
+    [ST_CKPT_BY_ID] = "SELECT " CKPT_COLUMNS " FROM checkpoints WHERE run = ?1 AND checkpoint_id = ?2",
+    [ST_CKPT_LATEST] = "SELECT " CKPT_COLUMNS " FROM checkpoints WHERE run = ?1 "
+                       "ORDER BY created_us DESC LIMIT 1",
+    [ST_CKPT_NEWEST_FIRST] = "SELECT id, checkpoint_id, snapshot_sha256 FROM checkpoints "
+                             "WHERE run = ?1 ORDER BY created_us DESC",
+    [ST_CKPT_DELETE_WORKERS] = "DELETE FROM checkpoint_workers WHERE checkpoint = ?1",
+    [ST_CKPT_DELETE] = "DELETE FROM checkpoints WHERE id = ?1",
+    [ST_BLOB_REFS] = "SELECT refs FROM blobs WHERE sha256 = ?1",
+    [ST_BLOB_INSERT] = "INSERT INTO blobs (sha256, size, refs) VALUES (?1, ?2, 1)",
+    [ST_BLOB_ADD_REF] = "UPDATE blobs SET refs = refs + ?2 WHERE sha256 = ?1",
+    [ST_BLOB_DELETE] = "DELETE FROM blobs WHERE sha256 = ?1",
+    [ST_BLOB_EXISTS] = "SELECT 1 FROM blobs WHERE sha256 = ?1",
 };
-
-typedef struct conn {
-    sqlite3 *db;
-    sqlite3_stmt *st[N_STMT];
-    struct conn *next_free;
-} conn;
-
-typedef struct sqlite_store {
-    srv_store base;
-    conn writer;
-    conn *readers;
-    int n_readers;
-    conn *free_readers;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-} sqlite_store;
-
-/* A runs row. */
-typedef struct run_row {
-    int64_t id;
-    const char *run_id;
-    int64_t created_us;
-    uint64_t next_seq;
-    int64_t worker_count;
-    int64_t completed_count;
-    const char *latest_checkpoint_id;
-    uint64_t checkpoint_events;
-} run_row;
-
-static sqlite_store *from_base(srv_store *st)
-{
-    return (sqlite_store *)st;
-}
 
 /* ---- errors and statements ---- */
 
-static srv_code db_fail(sqlite3 *db, int rc, const char *what, srv_error *err)
+srv_code sq_db_fail(sqlite3 *db, int rc, const char *what, srv_error *err)
 {
     const char *detail = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     switch (rc & 0xff) {
@@ -163,8 +166,7 @@ static srv_code db_fail(sqlite3 *db, int rc, const char *what, srv_error *err)
     }
 }
 
-/* Returns the connection's prepared statement, reset and unbound. */
-static sqlite3_stmt *stmt(conn *c, stmt_id id, srv_error *err)
+sqlite3_stmt *sq_stmt(conn *c, stmt_id id, srv_error *err)
 {
     sqlite3_stmt *s = c->st[id];
     if (s) {
@@ -174,102 +176,101 @@ static sqlite3_stmt *stmt(conn *c, stmt_id id, srv_error *err)
     }
     int rc = sqlite3_prepare_v3(c->db, sql_text[id], -1, SQLITE_PREPARE_PERSISTENT, &s, NULL);
     if (rc != SQLITE_OK) {
-        db_fail(c->db, rc, "preparing a statement", err);
+        sq_db_fail(c->db, rc, "preparing a statement", err);
         return NULL;
     }
     c->st[id] = s;
     return s;
 }
 
-/* Runs a statement that returns no rows. */
-static srv_code exec_stmt(conn *c, stmt_id id, const char *what, srv_error *err)
+srv_code sq_step_done(conn *c, sqlite3_stmt *s, const char *what, srv_error *err)
 {
-    sqlite3_stmt *s = stmt(c, id, err);
-    if (!s)
-        return err->code;
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
-    if (rc != SQLITE_DONE)
-        return db_fail(c->db, rc, what, err);
-    return SRV_OK;
+    return rc == SQLITE_DONE ? SRV_OK : sq_db_fail(c->db, rc, what, err);
 }
 
-static void bind_text(sqlite3_stmt *s, int i, const char *v)
+srv_code sq_exec(conn *c, stmt_id id, const char *what, srv_error *err)
+{
+    sqlite3_stmt *s = sq_stmt(c, id, err);
+    return s ? sq_step_done(c, s, what, err) : err->code;
+}
+
+void sq_bind_text(sqlite3_stmt *s, int i, const char *v)
 {
     sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
 }
 
-static const char *column_text(srv_arena *a, sqlite3_stmt *s, int i)
+const char *sq_column_text(srv_arena *a, sqlite3_stmt *s, int i)
 {
     const unsigned char *t = sqlite3_column_text(s, i);
     return srv_arena_strndup(a, t ? (const char *)t : "", (size_t)sqlite3_column_bytes(s, i));
 }
 
+char *sq_format_time(srv_arena *a, int64_t us)
+{
+    char buf[32];
+    return srv_arena_strdup(a, srv_format_time(buf, us));
+}
+
 /* ---- reading runs ---- */
 
-static void read_run_row(srv_arena *a, sqlite3_stmt *s, run_row *r)
+void sq_read_run_row(srv_arena *a, sqlite3_stmt *s, run_row *r)
 {
     r->id = sqlite3_column_int64(s, 0);
-    r->run_id = column_text(a, s, 1);
+    r->run_id = sq_column_text(a, s, 1);
     r->created_us = sqlite3_column_int64(s, 2);
     r->next_seq = (uint64_t)sqlite3_column_int64(s, 3);
     r->worker_count = sqlite3_column_int64(s, 4);
     r->completed_count = sqlite3_column_int64(s, 5);
-    r->latest_checkpoint_id = column_text(a, s, 6);
+    r->latest_checkpoint_id = sq_column_text(a, s, 6);
     r->checkpoint_events = (uint64_t)sqlite3_column_int64(s, 7);
+    r->latest_checkpoint_us = sqlite3_column_int64(s, 8);
 }
 
 /* Finds a run by name: SRV_OK, or NOT_FOUND naming run_id. */
-static srv_code find_run(conn *c, srv_arena *a, const char *run_id, run_row *r,
+srv_code sq_find_run(conn *c, srv_arena *a, const char *run_id, run_row *r,
                          srv_error *err)
 {
-    sqlite3_stmt *s = stmt(c, ST_RUN_BY_NAME, err);
+    sqlite3_stmt *s = sq_stmt(c, ST_RUN_BY_NAME, err);
     if (!s)
         return err->code;
-    bind_text(s, 1, run_id);
+    sq_bind_text(s, 1, run_id);
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
-        read_run_row(a, s, r);
+        sq_read_run_row(a, s, r);
         sqlite3_reset(s);
         return SRV_OK;
     }
     sqlite3_reset(s);
     if (rc != SQLITE_DONE)
-        return db_fail(c->db, rc, "reading a run", err);
+        return sq_db_fail(c->db, rc, "reading a run", err);
     char q[SRV_QUOTE_MAX];
     return srv_fail(err, SRV_NOT_FOUND, "run_id: no run %s", srv_quote(q, run_id, strlen(run_id)));
 }
 
-/* Reads one text column of every row of a (run)-parameterized statement
- * into an arena array of strings. */
-static srv_code read_strings(conn *c, srv_arena *a, stmt_id id, int64_t run,
-                             char ***out, size_t *n, srv_error *err)
+srv_code sq_read_strings(conn *c, srv_arena *a, stmt_id id, int64_t key, int64_t key2,
+                         char ***out, size_t *n, srv_error *err)
 {
-    sqlite3_stmt *s = stmt(c, id, err);
+    sqlite3_stmt *s = sq_stmt(c, id, err);
     if (!s)
         return err->code;
-    sqlite3_bind_int64(s, 1, run);
+    sqlite3_bind_int64(s, 1, key);
+    if (sqlite3_bind_parameter_count(s) > 1)
+        sqlite3_bind_int64(s, 2, key2);
     size_t cap = 0, len = 0;
     char **v = NULL;
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (len == cap) {
-            size_t ncap = cap ? cap * 2 : 8;
-            char **nv = srv_arena_alloc(a, ncap * sizeof *nv);
-            if (!nv) {
-                sqlite3_reset(s);
-                return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory reading a run");
-            }
-            if (len)
-                memcpy(nv, v, len * sizeof *v);
-            v = nv;
-            cap = ncap;
+        if (!(v = srv_arena_grow(a, v, len, &cap, sizeof *v))) {
+            rc = SQLITE_NOMEM;
+            break;
         }
-        v[len++] = (char *)column_text(a, s, 0);
+        v[len++] = (char *)sq_column_text(a, s, 0);
     }
     sqlite3_reset(s);
     if (rc != SQLITE_DONE)
-        return db_fail(c->db, rc, "reading a run", err);
+        return sq_db_fail(c->db, rc, "reading a list", err);
     *out = v;
     *n = len;
     return SRV_OK;
@@ -278,7 +279,7 @@ static srv_code read_strings(conn *c, srv_arena *a, stmt_id id, int64_t run,
 static srv_code read_labels(conn *c, srv_arena *a, int64_t run, Cairn__V1__Run *out,
                             srv_error *err)
 {
-    sqlite3_stmt *s = stmt(c, ST_LABELS, err);
+    sqlite3_stmt *s = sq_stmt(c, ST_LABELS, err);
     if (!s)
         return err->code;
     sqlite3_bind_int64(s, 1, run);
@@ -293,44 +294,38 @@ static srv_code read_labels(conn *c, srv_arena *a, int64_t run, Cairn__V1__Run *
             break;
         }
         cairn__v1__run__labels_entry__init(e);
-        e->key = (char *)column_text(a, s, 0);
-        e->value = (char *)column_text(a, s, 1);
+        e->key = (char *)sq_column_text(a, s, 0);
+        e->value = (char *)sq_column_text(a, s, 1);
         v[n++] = e;
     }
     sqlite3_reset(s);
     if (rc != SQLITE_DONE)
-        return db_fail(c->db, rc, "reading labels", err);
+        return sq_db_fail(c->db, rc, "reading labels", err);
     out->labels = v;
     out->n_labels = n;
     return SRV_OK;
 }
 
-static const char *run_state(const run_row *r)
+const char *sq_run_state(const run_row *r)
 {
     if (r->worker_count > 0 && r->completed_count >= r->worker_count)
         return "completed";
     return r->next_seq > 1 ? "running" : "created";
 }
 
-static char *format_time(srv_arena *a, int64_t us)
-{
-    char buf[32];
-    return srv_arena_strdup(a, srv_format_time(buf, us));
-}
-
 /* Fills a Run message from its row and child tables. */
-static srv_code fill_run(conn *c, srv_arena *a, const run_row *r, Cairn__V1__Run *out,
+srv_code sq_fill_run(conn *c, srv_arena *a, const run_row *r, Cairn__V1__Run *out,
                          srv_error *err)
 {
     cairn__v1__run__init(out);
     out->run_id = (char *)r->run_id;
-    out->state = (char *)run_state(r);
+    out->state = (char *)sq_run_state(r);
     out->next_seq = r->next_seq;
     out->latest_checkpoint_id = (char *)r->latest_checkpoint_id;
-    out->created_at = format_time(a, r->created_us);
-    srv_code rc = read_strings(c, a, ST_WORKERS, r->id, &out->workers, &out->n_workers, err);
+    out->created_at = sq_format_time(a, r->created_us);
+    srv_code rc = sq_read_strings(c, a, ST_WORKERS, r->id, 0, &out->workers, &out->n_workers, err);
     if (!rc)
-        rc = read_strings(c, a, ST_COMPLETED, r->id, &out->completed_workers,
+        rc = sq_read_strings(c, a, ST_COMPLETED, r->id, 0, &out->completed_workers,
                           &out->n_completed_workers, err);
     if (!rc)
         rc = read_labels(c, a, r->id, out, err);
@@ -339,7 +334,7 @@ static srv_code fill_run(conn *c, srv_arena *a, const run_row *r, Cairn__V1__Run
 
 /* ---- reader pool ---- */
 
-static conn *reader_get(sqlite_store *s)
+conn *sq_reader_get(sqlite_store *s)
 {
     pthread_mutex_lock(&s->mu);
     while (!s->free_readers)
@@ -347,11 +342,17 @@ static conn *reader_get(sqlite_store *s)
     conn *c = s->free_readers;
     s->free_readers = c->next_free;
     pthread_mutex_unlock(&s->mu);
+    srv_error ignored; /* a failed BEGIN leaves autocommit reads: still correct per statement */
+    sq_exec(c, ST_READ_BEGIN, "beginning a read", &ignored);
     return c;
 }
 
-static void reader_put(sqlite_store *s, conn *c)
+void sq_reader_put(sqlite_store *s, conn *c)
 {
+    if (c->db && !sqlite3_get_autocommit(c->db)) {
+        srv_error ignored;
+        sq_exec(c, ST_READ_END, "ending a read", &ignored);
+    }
     pthread_mutex_lock(&s->mu);
     c->next_free = s->free_readers;
     s->free_readers = c;
@@ -363,39 +364,43 @@ static void reader_put(sqlite_store *s, conn *c)
 
 static srv_code sq_begin(srv_store *st, srv_error *err)
 {
-    return exec_stmt(&from_base(st)->writer, ST_BEGIN, "beginning a transaction", err);
+    return sq_exec(&sq_from(st)->writer, ST_BEGIN, "beginning a transaction", err);
 }
 
 static srv_code sq_commit(srv_store *st, srv_error *err)
 {
-    return exec_stmt(&from_base(st)->writer, ST_COMMIT, "committing", err);
+    srv_code rc = sq_exec(&sq_from(st)->writer, ST_COMMIT, "committing", err);
+    if (!rc)
+        sq_blobs_after_commit(sq_from(st));
+    return rc;
 }
 
 static void sq_rollback(srv_store *st)
 {
-    conn *w = &from_base(st)->writer;
+    conn *w = &sq_from(st)->writer;
     if (w->db && !sqlite3_get_autocommit(w->db)) {
         srv_error ignored;
-        exec_stmt(w, ST_ROLLBACK, "rolling back", &ignored);
+        sq_exec(w, ST_ROLLBACK, "rolling back", &ignored);
     }
+    sq_blobs_after_rollback(sq_from(st));
 }
 
 static srv_code sq_savepoint(srv_store *st, srv_error *err)
 {
-    return exec_stmt(&from_base(st)->writer, ST_SAVEPOINT, "opening a savepoint", err);
+    return sq_exec(&sq_from(st)->writer, ST_SAVEPOINT, "opening a savepoint", err);
 }
 
 static srv_code sq_release(srv_store *st, srv_error *err)
 {
-    return exec_stmt(&from_base(st)->writer, ST_RELEASE, "releasing a savepoint", err);
+    return sq_exec(&sq_from(st)->writer, ST_RELEASE, "releasing a savepoint", err);
 }
 
 static void sq_rollback_to(srv_store *st)
 {
-    conn *w = &from_base(st)->writer;
+    conn *w = &sq_from(st)->writer;
     srv_error ignored;
-    exec_stmt(w, ST_ROLLBACK_TO, "rolling back a savepoint", &ignored);
-    exec_stmt(w, ST_RELEASE, "releasing a savepoint", &ignored);
+    sq_exec(w, ST_ROLLBACK_TO, "rolling back a savepoint", &ignored);
+    sq_exec(w, ST_RELEASE, "releasing a savepoint", &ignored);
 }
 
 /* ---- idempotency ---- */
@@ -403,13 +408,13 @@ static void sq_rollback_to(srv_store *st)
 static srv_code sq_dedup_get(srv_store *st, srv_arena *a, const srv_dedup_key *k,
                              srv_dedup_record *out, bool *found, srv_error *err)
 {
-    conn *w = &from_base(st)->writer;
-    sqlite3_stmt *s = stmt(w, ST_DEDUP_GET, err);
+    conn *w = &sq_from(st)->writer;
+    sqlite3_stmt *s = sq_stmt(w, ST_DEDUP_GET, err);
     if (!s)
         return err->code;
-    bind_text(s, 1, k->run_id);
-    bind_text(s, 2, k->method);
-    bind_text(s, 3, k->key);
+    sq_bind_text(s, 1, k->run_id);
+    sq_bind_text(s, 2, k->method);
+    sq_bind_text(s, 3, k->key);
     int rc = sqlite3_step(s);
     *found = rc == SQLITE_ROW;
     if (*found) {
@@ -423,20 +428,20 @@ static srv_code sq_dedup_get(srv_store *st, srv_arena *a, const srv_dedup_key *k
     }
     sqlite3_reset(s);
     if (rc != SQLITE_DONE)
-        return db_fail(w->db, rc, "reading an idempotency record", err);
+        return sq_db_fail(w->db, rc, "reading an idempotency record", err);
     return SRV_OK;
 }
 
 static srv_code sq_dedup_put(srv_store *st, const srv_dedup_key *k,
                              const srv_dedup_record *rec, int64_t now_us, srv_error *err)
 {
-    conn *w = &from_base(st)->writer;
-    sqlite3_stmt *s = stmt(w, ST_DEDUP_PUT, err);
+    conn *w = &sq_from(st)->writer;
+    sqlite3_stmt *s = sq_stmt(w, ST_DEDUP_PUT, err);
     if (!s)
         return err->code;
-    bind_text(s, 1, k->run_id);
-    bind_text(s, 2, k->method);
-    bind_text(s, 3, k->key);
+    sq_bind_text(s, 1, k->run_id);
+    sq_bind_text(s, 2, k->method);
+    sq_bind_text(s, 3, k->key);
     sqlite3_bind_blob(s, 4, rec->fingerprint, 32, SQLITE_STATIC);
     sqlite3_bind_blob(s, 5, rec->response_len ? rec->response : (const void *)"", (int)rec->response_len,
                       SQLITE_STATIC);
@@ -444,276 +449,9 @@ static srv_code sq_dedup_put(srv_store *st, const srv_dedup_key *k,
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     if (rc != SQLITE_DONE)
-        return db_fail(w->db, rc, "recording an idempotency key", err);
+        return sq_db_fail(w->db, rc, "recording an idempotency key", err);
     if (sqlite3_changes(w->db) != 1)
         return srv_fail(err, SRV_INTERNAL, "store: idempotency record for a missing run");
-    return SRV_OK;
-}
-
-/* ---- runs ---- */
-
-static bool same_strings(char **a, size_t na, char **b, size_t nb)
-{
-    if (na != nb)
-        return false;
-    for (size_t i = 0; i < na; i++)
-        if (strcmp(a[i], b[i]) != 0)
-            return false;
-    return true;
-}
-
-static bool same_definition(const Cairn__V1__Run *run, const Cairn__V1__CreateRunRequest *req)
-{
-    if (!same_strings(run->workers, run->n_workers, req->workers, req->n_workers))
-        return false;
-    if (run->n_labels != req->n_labels)
-        return false;
-    for (size_t i = 0; i < req->n_labels; i++) /* both sorted by key */
-        if (strcmp(run->labels[i]->key, req->labels[i]->key) != 0 ||
-            strcmp(run->labels[i]->value, req->labels[i]->value) != 0)
-            return false;
-    return true;
-}
-
-static srv_code insert_children(conn *w, int64_t run, const Cairn__V1__CreateRunRequest *req,
-                                srv_error *err)
-{
-    for (size_t i = 0; i < req->n_workers; i++) {
-        sqlite3_stmt *s = stmt(w, ST_WORKER_INSERT, err);
-        if (!s)
-            return err->code;
-        sqlite3_bind_int64(s, 1, run);
-        sqlite3_bind_int64(s, 2, (int64_t)i);
-        bind_text(s, 3, req->workers[i]);
-        int rc = sqlite3_step(s);
-        sqlite3_reset(s);
-        if (rc != SQLITE_DONE)
-            return db_fail(w->db, rc, "storing workers", err);
-    }
-    for (size_t i = 0; i < req->n_labels; i++) {
-        sqlite3_stmt *s = stmt(w, ST_LABEL_INSERT, err);
-        if (!s)
-            return err->code;
-        sqlite3_bind_int64(s, 1, run);
-        bind_text(s, 2, req->labels[i]->key);
-        bind_text(s, 3, req->labels[i]->value);
-        int rc = sqlite3_step(s);
-        sqlite3_reset(s);
-        if (rc != SQLITE_DONE)
-            return db_fail(w->db, rc, "storing labels", err);
-    }
-    return SRV_OK;
-}
-
-static srv_code sq_create_run(srv_store *st, srv_arena *a,
-                              const Cairn__V1__CreateRunRequest *req, int64_t now_us,
-                              Cairn__V1__Run *out, srv_error *err)
-{
-    conn *w = &from_base(st)->writer;
-    run_row r;
-    srv_code rc = find_run(w, a, req->run_id, &r, err);
-    if (rc == SRV_OK) {
-        rc = fill_run(w, a, &r, out, err);
-        if (rc)
-            return rc;
-        if (same_definition(out, req))
-            return SRV_OK;
-        char q[SRV_QUOTE_MAX];
-        return srv_fail(err, SRV_ALREADY_EXISTS,
-                        "run_id: run %s already exists with different workers or labels",
-                        srv_quote(q, req->run_id, strlen(req->run_id)));
-    }
-    if (rc != SRV_NOT_FOUND)
-        return rc;
-
-    sqlite3_stmt *s = stmt(w, ST_RUN_INSERT, err);
-    if (!s)
-        return err->code;
-    bind_text(s, 1, req->run_id);
-    sqlite3_bind_int64(s, 2, now_us);
-    sqlite3_bind_int64(s, 3, (int64_t)req->n_workers);
-    int sqrc = sqlite3_step(s);
-    sqlite3_reset(s);
-    if (sqrc != SQLITE_DONE)
-        return db_fail(w->db, sqrc, "creating a run", err);
-    int64_t id = sqlite3_last_insert_rowid(w->db);
-    rc = insert_children(w, id, req, err);
-    if (rc)
-        return rc;
-    r = (run_row){.id = id, .run_id = req->run_id, .created_us = now_us, .next_seq = 1,
-                  .worker_count = (int64_t)req->n_workers, .latest_checkpoint_id = ""};
-    return fill_run(w, a, &r, out, err);
-}
-
-static srv_code sq_get_run(srv_store *st, srv_arena *a, const char *run_id,
-                           Cairn__V1__Run *out, srv_error *err)
-{
-    sqlite_store *s = from_base(st);
-    conn *c = reader_get(s);
-    run_row r;
-    srv_code rc = find_run(c, a, run_id, &r, err);
-    if (!rc)
-        rc = fill_run(c, a, &r, out, err);
-    reader_put(s, c);
-    return rc;
-}
-
-static srv_code sq_list_runs(srv_store *st, srv_arena *a, uint64_t after, uint32_t limit,
-                             Cairn__V1__ListRunsResponse *out, uint64_t *next,
-                             srv_error *err)
-{
-    sqlite_store *ss = from_base(st);
-    conn *c = reader_get(ss);
-    srv_code rc = SRV_OK;
-    *next = 0;
-    out->runs = srv_arena_alloc(a, (limit + 1) * sizeof *out->runs);
-    out->n_runs = 0;
-    sqlite3_stmt *s = out->runs ? stmt(c, ST_RUNS_AFTER, err) : NULL;
-    if (!s) {
-        reader_put(ss, c);
-        return out->runs ? err->code
-                         : srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory listing runs");
-    }
-    /* Rows first, then each run's children, so one statement is stepped
-     * at a time on this connection. */
-    run_row *rows = srv_arena_alloc(a, (limit + 1) * sizeof *rows);
-    size_t n = 0;
-    sqlite3_bind_int64(s, 1, (int64_t)after);
-    sqlite3_bind_int64(s, 2, (int64_t)limit + 1);
-    int sqrc;
-    while (rows && (sqrc = sqlite3_step(s)) == SQLITE_ROW)
-        read_run_row(a, s, &rows[n++]);
-    if (!rows)
-        sqrc = SQLITE_NOMEM;
-    sqlite3_reset(s);
-    if (sqrc != SQLITE_DONE)
-        rc = db_fail(c->db, sqrc, "listing runs", err);
-    if (!rc && n > limit) {
-        n = limit;
-        *next = (uint64_t)rows[n - 1].id;
-    }
-    for (size_t i = 0; !rc && i < n; i++) {
-        Cairn__V1__Run *run = srv_arena_alloc(a, sizeof *run);
-        if (!run) {
-            rc = srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory listing runs");
-            break;
-        }
-        rc = fill_run(c, a, &rows[i], run, err);
-        out->runs[out->n_runs++] = run;
-    }
-    reader_put(ss, c);
-    return rc;
-}
-
-/* ---- events ---- */
-
-static srv_code sq_append_events(srv_store *st, const Cairn__V1__AppendEventsRequest *req,
-                                 int64_t now_us, Cairn__V1__AppendEventsResponse *out,
-                                 srv_error *err)
-{
-    conn *w = &from_base(st)->writer;
-    srv_arena *scratch = srv_arena_create();
-    if (!scratch)
-        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
-    run_row r;
-    srv_code rc = find_run(w, scratch, req->run_id, &r, err);
-    srv_arena_destroy(scratch);
-    if (rc)
-        return rc;
-    if (req->expected_next_seq && req->expected_next_seq != r.next_seq)
-        return srv_fail(err, SRV_FAILED_PRECONDITION,
-                        "expected_next_seq: the run is at next_seq %llu, the request expected %llu",
-                        (unsigned long long)r.next_seq,
-                        (unsigned long long)req->expected_next_seq);
-    if (req->fencing_token)
-        return srv_fail(err, SRV_FAILED_PRECONDITION,
-                        "fencing_token: %llu is not the token of a live lease (fenced)",
-                        (unsigned long long)req->fencing_token);
-
-    uint64_t seq = r.next_seq;
-    for (size_t i = 0; i < req->n_events; i++, seq++) {
-        const Cairn__V1__Event *ev = req->events[i];
-        sqlite3_stmt *s = stmt(w, ST_EVENT_INSERT, err);
-        if (!s)
-            return err->code;
-        sqlite3_bind_int64(s, 1, r.id);
-        sqlite3_bind_int64(s, 2, (int64_t)seq);
-        bind_text(s, 3, ev->type);
-        bind_text(s, 4, ev->worker_id);
-        sqlite3_bind_blob(s, 5, ev->payload.len ? (const void *)ev->payload.data : (const void *)"",
-                          (int)ev->payload.len, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 6, now_us);
-        int sqrc = sqlite3_step(s);
-        sqlite3_reset(s);
-        if (sqrc != SQLITE_DONE)
-            return db_fail(w->db, sqrc, "appending events", err);
-    }
-    sqlite3_stmt *s = stmt(w, ST_RUN_SET_NEXT, err);
-    if (!s)
-        return err->code;
-    sqlite3_bind_int64(s, 1, r.id);
-    sqlite3_bind_int64(s, 2, (int64_t)seq);
-    int sqrc = sqlite3_step(s);
-    sqlite3_reset(s);
-    if (sqrc != SQLITE_DONE)
-        return db_fail(w->db, sqrc, "appending events", err);
-
-    out->first_seq = r.next_seq;
-    out->last_seq = seq - 1;
-    out->events_since_checkpoint = out->last_seq - r.checkpoint_events;
-    return SRV_OK;
-}
-
-static srv_code sq_read_events(srv_store *st, srv_arena *a, const char *run_id,
-                               uint64_t from_seq, uint32_t max_events, size_t max_bytes,
-                               Cairn__V1__ReadEventsResponse *out, srv_error *err)
-{
-    sqlite_store *ss = from_base(st);
-    conn *c = reader_get(ss);
-    run_row r;
-    srv_code rc = find_run(c, a, run_id, &r, err);
-    sqlite3_stmt *s = rc ? NULL : stmt(c, ST_EVENTS_FROM, err);
-    if (!s) {
-        reader_put(ss, c);
-        return err->code;
-    }
-    out->events = srv_arena_alloc(a, max_events * sizeof *out->events);
-    out->n_events = 0;
-    out->next_seq = from_seq;
-    sqlite3_bind_int64(s, 1, r.id);
-    /* SQLite integers are signed: a from_seq past INT64_MAX is past every
-     * seq, so it reads nothing and next_seq stays from_seq. */
-    sqlite3_bind_int64(s, 2, from_seq > INT64_MAX ? INT64_MAX : (int64_t)from_seq);
-    sqlite3_bind_int64(s, 3, max_events);
-    size_t bytes = 0;
-    int sqrc = out->events ? SQLITE_ROW : SQLITE_NOMEM;
-    while (sqrc == SQLITE_ROW && (sqrc = sqlite3_step(s)) == SQLITE_ROW) {
-        size_t len = (size_t)sqlite3_column_bytes(s, 3);
-        /* Ids, type and framing cost a few hundred bytes per event. */
-        size_t cost = len + 2 * SRV_ID_MAX + SRV_EVENT_TYPE_MAX + 64;
-        if (out->n_events > 0 && bytes + cost > max_bytes)
-            break;
-        Cairn__V1__Event *ev = srv_arena_alloc(a, sizeof *ev);
-        if (!ev) {
-            sqrc = SQLITE_NOMEM;
-            break;
-        }
-        cairn__v1__event__init(ev);
-        ev->seq = (uint64_t)sqlite3_column_int64(s, 0);
-        ev->run_id = (char *)run_id;
-        ev->type = (char *)column_text(a, s, 1);
-        ev->worker_id = (char *)column_text(a, s, 2);
-        ev->payload.len = len;
-        ev->payload.data = srv_arena_memdup(a, sqlite3_column_blob(s, 3), len);
-        ev->created_at = format_time(a, sqlite3_column_int64(s, 4));
-        out->events[out->n_events++] = ev;
-        out->next_seq = ev->seq + 1;
-        bytes += cost;
-    }
-    sqlite3_reset(s);
-    reader_put(ss, c);
-    if (sqrc != SQLITE_DONE && sqrc != SQLITE_ROW)
-        return db_fail(NULL, sqrc, "reading events", err);
     return SRV_OK;
 }
 
@@ -729,7 +467,7 @@ static void conn_close(conn *c)
 
 static void sq_close(srv_store *st)
 {
-    sqlite_store *s = from_base(st);
+    sqlite_store *s = sq_from(st);
     sq_rollback(st);
     for (int i = 0; i < s->n_readers; i++)
         conn_close(&s->readers[i]);
@@ -737,6 +475,8 @@ static void sq_close(srv_store *st)
     conn_close(&s->writer);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
+    free(s->unlink_after_commit);
+    free(s->dir);
     free(s);
 }
 
@@ -761,7 +501,7 @@ srv_code srv_sqlite_migrate(sqlite3 *db, int target, srv_error *err)
 {
     int v = user_version(db);
     if (v < 0)
-        return db_fail(db, sqlite3_errcode(db), "reading the schema version", err);
+        return sq_db_fail(db, sqlite3_errcode(db), "reading the schema version", err);
     if (v > SCHEMA_VERSION)
         return srv_fail(err, SRV_FAILED_PRECONDITION,
                         "store: cairn.db has schema version %d, newer than this cairnd "
@@ -778,7 +518,7 @@ srv_code srv_sqlite_migrate(sqlite3 *db, int target, srv_error *err)
         if (rc == SQLITE_OK)
             rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
         if (rc != SQLITE_OK) {
-            srv_code code = db_fail(db, rc, "migrating the schema", err);
+            srv_code code = sq_db_fail(db, rc, "migrating the schema", err);
             sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
             return code;
         }
@@ -791,7 +531,7 @@ static srv_code conn_open(conn *c, const char *path, bool writer, srv_error *err
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (writer ? SQLITE_OPEN_CREATE : 0);
     int rc = sqlite3_open_v2(path, &c->db, flags, NULL);
     if (rc != SQLITE_OK) {
-        srv_code code = db_fail(c->db, rc, "opening cairn.db", err);
+        srv_code code = sq_db_fail(c->db, rc, "opening cairn.db", err);
         sqlite3_close(c->db);
         c->db = NULL;
         return code;
@@ -803,7 +543,7 @@ static srv_code conn_open(conn *c, const char *path, bool writer, srv_error *err
                                  : "PRAGMA query_only = 1;";
     rc = sqlite3_exec(c->db, pragmas, NULL, NULL, NULL);
     if (rc != SQLITE_OK)
-        return db_fail(c->db, rc, "configuring cairn.db", err);
+        return sq_db_fail(c->db, rc, "configuring cairn.db", err);
     return SRV_OK;
 }
 
@@ -824,6 +564,19 @@ static const struct srv_store_ops sqlite_ops = {
     .get_run = sq_get_run,
     .list_runs = sq_list_runs,
     .read_events = sq_read_events,
+    .complete_worker = sq_complete_worker,
+    .create_checkpoint = sq_create_checkpoint,
+    .cleanup_checkpoints = sq_cleanup_checkpoints,
+    .stage_begin = sq_stage_begin,
+    .stage_write = sq_stage_write,
+    .stage_finish = sq_stage_finish,
+    .stage_free = sq_stage_free,
+    .list_checkpoints = sq_list_checkpoints,
+    .get_checkpoint = sq_get_checkpoint,
+    .read_resume_state = sq_read_resume_state,
+    .blob_open = sq_blob_open,
+    .blob_read = sq_blob_read,
+    .blob_close = sq_blob_close,
 };
 
 srv_code srv_store_sqlite_open(const char *dir, int readers, srv_store **out, srv_error *err)
@@ -834,12 +587,16 @@ srv_code srv_store_sqlite_open(const char *dir, int readers, srv_store **out, sr
     s->base.ops = &sqlite_ops;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    s->dir = strdup(dir);
 
     char path[4200];
     snprintf(path, sizeof path, "%s/cairn.db", dir);
-    srv_code rc = conn_open(&s->writer, path, true, err);
+    srv_code rc = s->dir ? conn_open(&s->writer, path, true, err)
+                         : srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
     if (!rc)
         rc = srv_sqlite_migrate(s->writer.db, SCHEMA_VERSION, err);
+    if (!rc)
+        rc = sq_blobs_open(s, err);
     if (!rc) {
         s->readers = calloc((size_t)readers, sizeof *s->readers);
         if (!s->readers)
@@ -848,7 +605,8 @@ srv_code srv_store_sqlite_open(const char *dir, int readers, srv_store **out, sr
     for (int i = 0; !rc && i < readers; i++) {
         rc = conn_open(&s->readers[i], path, false, err);
         s->n_readers++;
-        reader_put(s, &s->readers[i]);
+        if (!rc)
+            sq_reader_put(s, &s->readers[i]);
     }
     if (rc) {
         sq_close(&s->base);

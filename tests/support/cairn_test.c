@@ -212,7 +212,7 @@ int ct_count_entries(const char *path)
 
 bool ct_only_store_files(const char *dir)
 {
-    static const char *const known[] = {"LOCK", "cairn.db", "cairn.db-wal", "cairn.db-shm"};
+    static const char *const known[] = {"LOCK", "cairn.db", "cairn.db-wal", "cairn.db-shm", "blobs"};
     DIR *d = opendir(dir);
     if (!d)
         return false;

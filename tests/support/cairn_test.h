@@ -50,7 +50,8 @@ void ct_rmrf(const char *path);
 int ct_count_entries(const char *path);
 
 /* True when dir holds nothing but cairnd's own files (LOCK, cairn.db and
- * its -wal/-shm), so no request made a file of its own. */
+ * its -wal/-shm, the blobs/ snapshot store), so no request made a file of
+ * its own. */
 bool ct_only_store_files(const char *dir);
 
 #endif
