@@ -4,6 +4,7 @@
 
 #include "config.h"
 #include "ledger.h"
+#include "pins.h"
 #include "store.h"
 
 #include <stdatomic.h>
@@ -12,6 +13,7 @@ typedef struct srv_app {
     const srv_config *cfg;
     srv_store *store;
     srv_ledger *ledger;
+    srv_pins *pins;           /* checkpoints being streamed out */
     atomic_bool serving;      /* false once shutdown begins (health) */
 } srv_app;
 

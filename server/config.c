@@ -19,6 +19,8 @@ enum {
     OPT_LOG_FORMAT,
     OPT_SHUTDOWN_GRACE,
     OPT_INSECURE,
+    OPT_RETENTION,
+    OPT_MAX_SNAPSHOT,
 };
 
 /* One row per setting: flag, env twin, help. The table drives getopt, the
@@ -42,6 +44,10 @@ static const struct setting {
      "text or json (default text)"},
     {OPT_SHUTDOWN_GRACE, "shutdown-grace-ms", "CAIRN_SHUTDOWN_GRACE_MS", "MS",
      "how long in-flight calls may finish after SIGTERM, 0..600000 (default 5000)"},
+    {OPT_RETENTION, "checkpoint-retention", "CAIRN_CHECKPOINT_RETENTION", "N",
+     "checkpoints kept per run, newest first, 2..1000000 (default 5)"},
+    {OPT_MAX_SNAPSHOT, "max-snapshot-bytes", "CAIRN_MAX_SNAPSHOT_BYTES", "BYTES",
+     "largest checkpoint snapshot accepted, 0..2^62 (default 1073741824)"},
     {OPT_INSECURE, "insecure", "CAIRN_INSECURE", "true|false",
      "allow --listen off loopback without TLS or tokens (default false)"},
 };
@@ -69,6 +75,17 @@ static int parse_int(const char *s, long lo, long hi, int *out)
     if (errno || end == s || *end || v < lo || v > hi)
         return -1;
     *out = (int)v;
+    return 0;
+}
+
+static int parse_i64(const char *s, long long lo, long long hi, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = v;
     return 0;
 }
 
@@ -108,6 +125,12 @@ static int apply(srv_config *cfg, const struct setting *st, const char *v,
     case OPT_SHUTDOWN_GRACE:
         ok = parse_int(v, 0, 600000, &cfg->shutdown_grace_ms) == 0;
         break;
+    case OPT_RETENTION:
+        ok = parse_int(v, SRV_RETENTION_MIN, 1000000, &cfg->checkpoint_retention) == 0;
+        break;
+    case OPT_MAX_SNAPSHOT:
+        ok = parse_i64(v, 0, 1LL << 62, &cfg->max_snapshot_bytes) == 0;
+        break;
     case OPT_INSECURE:
         ok = strcmp(v, "true") == 0 || strcmp(v, "false") == 0;
         cfg->insecure = strcmp(v, "true") == 0;
@@ -130,6 +153,8 @@ static void defaults(srv_config *cfg)
     cfg->log_level = SRV_LOG_INFO;
     cfg->log_format = SRV_LOG_TEXT;
     cfg->shutdown_grace_ms = SRV_DEFAULT_SHUTDOWN_GRACE_MS;
+    cfg->checkpoint_retention = SRV_DEFAULT_RETENTION;
+    cfg->max_snapshot_bytes = SRV_DEFAULT_MAX_SNAPSHOT;
 }
 
 srv_config_result srv_config_parse(srv_config *cfg, int argc, char **argv)

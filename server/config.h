@@ -12,6 +12,9 @@
 #define SRV_DEFAULT_DATA_DIR "./cairn-data"
 #define SRV_DEFAULT_SHUTDOWN_GRACE_MS 5000
 #define SRV_THREADS_MAX 64
+#define SRV_DEFAULT_RETENTION 5
+#define SRV_RETENTION_MIN 2          /* a bad latest checkpoint can be rolled back */
+#define SRV_DEFAULT_MAX_SNAPSHOT (1024LL * 1024 * 1024)
 
 /* True when the host of a HOST:PORT address is a loopback address. */
 bool srv_listen_is_loopback(const char *listen);
@@ -24,6 +27,8 @@ typedef struct srv_config {
     srv_log_format log_format;
     int shutdown_grace_ms;         /* in-flight calls get this long on SIGTERM */
     bool insecure;                 /* allow a non-loopback --listen without TLS */
+    int checkpoint_retention;      /* newest checkpoints kept per run */
+    int64_t max_snapshot_bytes;    /* largest snapshot CreateCheckpoint takes */
 } srv_config;
 
 typedef enum srv_config_result {

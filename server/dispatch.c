@@ -6,7 +6,12 @@
 
 #include <string.h>
 
-typedef enum kind { KIND_READ, KIND_MUTATION } kind;
+typedef enum kind {
+    KIND_READ,          /* unary: read */
+    KIND_MUTATION,      /* unary: apply through the ledger */
+    KIND_SERVER_STREAM, /* one request, then the handler streams */
+    KIND_CLIENT_STREAM, /* the handler reads the stream itself */
+} kind;
 
 typedef struct row {
     const char *path;
@@ -17,27 +22,48 @@ typedef struct row {
     srv_validate_fn validate;                  /* NULL: nothing to check */
     srv_read_fn read;                          /* KIND_READ */
     srv_apply_fn apply;                        /* KIND_MUTATION */
+    void (*serve)(srv_app *, srv_call *, ProtobufCMessage *); /* KIND_SERVER_STREAM */
+    void (*accept)(srv_app *, srv_call *);                    /* KIND_CLIENT_STREAM */
 } row;
 
 #define COORD "/cairn.v1.Coordinator/"
 #define MSG(x) &cairn__v1__##x##__descriptor
 
-/* Methods not listed here (those later work implements) get
- * UNIMPLEMENTED from the transport's catch-all. */
+/* Methods not listed here get UNIMPLEMENTED from the transport's
+ * catch-all. */
 static const row table[] = {
     {COORD "CreateRun", "CreateRun", KIND_MUTATION, MSG(create_run_request), MSG(run),
-     srv_validate_create_run, NULL, srv_apply_create_run},
+     srv_validate_create_run, .apply = srv_apply_create_run},
     {COORD "GetRun", "GetRun", KIND_READ, MSG(get_run_request), MSG(run),
-     srv_validate_get_run, srv_read_get_run, NULL},
+     srv_validate_run_id_only, .read = srv_read_get_run},
     {COORD "ListRuns", "ListRuns", KIND_READ, MSG(list_runs_request), MSG(list_runs_response),
-     srv_validate_list_runs, srv_read_list_runs, NULL},
+     srv_validate_list_runs, .read = srv_read_list_runs},
     {COORD "AppendEvents", "AppendEvents", KIND_MUTATION, MSG(append_events_request),
-     MSG(append_events_response), srv_validate_append_events, NULL, srv_apply_append_events},
+     MSG(append_events_response), srv_validate_append_events, .apply = srv_apply_append_events},
     {COORD "ReadEvents", "ReadEvents", KIND_READ, MSG(read_events_request),
-     MSG(read_events_response), srv_validate_read_events, srv_read_read_events, NULL},
+     MSG(read_events_response), srv_validate_read_events, .read = srv_read_read_events},
+    {COORD "CompleteWorker", "CompleteWorker", KIND_MUTATION, MSG(complete_worker_request),
+     MSG(complete_worker_response), srv_validate_complete_worker,
+     .apply = srv_apply_complete_worker},
+    {COORD "CreateCheckpoint", "CreateCheckpoint", KIND_CLIENT_STREAM,
+     MSG(create_checkpoint_request), MSG(checkpoint), NULL,
+     .accept = srv_start_create_checkpoint},
+    {COORD "ListCheckpoints", "ListCheckpoints", KIND_READ, MSG(list_checkpoints_request),
+     MSG(list_checkpoints_response), srv_validate_run_id_only,
+     .read = srv_read_list_checkpoints},
+    {COORD "GetLatestCheckpoint", "GetLatestCheckpoint", KIND_READ,
+     MSG(get_latest_checkpoint_request), MSG(checkpoint), srv_validate_run_id_only,
+     .read = srv_read_get_latest_checkpoint},
+    {COORD "LoadCheckpoint", "LoadCheckpoint", KIND_SERVER_STREAM, MSG(load_checkpoint_request),
+     MSG(checkpoint_chunk), srv_validate_load_checkpoint, .serve = srv_start_load_checkpoint},
+    {COORD "CleanupCheckpoints", "CleanupCheckpoints", KIND_MUTATION,
+     MSG(cleanup_checkpoints_request), MSG(cleanup_checkpoints_response),
+     srv_validate_cleanup_checkpoints, .apply = srv_apply_cleanup_checkpoints},
+    {COORD "ResumeRun", "ResumeRun", KIND_READ, MSG(resume_run_request), MSG(resume_result),
+     srv_validate_resume_run, .read = srv_read_resume_run},
     {"/grpc.health.v1.Health/Check", "Check", KIND_READ,
      &grpc__health__v1__health_check_request__descriptor,
-     &grpc__health__v1__health_check_response__descriptor, NULL, srv_read_health_check, NULL},
+     &grpc__health__v1__health_check_response__descriptor, NULL, .read = srv_read_health_check},
 };
 enum { N_ROWS = sizeof table / sizeof table[0] };
 
@@ -45,8 +71,12 @@ static srv_rpc_method methods[N_ROWS];
 
 const srv_rpc_method *srv_dispatch_methods(size_t *n)
 {
-    for (size_t i = 0; i < N_ROWS; i++)
-        methods[i] = (srv_rpc_method){table[i].path, SRV_RPC_UNARY};
+    for (size_t i = 0; i < N_ROWS; i++) {
+        srv_rpc_shape shape = table[i].kind == KIND_SERVER_STREAM   ? SRV_RPC_SERVER_STREAM
+                              : table[i].kind == KIND_CLIENT_STREAM ? SRV_RPC_CLIENT_STREAM
+                                                                    : SRV_RPC_UNARY;
+        methods[i] = (srv_rpc_method){table[i].path, shape};
+    }
     *n = N_ROWS;
     return methods;
 }
@@ -76,6 +106,7 @@ static srv_code submit(srv_app *app, srv_call *call, const row *r, ProtobufCMess
     m->request = req;
     m->response = r->response;
     m->apply = r->apply;
+    m->apply_ctx = app;
     m->arena = a;
     m->done = mutation_done;
     m->ctx = call;
@@ -101,6 +132,10 @@ void srv_dispatch_call(void *appv, srv_call *call, size_t index)
 {
     srv_app *app = appv;
     const row *r = &table[index];
+    if (r->kind == KIND_CLIENT_STREAM) {
+        r->accept(app, call);
+        return;
+    }
     srv_arena *a = srv_call_arena(call);
     srv_error err;
     size_t len;
@@ -112,6 +147,10 @@ void srv_dispatch_call(void *appv, srv_call *call, size_t index)
         rc = srv_check_key(srv_msg_string(req, "idempotency_key"), &err);
     if (!rc && r->validate)
         rc = r->validate(req, a, &err);
+    if (!rc && r->kind == KIND_SERVER_STREAM) {
+        r->serve(app, call, req);
+        return;
+    }
     if (!rc)
         rc = r->kind == KIND_READ ? answer_read(app, call, r, req, &err)
                                   : submit(app, call, r, req, &err);

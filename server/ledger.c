@@ -71,7 +71,7 @@ static void apply_one(srv_ledger *l, srv_mutation *m, int64_t now_us, outcome *o
         replay(m, &rec, o);
     } else if (!o->code) {
         ProtobufCMessage *resp = NULL;
-        o->code = m->apply(st, m->arena, m->request, now_us, &resp, &o->err);
+        o->code = m->apply(st, m->arena, m->request, m->apply_ctx, now_us, &resp, &o->err);
         uint8_t *buf = NULL;
         if (!o->code)
             o->code = srv_pack(m->arena, resp, &buf, &o->len, &o->err);

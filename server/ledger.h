@@ -18,9 +18,11 @@
 typedef struct srv_ledger srv_ledger;
 
 /* Applies one mutation inside the batch transaction; returns the response
- * (allocated in the arena) through *resp. Runs on the writer thread. */
+ * (allocated in the arena) through *resp. ctx is the mutation's
+ * apply_ctx. Runs on the writer thread. */
 typedef srv_code (*srv_apply_fn)(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
-                                 int64_t now_us, ProtobufCMessage **resp, srv_error *err);
+                                 void *ctx, int64_t now_us, ProtobufCMessage **resp,
+                                 srv_error *err);
 
 /* Called once per mutation on the writer thread after its batch ended:
  * code SRV_OK with the encoded response (in the mutation's arena), or an
@@ -37,6 +39,7 @@ typedef struct srv_mutation {
     const ProtobufCMessage *request;
     const ProtobufCMessageDescriptor *response;  /* to mark replays */
     srv_apply_fn apply;
+    void *apply_ctx;
     srv_arena *arena;
     srv_mutation_done done;
     void *ctx;

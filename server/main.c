@@ -101,7 +101,11 @@ int main(int argc, char **argv)
         return 1;
 
     srv_error err;
-    srv_app app = {.cfg = &cfg};
+    srv_app app = {.cfg = &cfg, .pins = srv_pins_create()};
+    if (!app.pins) {
+        srv_error_log("out of memory");
+        return 1;
+    }
     if (srv_store_sqlite_open(cfg.data_dir, cfg.threads, &app.store, &err)) {
         srv_error_log("%s", err.msg);
         return 1;
@@ -144,6 +148,7 @@ int main(int argc, char **argv)
     }
     srv_ledger_stop(app.ledger);
     srv_store_close(app.store);
+    srv_pins_destroy(app.pins);
     srv_rpc_global_shutdown();
     close(lock_fd);
     if (!status)

@@ -316,6 +316,7 @@ static srv_code find_checkpoint(conn *c, srv_arena *a, const run_row *r,
                       ? read_ckpt_rows(c, a, ST_CKPT_BY_ID, r->id, checkpoint_id, &rows, &n, err)
                       : read_ckpt_rows(c, a, ST_CKPT_LATEST, r->id, NULL, &rows, &n, err);
     *found = !rc && n > 0;
+    cairn__v1__checkpoint__init(out);
     if (*found)
         rc = fill_checkpoint(c, a, r->run_id, &rows[0], out, err);
     return rc;

@@ -1,5 +1,6 @@
 #include "validate.h"
 #include "contract.h"
+#include "strset.h"
 
 #include <string.h>
 
@@ -80,39 +81,15 @@ srv_code srv_check_page(const char *field, uint32_t v, uint32_t def, uint32_t ma
     return SRV_OK;
 }
 
-static uint64_t hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
 srv_code srv_dedup_strings(srv_arena *a, char **v, size_t *n, srv_error *err)
 {
-    size_t cap = 16;
-    while (cap < *n * 2)
-        cap *= 2;
-    char **set = srv_arena_alloc(a, cap * sizeof *set);
-    if (!set)
+    srv_strset *seen = srv_strset_create(a, *n);
+    if (!seen)
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
-    memset(set, 0, cap * sizeof *set);
     size_t out = 0;
-    for (size_t i = 0; i < *n; i++) {
-        size_t slot = (size_t)hash_str(v[i]) & (cap - 1);
-        bool seen = false;
-        while (set[slot]) {
-            if (strcmp(set[slot], v[i]) == 0) {
-                seen = true;
-                break;
-            }
-            slot = (slot + 1) & (cap - 1);
-        }
-        if (seen)
-            continue;
-        set[slot] = v[i];
-        v[out++] = v[i];
-    }
+    for (size_t i = 0; i < *n; i++)
+        if (srv_strset_add(seen, v[i]))
+            v[out++] = v[i];
     *n = out;
     return SRV_OK;
 }

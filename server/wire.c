@@ -111,8 +111,10 @@ srv_code srv_unpack(const ProtobufCMessageDescriptor *desc, srv_arena *a,
     srv_code rc = check_strings(desc, data, data + len, "", 0, err);
     if (rc)
         return rc;
-    ProtobufCAllocator alloc = srv_arena_allocator(a);
-    *out = protobuf_c_message_unpack(desc, &alloc, len, data);
+    ProtobufCAllocator alloc;
+    if (a)
+        alloc = srv_arena_allocator(a);
+    *out = protobuf_c_message_unpack(desc, a ? &alloc : NULL, len, data);
     if (!*out)
         return srv_fail(err, SRV_INVALID_ARGUMENT, "request: not a valid %s message",
                         desc->name);

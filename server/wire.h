@@ -9,10 +9,11 @@
 #include <protobuf-c/protobuf-c.h>
 #include <stdint.h>
 
-/* Decodes data into a message allocated in the arena. Before decoding it
- * checks every string field (recursively) for valid UTF-8 without NUL
- * bytes, because protobuf-c would silently cut a string at a NUL.
- * Returns SRV_OK, or INVALID_ARGUMENT naming the field. */
+/* Decodes data into a message allocated in the arena (or on the heap when
+ * a is NULL: free it with protobuf_c_message_free_unpacked(msg, NULL)).
+ * Before decoding it checks every string field (recursively) for valid
+ * UTF-8 without NUL bytes, because protobuf-c would silently cut a string
+ * at a NUL. Returns SRV_OK, or INVALID_ARGUMENT naming the field. */
 srv_code srv_unpack(const ProtobufCMessageDescriptor *desc, srv_arena *a,
                     const uint8_t *data, size_t len, ProtobufCMessage **out,
                     srv_error *err);

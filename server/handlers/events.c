@@ -47,8 +47,10 @@ srv_code srv_validate_append_events(ProtobufCMessage *msg, srv_arena *a, srv_err
 }
 
 srv_code srv_apply_append_events(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
-                                 int64_t now_us, ProtobufCMessage **resp, srv_error *err)
+                                 void *ctx, int64_t now_us, ProtobufCMessage **resp,
+                                 srv_error *err)
 {
+    (void)ctx;
     Cairn__V1__AppendEventsResponse *out = srv_arena_alloc(a, sizeof *out);
     if (!out)
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");

@@ -14,6 +14,7 @@
 #include "../arena.h"
 #include "../error.h"
 #include "../ledger.h"
+#include "../rpc.h"
 
 #include <protobuf-c/protobuf-c.h>
 
@@ -24,8 +25,8 @@ typedef srv_code (*srv_read_fn)(srv_app *app, srv_arena *a, const ProtobufCMessa
 /* runs.c */
 srv_code srv_validate_create_run(ProtobufCMessage *req, srv_arena *a, srv_error *err);
 srv_code srv_apply_create_run(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
-                              int64_t now_us, ProtobufCMessage **resp, srv_error *err);
-srv_code srv_validate_get_run(ProtobufCMessage *req, srv_arena *a, srv_error *err);
+                              void *ctx, int64_t now_us, ProtobufCMessage **resp,
+                                 srv_error *err);
 srv_code srv_read_get_run(srv_app *app, srv_arena *a, const ProtobufCMessage *req,
                           ProtobufCMessage **resp, srv_error *err);
 srv_code srv_validate_list_runs(ProtobufCMessage *req, srv_arena *a, srv_error *err);
@@ -35,10 +36,45 @@ srv_code srv_read_list_runs(srv_app *app, srv_arena *a, const ProtobufCMessage *
 /* events.c */
 srv_code srv_validate_append_events(ProtobufCMessage *req, srv_arena *a, srv_error *err);
 srv_code srv_apply_append_events(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
-                                 int64_t now_us, ProtobufCMessage **resp, srv_error *err);
+                                 void *ctx, int64_t now_us, ProtobufCMessage **resp,
+                                 srv_error *err);
 srv_code srv_validate_read_events(ProtobufCMessage *req, srv_arena *a, srv_error *err);
 srv_code srv_read_read_events(srv_app *app, srv_arena *a, const ProtobufCMessage *req,
                               ProtobufCMessage **resp, srv_error *err);
+
+/* workers.c */
+srv_code srv_validate_complete_worker(ProtobufCMessage *req, srv_arena *a, srv_error *err);
+srv_code srv_apply_complete_worker(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
+                                   void *ctx, int64_t now_us, ProtobufCMessage **resp,
+                                   srv_error *err);
+
+/* checkpoints.c */
+/* For requests whose only field to check is run_id. */
+srv_code srv_validate_run_id_only(ProtobufCMessage *req, srv_arena *a, srv_error *err);
+srv_code srv_read_list_checkpoints(srv_app *app, srv_arena *a, const ProtobufCMessage *req,
+                                   ProtobufCMessage **resp, srv_error *err);
+srv_code srv_read_get_latest_checkpoint(srv_app *app, srv_arena *a, const ProtobufCMessage *req,
+                                        ProtobufCMessage **resp, srv_error *err);
+srv_code srv_validate_cleanup_checkpoints(ProtobufCMessage *req, srv_arena *a, srv_error *err);
+/* ctx is the srv_app (for its pins). */
+srv_code srv_apply_cleanup_checkpoints(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
+                                       void *ctx, int64_t now_us, ProtobufCMessage **resp,
+                                       srv_error *err);
+/* Checks a CreateCheckpoint header and deduplicates its completed workers. */
+srv_code srv_validate_checkpoint_header(Cairn__V1__CheckpointHeader *h, srv_arena *a,
+                                        int64_t max_snapshot_bytes, srv_error *err);
+srv_code srv_validate_load_checkpoint(ProtobufCMessage *req, srv_arena *a, srv_error *err);
+
+/* upload.c: CreateCheckpoint, a client stream; the handler reads it. */
+void srv_start_create_checkpoint(srv_app *app, srv_call *call);
+
+/* download.c: LoadCheckpoint, a server stream. */
+void srv_start_load_checkpoint(srv_app *app, srv_call *call, ProtobufCMessage *req);
+
+/* resume.c */
+srv_code srv_validate_resume_run(ProtobufCMessage *req, srv_arena *a, srv_error *err);
+srv_code srv_read_resume_run(srv_app *app, srv_arena *a, const ProtobufCMessage *req,
+                             ProtobufCMessage **resp, srv_error *err);
 
 /* health.c */
 srv_code srv_read_health_check(srv_app *app, srv_arena *a, const ProtobufCMessage *req,

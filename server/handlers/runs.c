@@ -80,8 +80,9 @@ srv_code srv_validate_create_run(ProtobufCMessage *msg, srv_arena *a, srv_error 
 }
 
 srv_code srv_apply_create_run(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
-                              int64_t now_us, ProtobufCMessage **resp, srv_error *err)
+                              void *ctx, int64_t now_us, ProtobufCMessage **resp, srv_error *err)
 {
+    (void)ctx;
     Cairn__V1__Run *run = srv_arena_alloc(a, sizeof *run);
     if (!run)
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
@@ -89,12 +90,6 @@ srv_code srv_apply_create_run(srv_store *st, srv_arena *a, const ProtobufCMessag
                                       run, err);
     *resp = &run->base;
     return rc;
-}
-
-srv_code srv_validate_get_run(ProtobufCMessage *msg, srv_arena *a, srv_error *err)
-{
-    (void)a;
-    return srv_check_id("run_id", ((Cairn__V1__GetRunRequest *)msg)->run_id, err);
 }
 
 srv_code srv_read_get_run(srv_app *app, srv_arena *a, const ProtobufCMessage *msg,

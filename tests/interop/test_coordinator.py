@@ -895,12 +895,6 @@ class WireTest(CairnTestCase):
 
 class UnimplementedTest(CairnTestCase):
 
-    def test_resume_run_not_implemented_yet_unimplemented(self):
-        # ResumeRun is in the contract but not served yet; when it lands,
-        # replace this with tests of its semantics.
-        self.assertRpcError(grpc.StatusCode.UNIMPLEMENTED, self.stub.ResumeRun,
-                            pb.ResumeRunRequest(run_id=self.run_id()))
-
     def test_made_up_method_unimplemented(self):
         nope = S.channel.unary_unary("/cairn.v1.Coordinator/Nope")
         self.assertRpcError(grpc.StatusCode.UNIMPLEMENTED, nope, b"")

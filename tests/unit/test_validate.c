@@ -714,9 +714,9 @@ static void get_run_checks_the_run_id(void **state)
     Cairn__V1__GetRunRequest r;
     cairn__v1__get_run_request__init(&r);
     r.run_id = "run-1";
-    assert_ok(srv_validate_get_run(&r.base, *state, &err), &err);
+    assert_ok(srv_validate_run_id_only(&r.base, *state, &err), &err);
     r.run_id = "";
-    assert_invalid(srv_validate_get_run(&r.base, *state, &err), &err, "run_id: ", ID_LIMIT);
+    assert_invalid(srv_validate_run_id_only(&r.base, *state, &err), &err, "run_id: ", ID_LIMIT);
 }
 
 static void list_runs_page_size_0_is_100_1000_ok_1001_rejected(void **state)
