@@ -51,6 +51,19 @@ cairn_status cairn__copy_str(char *dst, size_t cap, const char *s, const char *f
     return CAIRN_OK;
 }
 
+typedef struct unary_attempt {
+    cairn__method method;
+    const uint8_t *req;
+    size_t len;
+} unary_attempt;
+
+static void attempt_unary(void *ctx, cairn__transport *t, uint32_t timeout_ms,
+                          bool wait_for_ready, cairn__reply *out)
+{
+    const unary_attempt *u = ctx;
+    cairn__transport_unary(t, u->method, u->req, u->len, timeout_ms, wait_for_ready, out);
+}
+
 cairn_status cairn__unary(cairn_client *c, cairn__method m, const pb_msgdesc_t *req_fields,
                           const void *req, const char *key, const pb_msgdesc_t *resp_fields,
                           void *resp, cairn_error *err)
@@ -61,7 +74,8 @@ cairn_status cairn__unary(cairn_client *c, cairn__method m, const pb_msgdesc_t *
     cairn_status rc = cairn__encode(req_fields, req, &buf, &len, err);
     if (rc)
         return rc;
-    cairn__call call = {m, buf, len, key};
+    unary_attempt u = {m, buf, len};
+    cairn__call call = {attempt_unary, &u, key, false};
     cairn__reply reply;
     rc = cairn__invoke(c, &call, &reply, err);
     free(buf);

@@ -14,6 +14,13 @@ typedef enum cairn__method {
     CAIRN__APPEND_EVENTS,
     CAIRN__READ_EVENTS,
     CAIRN__HEALTH_CHECK,
+    CAIRN__COMPLETE_WORKER,
+    CAIRN__CREATE_CHECKPOINT,
+    CAIRN__LIST_CHECKPOINTS,
+    CAIRN__GET_LATEST_CHECKPOINT,
+    CAIRN__LOAD_CHECKPOINT,
+    CAIRN__CLEANUP_CHECKPOINTS,
+    CAIRN__RESUME_RUN,
     CAIRN__METHOD_COUNT
 } cairn__method;
 
@@ -28,6 +35,7 @@ void cairn__transport_destroy(cairn__transport *t);
 /* The outcome of one attempt. body and details are malloc'd. */
 typedef struct cairn__reply {
     int grpc_status;
+    cairn_status local;           /* a local failure that ended the attempt (not retried) */
     char *details;
     bool has_pushback;
     int64_t pushback_ms;
@@ -43,6 +51,25 @@ void cairn__reply_free(cairn__reply *r);
 void cairn__transport_unary(cairn__transport *t, cairn__method m, const uint8_t *req,
                             size_t len, uint32_t timeout_ms, bool wait_for_ready,
                             cairn__reply *out);
+
+/* Gives the next message of a client stream: 1 with *msg (malloc'd; the
+ * transport frees it), 0 at the end, or -1 after a local failure, which
+ * it records in out->local and out->details. */
+typedef int (*cairn__next_fn)(void *ctx, uint8_t **msg, size_t *len, cairn__reply *out);
+
+/* One client-streaming attempt: messages from next, one in flight at a
+ * time, then the single response. */
+void cairn__transport_upload(cairn__transport *t, cairn__method m, cairn__next_fn next, void *ctx,
+                             uint32_t timeout_ms, bool wait_for_ready, cairn__reply *out);
+
+/* Takes one message of a server stream: 0 to go on, -1 after a local
+ * failure (recorded in out), which cancels the call. */
+typedef int (*cairn__msg_fn)(void *ctx, const uint8_t *msg, size_t len, cairn__reply *out);
+
+/* One server-streaming attempt: sends req, hands each message to on_msg. */
+void cairn__transport_download(cairn__transport *t, cairn__method m, const uint8_t *req,
+                               size_t len, cairn__msg_fn on_msg, void *ctx, uint32_t timeout_ms,
+                               bool wait_for_ready, cairn__reply *out);
 
 /* ---- client.c ---- */
 
@@ -63,11 +90,16 @@ void cairn__error_clear(cairn_error *err);
 
 /* ---- retry.c ---- */
 
+/* Makes one attempt of a logical call (a unary call, an upload, a
+ * download), starting over from scratch each time. */
+typedef void (*cairn__attempt_fn)(void *ctx, cairn__transport *t, uint32_t timeout_ms,
+                                  bool wait_for_ready, cairn__reply *out);
+
 typedef struct cairn__call {
-    cairn__method method;
-    const uint8_t *req;
-    size_t req_len;
-    const char *key;              /* the idempotency key; NULL for reads */
+    cairn__attempt_fn attempt;
+    void *ctx;
+    const char *key;              /* the idempotency key (seeds jitter); NULL for reads */
+    bool streaming;               /* an attempt may take the whole call deadline */
 } cairn__call;
 
 /* Runs a logical call: attempts, classification, backoff. On CAIRN_OK
@@ -99,5 +131,23 @@ cairn_status cairn__unary(cairn_client *c, cairn__method m, const pb_msgdesc_t *
 /* Picks the idempotency key of a logical call: the caller's (checked) or a
  * fresh random one, written to out. */
 cairn_status cairn__pick_key(char out[CAIRN_KEY_MAX + 1], const char *given, cairn_error *err);
+
+/* ---- keys.c ---- */
+
+/* Writes n bytes as 2n lowercase hex digits and a NUL. */
+void cairn__hex(char *out, const unsigned char *bytes, size_t n);
+
+/* ---- local.c ---- */
+
+/* Opens a new temporary file beside path (creating path's parents) for an
+ * atomic replace: *tmp is its malloc'd name. */
+cairn_status cairn__atomic_open(const char *path, char **tmp, int *fd, cairn_error *err);
+/* fsync, close, rename over path, fsync the directory; frees tmp. */
+cairn_status cairn__atomic_commit(const char *path, char *tmp, int fd, cairn_error *err);
+/* Closes and removes the temporary file; frees tmp. */
+void cairn__atomic_abort(char *tmp, int fd);
+/* write(2) until done; IO naming path on failure. */
+cairn_status cairn__write_all(int fd, const void *data, size_t len, const char *path,
+                              cairn_error *err);
 
 #endif

@@ -4,7 +4,7 @@
 #include <string.h>
 #include <sys/random.h>
 
-static void hex(char *out, const unsigned char *b, size_t n)
+void cairn__hex(char *out, const unsigned char *b, size_t n)
 {
     static const char digits[] = "0123456789abcdef";
     for (size_t i = 0; i < n; i++) {
@@ -32,7 +32,7 @@ void cairn_idempotency_key(char out[65], const char *const *components, size_t n
     }
     EVP_DigestFinal_ex(ctx, md, &len);
     EVP_MD_CTX_free(ctx);
-    hex(out, md, 32);
+    cairn__hex(out, md, 32);
 }
 
 void cairn_random_key(char out[33])
@@ -44,7 +44,7 @@ void cairn_random_key(char out[33])
         if (n > 0)
             got += (size_t)n;
     }
-    hex(out, b, sizeof b);
+    cairn__hex(out, b, sizeof b);
 }
 
 cairn_status cairn__pick_key(char out[CAIRN_KEY_MAX + 1], const char *given, cairn_error *err)

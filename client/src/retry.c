@@ -99,14 +99,24 @@ cairn_status cairn__invoke(cairn_client *c, const cairn__call *call, cairn__repl
 
     for (int attempt = 1;; attempt++) {
         int64_t left = deadline - now_ms();
-        uint32_t timeout = left < (int64_t)p->attempt_deadline_ms ? (uint32_t)(left > 1 ? left : 1)
-                                                                 : p->attempt_deadline_ms;
+        if (left < 1)
+            left = 1;
+        /* A stream's attempt moves the whole snapshot: it may use the
+         * whole call deadline. */
+        uint32_t timeout = call->streaming || left < (int64_t)p->attempt_deadline_ms
+                               ? (uint32_t)left
+                               : p->attempt_deadline_ms;
         cairn__reply r;
         /* Retries wait for the channel to connect rather than failing at
          * once on a channel that is still reconnecting after a restart. */
-        cairn__transport_unary(c->transport, call->method, call->req, call->req_len, timeout,
-                               attempt > 1, &r);
+        call->attempt(call->ctx, c->transport, timeout, attempt > 1, &r);
         record(err, &r, attempt);
+        if (r.local) { /* a local failure: retrying cannot help */
+            err->status = r.local;
+            err->grpc_status = -1;
+            cairn__reply_free(&r);
+            return err->status;
+        }
         if (r.grpc_status == 0) {
             *out = r;
             return CAIRN_OK;

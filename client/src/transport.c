@@ -19,6 +19,13 @@ static const char *const paths[CAIRN__METHOD_COUNT] = {
     [CAIRN__APPEND_EVENTS] = "/cairn.v1.Coordinator/AppendEvents",
     [CAIRN__READ_EVENTS] = "/cairn.v1.Coordinator/ReadEvents",
     [CAIRN__HEALTH_CHECK] = "/grpc.health.v1.Health/Check",
+    [CAIRN__COMPLETE_WORKER] = "/cairn.v1.Coordinator/CompleteWorker",
+    [CAIRN__CREATE_CHECKPOINT] = "/cairn.v1.Coordinator/CreateCheckpoint",
+    [CAIRN__LIST_CHECKPOINTS] = "/cairn.v1.Coordinator/ListCheckpoints",
+    [CAIRN__GET_LATEST_CHECKPOINT] = "/cairn.v1.Coordinator/GetLatestCheckpoint",
+    [CAIRN__LOAD_CHECKPOINT] = "/cairn.v1.Coordinator/LoadCheckpoint",
+    [CAIRN__CLEANUP_CHECKPOINTS] = "/cairn.v1.Coordinator/CleanupCheckpoints",
+    [CAIRN__RESUME_RUN] = "/cairn.v1.Coordinator/ResumeRun",
 };
 
 /* Reconnect quickly after a server restart (GRPC_CORE_NOTES: 100/1000/100
@@ -127,91 +134,272 @@ static void local_failure(cairn__reply *out, const char *why)
     out->details = strdup(why);
 }
 
+static char *buffer_bytes(grpc_byte_buffer *b, size_t *len)
+{
+    grpc_byte_buffer_reader reader;
+    if (!grpc_byte_buffer_reader_init(&reader, b))
+        return NULL;
+    grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
+    *len = GRPC_SLICE_LENGTH(all);
+    char *p = malloc(*len ? *len : 1);
+    if (p)
+        memcpy(p, GRPC_SLICE_START_PTR(all), *len);
+    grpc_slice_unref(all);
+    grpc_byte_buffer_reader_destroy(&reader);
+    return p;
+}
+
+static grpc_byte_buffer *buffer_from(const uint8_t *msg, size_t len)
+{
+    grpc_slice s = grpc_slice_from_copied_buffer((const char *)msg, len);
+    grpc_byte_buffer *b = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    return b;
+}
+
+/* One call in flight: its queue, and what the status batch fills in. */
+typedef struct attempt {
+    grpc_completion_queue *cq;
+    grpc_call *call;
+    grpc_metadata_array initial, trailing;
+    grpc_status_code status;
+    grpc_slice details;
+    const char *error_string;
+    int status_tag;
+} attempt;
+
+static bool attempt_start(attempt *a, cairn__transport *t, cairn__method m, uint32_t timeout_ms,
+                          cairn__reply *out)
+{
+    memset(out, 0, sizeof *out);
+    out->pushback_ms = -1;
+    memset(a, 0, sizeof *a);
+    a->cq = grpc_completion_queue_create_for_pluck(NULL);
+    gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                         gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
+    a->call = grpc_channel_create_registered_call(t->channel, NULL, GRPC_PROPAGATE_DEFAULTS, a->cq,
+                                                  t->handles[m], deadline, NULL);
+    grpc_metadata_array_init(&a->initial);
+    grpc_metadata_array_init(&a->trailing);
+    a->status = GRPC_STATUS_UNKNOWN;
+    a->details = grpc_empty_slice();
+    if (!a->call) {
+        local_failure(out, "cannot create a gRPC call");
+        return false;
+    }
+    return true;
+}
+
+/* Starts a batch and waits for it; returns its success. */
+static bool run_batch(attempt *a, grpc_op *ops, size_t n)
+{
+    int tag;
+    if (grpc_call_start_batch(a->call, ops, n, &tag, NULL) != GRPC_CALL_OK)
+        return false;
+    grpc_event ev = grpc_completion_queue_pluck(a->cq, &tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    return ev.success != 0;
+}
+
+/* Posts the batch that learns how the call ended (streams). */
+static bool start_status(attempt *a)
+{
+    grpc_op ops[2];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[0].data.recv_initial_metadata.recv_initial_metadata = &a->initial;
+    ops[1].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[1].data.recv_status_on_client.trailing_metadata = &a->trailing;
+    ops[1].data.recv_status_on_client.status = &a->status;
+    ops[1].data.recv_status_on_client.status_details = &a->details;
+    ops[1].data.recv_status_on_client.error_string = &a->error_string;
+    return grpc_call_start_batch(a->call, ops, 2, &a->status_tag, NULL) == GRPC_CALL_OK;
+}
+
+static void wait_status(attempt *a)
+{
+    grpc_completion_queue_pluck(a->cq, &a->status_tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+}
+
+/* Records how the call ended (unless a local failure already did). */
+static void attempt_status(attempt *a, cairn__reply *out)
+{
+    if (out->local || out->details)
+        return;
+    out->grpc_status = (int)a->status;
+    out->details = slice_strdup(a->details);
+    read_trailers(&a->trailing, out);
+}
+
+static void attempt_end(attempt *a)
+{
+    grpc_metadata_array_destroy(&a->initial);
+    grpc_metadata_array_destroy(&a->trailing);
+    grpc_slice_unref(a->details);
+    gpr_free((void *)a->error_string);
+    if (a->call)
+        grpc_call_unref(a->call);
+    grpc_completion_queue_shutdown(a->cq);
+    grpc_completion_queue_destroy(a->cq);
+}
+
+static void send_initial(grpc_op *op, bool wait_for_ready)
+{
+    op->op = GRPC_OP_SEND_INITIAL_METADATA;
+    op->flags = wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0;
+}
+
+/* The body of an OK reply, or an INTERNAL failure without one. */
+static void take_body(grpc_byte_buffer *recv, cairn__reply *out)
+{
+    if (out->grpc_status != GRPC_STATUS_OK)
+        return;
+    if (recv)
+        out->body = (uint8_t *)buffer_bytes(recv, &out->body_len);
+    if (!out->body) {
+        cairn__reply_free(out);
+        out->grpc_status = GRPC_STATUS_INTERNAL;
+        out->details = strdup(recv ? "out of memory reading the response"
+                                   : "the server answered OK without a message");
+    }
+}
+
 void cairn__transport_unary(cairn__transport *t, cairn__method m, const uint8_t *req,
                             size_t len, uint32_t timeout_ms, bool wait_for_ready,
                             cairn__reply *out)
 {
-    memset(out, 0, sizeof *out);
-    out->pushback_ms = -1;
-
-    grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-    gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                                         gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
-    grpc_call *call = grpc_channel_create_registered_call(t->channel, NULL, GRPC_PROPAGATE_DEFAULTS,
-                                                          cq, t->handles[m], deadline, NULL);
-    if (!call) {
-        grpc_completion_queue_shutdown(cq);
-        grpc_completion_queue_destroy(cq);
-        local_failure(out, "cannot create a gRPC call");
+    attempt a;
+    if (!attempt_start(&a, t, m, timeout_ms, out)) {
+        attempt_end(&a);
         return;
     }
-
-    grpc_slice req_slice = grpc_slice_from_copied_buffer((const char *)req, len);
-    grpc_byte_buffer *send = grpc_raw_byte_buffer_create(&req_slice, 1);
-    grpc_slice_unref(req_slice);
+    grpc_byte_buffer *send = buffer_from(req, len);
     grpc_byte_buffer *recv = NULL;
-    grpc_metadata_array initial, trailing;
-    grpc_metadata_array_init(&initial);
-    grpc_metadata_array_init(&trailing);
-    grpc_status_code status = GRPC_STATUS_UNKNOWN;
-    grpc_slice details = grpc_empty_slice();
-    const char *error_string = NULL;
-
     grpc_op ops[6];
     memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[0].flags = wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0;
+    send_initial(&ops[0], wait_for_ready);
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
     ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &initial;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &a.initial;
     ops[4].op = GRPC_OP_RECV_MESSAGE;
     ops[4].data.recv_message.recv_message = &recv;
     ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[5].data.recv_status_on_client.trailing_metadata = &trailing;
-    ops[5].data.recv_status_on_client.status = &status;
-    ops[5].data.recv_status_on_client.status_details = &details;
-    ops[5].data.recv_status_on_client.error_string = &error_string;
-
-    int tag;
-    if (grpc_call_start_batch(call, ops, 6, &tag, NULL) == GRPC_CALL_OK) {
-        grpc_completion_queue_pluck(cq, &tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-        out->grpc_status = (int)status;
-        out->details = slice_strdup(details);
-        read_trailers(&trailing, out);
-        if (status == GRPC_STATUS_OK && recv) {
-            grpc_byte_buffer_reader reader;
-            if (grpc_byte_buffer_reader_init(&reader, recv)) {
-                grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
-                out->body_len = GRPC_SLICE_LENGTH(all);
-                out->body = malloc(out->body_len ? out->body_len : 1);
-                if (out->body)
-                    memcpy(out->body, GRPC_SLICE_START_PTR(all), out->body_len);
-                grpc_slice_unref(all);
-                grpc_byte_buffer_reader_destroy(&reader);
-            }
-            if (!out->body) {
-                cairn__reply_free(out);
-                local_failure(out, "out of memory reading the response");
-            }
-        } else if (status == GRPC_STATUS_OK) {
-            cairn__reply_free(out);
-            out->grpc_status = GRPC_STATUS_INTERNAL;
-            out->details = strdup("the server answered OK without a message");
-        }
+    ops[5].data.recv_status_on_client.trailing_metadata = &a.trailing;
+    ops[5].data.recv_status_on_client.status = &a.status;
+    ops[5].data.recv_status_on_client.status_details = &a.details;
+    ops[5].data.recv_status_on_client.error_string = &a.error_string;
+    if (run_batch(&a, ops, 6) || a.status != GRPC_STATUS_UNKNOWN) {
+        attempt_status(&a, out);
+        take_body(recv, out);
     } else {
         local_failure(out, "cannot start a gRPC call");
     }
-
     if (recv)
         grpc_byte_buffer_destroy(recv);
     grpc_byte_buffer_destroy(send);
-    grpc_metadata_array_destroy(&initial);
-    grpc_metadata_array_destroy(&trailing);
-    grpc_slice_unref(details);
-    gpr_free((void *)error_string);
-    grpc_call_unref(call);
-    grpc_completion_queue_shutdown(cq);
-    grpc_completion_queue_destroy(cq);
+    attempt_end(&a);
+}
+
+void cairn__transport_upload(cairn__transport *t, cairn__method m, cairn__next_fn next, void *ctx,
+                             uint32_t timeout_ms, bool wait_for_ready, cairn__reply *out)
+{
+    attempt a;
+    if (!attempt_start(&a, t, m, timeout_ms, out) || !start_status(&a)) {
+        if (!out->details)
+            local_failure(out, "cannot start a gRPC call");
+        attempt_end(&a);
+        return;
+    }
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    send_initial(&op, wait_for_ready);
+    bool open = run_batch(&a, &op, 1);
+    /* One message in flight: a send completes once flow control takes it. */
+    while (open) {
+        uint8_t *msg;
+        size_t len;
+        int r = next(ctx, &msg, &len, out);
+        if (r <= 0) {
+            if (r < 0)
+                grpc_call_cancel(a.call, NULL);
+            break;
+        }
+        grpc_byte_buffer *b = buffer_from(msg, len);
+        free(msg);
+        memset(&op, 0, sizeof op);
+        op.op = GRPC_OP_SEND_MESSAGE;
+        op.data.send_message.send_message = b;
+        open = run_batch(&a, &op, 1);
+        grpc_byte_buffer_destroy(b);
+    }
+    grpc_byte_buffer *recv = NULL;
+    if (open && !out->local) {
+        grpc_op ops[2];
+        memset(ops, 0, sizeof ops);
+        ops[0].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+        ops[1].op = GRPC_OP_RECV_MESSAGE;
+        ops[1].data.recv_message.recv_message = &recv;
+        run_batch(&a, ops, 2);
+    } else if (!out->local) {
+        /* The server ended the call early (an error): read its status. */
+        memset(&op, 0, sizeof op);
+        op.op = GRPC_OP_RECV_MESSAGE;
+        op.data.recv_message.recv_message = &recv;
+        run_batch(&a, &op, 1);
+    }
+    wait_status(&a);
+    attempt_status(&a, out);
+    if (!out->local)
+        take_body(recv, out);
+    if (recv)
+        grpc_byte_buffer_destroy(recv);
+    attempt_end(&a);
+}
+
+void cairn__transport_download(cairn__transport *t, cairn__method m, const uint8_t *req,
+                               size_t len, cairn__msg_fn on_msg, void *ctx, uint32_t timeout_ms,
+                               bool wait_for_ready, cairn__reply *out)
+{
+    attempt a;
+    if (!attempt_start(&a, t, m, timeout_ms, out) || !start_status(&a)) {
+        if (!out->details)
+            local_failure(out, "cannot start a gRPC call");
+        attempt_end(&a);
+        return;
+    }
+    grpc_byte_buffer *send = buffer_from(req, len);
+    grpc_op ops[3];
+    memset(ops, 0, sizeof ops);
+    send_initial(&ops[0], wait_for_ready);
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = send;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    bool open = run_batch(&a, ops, 3);
+    grpc_byte_buffer_destroy(send);
+    while (open) {
+        grpc_byte_buffer *recv = NULL;
+        grpc_op op;
+        memset(&op, 0, sizeof op);
+        op.op = GRPC_OP_RECV_MESSAGE;
+        op.data.recv_message.recv_message = &recv;
+        if (!run_batch(&a, &op, 1) || !recv)
+            break; /* the end of the stream, or the call failed */
+        size_t n = 0;
+        char *msg = buffer_bytes(recv, &n);
+        grpc_byte_buffer_destroy(recv);
+        if (!msg) {
+            out->local = CAIRN_NO_MEMORY;
+            out->details = strdup("out of memory reading the stream");
+        }
+        if (!msg || on_msg(ctx, (const uint8_t *)msg, n, out) < 0) {
+            free(msg);
+            grpc_call_cancel(a.call, NULL);
+            break;
+        }
+        free(msg);
+    }
+    wait_status(&a);
+    attempt_status(&a, out);
+    attempt_end(&a);
 }

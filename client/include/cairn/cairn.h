@@ -281,6 +281,196 @@ CAIRN_API cairn_status cairn_read_events(cairn_client *client, const char *run_i
                                          cairn_event_page *out, cairn_error *err);
 CAIRN_API void cairn_event_page_free(cairn_event_page *page);
 
+/* ---- workers ---- */
+
+typedef struct cairn_complete_request {
+    const char *idempotency_key;  /* NULL: random per call */
+    const char *run_id;
+    const char *worker_id;        /* one of the run's workers */
+    uint64_t fencing_token;       /* 0 = none */
+} cairn_complete_request;
+
+typedef struct cairn_complete_result {
+    uint64_t seq;                 /* of the worker.completed event */
+    char run_state[16];           /* the run's state after this completion */
+    bool replayed;
+} cairn_complete_result;
+
+/* Marks a worker completed and appends its "worker.completed" event.
+ * INVALID_ARGUMENT when the worker is not the run's; FAILED_PRECONDITION
+ * when it already completed (under another key). */
+CAIRN_API cairn_status cairn_complete_worker(cairn_client *client, const cairn_complete_request *req,
+                                             cairn_complete_result *out, cairn_error *err);
+
+/* ---- checkpoints ---- */
+
+/* A checkpoint's metadata. Free with cairn_checkpoint_free. */
+typedef struct cairn_checkpoint {
+    char checkpoint_id[CAIRN_ID_MAX + 1];   /* YYYYMMDD_HHMMSS_ffffff, increasing per run */
+    char run_id[CAIRN_ID_MAX + 1];
+    char created_at[CAIRN_TIMESTAMP_MAX + 1];
+    const char *run_state;
+    const char *const *completed_workers;
+    size_t completed_workers_count;
+    uint64_t events_count;                  /* the events it covers: seqs 1..events_count */
+    uint64_t snapshot_size;
+    char snapshot_sha256[65];
+    bool replayed;
+    void *internal_;
+} cairn_checkpoint;
+
+/* Releases what a cairn_checkpoint holds. Safe on a zeroed struct. */
+CAIRN_API void cairn_checkpoint_free(cairn_checkpoint *checkpoint);
+
+/* Reports transfer progress: bytes done of total. Runs on the calling
+ * thread; on a retry it starts again from 0. */
+typedef void (*cairn_progress_fn)(void *user, uint64_t done, uint64_t total);
+
+typedef struct cairn_checkpoint_request {
+    const char *idempotency_key;  /* NULL: random per call */
+    const char *run_id;
+    const char *run_state;        /* at most 64 KiB; NULL = "" */
+    /* The workers the snapshot has completed; none: the server records the
+     * workers completed in the log up to events_count. */
+    const char *const *completed_workers;
+    size_t completed_workers_count;
+    uint64_t events_count;        /* at most the run's last seq */
+    cairn_progress_fn progress;   /* optional */
+    void *progress_user;
+} cairn_checkpoint_request;
+
+/* Uploads a snapshot from memory and creates a checkpoint of it, streamed
+ * in 1 MiB chunks with its SHA-256 (computed here) so the server checks it
+ * end to end. Every retry sends the same bytes under the same key. On
+ * success *out must be freed with cairn_checkpoint_free. The per-attempt
+ * deadline does not apply: an upload may take the whole call deadline. */
+CAIRN_API cairn_status cairn_create_checkpoint(cairn_client *client,
+                                               const cairn_checkpoint_request *req,
+                                               const void *snapshot, size_t len,
+                                               cairn_checkpoint *out, cairn_error *err);
+/* The same from a file descriptor: its bytes from offset 0 to its size
+ * (pread, so fd's offset is untouched and retries reread from 0). */
+CAIRN_API cairn_status cairn_create_checkpoint_fd(cairn_client *client,
+                                                  const cairn_checkpoint_request *req, int fd,
+                                                  cairn_checkpoint *out, cairn_error *err);
+/* The same from a file. IO when it cannot be read. */
+CAIRN_API cairn_status cairn_create_checkpoint_path(cairn_client *client,
+                                                    const cairn_checkpoint_request *req,
+                                                    const char *path, cairn_checkpoint *out,
+                                                    cairn_error *err);
+
+typedef struct cairn_checkpoint_list {
+    cairn_checkpoint *checkpoints;  /* oldest first */
+    size_t count;
+    void *internal_;
+} cairn_checkpoint_list;
+
+/* The run's checkpoints, oldest first. Free with cairn_checkpoint_list_free
+ * (which frees the entries too). */
+CAIRN_API cairn_status cairn_list_checkpoints(cairn_client *client, const char *run_id,
+                                              cairn_checkpoint_list *out, cairn_error *err);
+CAIRN_API void cairn_checkpoint_list_free(cairn_checkpoint_list *list);
+
+/* The newest checkpoint; NOT_FOUND when the run has none. */
+CAIRN_API cairn_status cairn_get_latest_checkpoint(cairn_client *client, const char *run_id,
+                                                   cairn_checkpoint *out, cairn_error *err);
+
+typedef struct cairn_load_request {
+    const char *run_id;
+    const char *checkpoint_id;    /* NULL or "" = the latest */
+    cairn_progress_fn progress;   /* optional */
+    void *progress_user;
+} cairn_load_request;
+
+/* Downloads a checkpoint's snapshot into a new buffer (*data, *len; free
+ * it with cairn_buffer_free) and its metadata into *meta (free with
+ * cairn_checkpoint_free). DATA_LOSS when the stored bytes fail their
+ * SHA-256: nothing is returned then. */
+CAIRN_API cairn_status cairn_load_checkpoint(cairn_client *client, const cairn_load_request *req,
+                                             cairn_checkpoint *meta, void **data, size_t *len,
+                                             cairn_error *err);
+/* The same into a file descriptor, which must be a regular file: it is
+ * truncated and written from offset 0 (again on a retry). On failure its
+ * contents are undefined. */
+CAIRN_API cairn_status cairn_load_checkpoint_fd(cairn_client *client,
+                                                const cairn_load_request *req, int fd,
+                                                cairn_checkpoint *meta, cairn_error *err);
+/* The same into a file, atomically: a temporary file beside it, fsync,
+ * rename; parent directories are created. On failure the file is as it
+ * was. */
+CAIRN_API cairn_status cairn_load_checkpoint_path(cairn_client *client,
+                                                  const cairn_load_request *req, const char *path,
+                                                  cairn_checkpoint *meta, cairn_error *err);
+
+/* Frees a buffer libcairn returned. NULL is a no-op. */
+CAIRN_API void cairn_buffer_free(void *data);
+
+typedef struct cairn_cleanup_result {
+    uint32_t deleted;
+    const char *const *deleted_ids;   /* oldest first */
+    size_t deleted_ids_count;
+    bool replayed;
+    void *internal_;
+} cairn_cleanup_result;
+
+/* Deletes all but the newest keep_last_n (>= 1) checkpoints of the run.
+ * A checkpoint being downloaded is kept until a later cleanup. Free *out
+ * with cairn_cleanup_result_free. */
+CAIRN_API cairn_status cairn_cleanup_checkpoints(cairn_client *client, const char *idempotency_key,
+                                                 const char *run_id, uint32_t keep_last_n,
+                                                 cairn_cleanup_result *out, cairn_error *err);
+CAIRN_API void cairn_cleanup_result_free(cairn_cleanup_result *result);
+
+/* ---- resume ---- */
+
+/* What a resuming process must do. Free with cairn_resume_plan_free. */
+typedef struct cairn_resume_plan {
+    char run_id[CAIRN_ID_MAX + 1];
+    char checkpoint_id[CAIRN_ID_MAX + 1];   /* "" without a checkpoint */
+    const char *resumed_from_state;         /* the checkpoint's run_state; "" without one */
+    const char *const *workers_to_rerun;    /* in the given order */
+    size_t workers_to_rerun_count;
+    uint64_t resume_from_seq;               /* replay events from here */
+    bool success;
+    void *internal_;
+} cairn_resume_plan;
+
+/* Asks the server which workers still need to run: all_workers (or the
+ * run's own when all_workers_count is 0) minus those completed in the
+ * latest checkpoint and after it, and from which seq to replay. A read:
+ * no key, changes nothing. */
+CAIRN_API cairn_status cairn_resume_run(cairn_client *client, const char *run_id,
+                                        const char *const *all_workers, size_t all_workers_count,
+                                        cairn_resume_plan *out, cairn_error *err);
+CAIRN_API void cairn_resume_plan_free(cairn_resume_plan *plan);
+
+typedef struct cairn_resume_state {
+    cairn_resume_plan plan;
+    cairn_event *events;          /* every event from plan.resume_from_seq on */
+    size_t events_count;
+    void *internal_;
+} cairn_resume_state;
+
+/* cairn_resume_run, then reads every event to replay (ReadEvents, page by
+ * page). Free with cairn_resume_state_free. */
+CAIRN_API cairn_status cairn_resume(cairn_client *client, const char *run_id,
+                                    const char *const *all_workers, size_t all_workers_count,
+                                    cairn_resume_state *out, cairn_error *err);
+CAIRN_API void cairn_resume_state_free(cairn_resume_state *state);
+
+/* ---- local helpers ---- */
+
+/* Writes the SHA-256 of data as 64 lowercase hex digits and a NUL. */
+CAIRN_API void cairn_content_hash(const void *data, size_t len, char out[65]);
+
+/* Writes data to path unless the file already holds exactly that: a
+ * temporary file beside it, fsync, rename (so a reader sees the old or the
+ * new content, never a mix), parent directories created. *written (may be
+ * NULL) says whether it wrote. IO with the path and the reason (e.g.
+ * "permission denied") when it cannot. */
+CAIRN_API cairn_status cairn_write_if_changed(const char *path, const void *data, size_t len,
+                                              bool *written, cairn_error *err);
+
 /* ---- health ---- */
 
 typedef enum cairn_serving {
