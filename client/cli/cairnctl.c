@@ -18,6 +18,12 @@ static const char usage_text[] =
     "  list-runs [--page-size N] [--all]\n"
     "  append RUN TYPE [PAYLOAD] [--worker ID] [--key KEY] [--expect SEQ]\n"
     "  read RUN [--from SEQ] [--max N] [--all]\n"
+    "  complete RUN WORKER [--key KEY]\n"
+    "  checkpoint RUN FILE [--state S] [--events N] [--completed W]... [--key KEY]\n"
+    "  checkpoints RUN                     list, oldest first\n"
+    "  load RUN [CHECKPOINT_ID] [--out PATH]   the latest when no id; stdout when no --out\n"
+    "  cleanup RUN KEEP_LAST_N [--key KEY]\n"
+    "  resume RUN [WORKER...]              what to rerun, from which seq\n"
     "\n"
     "--target defaults to $CAIRN_TARGET, else 127.0.0.1:7070.\n";
 
@@ -261,12 +267,175 @@ static int cmd_read(cairn_client *c, int argc, char **argv)
     return 0;
 }
 
+static int cmd_complete(cairn_client *c, int argc, char **argv)
+{
+    static const struct option opts[] = {{"key", required_argument, NULL, 'k'}, {0}};
+    cairn_complete_request req = {0};
+    int o;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (o != 'k')
+            return usage();
+        req.idempotency_key = optarg;
+    }
+    if (argc - optind != 2)
+        return usage();
+    req.run_id = argv[optind];
+    req.worker_id = argv[optind + 1];
+    cairn_complete_result res;
+    cairn_error err;
+    cairn_status st = cairn_complete_worker(c, &req, &res, &err);
+    if (st)
+        return fail(st, &err);
+    printf("seq: %llu%s\nrun_state: %s\n", (unsigned long long)res.seq,
+           res.replayed ? " (replayed)" : "", res.run_state);
+    return 0;
+}
+
+static void print_checkpoint(const cairn_checkpoint *cp)
+{
+    printf("%s\t%s\tevents=%llu\tbytes=%llu\tsha256=%s\tstate=%s\tcompleted=", cp->checkpoint_id,
+           cp->created_at, (unsigned long long)cp->events_count,
+           (unsigned long long)cp->snapshot_size, cp->snapshot_sha256, cp->run_state);
+    for (size_t i = 0; i < cp->completed_workers_count; i++)
+        printf("%s%s", i ? "," : "", cp->completed_workers[i]);
+    printf("%s\n", cp->replayed ? "\t(replayed)" : "");
+}
+
+static int cmd_checkpoint(cairn_client *c, int argc, char **argv)
+{
+    static const struct option opts[] = {{"state", required_argument, NULL, 's'},
+                                         {"events", required_argument, NULL, 'e'},
+                                         {"completed", required_argument, NULL, 'w'},
+                                         {"key", required_argument, NULL, 'k'},
+                                         {0}};
+    const char *completed[64];
+    cairn_checkpoint_request req = {.completed_workers = completed};
+    int o;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (o == 's')
+            req.run_state = optarg;
+        else if (o == 'k')
+            req.idempotency_key = optarg;
+        else if (o == 'w' && req.completed_workers_count < 64)
+            completed[req.completed_workers_count++] = optarg;
+        else if (!(o == 'e' && parse_u64(optarg, &req.events_count) == 0))
+            return usage();
+    }
+    if (argc - optind != 2)
+        return usage();
+    req.run_id = argv[optind];
+    cairn_checkpoint cp;
+    cairn_error err;
+    cairn_status st = cairn_create_checkpoint_path(c, &req, argv[optind + 1], &cp, &err);
+    if (st)
+        return fail(st, &err);
+    print_checkpoint(&cp);
+    cairn_checkpoint_free(&cp);
+    return 0;
+}
+
+static int cmd_checkpoints(cairn_client *c, int argc, char **argv)
+{
+    if (argc != 2)
+        return usage();
+    cairn_checkpoint_list list;
+    cairn_error err;
+    cairn_status st = cairn_list_checkpoints(c, argv[1], &list, &err);
+    if (st)
+        return fail(st, &err);
+    for (size_t i = 0; i < list.count; i++)
+        print_checkpoint(&list.checkpoints[i]);
+    cairn_checkpoint_list_free(&list);
+    return 0;
+}
+
+static int cmd_load(cairn_client *c, int argc, char **argv)
+{
+    static const struct option opts[] = {{"out", required_argument, NULL, 'o'}, {0}};
+    const char *out = NULL;
+    int o;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (o != 'o')
+            return usage();
+        out = optarg;
+    }
+    if (argc - optind < 1 || argc - optind > 2)
+        return usage();
+    cairn_load_request req = {.run_id = argv[optind],
+                              .checkpoint_id = argc - optind == 2 ? argv[optind + 1] : NULL};
+    cairn_checkpoint meta;
+    cairn_error err;
+    cairn_status st;
+    if (out) {
+        st = cairn_load_checkpoint_path(c, &req, out, &meta, &err);
+    } else {
+        void *data;
+        size_t len;
+        st = cairn_load_checkpoint(c, &req, &meta, &data, &len, &err);
+        if (!st && fwrite(data, 1, len, stdout) != len)
+            st = CAIRN_IO;
+        if (!st)
+            cairn_buffer_free(data);
+    }
+    if (st)
+        return fail(st, &err);
+    if (out)
+        print_checkpoint(&meta);
+    cairn_checkpoint_free(&meta);
+    return 0;
+}
+
+static int cmd_cleanup(cairn_client *c, int argc, char **argv)
+{
+    static const struct option opts[] = {{"key", required_argument, NULL, 'k'}, {0}};
+    const char *key = NULL;
+    int o;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (o != 'k')
+            return usage();
+        key = optarg;
+    }
+    uint64_t keep;
+    if (argc - optind != 2 || parse_u64(argv[optind + 1], &keep) || keep > UINT32_MAX)
+        return usage();
+    cairn_cleanup_result res;
+    cairn_error err;
+    cairn_status st = cairn_cleanup_checkpoints(c, key, argv[optind], (uint32_t)keep, &res, &err);
+    if (st)
+        return fail(st, &err);
+    printf("deleted: %u%s\n", res.deleted, res.replayed ? " (replayed)" : "");
+    for (size_t i = 0; i < res.deleted_ids_count; i++)
+        printf("%s\n", res.deleted_ids[i]);
+    cairn_cleanup_result_free(&res);
+    return 0;
+}
+
+static int cmd_resume(cairn_client *c, int argc, char **argv)
+{
+    if (argc < 2)
+        return usage();
+    cairn_resume_plan plan;
+    cairn_error err;
+    cairn_status st = cairn_resume_run(c, argv[1], (const char *const *)argv + 2,
+                                       (size_t)(argc - 2), &plan, &err);
+    if (st)
+        return fail(st, &err);
+    printf("run_id: %s\ncheckpoint_id: %s\nresumed_from_state: %s\nresume_from_seq: %llu\n",
+           plan.run_id, plan.checkpoint_id, plan.resumed_from_state,
+           (unsigned long long)plan.resume_from_seq);
+    print_list("workers_to_rerun", plan.workers_to_rerun, plan.workers_to_rerun_count);
+    cairn_resume_plan_free(&plan);
+    return 0;
+}
+
 static const struct command {
     const char *name;
     int (*run)(cairn_client *c, int argc, char **argv);
 } commands[] = {
     {"health", cmd_health},   {"create-run", cmd_create_run}, {"get-run", cmd_get_run},
     {"list-runs", cmd_list_runs}, {"append", cmd_append},     {"read", cmd_read},
+    {"complete", cmd_complete}, {"checkpoint", cmd_checkpoint},   {"checkpoints", cmd_checkpoints},
+    {"load", cmd_load},         {"cleanup", cmd_cleanup},         {"resume", cmd_resume},
 };
 
 int main(int argc, char **argv)
