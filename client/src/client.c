@@ -17,6 +17,8 @@ void cairn_client_options_init(cairn_client_options *opts)
     opts->target = DEFAULT_TARGET;
     cairn_retry_policy_init(&opts->retry);
     opts->max_message_bytes = DEFAULT_MAX_MESSAGE;
+    opts->retry_budget = (cairn_retry_budget){false, 10, 0.1};
+    opts->breaker = (cairn_circuit_breaker){false, 5, 5000};
 }
 
 static cairn_status check_policy(const cairn_retry_policy *p, cairn_error *err)
@@ -53,11 +55,18 @@ cairn_status cairn_client_create(const cairn_client_options *opts, cairn_client 
     if (!c)
         return cairn__fail(err, CAIRN_NO_MEMORY, "out of memory");
     c->retry = opts->retry;
+    c->clock = cairn__real_clock();
+    c->on_retry = opts->on_retry;
+    c->on_retry_user = opts->on_retry_user;
+    cairn__budget_init(&c->budget, &opts->retry_budget);
+    cairn__breaker_init(&c->breaker, &opts->breaker);
     rc = cairn__transport_create(target,
                                  opts->max_message_bytes ? opts->max_message_bytes
                                                          : DEFAULT_MAX_MESSAGE,
                                  &c->transport, err);
     if (rc) {
+        cairn__budget_destroy(&c->budget);
+        cairn__breaker_destroy(&c->breaker);
         free(c);
         return rc;
     }
@@ -70,5 +79,7 @@ void cairn_client_destroy(cairn_client *c)
     if (!c)
         return;
     cairn__transport_destroy(c->transport);
+    cairn__budget_destroy(&c->budget);
+    cairn__breaker_destroy(&c->breaker);
     free(c);
 }

@@ -75,7 +75,7 @@ cairn_status cairn__unary(cairn_client *c, cairn__method m, const pb_msgdesc_t *
     if (rc)
         return rc;
     unary_attempt u = {m, buf, len};
-    cairn__call call = {attempt_unary, &u, key, false};
+    cairn__call call = {cairn__method_name(m), attempt_unary, &u, key, false};
     cairn__reply reply;
     rc = cairn__invoke(c, &call, &reply, err);
     free(buf);

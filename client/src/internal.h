@@ -5,6 +5,7 @@
 #include "cairn/cairn.h"
 
 #include <pb.h>
+#include <pthread.h>
 
 /* The RPCs libcairn calls; transport.c maps them to method paths. */
 typedef enum cairn__method {
@@ -31,6 +32,8 @@ typedef struct cairn__transport cairn__transport;
 cairn_status cairn__transport_create(const char *target, uint32_t max_message_bytes,
                                      cairn__transport **out, cairn_error *err);
 void cairn__transport_destroy(cairn__transport *t);
+/* The RPC's short name, "AppendEvents". */
+const char *cairn__method_name(cairn__method m);
 
 /* The outcome of one attempt. body and details are malloc'd. */
 typedef struct cairn__reply {
@@ -71,12 +74,61 @@ void cairn__transport_download(cairn__transport *t, cairn__method m, const uint8
                                size_t len, cairn__msg_fn on_msg, void *ctx, uint32_t timeout_ms,
                                bool wait_for_ready, cairn__reply *out);
 
+/* ---- guard.c ---- */
+
+typedef struct cairn__budget {
+    bool on;
+    double tokens, max_tokens, ratio;
+    pthread_mutex_t mu;
+} cairn__budget;
+
+void cairn__budget_init(cairn__budget *b, const cairn_retry_budget *cfg);
+void cairn__budget_destroy(cairn__budget *b);
+/* After each attempt: a transient failure costs a token, else ratio back. */
+void cairn__budget_record(cairn__budget *b, bool transient_failure);
+bool cairn__budget_allows_retry(cairn__budget *b);
+
+typedef enum { CAIRN__CLOSED, CAIRN__OPEN, CAIRN__HALF_OPEN } cairn__breaker_state;
+
+typedef struct cairn__breaker {
+    bool on;
+    int threshold;
+    int64_t cooldown_ms;
+    cairn__breaker_state state;
+    int failures;                 /* transient failures in a row */
+    int64_t opened_at;
+    pthread_mutex_t mu;
+} cairn__breaker;
+
+void cairn__breaker_init(cairn__breaker *br, const cairn_circuit_breaker *cfg);
+void cairn__breaker_destroy(cairn__breaker *br);
+/* Before each attempt: CAIRN_OK (with *probe when this attempt is the
+ * half-open probe) or CAIRN_CIRCUIT_OPEN. */
+cairn_status cairn__breaker_admit(cairn__breaker *br, int64_t now, bool *probe, cairn_error *err);
+/* After each admitted attempt. */
+void cairn__breaker_record(cairn__breaker *br, bool transient_failure, bool probe, int64_t now);
+
 /* ---- client.c ---- */
+
+/* Time as the retry loop sees it; tests replace it with a fake clock. */
+typedef struct cairn__clock {
+    int64_t (*now_ms)(void *ctx);  /* monotonic */
+    void (*sleep_ms)(void *ctx, int64_t ms);
+    void *ctx;
+} cairn__clock;
 
 struct cairn_client {
     cairn__transport *transport;
     cairn_retry_policy retry;
+    cairn__budget budget;
+    cairn__breaker breaker;
+    cairn_retry_observer on_retry;
+    void *on_retry_user;
+    cairn__clock clock;
 };
+
+/* The real clock: CLOCK_MONOTONIC and nanosleep. */
+cairn__clock cairn__real_clock(void);
 
 /* ---- status.c ---- */
 
@@ -96,6 +148,7 @@ typedef void (*cairn__attempt_fn)(void *ctx, cairn__transport *t, uint32_t timeo
                                   bool wait_for_ready, cairn__reply *out);
 
 typedef struct cairn__call {
+    const char *name;             /* the RPC, for on_retry: "AppendEvents" */
     cairn__attempt_fn attempt;
     void *ctx;
     const char *key;              /* the idempotency key (seeds jitter); NULL for reads */

@@ -61,18 +61,25 @@ uint32_t cairn_backoff_delay_ms(const cairn_retry_policy *p, int retry, const ch
     return (uint32_t)d;
 }
 
-static int64_t now_ms(void)
+static int64_t real_now_ms(void *ctx)
 {
+    (void)ctx;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(int64_t ms)
+static void real_sleep_ms(void *ctx, int64_t ms)
 {
+    (void)ctx;
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
         ;
+}
+
+cairn__clock cairn__real_clock(void)
+{
+    return (cairn__clock){real_now_ms, real_sleep_ms, NULL};
 }
 
 /* Copies one attempt's outcome into err. */
@@ -87,18 +94,31 @@ static void record(cairn_error *err, const cairn__reply *r, int attempts)
     snprintf(err->message, sizeof err->message, "%s", r->details ? r->details : "");
 }
 
+static cairn_status give_up(cairn_error *err, const char *why)
+{
+    size_t n = strlen(err->message);
+    snprintf(err->message + n, sizeof err->message - n, " (%s)", why);
+    return err->status;
+}
+
 cairn_status cairn__invoke(cairn_client *c, const cairn__call *call, cairn__reply *out,
                            cairn_error *errp)
 {
     const cairn_retry_policy *p = &c->retry;
+    const cairn__clock *clk = &c->clock;
     cairn_error local;
     cairn_error *err = errp ? errp : &local;
     cairn__error_clear(err);
-    const int64_t deadline = now_ms() + p->call_deadline_ms;
+    const int64_t deadline = clk->now_ms(clk->ctx) + p->call_deadline_ms;
     const int max_attempts = p->max_attempts > 0 ? p->max_attempts : 1;
 
     for (int attempt = 1;; attempt++) {
-        int64_t left = deadline - now_ms();
+        bool probe;
+        if (cairn__breaker_admit(&c->breaker, clk->now_ms(clk->ctx), &probe, err)) {
+            err->attempts = attempt - 1;
+            return err->status;
+        }
+        int64_t left = deadline - clk->now_ms(clk->ctx);
         if (left < 1)
             left = 1;
         /* A stream's attempt moves the whole snapshot: it may use the
@@ -115,25 +135,32 @@ cairn_status cairn__invoke(cairn_client *c, const cairn__call *call, cairn__repl
             err->status = r.local;
             err->grpc_status = -1;
             cairn__reply_free(&r);
+            cairn__breaker_record(&c->breaker, false, probe, clk->now_ms(clk->ctx));
             return err->status;
         }
+        bool transient = r.grpc_status != 0 &&
+                         cairn_classify(err->status, err) == CAIRN_CLASS_TRANSIENT;
+        cairn__budget_record(&c->budget, transient);
+        cairn__breaker_record(&c->breaker, transient, probe, clk->now_ms(clk->ctx));
         if (r.grpc_status == 0) {
             *out = r;
             return CAIRN_OK;
         }
         cairn__reply_free(&r);
 
-        if (cairn_classify(err->status, err) != CAIRN_CLASS_TRANSIENT || attempt >= max_attempts)
+        if (!transient || attempt >= max_attempts)
             return err->status;
+        if (!cairn__budget_allows_retry(&c->budget))
+            return give_up(err, "retry budget exhausted: not retried");
         int64_t delay = err->has_retry_pushback ? err->retry_pushback_ms
                                                 : cairn_backoff_delay_ms(p, attempt - 1, call->key);
-        if (now_ms() + delay >= deadline) {
-            size_t n = strlen(err->message);
-            snprintf(err->message + n, sizeof err->message - n,
-                     " (gave up: the call's %u ms deadline leaves no room for another attempt)",
-                     p->call_deadline_ms);
-            return err->status;
+        if (clk->now_ms(clk->ctx) + delay >= deadline)
+            return give_up(err, "the call deadline leaves no room for another attempt");
+        if (c->on_retry) {
+            cairn_retry_info info = {call->name, attempt, err->status, err->message,
+                                     (uint32_t)delay};
+            c->on_retry(c->on_retry_user, &info);
         }
-        sleep_ms(delay);
+        clk->sleep_ms(clk->ctx, delay);
     }
 }

@@ -28,6 +28,11 @@ static const char *const paths[CAIRN__METHOD_COUNT] = {
     [CAIRN__RESUME_RUN] = "/cairn.v1.Coordinator/ResumeRun",
 };
 
+const char *cairn__method_name(cairn__method m)
+{
+    return strrchr(paths[m], '/') + 1;
+}
+
 /* Reconnect quickly after a server restart (GRPC_CORE_NOTES: 100/1000/100
  * made a restarted server usable in 29-69 ms). */
 enum { RECONNECT_MIN_MS = 100, RECONNECT_INITIAL_MS = 100, RECONNECT_MAX_MS = 1000 };

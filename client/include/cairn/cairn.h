@@ -132,6 +132,40 @@ CAIRN_API void cairn_retry_policy_init(cairn_retry_policy *policy);
 CAIRN_API uint32_t cairn_backoff_delay_ms(const cairn_retry_policy *policy, int retry,
                                           const char *key);
 
+/* Retry throttling per client (gRPC's A6 design): a bucket of tokens; an
+ * attempt that fails transiently costs one, a success returns token_ratio;
+ * no retries while the bucket holds max_tokens / 2 or less. It protects an
+ * overloaded server from every client's retries at once, at the price of
+ * failing calls that retries would have carried: off by default. */
+typedef struct cairn_retry_budget {
+    bool enabled;                 /* (false) */
+    double max_tokens;            /* (10) */
+    double token_ratio;           /* (0.1) */
+} cairn_retry_budget;
+
+/* A circuit breaker per client: after failure_threshold transient failures
+ * in a row it opens, and calls fail at once with CAIRN_CIRCUIT_OPEN; after
+ * cooldown_ms one call goes through as a probe (half-open): its success
+ * closes the breaker, its failure opens it again. Any answer from the
+ * server other than a transient failure counts as success. Off by default. */
+typedef struct cairn_circuit_breaker {
+    bool enabled;                 /* (false) */
+    int failure_threshold;        /* (5) */
+    uint32_t cooldown_ms;         /* (5000) */
+} cairn_circuit_breaker;
+
+/* What cairn_client_options.on_retry reports, before each retry's wait. */
+typedef struct cairn_retry_info {
+    const char *method;           /* "AppendEvents" */
+    int attempt;                  /* the attempt that failed, from 1 */
+    cairn_status status;          /* how it failed */
+    const char *message;
+    uint32_t delay_ms;            /* the wait before the next attempt */
+} cairn_retry_info;
+
+/* Called on the calling thread; must not call back into the client. */
+typedef void (*cairn_retry_observer)(void *user, const cairn_retry_info *info);
+
 /* ---- client ---- */
 
 typedef struct cairn_client cairn_client;
@@ -143,6 +177,10 @@ typedef struct cairn_client_options {
     cairn_retry_policy retry;
     /* Largest message sent or received; the server's limit is 4 MiB. */
     uint32_t max_message_bytes;
+    cairn_retry_budget retry_budget;
+    cairn_circuit_breaker breaker;
+    cairn_retry_observer on_retry;  /* optional */
+    void *on_retry_user;
 } cairn_client_options;
 
 /* Fills the defaults. Call before setting fields, so fields added later
