@@ -183,6 +183,17 @@ void sq_stage_free(srv_blob_stage *b)
 
 srv_code sq_blob_link(sqlite_store *s, srv_blob_stage *b, uint64_t size, srv_error *err)
 {
+    /* The staged copy always goes into place, even when the content is
+     * stored already: it was just received, hashed and fsynced, while the
+     * stored file may have rotted since (same content, so replacing it is
+     * always safe; open readers keep the file they opened). */
+    char dir[SQ_PATH_MAX], path[SQ_PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/blobs/%.2s", s->dir, b->sha256);
+    blob_path(s, b->sha256, path, sizeof path);
+    if (make_dir(dir) < 0 || rename(b->path, path) < 0 || fsync_dir(dir) < 0)
+        return io_fail(errno, "storing", path, err);
+    b->linked = true;
+
     conn *w = &s->writer;
     sqlite3_stmt *st = sq_stmt(w, ST_BLOB_REFS, err);
     if (!st)
@@ -190,7 +201,7 @@ srv_code sq_blob_link(sqlite_store *s, srv_blob_stage *b, uint64_t size, srv_err
     sq_bind_text(st, 1, b->sha256);
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
-    if (rc == SQLITE_ROW) { /* the same content is stored already */
+    if (rc == SQLITE_ROW) {
         if (!(st = sq_stmt(w, ST_BLOB_ADD_REF, err)))
             return err->code;
         sq_bind_text(st, 1, b->sha256);
@@ -199,13 +210,6 @@ srv_code sq_blob_link(sqlite_store *s, srv_blob_stage *b, uint64_t size, srv_err
     }
     if (rc != SQLITE_DONE)
         return sq_db_fail(w->db, rc, "reading snapshot references", err);
-
-    char dir[SQ_PATH_MAX], path[SQ_PATH_MAX];
-    snprintf(dir, sizeof dir, "%s/blobs/%.2s", s->dir, b->sha256);
-    blob_path(s, b->sha256, path, sizeof path);
-    if (make_dir(dir) < 0 || rename(b->path, path) < 0 || fsync_dir(dir) < 0)
-        return io_fail(errno, "storing", path, err);
-    b->linked = true;
     if (!(st = sq_stmt(w, ST_BLOB_INSERT, err)))
         return err->code;
     sq_bind_text(st, 1, b->sha256);

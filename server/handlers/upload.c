@@ -192,8 +192,10 @@ static void on_header(srv_call *c, void *arg, const uint8_t *msg, size_t len, bo
     }
     Cairn__V1__CreateCheckpointRequest *req = (Cairn__V1__CreateCheckpointRequest *)m;
     if (req->part_case != CAIRN__V1__CREATE_CHECKPOINT_REQUEST__PART_HEADER) {
-        srv_fail(&err, SRV_INVALID_ARGUMENT,
-                 "header: the first message must be the header, got a snapshot chunk");
+        srv_fail(&err, SRV_INVALID_ARGUMENT, "header: the first message must be the header%s",
+                 req->part_case == CAIRN__V1__CREATE_CHECKPOINT_REQUEST__PART_CHUNK
+                     ? ", got a snapshot chunk"
+                     : ", got a message with neither header nor chunk");
         fail(u, &err);
         return;
     }
