@@ -1,0 +1,399 @@
+/* cairn-bench: an AppendEvents load generator on libcairn (its default
+ * retry policy unless told otherwise). Each event's payload starts with a
+ * unique tag "bench:<thread>:<request>:<event>", so --verify can read the
+ * log back and prove every acknowledged event is there exactly once.
+ * Exit status 0 only if every append was acknowledged (and, with
+ * --verify, the log checks out). */
+#include <cairn/cairn.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct config {
+    char target[1024];
+    char run_id[129];
+    long requests;              /* 0 with duration */
+    double duration_s;
+    int concurrency;
+    int batch;
+    int payload_bytes;
+    bool retry_budget, breaker, json, verify;
+    long progress_every;        /* 0 = silent */
+} config;
+
+typedef struct thread_state {
+    int id;
+    const config *cfg;
+    cairn_client *client;
+    long quota;                 /* requests, or -1 until the deadline */
+    double deadline;
+    uint64_t *lat_ns;           /* per acknowledged request */
+    long acked, failed, cap;
+    bool *acked_map;            /* by request index, for --verify */
+    long map_cap;
+    char first_error[700];
+} thread_state;
+
+static atomic_long g_retries;
+static atomic_long g_acked;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void on_retry(void *user, const cairn_retry_info *info)
+{
+    (void)user;
+    (void)info;
+    atomic_fetch_add(&g_retries, 1);
+}
+
+static int usage(void)
+{
+    fprintf(stderr,
+            "usage: cairn-bench --target HOST:PORT[,HOST:PORT...] [--run ID]\n"
+            "                   [--requests N | --duration S] [--concurrency C] [--batch B]\n"
+            "                   [--payload-bytes P] [--retry-budget] [--breaker] [--json]\n"
+            "                   [--verify] [--progress N]\n"
+            "  --target      one server, or several (IPv4) spread round-robin\n"
+            "  --run         run to append to (created if missing; default bench-<pid>)\n"
+            "  --requests    appends in all (default 10000), or --duration seconds\n"
+            "  --concurrency threads, one blocking call each (default 8)\n"
+            "  --batch       events per append (default 1)\n"
+            "  --payload-bytes  bytes per event payload, at least the tag (default 64)\n"
+            "  --retry-budget / --breaker  turn libcairn's protections on\n"
+            "  --verify      read the log back: every acknowledged event exactly once\n"
+            "  --progress N  print 'progress <acked>' to stderr every N acknowledged appends\n");
+    return 2;
+}
+
+static int parse_args(int argc, char **argv, config *cfg)
+{
+    static const struct option opts[] = {
+        {"target", required_argument, NULL, 't'},      {"run", required_argument, NULL, 'r'},
+        {"requests", required_argument, NULL, 'n'},    {"duration", required_argument, NULL, 'd'},
+        {"concurrency", required_argument, NULL, 'c'}, {"batch", required_argument, NULL, 'b'},
+        {"payload-bytes", required_argument, NULL, 'p'}, {"retry-budget", no_argument, NULL, 'B'},
+        {"breaker", no_argument, NULL, 'K'},           {"json", no_argument, NULL, 'j'},
+        {"verify", no_argument, NULL, 'v'},            {"progress", required_argument, NULL, 'P'},
+        {"help", no_argument, NULL, 'h'},              {0}};
+    *cfg = (config){.requests = 10000, .concurrency = 8, .batch = 1, .payload_bytes = 64};
+    snprintf(cfg->run_id, sizeof cfg->run_id, "bench-%ld", (long)getpid());
+    int o;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        char *end = NULL;
+        switch (o) {
+        case 't':
+            if (strchr(optarg, ',') && strncmp(optarg, "ipv4:", 5) != 0)
+                snprintf(cfg->target, sizeof cfg->target, "ipv4:%s", optarg);
+            else
+                snprintf(cfg->target, sizeof cfg->target, "%s", optarg);
+            break;
+        case 'r':
+            snprintf(cfg->run_id, sizeof cfg->run_id, "%s", optarg);
+            break;
+        case 'n':
+            cfg->requests = strtol(optarg, &end, 10);
+            cfg->duration_s = 0;
+            break;
+        case 'd':
+            cfg->duration_s = strtod(optarg, &end);
+            cfg->requests = 0;
+            break;
+        case 'c':
+            cfg->concurrency = (int)strtol(optarg, &end, 10);
+            break;
+        case 'b':
+            cfg->batch = (int)strtol(optarg, &end, 10);
+            break;
+        case 'p':
+            cfg->payload_bytes = (int)strtol(optarg, &end, 10);
+            break;
+        case 'P':
+            cfg->progress_every = strtol(optarg, &end, 10);
+            break;
+        case 'B':
+            cfg->retry_budget = true;
+            break;
+        case 'K':
+            cfg->breaker = true;
+            break;
+        case 'j':
+            cfg->json = true;
+            break;
+        case 'v':
+            cfg->verify = true;
+            break;
+        default:
+            return usage();
+        }
+        if (end && *end) {
+            fprintf(stderr, "cairn-bench: bad number \"%s\"\n", optarg);
+            return 2;
+        }
+    }
+    if (!cfg->target[0] || optind != argc || cfg->concurrency < 1 || cfg->concurrency > 1024 ||
+        cfg->batch < 1 || cfg->batch > 1000 || cfg->payload_bytes < 0 ||
+        cfg->payload_bytes > 1024 * 1024 || (cfg->requests <= 0 && cfg->duration_s <= 0))
+        return usage();
+    return 0;
+}
+
+static bool record_ack(thread_state *t, long i, uint64_t ns)
+{
+    if (t->acked == t->cap) {
+        long cap = t->cap ? t->cap * 2 : 1024;
+        uint64_t *v = realloc(t->lat_ns, (size_t)cap * sizeof *v);
+        if (!v)
+            return false;
+        t->lat_ns = v;
+        t->cap = cap;
+    }
+    if (i >= t->map_cap) {
+        long cap = t->map_cap ? t->map_cap * 2 : 1024;
+        while (cap <= i)
+            cap *= 2;
+        bool *m = realloc(t->acked_map, (size_t)cap);
+        if (!m)
+            return false;
+        memset(m + t->map_cap, 0, (size_t)(cap - t->map_cap));
+        t->acked_map = m;
+        t->map_cap = cap;
+    }
+    t->lat_ns[t->acked++] = ns;
+    t->acked_map[i] = true;
+    return true;
+}
+
+static void *worker(void *arg)
+{
+    thread_state *t = arg;
+    const config *cfg = t->cfg;
+    size_t len = (size_t)cfg->payload_bytes;
+    char **payloads = calloc((size_t)cfg->batch, sizeof *payloads);
+    cairn_event *evs = calloc((size_t)cfg->batch, sizeof *evs);
+    for (int j = 0; payloads && j < cfg->batch; j++)
+        payloads[j] = malloc(len + 64);
+    for (long i = 0; t->quota < 0 ? now_s() < t->deadline : i < t->quota; i++) {
+        for (int j = 0; j < cfg->batch; j++) {
+            int tag = snprintf(payloads[j], len + 64, "bench:%d:%ld:%d", t->id, i, j);
+            size_t n = len > (size_t)tag ? len : (size_t)tag;
+            memset(payloads[j] + tag, 'x', n - (size_t)tag);
+            evs[j] = (cairn_event){.type = "bench", .payload = payloads[j], .payload_len = n};
+        }
+        char key[65], tid[16], idx[24];
+        snprintf(tid, sizeof tid, "%d", t->id);
+        snprintf(idx, sizeof idx, "%ld", i);
+        const char *parts[] = {cfg->run_id, "bench", tid, idx};
+        cairn_idempotency_key(key, parts, 4);
+        cairn_append_request req = {.idempotency_key = key, .run_id = cfg->run_id,
+                                    .events = evs, .events_count = (size_t)cfg->batch};
+        cairn_append_result res;
+        cairn_error err;
+        double t0 = now_s();
+        cairn_status st = cairn_append_events(t->client, &req, &res, &err);
+        if (st == CAIRN_OK && record_ack(t, i, (uint64_t)((now_s() - t0) * 1e9))) {
+            long total = atomic_fetch_add(&g_acked, 1) + 1;
+            if (cfg->progress_every && total % cfg->progress_every == 0) {
+                fprintf(stderr, "progress %ld\n", total);
+                fflush(stderr);
+            }
+        } else {
+            t->failed++;
+            if (!t->first_error[0])
+                snprintf(t->first_error, sizeof t->first_error, "%s: %s (after %d attempts)",
+                         cairn_strerror(st), err.message, err.attempts);
+        }
+    }
+    for (int j = 0; payloads && j < cfg->batch; j++)
+        free(payloads[j]);
+    free(payloads);
+    free(evs);
+    return NULL;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct_ms(const uint64_t *v, long n, double p)
+{
+    if (n == 0)
+        return 0;
+    long i = (long)(p * (double)(n - 1) + 0.5);
+    return (double)v[i] / 1e6;
+}
+
+/* Reads the whole log: seqs dense from 1, every acknowledged tag exactly
+ * once. Returns 0 when it checks out. */
+static int verify(cairn_client *c, const config *cfg, thread_state *ts, long *events_out)
+{
+    long dense_breaks = 0, dups = 0, foreign = 0, unacked = 0, missing = 0, n = 0;
+    /* seen[t][i] counts events of request i of thread t */
+    int **seen = calloc((size_t)cfg->concurrency, sizeof *seen);
+    for (int t = 0; t < cfg->concurrency; t++)
+        seen[t] = calloc((size_t)(ts[t].map_cap + 1), sizeof **seen);
+    uint64_t from = 1;
+    for (;;) {
+        cairn_event_page page;
+        cairn_error err;
+        cairn_status st = cairn_read_events(c, cfg->run_id, from, 1000, &page, &err);
+        if (st) {
+            fprintf(stderr, "cairn-bench: verify: %s: %s\n", cairn_strerror(st), err.message);
+            return 1;
+        }
+        if (page.events_count == 0) {
+            cairn_event_page_free(&page);
+            break;
+        }
+        for (size_t k = 0; k < page.events_count; k++) {
+            const cairn_event *e = &page.events[k];
+            if (e->seq != (uint64_t)n + 1)
+                dense_breaks++;
+            n++;
+            int tid, j;
+            long i;
+            char tag[64];
+            size_t l = e->payload_len < sizeof tag - 1 ? e->payload_len : sizeof tag - 1;
+            memcpy(tag, e->payload, l);
+            tag[l] = '\0';
+            if (sscanf(tag, "bench:%d:%ld:%d", &tid, &i, &j) != 3 || tid < 0 ||
+                tid >= cfg->concurrency || i < 0) {
+                foreign++;
+                continue;
+            }
+            if (i >= ts[tid].map_cap || !ts[tid].acked_map[i]) {
+                unacked++; /* committed, but its caller gave up */
+                continue;
+            }
+            if (++seen[tid][i] > cfg->batch)
+                dups++;
+        }
+        from = page.next_seq;
+        cairn_event_page_free(&page);
+    }
+    for (int t = 0; t < cfg->concurrency; t++) {
+        for (long i = 0; i < ts[t].map_cap; i++) {
+            if (!ts[t].acked_map[i])
+                continue;
+            if (seen[t][i] < cfg->batch)
+                missing += cfg->batch - seen[t][i];
+        }
+        free(seen[t]);
+    }
+    free(seen);
+    *events_out = n;
+    printf("verify: %ld events, seqs 1..%ld %s, %ld duplicates, %ld missing, %ld committed but "
+           "unacknowledged, %ld foreign\n",
+           n, n, dense_breaks ? "NOT dense" : "dense", dups, missing, unacked, foreign);
+    return dense_breaks || dups || missing ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    config cfg;
+    int rc = parse_args(argc, argv, &cfg);
+    if (rc)
+        return rc;
+
+    cairn_client_options opts;
+    cairn_client_options_init(&opts);
+    opts.target = cfg.target;
+    opts.retry_budget.enabled = cfg.retry_budget;
+    opts.breaker.enabled = cfg.breaker;
+    opts.on_retry = on_retry;
+    cairn_client *client;
+    cairn_error err;
+    if (cairn_client_create(&opts, &client, &err)) {
+        fprintf(stderr, "cairn-bench: %s\n", err.message);
+        return 1;
+    }
+    const char *workers[] = {"bench"};
+    cairn_create_run_request cr = {.run_id = cfg.run_id, .workers = workers, .workers_count = 1};
+    cairn_run run;
+    cairn_status st = cairn_create_run(client, &cr, &run, &err);
+    if (st) {
+        fprintf(stderr, "cairn-bench: create run %s: %s: %s\n", cfg.run_id, cairn_strerror(st),
+                err.message);
+        return 1;
+    }
+    cairn_run_free(&run);
+
+    thread_state *ts = calloc((size_t)cfg.concurrency, sizeof *ts);
+    pthread_t *th = calloc((size_t)cfg.concurrency, sizeof *th);
+    double start = now_s();
+    for (int t = 0; t < cfg.concurrency; t++) {
+        ts[t] = (thread_state){.id = t, .cfg = &cfg, .client = client};
+        ts[t].quota = cfg.requests ? cfg.requests / cfg.concurrency + (t < cfg.requests % cfg.concurrency)
+                                   : -1;
+        ts[t].deadline = start + cfg.duration_s;
+        pthread_create(&th[t], NULL, worker, &ts[t]);
+    }
+    for (int t = 0; t < cfg.concurrency; t++)
+        pthread_join(th[t], NULL);
+    double elapsed = now_s() - start;
+
+    long acked = 0, failed = 0;
+    for (int t = 0; t < cfg.concurrency; t++) {
+        acked += ts[t].acked;
+        failed += ts[t].failed;
+    }
+    uint64_t *all = malloc((size_t)(acked ? acked : 1) * sizeof *all);
+    long k = 0;
+    for (int t = 0; t < cfg.concurrency; t++)
+        for (long i = 0; i < ts[t].acked; i++)
+            all[k++] = ts[t].lat_ns[i];
+    qsort(all, (size_t)acked, sizeof *all, cmp_u64);
+    double rps = (double)acked / elapsed;
+    double p50 = pct_ms(all, acked, 0.50), p99 = pct_ms(all, acked, 0.99),
+           p999 = pct_ms(all, acked, 0.999);
+    long retries = atomic_load(&g_retries);
+
+    if (cfg.json)
+        printf("{\"target\":\"%s\",\"run\":\"%s\",\"concurrency\":%d,\"batch\":%d,"
+               "\"payload_bytes\":%d,\"acknowledged\":%ld,\"failed\":%ld,\"retries\":%ld,"
+               "\"seconds\":%.3f,\"requests_per_s\":%.1f,\"events_per_s\":%.1f,"
+               "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f}\n",
+               cfg.target, cfg.run_id, cfg.concurrency, cfg.batch, cfg.payload_bytes, acked, failed,
+               retries, elapsed, rps, rps * cfg.batch, p50, p99, p999);
+    else
+        printf("target %s run %s: %d threads, %d events/append, %d-byte payloads\n"
+               "acknowledged %ld appends (%ld events) in %.3f s, failed %ld, retries %ld\n"
+               "requests/s %.1f  events/s %.1f\n"
+               "latency ms  p50 %.3f  p99 %.3f  p99.9 %.3f\n",
+               cfg.target, cfg.run_id, cfg.concurrency, cfg.batch, cfg.payload_bytes, acked,
+               acked * cfg.batch, elapsed, failed, retries, rps, rps * cfg.batch, p50, p99, p999);
+    for (int t = 0; t < cfg.concurrency; t++)
+        if (ts[t].first_error[0])
+            fprintf(stderr, "cairn-bench: thread %d: %s\n", t, ts[t].first_error);
+
+    int status = failed ? 1 : 0;
+    if (cfg.verify) {
+        long events;
+        if (verify(client, &cfg, ts, &events))
+            status = 1;
+    }
+    fflush(stdout);
+    for (int t = 0; t < cfg.concurrency; t++) {
+        free(ts[t].lat_ns);
+        free(ts[t].acked_map);
+    }
+    free(ts);
+    free(th);
+    free(all);
+    cairn_client_destroy(client);
+    return status;
+}
