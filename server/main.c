@@ -91,6 +91,9 @@ int main(int argc, char **argv)
     sigaddset(&stop_signals, SIGINT);
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* Past a file-size limit, writes fail with EFBIG instead of killing
+     * the server. */
+    signal(SIGXFSZ, SIG_IGN);
 
     if (make_dirs(cfg.data_dir) < 0) {
         srv_error_log("--data-dir: cannot create %s: %s", cfg.data_dir, strerror(errno));

@@ -186,8 +186,10 @@ sqlite3_stmt *sq_stmt(conn *c, stmt_id id, srv_error *err)
 srv_code sq_step_done(conn *c, sqlite3_stmt *s, const char *what, srv_error *err)
 {
     int rc = sqlite3_step(s);
+    /* Classified before the reset, which would clear the OS error. */
+    srv_code code = rc == SQLITE_DONE ? SRV_OK : sq_db_fail(c->db, rc, what, err);
     sqlite3_reset(s);
-    return rc == SQLITE_DONE ? SRV_OK : sq_db_fail(c->db, rc, what, err);
+    return code;
 }
 
 srv_code sq_exec(conn *c, stmt_id id, const char *what, srv_error *err)

@@ -65,6 +65,8 @@ int ct_server_start(ct_server *s, int port, const char *const *extra_args)
     if (pid < 0)
         return -1;
     if (pid == 0) {
+        for (int i = 0; i < 8 && s->env[i]; i++)
+            putenv((char *)s->env[i]);
         int log = open(s->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
         dup2(out[1], STDOUT_FILENO);
         if (log >= 0)

@@ -15,6 +15,7 @@ typedef struct ct_server {
     char dir[256];             /* temp dir: holds data/ and cairnd.log */
     char data_dir[300];        /* dir/data */
     char log_path[300];        /* dir/cairnd.log, appended by every start */
+    const char *env[8];        /* "KEY=VALUE" added to cairnd's environment, NULL-ended */
 } ct_server;
 
 /* Creates a fresh temp dir for s (not started yet). Returns 0 or -1. */
