@@ -45,7 +45,7 @@ static const struct setting {
     {OPT_SHUTDOWN_GRACE, "shutdown-grace-ms", "CAIRN_SHUTDOWN_GRACE_MS", "MS",
      "how long in-flight calls may finish after SIGTERM, 0..600000 (default 5000)"},
     {OPT_RETENTION, "checkpoint-retention", "CAIRN_CHECKPOINT_RETENTION", "N",
-     "checkpoints kept per run, newest first, 2..1000000 (default 5)"},
+     "checkpoints kept per run, newest first, 2..100000 (default 5)"},
     {OPT_MAX_SNAPSHOT, "max-snapshot-bytes", "CAIRN_MAX_SNAPSHOT_BYTES", "BYTES",
      "largest checkpoint snapshot accepted, 0..2^62 (default 1073741824)"},
     {OPT_INSECURE, "insecure", "CAIRN_INSECURE", "true|false",
@@ -126,7 +126,7 @@ static int apply(srv_config *cfg, const struct setting *st, const char *v,
         ok = parse_int(v, 0, 600000, &cfg->shutdown_grace_ms) == 0;
         break;
     case OPT_RETENTION:
-        ok = parse_int(v, SRV_RETENTION_MIN, 1000000, &cfg->checkpoint_retention) == 0;
+        ok = parse_int(v, SRV_RETENTION_MIN, SRV_RETENTION_MAX, &cfg->checkpoint_retention) == 0;
         break;
     case OPT_MAX_SNAPSHOT:
         ok = parse_i64(v, 0, 1LL << 62, &cfg->max_snapshot_bytes) == 0;

@@ -14,6 +14,7 @@
 #define SRV_THREADS_MAX 64
 #define SRV_DEFAULT_RETENTION 5
 #define SRV_RETENTION_MIN 2          /* a bad latest checkpoint can be rolled back */
+#define SRV_RETENTION_MAX 100000     /* so a cleanup's deleted_ids fit one message */
 #define SRV_DEFAULT_MAX_SNAPSHOT (1024LL * 1024 * 1024)
 
 /* True when the host of a HOST:PORT address is a loopback address. */

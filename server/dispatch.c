@@ -49,7 +49,7 @@ static const row table[] = {
      MSG(create_checkpoint_request), MSG(checkpoint), NULL,
      .accept = srv_start_create_checkpoint},
     {COORD "ListCheckpoints", "ListCheckpoints", KIND_READ, MSG(list_checkpoints_request),
-     MSG(list_checkpoints_response), srv_validate_run_id_only,
+     MSG(list_checkpoints_response), srv_validate_list_checkpoints,
      .read = srv_read_list_checkpoints},
     {COORD "GetLatestCheckpoint", "GetLatestCheckpoint", KIND_READ,
      MSG(get_latest_checkpoint_request), MSG(checkpoint), srv_validate_run_id_only,

@@ -156,6 +156,7 @@ srv_code sq_cleanup_checkpoints(srv_store *st, srv_arena *a, const char *run_id,
                                 uint32_t keep_last_n, srv_pins *pins,
                                 Cairn__V1__CleanupCheckpointsResponse *out, srv_error *err);
 srv_code sq_list_checkpoints(srv_store *st, srv_arena *a, const char *run_id,
+                             const char *after, size_t max_bytes,
                              Cairn__V1__ListCheckpointsResponse *out, srv_error *err);
 srv_code sq_get_checkpoint(srv_store *st, srv_arena *a, const char *run_id,
                            const char *checkpoint_id, Cairn__V1__Checkpoint *out,

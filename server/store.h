@@ -155,8 +155,12 @@ struct srv_store_ops {
     srv_code (*read_events)(srv_store *st, srv_arena *a, const char *run_id,
                             uint64_t from_seq, uint32_t max_events, size_t max_bytes,
                             Cairn__V1__ReadEventsResponse *out, srv_error *err);
-    /* The run's checkpoints, oldest first. */
+    /* The run's checkpoints after checkpoint_id `after` ("" = from the
+     * first), oldest first: at most 1000, stopping before their encoding
+     * passes max_bytes (but at least one). Sets next_page_token when more
+     * follow. */
     srv_code (*list_checkpoints)(srv_store *st, srv_arena *a, const char *run_id,
+                                 const char *after, size_t max_bytes,
                                  Cairn__V1__ListCheckpointsResponse *out, srv_error *err);
     /* One checkpoint, or the latest when checkpoint_id is ""; NOT_FOUND
      * for an unknown run, or when there is no such checkpoint. */

@@ -129,7 +129,9 @@ static const char *const sql_text[N_STMT] = {
     [ST_CKPT_WORKER_INSERT] = "INSERT INTO checkpoint_workers (checkpoint, idx, worker_id) "
                               "VALUES (?1, ?2, ?3)",
     [ST_CKPT_WORKERS] = "SELECT worker_id FROM checkpoint_workers WHERE checkpoint = ?1 ORDER BY idx",
-    [ST_CKPT_LIST] = "SELECT " CKPT_COLUMNS " FROM checkpoints WHERE run = ?1 ORDER BY created_us",
+    /* Ids are fixed-width timestamps, so they sort like created_us. */
+    [ST_CKPT_LIST] = "SELECT " CKPT_COLUMNS " FROM checkpoints WHERE run = ?1 AND checkpoint_id > ?2 "
+                     "ORDER BY created_us LIMIT 1001",
     [ST_CKPT_BY_ID] = "SELECT " CKPT_COLUMNS " FROM checkpoints WHERE run = ?1 AND checkpoint_id = ?2",
     [ST_CKPT_LATEST] = "SELECT " CKPT_COLUMNS " FROM checkpoints WHERE run = ?1 "
                        "ORDER BY created_us DESC LIMIT 1",

@@ -277,6 +277,7 @@ srv_code sq_cleanup_checkpoints(srv_store *st, srv_arena *a, const char *run_id,
 /* ---- reads ---- */
 
 srv_code sq_list_checkpoints(srv_store *st, srv_arena *a, const char *run_id,
+                             const char *after, size_t max_bytes,
                              Cairn__V1__ListCheckpointsResponse *out, srv_error *err)
 {
     sqlite_store *s = sq_from(st);
@@ -286,19 +287,27 @@ srv_code sq_list_checkpoints(srv_store *st, srv_arena *a, const char *run_id,
     size_t n = 0;
     srv_code rc = sq_find_run(c, a, run_id, &r, err);
     if (!rc)
-        rc = read_ckpt_rows(c, a, ST_CKPT_LIST, r.id, NULL, &rows, &n, err);
+        rc = read_ckpt_rows(c, a, ST_CKPT_LIST, r.id, after, &rows, &n, err);
     if (!rc && n) {
         out->checkpoints = srv_arena_alloc(a, n * sizeof *out->checkpoints);
         if (!out->checkpoints)
             rc = srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
     }
+    size_t bytes = 0;
     for (size_t i = 0; !rc && i < n; i++) {
         Cairn__V1__Checkpoint *cp = srv_arena_alloc(a, sizeof *cp);
         if (!cp) {
             rc = srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
             break;
         }
-        rc = fill_checkpoint(c, a, run_id, &rows[i], cp, err);
+        if ((rc = fill_checkpoint(c, a, run_id, &rows[i], cp, err)))
+            break;
+        size_t size = protobuf_c_message_get_packed_size(&cp->base) + 8;
+        if (i == 1000 || (i > 0 && bytes + size > max_bytes)) {
+            out->next_page_token = (char *)rows[i - 1].checkpoint_id;
+            break;
+        }
+        bytes += size;
         out->checkpoints[out->n_checkpoints++] = cp;
     }
     sq_reader_put(s, c);

@@ -83,6 +83,12 @@ cairn_status cairn_get_latest_checkpoint(cairn_client *c, const char *run_id,
     return CAIRN_OK;
 }
 
+/* The pages a cairn_checkpoint_list's entries point into. */
+typedef struct list_pages {
+    size_t n;
+    cairn_v1_ListCheckpointsResponse *pages[];
+} list_pages;
+
 cairn_status cairn_list_checkpoints(cairn_client *c, const char *run_id, cairn_checkpoint_list *out,
                                     cairn_error *err)
 {
@@ -92,24 +98,42 @@ cairn_status cairn_list_checkpoints(cairn_client *c, const char *run_id, cairn_c
     cairn_status rc = cairn__copy_str(m.run_id, sizeof m.run_id, run_id, "run_id", err);
     if (rc)
         return rc;
-    cairn_v1_ListCheckpointsResponse *msg = calloc(1, sizeof *msg);
-    if (!msg)
-        return cairn__fail(err, CAIRN_NO_MEMORY, "out of memory");
-    rc = cairn__unary(c, CAIRN__LIST_CHECKPOINTS, cairn_v1_ListCheckpointsRequest_fields, &m, NULL,
-                      cairn_v1_ListCheckpointsResponse_fields, msg, err);
-    if (rc) {
-        free(msg);
-        return rc;
-    }
-    out->internal_ = msg;
-    if (msg->checkpoints_count &&
-        !(out->checkpoints = calloc(msg->checkpoints_count, sizeof *out->checkpoints))) {
+    /* Page by page (each under the message limit) into one list. */
+    do {
+        list_pages *lp = out->internal_;
+        size_t np = lp ? lp->n : 0;
+        cairn_v1_ListCheckpointsResponse *msg = calloc(1, sizeof *msg);
+        list_pages *grown = msg ? realloc(lp, sizeof *lp + (np + 1) * sizeof lp->pages[0]) : NULL;
+        if (!grown) {
+            free(msg);
+            rc = cairn__fail(err, CAIRN_NO_MEMORY, "out of memory");
+            break;
+        }
+        grown->n = np;
+        out->internal_ = grown;
+        rc = cairn__unary(c, CAIRN__LIST_CHECKPOINTS, cairn_v1_ListCheckpointsRequest_fields, &m,
+                          NULL, cairn_v1_ListCheckpointsResponse_fields, msg, err);
+        if (rc) {
+            free(msg);
+            break;
+        }
+        grown->pages[grown->n++] = msg;
+        cairn_checkpoint *v = msg->checkpoints_count
+                                  ? realloc(out->checkpoints,
+                                            (out->count + msg->checkpoints_count) * sizeof *v)
+                                  : out->checkpoints;
+        if (msg->checkpoints_count && !v) {
+            rc = cairn__fail(err, CAIRN_NO_MEMORY, "out of memory");
+            break;
+        }
+        out->checkpoints = v;
+        for (pb_size_t i = 0; i < msg->checkpoints_count; i++)
+            fill_checkpoint(&out->checkpoints[out->count++], &msg->checkpoints[i], false);
+        memcpy(m.page_token, msg->next_page_token, sizeof m.page_token);
+    } while (*m.page_token);
+    if (rc)
         cairn_checkpoint_list_free(out);
-        return cairn__fail(err, CAIRN_NO_MEMORY, "out of memory");
-    }
-    for (pb_size_t i = 0; i < msg->checkpoints_count; i++)
-        fill_checkpoint(&out->checkpoints[out->count++], &msg->checkpoints[i], false);
-    return CAIRN_OK;
+    return rc;
 }
 
 void cairn_checkpoint_list_free(cairn_checkpoint_list *list)
@@ -117,10 +141,12 @@ void cairn_checkpoint_list_free(cairn_checkpoint_list *list)
     if (!list)
         return;
     free(list->checkpoints);
-    if (list->internal_) {
-        pb_release(cairn_v1_ListCheckpointsResponse_fields, list->internal_);
-        free(list->internal_);
+    list_pages *lp = list->internal_;
+    for (size_t i = 0; lp && i < lp->n; i++) {
+        pb_release(cairn_v1_ListCheckpointsResponse_fields, lp->pages[i]);
+        free(lp->pages[i]);
     }
+    free(lp);
     memset(list, 0, sizeof *list);
 }
 
@@ -359,6 +385,11 @@ cairn_status cairn_create_checkpoint_fd(cairn_client *c, const cairn_checkpoint_
     if (fstat(fd, &st) < 0)
         return cairn__fail(err, CAIRN_IO, "snapshot: cannot stat descriptor %d: %s", fd,
                            strerror(errno));
+    if (!S_ISREG(st.st_mode)) /* a pipe's size is unknown: it would upload nothing */
+        return cairn__fail(err, CAIRN_IO,
+                           "snapshot: descriptor %d is not a regular file, so its size is "
+                           "unknown; read it into memory and use cairn_create_checkpoint",
+                           fd);
     source src = {NULL, fd, (uint64_t)st.st_size};
     return upload_from(c, req, src, out, err);
 }

@@ -69,7 +69,12 @@ cairn_status cairn__atomic_open(const char *path, char **tmp, int *fd, cairn_err
         rc = io_fail(err, "cannot create", *tmp, errno);
         free(*tmp);
         *tmp = NULL;
+        return rc;
     }
+    /* Replacing a file keeps its permissions: a 0600 file stays 0600. */
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+        (void)fchmod(*fd, st.st_mode & 07777);
     return rc;
 }
 

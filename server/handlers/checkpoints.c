@@ -14,16 +14,27 @@ srv_code srv_validate_run_id_only(ProtobufCMessage *msg, srv_arena *a, srv_error
     return srv_check_id("run_id", srv_msg_string(msg, "run_id"), err);
 }
 
+srv_code srv_validate_list_checkpoints(ProtobufCMessage *msg, srv_arena *a, srv_error *err)
+{
+    (void)a;
+    Cairn__V1__ListCheckpointsRequest *req = (Cairn__V1__ListCheckpointsRequest *)msg;
+    if (srv_check_id("run_id", req->run_id, err) ||
+        srv_check_optional_id("page_token", req->page_token, err))
+        return err->code;
+    return SRV_OK;
+}
+
 srv_code srv_read_list_checkpoints(srv_app *app, srv_arena *a, const ProtobufCMessage *msg,
                                    ProtobufCMessage **resp, srv_error *err)
 {
+    const Cairn__V1__ListCheckpointsRequest *req = (const Cairn__V1__ListCheckpointsRequest *)msg;
     Cairn__V1__ListCheckpointsResponse *out = srv_arena_alloc(a, sizeof *out);
     if (!out)
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
     cairn__v1__list_checkpoints_response__init(out);
     *resp = &out->base;
-    return app->store->ops->list_checkpoints(
-        app->store, a, ((const Cairn__V1__ListCheckpointsRequest *)msg)->run_id, out, err);
+    return app->store->ops->list_checkpoints(app->store, a, req->run_id, req->page_token,
+                                             SRV_READ_PAGE_BYTES, out, err);
 }
 
 srv_code srv_read_get_latest_checkpoint(srv_app *app, srv_arena *a, const ProtobufCMessage *msg,

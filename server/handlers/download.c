@@ -18,6 +18,7 @@ typedef struct download {
     const char *run_id;
     Cairn__V1__Checkpoint meta;
     bool pinned;
+    const char *pinned_id;        /* meta may be overwritten by a failed read */
     srv_blob_reader *reader;
     EVP_MD_CTX *sha;
     uint64_t sent;
@@ -33,7 +34,7 @@ static void release(download *d)
     free(d->buf);
     d->buf = NULL;
     if (d->pinned)
-        srv_pins_remove(d->app->pins, d->run_id, d->meta.checkpoint_id);
+        srv_pins_remove(d->app->pins, d->run_id, d->pinned_id);
     d->pinned = false;
 }
 
@@ -136,8 +137,9 @@ void srv_start_load_checkpoint(srv_app *app, srv_call *call, ProtobufCMessage *m
         return;
     }
     d->pinned = true;
+    d->pinned_id = d->meta.checkpoint_id;
     /* Pinned now, but a cleanup may have deleted it just before. */
-    if (st->ops->get_checkpoint(st, a, req->run_id, d->meta.checkpoint_id, &d->meta, &err)) {
+    if (st->ops->get_checkpoint(st, a, req->run_id, d->pinned_id, &d->meta, &err)) {
         fail(d, &err);
         return;
     }
@@ -146,7 +148,7 @@ void srv_start_load_checkpoint(srv_app *app, srv_call *call, ProtobufCMessage *m
         Cairn__V1__Checkpoint again;
         srv_error again_err;
         if (err.code == SRV_NOT_FOUND &&
-            !st->ops->get_checkpoint(st, a, req->run_id, d->meta.checkpoint_id, &again, &again_err))
+            !st->ops->get_checkpoint(st, a, req->run_id, d->pinned_id, &again, &again_err))
             srv_fail(&err, SRV_DATA_LOSS, "checkpoint %s: its snapshot bytes are missing",
                      d->meta.checkpoint_id);
         fail(d, &err);

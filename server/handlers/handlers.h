@@ -51,6 +51,7 @@ srv_code srv_apply_complete_worker(srv_store *st, srv_arena *a, const ProtobufCM
 /* checkpoints.c */
 /* For requests whose only field to check is run_id. */
 srv_code srv_validate_run_id_only(ProtobufCMessage *req, srv_arena *a, srv_error *err);
+srv_code srv_validate_list_checkpoints(ProtobufCMessage *req, srv_arena *a, srv_error *err);
 srv_code srv_read_list_checkpoints(srv_app *app, srv_arena *a, const ProtobufCMessage *req,
                                    ProtobufCMessage **resp, srv_error *err);
 srv_code srv_read_get_latest_checkpoint(srv_app *app, srv_arena *a, const ProtobufCMessage *req,

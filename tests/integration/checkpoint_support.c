@@ -1,0 +1,306 @@
+/* Fixtures and helpers shared by the checkpoint integration tests. */
+#include "checkpoint_support.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <ctype.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int setup(void **state)
+{
+    /* Retention high enough that no test here loses a checkpoint to it
+     * unless it asks for that (the default keeps 5). */
+    static const char *const args[] = {"--checkpoint-retention", "1000", NULL};
+    fixture *f = calloc(1, sizeof *f);
+    if (!f || ct_server_init(&f->server) < 0 || ct_server_start(&f->server, 0, args) < 0)
+        return -1;
+    f->client = ct_client(&f->server, NULL);
+    *state = f;
+    return f->client ? 0 : -1;
+}
+
+int teardown(void **state)
+{
+    fixture *f = *state;
+    cairn_client_destroy(f->client);
+    assert_int_equal(ct_server_stop(&f->server), 0);
+    ct_server_cleanup(&f->server);
+    free(f);
+    return 0;
+}
+
+/* A server of one test's own, for flags the group's server lacks. Started
+ * and stopped by per-test setup and teardown, so a failing test still
+ * stops it and removes its directory. */
+
+int start_own(void **state, const char *const *args)
+{
+    own *o = calloc(1, sizeof *o);
+    if (!o)
+        return -1;
+    *state = o;
+    if (ct_server_init(&o->server) < 0 || ct_server_start(&o->server, 0, args) < 0)
+        return -1;
+    o->client = ct_client(&o->server, NULL);
+    return o->client ? 0 : -1;
+}
+
+int setup_own(void **state)
+{
+    return start_own(state, NULL);
+}
+
+int setup_own_max_snapshot_1000(void **state)
+{
+    static const char *const args[] = {"--max-snapshot-bytes", "1000", NULL};
+    return start_own(state, args);
+}
+
+int setup_own_retention_2(void **state)
+{
+    static const char *const args[] = {"--checkpoint-retention", "2", NULL};
+    return start_own(state, args);
+}
+
+/* Fails (after cleaning up) unless a server still running exits cleanly. */
+int teardown_own(void **state)
+{
+    own *o = *state;
+    cairn_client_destroy(o->client);
+    int rc = o->server.pid ? ct_server_stop(&o->server) : 0;
+    ct_server_cleanup(&o->server);
+    free(o);
+    return rc == 0 ? 0 : -1;
+}
+
+/* ---- helpers ---- */
+
+void create_run(cairn_client *c, const char *run_id)
+{
+    const char *workers[] = {"w1", "w2", "w3"};
+    cairn_create_run_request req = {.run_id = run_id, .workers = workers, .workers_count = 3};
+    cairn_run run;
+    cairn_error err;
+    assert_int_equal(cairn_create_run(c, &req, &run, &err), CAIRN_OK);
+    cairn_run_free(&run);
+}
+
+/* Appends n run-level events; returns the last seq. */
+uint64_t append_n(cairn_client *c, const char *run_id, size_t n)
+{
+    static cairn_event evs[1000];
+    uint64_t last = 0;
+    while (n) {
+        size_t k = n < 1000 ? n : 1000;
+        for (size_t i = 0; i < k; i++)
+            evs[i] = (cairn_event){.type = "step", .payload = "p", .payload_len = 1};
+        cairn_append_request req = {.run_id = run_id, .events = evs, .events_count = k};
+        cairn_append_result res;
+        cairn_error err;
+        assert_int_equal(cairn_append_events(c, &req, &res, &err), CAIRN_OK);
+        last = res.last_seq;
+        n -= k;
+    }
+    return last;
+}
+
+void complete(cairn_client *c, const char *run_id, const char *worker)
+{
+    cairn_complete_request req = {.run_id = run_id, .worker_id = worker};
+    cairn_complete_result res;
+    cairn_error err;
+    assert_int_equal(cairn_complete_worker(c, &req, &res, &err), CAIRN_OK);
+}
+
+/* Creates a checkpoint of data; asserts success. */
+void checkpoint(cairn_client *c, const char *run_id, const char *run_state,
+                       uint64_t events_count, const void *data, size_t len, cairn_checkpoint *out)
+{
+    cairn_checkpoint_request req = {.run_id = run_id, .run_state = run_state,
+                                    .events_count = events_count};
+    cairn_error err;
+    cairn_status rc = cairn_create_checkpoint(c, &req, data, len, out, &err);
+    if (rc != CAIRN_OK)
+        fprintf(stderr, "create_checkpoint: %s\n", err.message);
+    assert_int_equal(rc, CAIRN_OK);
+}
+
+/* Creates a checkpoint of a short text and returns its id in id. */
+void checkpoint_id_of(cairn_client *c, const char *run_id, const char *text,
+                             char id[CAIRN_ID_MAX + 1])
+{
+    cairn_checkpoint cp;
+    checkpoint(c, run_id, "s", 0, text, strlen(text), &cp);
+    memcpy(id, cp.checkpoint_id, CAIRN_ID_MAX + 1);
+    cairn_checkpoint_free(&cp);
+}
+
+/* Loads a checkpoint (NULL id = the latest) into memory; asserts success. */
+void *load(cairn_client *c, const char *run_id, const char *checkpoint_id,
+                  cairn_checkpoint *meta, size_t *len)
+{
+    cairn_load_request req = {.run_id = run_id, .checkpoint_id = checkpoint_id};
+    void *data;
+    cairn_error err;
+    cairn_status rc = cairn_load_checkpoint(c, &req, meta, &data, len, &err);
+    if (rc != CAIRN_OK)
+        fprintf(stderr, "load_checkpoint: %s\n", err.message);
+    assert_int_equal(rc, CAIRN_OK);
+    assert_non_null(data);
+    return data;
+}
+
+size_t list_count(cairn_client *c, const char *run_id)
+{
+    cairn_checkpoint_list list;
+    cairn_error err;
+    assert_int_equal(cairn_list_checkpoints(c, run_id, &list, &err), CAIRN_OK);
+    size_t n = list.count;
+    cairn_checkpoint_list_free(&list);
+    return n;
+}
+
+/* Deterministic pseudo-random bytes (xorshift64*). */
+void fill_random(uint8_t *buf, size_t len, uint64_t seed)
+{
+    uint64_t x = seed ? seed : 1;
+    for (size_t i = 0; i < len; i++) {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        buf[i] = (uint8_t)((x * 0x2545F4914F6CDD1DULL) >> 56);
+    }
+}
+
+void assert_digits(const char *s, size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++)
+        assert_true(isdigit((unsigned char)s[i]));
+}
+
+/* checkpoint_id: YYYYMMDD_HHMMSS_ffffff. */
+void assert_checkpoint_id_format(const char *id)
+{
+    assert_int_equal(strlen(id), 22);
+    assert_digits(id, 0, 8);
+    assert_int_equal(id[8], '_');
+    assert_digits(id, 9, 15);
+    assert_int_equal(id[15], '_');
+    assert_digits(id, 16, 22);
+}
+
+/* created_at: YYYY-MM-DDTHH:MM:SS.ffffffZ, a plausible UTC time of now. */
+void assert_timestamp_format(const char *ts)
+{
+    assert_int_equal(strlen(ts), 27);
+    assert_digits(ts, 0, 4);
+    assert_int_equal(ts[4], '-');
+    assert_digits(ts, 5, 7);
+    assert_int_equal(ts[7], '-');
+    assert_digits(ts, 8, 10);
+    assert_int_equal(ts[10], 'T');
+    assert_digits(ts, 11, 13);
+    assert_int_equal(ts[13], ':');
+    assert_digits(ts, 14, 16);
+    assert_int_equal(ts[16], ':');
+    assert_digits(ts, 17, 19);
+    assert_int_equal(ts[19], '.');
+    assert_digits(ts, 20, 26);
+    assert_int_equal(ts[26], 'Z');
+    struct tm tm = {0};
+    assert_non_null(strptime(ts, "%Y-%m-%dT%H:%M:%S", &tm));
+    time_t t = timegm(&tm);
+    time_t now = time(NULL);
+    assert_true(t > now - 3600 && t < now + 3600); /* the server's clock is this machine's */
+}
+
+/* The id and created_at of one checkpoint name the same microsecond. */
+void assert_id_matches_time(const char *id, const char *ts)
+{
+    char want[23];
+    snprintf(want, sizeof want, "%.4s%.2s%.2s_%.2s%.2s%.2s_%.6s", ts, ts + 5, ts + 8, ts + 11,
+             ts + 14, ts + 17, ts + 20);
+    assert_string_equal(id, want);
+}
+
+/* Snapshot files the server holds: <data>/blobs/<2 hex>/<sha256>. */
+int count_blob_files(const ct_server *s)
+{
+    char blobs[400];
+    snprintf(blobs, sizeof blobs, "%s/blobs", s->data_dir);
+    DIR *d = opendir(blobs);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strlen(e->d_name) != 2 || !isxdigit((unsigned char)e->d_name[0]))
+            continue;
+        char sub[700];
+        snprintf(sub, sizeof sub, "%s/%s", blobs, e->d_name);
+        n += ct_count_entries(sub);
+    }
+    closedir(d);
+    return n;
+}
+
+void blob_path(const ct_server *s, const char *sha, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/blobs/%.2s/%s", s->data_dir, sha, sha);
+}
+
+int staging_entries(const ct_server *s)
+{
+    char staging[400];
+    snprintf(staging, sizeof staging, "%s/blobs/staging", s->data_dir);
+    struct stat st;
+    assert_int_equal(stat(staging, &st), 0);
+    return ct_count_entries(staging);
+}
+
+void write_file(const char *path, const void *data, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, len), (ssize_t)len);
+    close(fd);
+}
+
+char *read_file(const char *path, size_t *len)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return NULL;
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    char *buf = malloc((size_t)st.st_size + 1);
+    assert_non_null(buf);
+    assert_int_equal(pread(fd, buf, (size_t)st.st_size, 0), st.st_size);
+    close(fd);
+    *len = (size_t)st.st_size;
+    return buf;
+}
+
+/* Directory entries other than . and .. */
+int dir_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+            n++;
+    closedir(d);
+    return n;
+}

@@ -1,0 +1,50 @@
+/* Fixtures and helpers shared by the checkpoint integration tests
+ * (test_checkpoints.c, test_checkpoint_transfer.c). */
+#ifndef CAIRN_CHECKPOINT_SUPPORT_H
+#define CAIRN_CHECKPOINT_SUPPORT_H
+
+#include "cairn_test.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MIB (1024u * 1024u)
+
+typedef struct fixture {
+    ct_server server;
+    cairn_client *client;
+} fixture;
+
+typedef struct own {
+    ct_server server;
+    cairn_client *client;
+} own;
+
+int setup(void **state);
+int teardown(void **state);
+int start_own(void **state, const char *const *args);
+int setup_own(void **state);
+int setup_own_max_snapshot_1000(void **state);
+int setup_own_retention_2(void **state);
+int teardown_own(void **state);
+void create_run(cairn_client *c, const char *run_id);
+uint64_t append_n(cairn_client *c, const char *run_id, size_t n);
+void complete(cairn_client *c, const char *run_id, const char *worker);
+void checkpoint(cairn_client *c, const char *run_id, const char *run_state, uint64_t events_count, const void *data, size_t len, cairn_checkpoint *out);
+void checkpoint_id_of(cairn_client *c, const char *run_id, const char *text, char id[CAIRN_ID_MAX + 1]);
+void *load(cairn_client *c, const char *run_id, const char *checkpoint_id, cairn_checkpoint *meta, size_t *len);
+size_t list_count(cairn_client *c, const char *run_id);
+void fill_random(uint8_t *buf, size_t len, uint64_t seed);
+void assert_digits(const char *s, size_t from, size_t to);
+void assert_checkpoint_id_format(const char *id);
+void assert_timestamp_format(const char *ts);
+void assert_id_matches_time(const char *id, const char *ts);
+int count_blob_files(const ct_server *s);
+void blob_path(const ct_server *s, const char *sha, char *out, size_t cap);
+int staging_entries(const ct_server *s);
+void write_file(const char *path, const void *data, size_t len);
+char *read_file(const char *path, size_t *len);
+int dir_entries(const char *dir);
+
+#endif
