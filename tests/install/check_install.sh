@@ -1,20 +1,23 @@
 #!/bin/sh
 # Installs the build into a temporary prefix and builds the quickstart
 # example against it three ways: CMake find_package (shared and static)
-# and pkg-config. Usage: check_install.sh BUILD_DIR SOURCE_DIR
+# and pkg-config. Usage: check_install.sh BUILD_DIR SOURCE_DIR [CFLAGS]
+# (CFLAGS: what a sanitizer build's consumers need too).
 set -eu
 build=$1
 src=$2
+flags=${3:-}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
 cmake -S "$src/tests/install/consumer" -B "$tmp/consumer" -DCMAKE_PREFIX_PATH="$tmp/prefix" \
-      -DEXAMPLE="$src/client/examples/quickstart.c" >/dev/null
+      -DEXAMPLE="$src/client/examples/quickstart.c" -DCMAKE_C_FLAGS="$flags" \
+      -DCMAKE_EXE_LINKER_FLAGS="$flags" >/dev/null
 cmake --build "$tmp/consumer" >/dev/null
 PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig:${PKG_CONFIG_PATH:-}"
 export PKG_CONFIG_PATH
 # shellcheck disable=SC2046
-cc "$src/client/examples/quickstart.c" $(pkg-config --cflags --libs cairn) -o "$tmp/pc_app"
+cc $flags "$src/client/examples/quickstart.c" $(pkg-config --cflags --libs cairn) -o "$tmp/pc_app"
 test -x "$tmp/consumer/shared_app" && test -x "$tmp/consumer/static_app" && test -x "$tmp/pc_app"
 # The shared library exports cairn_* and nothing else (no nanopb, no gRPC).
 lib=$(ls "$tmp"/prefix/lib/libcairn.so.*.*.*)
