@@ -6,6 +6,7 @@
 #include "ledger.h"
 #include "pins.h"
 #include "store.h"
+#include "watch.h"
 
 #include <stdatomic.h>
 
@@ -14,6 +15,7 @@ typedef struct srv_app {
     srv_store *store;
     srv_ledger *ledger;
     srv_pins *pins;           /* checkpoints being streamed out */
+    srv_watch *watch;         /* WatchEvents streams */
     atomic_bool serving;      /* false once shutdown begins (health) */
 } srv_app;
 

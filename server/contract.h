@@ -20,6 +20,8 @@
 #define SRV_READ_PAGE_BYTES (SRV_MESSAGE_MAX - 512 * 1024)
 #define SRV_RUN_STATE_MAX (64 * 1024)     /* CheckpointHeader.run_state, bytes */
 #define SRV_CHUNK_MAX (1024 * 1024)       /* snapshot bytes per stream message */
+#define SRV_LEASE_TTL_MIN_MS 1000
+#define SRV_LEASE_TTL_MAX_MS 600000
 #define SRV_TIMESTAMP_LEN 27              /* 2026-01-28T10:15:30.123456Z */
 #define SRV_SHA256_HEX 64
 

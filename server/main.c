@@ -113,8 +113,10 @@ int main(int argc, char **argv)
         srv_error_log("%s", err.msg);
         return 1;
     }
-    if (srv_ledger_start(app.store, LEDGER_MAX_QUEUE, &app.ledger, &err)) {
+    if (srv_watch_start(app.store, &app.watch, &err) ||
+        srv_ledger_start(app.store, LEDGER_MAX_QUEUE, &app.ledger, &err)) {
         srv_error_log("%s", err.msg);
+        srv_watch_stop(app.watch);
         srv_store_close(app.store);
         return 1;
     }
@@ -147,9 +149,11 @@ int main(int argc, char **argv)
         sigwait(&stop_signals, &sig);
         srv_info("received %s; shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
         atomic_store(&app.serving, false);
+        srv_watch_close_all(app.watch); /* parked streams would hold shutdown up */
         srv_rpc_stop(rpc, cfg.shutdown_grace_ms);
     }
     srv_ledger_stop(app.ledger);
+    srv_watch_stop(app.watch);
     srv_store_close(app.store);
     srv_pins_destroy(app.pins);
     srv_rpc_global_shutdown();

@@ -56,6 +56,9 @@ typedef enum stmt_id {
     ST_BLOB_ADD_REF,
     ST_BLOB_DELETE,
     ST_BLOB_EXISTS,
+    ST_LEASE_GET,
+    ST_LEASE_PUT,
+    ST_LEASE_END,
     N_STMT
 } stmt_id;
 
@@ -78,6 +81,15 @@ typedef struct sqlite_store {
      * removed after it commits (if still unreferenced then). Writer only. */
     char (*unlink_after_commit)[65];
     size_t n_unlink, cap_unlink;
+    /* Runs whose log the open transaction grew (writer only): told to the
+     * observer after COMMIT; a rolled-back savepoint drops its own. */
+    struct log_note {
+        char run_id[129];
+        uint64_t last_seq;
+    } *notes;
+    size_t n_notes, cap_notes, notes_mark;
+    srv_commit_observer observer;
+    void *observer_ctx;
 } sqlite_store;
 
 /* A runs row. */
@@ -130,6 +142,9 @@ srv_code sq_fill_run(conn *c, srv_arena *a, const run_row *r, Cairn__V1__Run *ou
 /* "created", "running" or "completed". */
 const char *sq_run_state(const run_row *r);
 
+/* Notes that the open transaction grew run_id's log to last_seq. */
+srv_code sq_note_log(sqlite_store *s, const char *run_id, uint64_t last_seq, srv_error *err);
+
 /* ---- store_sqlite_runs.c ---- */
 
 srv_code sq_create_run(srv_store *st, srv_arena *a, const Cairn__V1__CreateRunRequest *req,
@@ -142,6 +157,21 @@ srv_code sq_complete_worker(srv_store *st, const Cairn__V1__CompleteWorkerReques
                             srv_error *err);
 srv_code sq_get_run(srv_store *st, srv_arena *a, const char *run_id, Cairn__V1__Run *out,
                     srv_error *err);
+
+/* ---- store_sqlite_leases.c ---- */
+
+srv_code sq_acquire_worker(srv_store *st, srv_arena *a, const Cairn__V1__AcquireWorkerRequest *req,
+                           int64_t now_us, Cairn__V1__Lease *out, srv_error *err);
+srv_code sq_renew_lease(srv_store *st, srv_arena *a, const Cairn__V1__RenewLeaseRequest *req,
+                        int64_t now_us, Cairn__V1__Lease *out, srv_error *err);
+srv_code sq_release_worker(srv_store *st, const Cairn__V1__ReleaseWorkerRequest *req,
+                           int64_t now_us, srv_error *err);
+/* A fenced write: SRV_OK when token is the current token of worker's live
+ * lease; FAILED_PRECONDITION ("fenced") otherwise. Writer thread. */
+srv_code sq_check_fencing(conn *w, int64_t run, const char *worker_id, uint64_t token,
+                          int64_t now_us, srv_error *err);
+/* Ends the worker's lease (its worker completed). Writer thread. */
+srv_code sq_end_lease(conn *w, int64_t run, const char *worker_id, srv_error *err);
 srv_code sq_list_runs(srv_store *st, srv_arena *a, uint64_t after, uint32_t limit,
                       Cairn__V1__ListRunsResponse *out, uint64_t *next, srv_error *err);
 srv_code sq_read_events(srv_store *st, srv_arena *a, const char *run_id, uint64_t from_seq,

@@ -25,7 +25,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define SRV_STORE_OPS_VERSION 2
+#define SRV_STORE_OPS_VERSION 3
 
 typedef struct srv_store srv_store;
 typedef struct srv_pins srv_pins;
@@ -36,6 +36,11 @@ typedef struct srv_pins srv_pins;
 typedef struct srv_blob_stage srv_blob_stage;
 /* Snapshot bytes on their way out. */
 typedef struct srv_blob_reader srv_blob_reader;
+
+/* Told after each commit which runs' logs grew, and to which seq (a run
+ * may be told more than once per commit, in increasing order); called on
+ * the writer thread. Must not block. */
+typedef void (*srv_commit_observer)(void *ctx, const char *run_id, uint64_t last_seq);
 
 /* What ResumeRun needs, read in one consistent snapshot. */
 typedef struct srv_completion {
@@ -79,6 +84,8 @@ struct srv_store_ops {
 
     /* Closes the store; a transaction still open is rolled back. */
     void (*close)(srv_store *st);
+    /* Registers the one observer of log growth (before writes start). */
+    void (*set_commit_observer)(srv_store *st, srv_commit_observer fn, void *ctx);
 
     /* ---- write transactions (writer thread only) ---- */
 
@@ -126,6 +133,18 @@ struct srv_store_ops {
      * seq or a completed worker is not the run's. */
     srv_code (*create_checkpoint)(srv_store *st, srv_arena *a, const srv_new_checkpoint *cp,
                                   int64_t now_us, Cairn__V1__Checkpoint *out, srv_error *err);
+    /* Leases (see docs/api.md): acquire fails FAILED_PRECONDITION while
+     * another lease is live or the worker completed; renew needs the live
+     * lease's id; release of a lease no longer live is a no-op, of one
+     * taken over is FAILED_PRECONDITION. Each acquire's fencing token is
+     * larger than every earlier one of that worker. */
+    srv_code (*acquire_worker)(srv_store *st, srv_arena *a,
+                               const Cairn__V1__AcquireWorkerRequest *req, int64_t now_us,
+                               Cairn__V1__Lease *out, srv_error *err);
+    srv_code (*renew_lease)(srv_store *st, srv_arena *a, const Cairn__V1__RenewLeaseRequest *req,
+                            int64_t now_us, Cairn__V1__Lease *out, srv_error *err);
+    srv_code (*release_worker)(srv_store *st, const Cairn__V1__ReleaseWorkerRequest *req,
+                               int64_t now_us, srv_error *err);
     /* Deletes all but the newest keep_last_n checkpoints of the run,
      * skipping pinned ones; fills deleted and deleted_ids. */
     srv_code (*cleanup_checkpoints)(srv_store *st, srv_arena *a, const char *run_id,

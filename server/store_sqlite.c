@@ -76,6 +76,16 @@ static const char *const migrations[] = {
     "  idx INTEGER NOT NULL,"
     "  worker_id TEXT NOT NULL,"
     "  PRIMARY KEY (checkpoint, idx)) WITHOUT ROWID;",
+    /* 2 -> 3: worker leases; a row outlives its lease, keeping the last
+     * fencing token so the next one is larger, also across restarts. */
+    "CREATE TABLE leases ("
+    "  run INTEGER NOT NULL REFERENCES runs(id),"
+    "  worker_id TEXT NOT NULL,"
+    "  lease_id TEXT NOT NULL,"
+    "  holder TEXT NOT NULL,"
+    "  fencing_token INTEGER NOT NULL,"
+    "  expires_us INTEGER NOT NULL," /* 0 once released */
+    "  PRIMARY KEY (run, worker_id)) WITHOUT ROWID;",
 };
 enum { SCHEMA_VERSION = sizeof migrations / sizeof migrations[0] };
 
@@ -144,6 +154,11 @@ static const char *const sql_text[N_STMT] = {
     [ST_BLOB_ADD_REF] = "UPDATE blobs SET refs = refs + ?2 WHERE sha256 = ?1",
     [ST_BLOB_DELETE] = "DELETE FROM blobs WHERE sha256 = ?1",
     [ST_BLOB_EXISTS] = "SELECT 1 FROM blobs WHERE sha256 = ?1",
+    [ST_LEASE_GET] = "SELECT lease_id, holder, fencing_token, expires_us FROM leases "
+                     "WHERE run = ?1 AND worker_id = ?2",
+    [ST_LEASE_PUT] = "INSERT OR REPLACE INTO leases (run, worker_id, lease_id, holder, "
+                     "fencing_token, expires_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_LEASE_END] = "UPDATE leases SET expires_us = 0 WHERE run = ?1 AND worker_id = ?2",
 };
 
 /* ---- errors and statements ---- */
@@ -371,11 +386,45 @@ static srv_code sq_begin(srv_store *st, srv_error *err)
     return sq_exec(&sq_from(st)->writer, ST_BEGIN, "beginning a transaction", err);
 }
 
+srv_code sq_note_log(sqlite_store *s, const char *run_id, uint64_t last_seq, srv_error *err)
+{
+    for (size_t i = s->notes_mark; i < s->n_notes; i++) {
+        if (strcmp(s->notes[i].run_id, run_id) == 0) {
+            s->notes[i].last_seq = last_seq;
+            return SRV_OK;
+        }
+    }
+    if (s->n_notes == s->cap_notes) {
+        size_t cap = s->cap_notes ? s->cap_notes * 2 : 16;
+        struct log_note *v = realloc(s->notes, cap * sizeof *v);
+        if (!v)
+            return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+        s->notes = v;
+        s->cap_notes = cap;
+    }
+    snprintf(s->notes[s->n_notes].run_id, sizeof s->notes[0].run_id, "%s", run_id);
+    s->notes[s->n_notes++].last_seq = last_seq;
+    return SRV_OK;
+}
+
+static void sq_set_commit_observer(srv_store *st, srv_commit_observer fn, void *ctx)
+{
+    sq_from(st)->observer = fn;
+    sq_from(st)->observer_ctx = ctx;
+}
+
 static srv_code sq_commit(srv_store *st, srv_error *err)
 {
-    srv_code rc = sq_exec(&sq_from(st)->writer, ST_COMMIT, "committing", err);
-    if (!rc)
-        sq_blobs_after_commit(sq_from(st));
+    sqlite_store *s = sq_from(st);
+    srv_code rc = sq_exec(&s->writer, ST_COMMIT, "committing", err);
+    if (!rc) {
+        sq_blobs_after_commit(s);
+        /* A run noted by several mutations of the batch: its last note
+         * carries the highest seq; each note goes out as it stands. */
+        for (size_t i = 0; s->observer && i < s->n_notes; i++)
+            s->observer(s->observer_ctx, s->notes[i].run_id, s->notes[i].last_seq);
+    }
+    s->n_notes = s->notes_mark = 0;
     return rc;
 }
 
@@ -387,10 +436,12 @@ static void sq_rollback(srv_store *st)
         sq_exec(w, ST_ROLLBACK, "rolling back", &ignored);
     }
     sq_blobs_after_rollback(sq_from(st));
+    sq_from(st)->n_notes = sq_from(st)->notes_mark = 0;
 }
 
 static srv_code sq_savepoint(srv_store *st, srv_error *err)
 {
+    sq_from(st)->notes_mark = sq_from(st)->n_notes;
     return sq_exec(&sq_from(st)->writer, ST_SAVEPOINT, "opening a savepoint", err);
 }
 
@@ -401,6 +452,7 @@ static srv_code sq_release(srv_store *st, srv_error *err)
 
 static void sq_rollback_to(srv_store *st)
 {
+    sq_from(st)->n_notes = sq_from(st)->notes_mark;
     conn *w = &sq_from(st)->writer;
     srv_error ignored;
     sq_exec(w, ST_ROLLBACK_TO, "rolling back a savepoint", &ignored);
@@ -480,6 +532,7 @@ static void sq_close(srv_store *st)
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     free(s->unlink_after_commit);
+    free(s->notes);
     free(s->dir);
     free(s);
 }
@@ -555,6 +608,7 @@ static const struct srv_store_ops sqlite_ops = {
     .version = SRV_STORE_OPS_VERSION,
     .name = "sqlite",
     .close = sq_close,
+    .set_commit_observer = sq_set_commit_observer,
     .begin = sq_begin,
     .commit = sq_commit,
     .rollback = sq_rollback,
@@ -569,6 +623,9 @@ static const struct srv_store_ops sqlite_ops = {
     .list_runs = sq_list_runs,
     .read_events = sq_read_events,
     .complete_worker = sq_complete_worker,
+    .acquire_worker = sq_acquire_worker,
+    .renew_lease = sq_renew_lease,
+    .release_worker = sq_release_worker,
     .create_checkpoint = sq_create_checkpoint,
     .cleanup_checkpoints = sq_cleanup_checkpoints,
     .stage_begin = sq_stage_begin,

@@ -191,16 +191,6 @@ static srv_code insert_event(conn *w, int64_t run, uint64_t seq, const char *typ
     return sq_step_done(w, s, "appending events", err);
 }
 
-/* Until leases exist no fencing token can be current. */
-static srv_code check_fencing(uint64_t token, srv_error *err)
-{
-    if (!token)
-        return SRV_OK;
-    return srv_fail(err, SRV_FAILED_PRECONDITION,
-                    "fencing_token: %llu is not the token of a live lease (fenced)",
-                    (unsigned long long)token);
-}
-
 srv_code sq_append_events(srv_store *st, const Cairn__V1__AppendEventsRequest *req,
                           int64_t now_us, Cairn__V1__AppendEventsResponse *out, srv_error *err)
 {
@@ -214,7 +204,9 @@ srv_code sq_append_events(srv_store *st, const Cairn__V1__AppendEventsRequest *r
                         "expected_next_seq: the run is at next_seq %llu, the request expected %llu",
                         (unsigned long long)r.next_seq,
                         (unsigned long long)req->expected_next_seq);
-    if (check_fencing(req->fencing_token, err))
+    /* A fenced batch names one worker (checked by validation). */
+    if (req->fencing_token && sq_check_fencing(w, r.id, req->events[0]->worker_id,
+                                               req->fencing_token, now_us, err))
         return err->code;
 
     uint64_t seq = r.next_seq;
@@ -228,7 +220,8 @@ srv_code sq_append_events(srv_store *st, const Cairn__V1__AppendEventsRequest *r
         return err->code;
     sqlite3_bind_int64(s, 1, r.id);
     sqlite3_bind_int64(s, 2, (int64_t)seq);
-    if (sq_step_done(w, s, "appending events", err))
+    if (sq_step_done(w, s, "appending events", err) ||
+        sq_note_log(sq_from(st), req->run_id, seq - 1, err))
         return err->code;
 
     out->first_seq = r.next_seq;
@@ -260,7 +253,8 @@ srv_code sq_complete_worker(srv_store *st, const Cairn__V1__CompleteWorkerReques
                         srv_quote(q, req->worker_id, strlen(req->worker_id)), req->run_id);
     if (sqrc != SQLITE_ROW)
         return sq_db_fail(w->db, sqrc, "reading a worker", err);
-    if (check_fencing(req->fencing_token, err))
+    if (req->fencing_token &&
+        sq_check_fencing(w, r.id, req->worker_id, req->fencing_token, now_us, err))
         return err->code;
     if (done_seq)
         return srv_fail(err, SRV_FAILED_PRECONDITION,
@@ -283,7 +277,9 @@ srv_code sq_complete_worker(srv_store *st, const Cairn__V1__CompleteWorkerReques
         return err->code;
     sqlite3_bind_int64(s, 1, r.id);
     sqlite3_bind_int64(s, 2, (int64_t)seq + 1);
-    if (sq_step_done(w, s, "completing a worker", err))
+    if (sq_step_done(w, s, "completing a worker", err) ||
+        sq_end_lease(w, r.id, req->worker_id, err) ||
+        sq_note_log(sq_from(st), req->run_id, seq, err))
         return err->code;
 
     r.next_seq = seq + 1;

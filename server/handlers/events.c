@@ -43,6 +43,18 @@ srv_code srv_validate_append_events(ProtobufCMessage *msg, srv_arena *a, srv_err
     for (size_t i = 0; i < req->n_events; i++)
         if (check_event(req->events[i], i, err))
             return err->code;
+    /* A fenced append speaks for one worker: the one whose lease the
+     * token belongs to. */
+    if (req->fencing_token) {
+        const char *w = req->events[0]->worker_id;
+        for (size_t i = 0; i < req->n_events; i++) {
+            if (!*req->events[i]->worker_id || strcmp(req->events[i]->worker_id, w) != 0)
+                return srv_fail(err, SRV_INVALID_ARGUMENT,
+                                "events[%zu].worker_id: with a fencing_token every event must "
+                                "name the same worker, the lease holder's",
+                                i);
+        }
+    }
     return SRV_OK;
 }
 

@@ -48,6 +48,23 @@ srv_code srv_apply_complete_worker(srv_store *st, srv_arena *a, const ProtobufCM
                                    void *ctx, int64_t now_us, ProtobufCMessage **resp,
                                    srv_error *err);
 
+/* leases.c */
+srv_code srv_validate_acquire_worker(ProtobufCMessage *req, srv_arena *a, srv_error *err);
+srv_code srv_validate_renew_lease(ProtobufCMessage *req, srv_arena *a, srv_error *err);
+srv_code srv_validate_release_worker(ProtobufCMessage *req, srv_arena *a, srv_error *err);
+srv_code srv_apply_acquire_worker(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
+                                  void *ctx, int64_t now_us, ProtobufCMessage **resp,
+                                  srv_error *err);
+srv_code srv_apply_renew_lease(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
+                               void *ctx, int64_t now_us, ProtobufCMessage **resp, srv_error *err);
+srv_code srv_apply_release_worker(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
+                                  void *ctx, int64_t now_us, ProtobufCMessage **resp,
+                                  srv_error *err);
+
+/* watch.c: WatchEvents, a server stream served by the watch hub. */
+srv_code srv_validate_watch_events(ProtobufCMessage *req, srv_arena *a, srv_error *err);
+void srv_start_watch_events(srv_app *app, srv_call *call, ProtobufCMessage *req);
+
 /* checkpoints.c */
 /* For requests whose only field to check is run_id. */
 srv_code srv_validate_run_id_only(ProtobufCMessage *req, srv_arena *a, srv_error *err);
