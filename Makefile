@@ -6,7 +6,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 CAIRND_FLAGS ?=
 
-.PHONY: all bootstrap build run test asan clean install
+.PHONY: all bootstrap build run test asan demo clean install
 
 all: build
 
@@ -24,6 +24,10 @@ run: build
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# A run of 8 workers on 3 node processes; one node is killed midway.
+demo: build
+	$(BUILD)/client/cairn-demo --cairnd $(BUILD)/server/cairnd --node $(BUILD)/client/cairn-demo-node
 
 # The same suite under AddressSanitizer + UndefinedBehaviorSanitizer.
 asan:

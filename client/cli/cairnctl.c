@@ -24,6 +24,7 @@ static const char usage_text[] =
     "  load RUN [CHECKPOINT_ID] [--out PATH]   the latest when no id; stdout when no --out\n"
     "  cleanup RUN KEEP_LAST_N [--key KEY]\n"
     "  resume RUN [WORKER...]              what to rerun, from which seq\n"
+    "  watch RUN [--from SEQ]              follow the log as it grows (Ctrl-C stops)\n"
     "\n"
     "--target defaults to $CAIRN_TARGET, else 127.0.0.1:7070.\n";
 
@@ -428,6 +429,33 @@ static int cmd_resume(cairn_client *c, int argc, char **argv)
     return 0;
 }
 
+static int print_event(void *user, const cairn_event *e)
+{
+    (void)user;
+    printf("%llu\t%s\t%s\t%s\t", (unsigned long long)e->seq, e->type,
+           *e->worker_id ? e->worker_id : "-", e->created_at);
+    print_bytes(e->payload, e->payload_len);
+    printf("\n");
+    fflush(stdout);
+    return 0;
+}
+
+static int cmd_watch(cairn_client *c, int argc, char **argv)
+{
+    static const struct option opts[] = {{"from", required_argument, NULL, 'f'}, {0}};
+    uint64_t from = 1;
+    int o;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1)
+        if (o != 'f' || parse_u64(optarg, &from))
+            return usage();
+    if (argc - optind != 1)
+        return usage();
+    cairn_watch_request req = {.run_id = argv[optind], .from_seq = from, .on_event = print_event};
+    cairn_error err;
+    cairn_status st = cairn_watch(c, &req, &err);
+    return st ? fail(st, &err) : 0;
+}
+
 static const struct command {
     const char *name;
     int (*run)(cairn_client *c, int argc, char **argv);
@@ -436,6 +464,7 @@ static const struct command {
     {"list-runs", cmd_list_runs}, {"append", cmd_append},     {"read", cmd_read},
     {"complete", cmd_complete}, {"checkpoint", cmd_checkpoint},   {"checkpoints", cmd_checkpoints},
     {"load", cmd_load},         {"cleanup", cmd_cleanup},         {"resume", cmd_resume},
+    {"watch", cmd_watch},
 };
 
 int main(int argc, char **argv)

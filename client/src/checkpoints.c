@@ -532,7 +532,7 @@ static void attempt_download(void *ctx, cairn__transport *t, uint32_t timeout_ms
         return;
     }
     cairn__transport_download(t, CAIRN__LOAD_CHECKPOINT, la->req, la->len, on_chunk, d, timeout_ms,
-                              wait_for_ready, out);
+                              wait_for_ready, NULL, out);
 }
 
 /* Runs the download into d's sink and checks what arrived. */

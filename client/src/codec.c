@@ -68,6 +68,13 @@ cairn_status cairn__unary(cairn_client *c, cairn__method m, const pb_msgdesc_t *
                           const void *req, const char *key, const pb_msgdesc_t *resp_fields,
                           void *resp, cairn_error *err)
 {
+    return cairn__unary_with(c, NULL, m, req_fields, req, key, resp_fields, resp, err);
+}
+
+cairn_status cairn__unary_with(cairn_client *c, const cairn_retry_policy *p, cairn__method m,
+                               const pb_msgdesc_t *req_fields, const void *req, const char *key,
+                               const pb_msgdesc_t *resp_fields, void *resp, cairn_error *err)
+{
     uint8_t *buf;
     size_t len;
     cairn__error_clear(err);
@@ -77,7 +84,7 @@ cairn_status cairn__unary(cairn_client *c, cairn__method m, const pb_msgdesc_t *
     unary_attempt u = {m, buf, len};
     cairn__call call = {cairn__method_name(m), attempt_unary, &u, key, false};
     cairn__reply reply;
-    rc = cairn__invoke(c, &call, &reply, err);
+    rc = cairn__invoke_with(c, p ? p : &c->retry, &call, &reply, err);
     free(buf);
     if (rc)
         return rc;

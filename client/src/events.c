@@ -120,18 +120,8 @@ static bool decode_payload(pb_istream_t *s, const pb_field_t *f, void **arg)
     return pb_read(s, b->payload, len);
 }
 
-static bool decode_event(pb_istream_t *s, const pb_field_t *f, void **arg)
+bool cairn__decode_event(pb_istream_t *s, cairn_event *out)
 {
-    (void)f;
-    event_sink *sink = *arg;
-    if (sink->n == sink->cap) {
-        size_t cap = sink->cap ? sink->cap * 2 : 64;
-        cairn_event *v = realloc(sink->v, cap * sizeof *v);
-        if (!v)
-            return false;
-        sink->v = v;
-        sink->cap = cap;
-    }
     event_block *b = NULL;
     cairn_v1_Event m = cairn_v1_Event_init_zero;
     m.payload.funcs.decode = decode_payload;
@@ -145,7 +135,7 @@ static bool decode_event(pb_istream_t *s, const pb_field_t *f, void **arg)
     memcpy(b->type, m.type, sizeof b->type);
     memcpy(b->worker_id, m.worker_id, sizeof b->worker_id);
     memcpy(b->created_at, m.created_at, sizeof b->created_at);
-    sink->v[sink->n++] = (cairn_event){
+    *out = (cairn_event){
         .seq = m.seq,
         .type = b->type,
         .worker_id = b->worker_id,
@@ -153,6 +143,24 @@ static bool decode_event(pb_istream_t *s, const pb_field_t *f, void **arg)
         .payload_len = b->payload_len,
         .created_at = b->created_at,
     };
+    return true;
+}
+
+static bool decode_event(pb_istream_t *s, const pb_field_t *f, void **arg)
+{
+    (void)f;
+    event_sink *sink = *arg;
+    if (sink->n == sink->cap) {
+        size_t cap = sink->cap ? sink->cap * 2 : 64;
+        cairn_event *v = realloc(sink->v, cap * sizeof *v);
+        if (!v)
+            return false;
+        sink->v = v;
+        sink->cap = cap;
+    }
+    if (!cairn__decode_event(s, &sink->v[sink->n]))
+        return false;
+    sink->n++;
     return true;
 }
 

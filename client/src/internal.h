@@ -22,6 +22,10 @@ typedef enum cairn__method {
     CAIRN__LOAD_CHECKPOINT,
     CAIRN__CLEANUP_CHECKPOINTS,
     CAIRN__RESUME_RUN,
+    CAIRN__ACQUIRE_WORKER,
+    CAIRN__RENEW_LEASE,
+    CAIRN__RELEASE_WORKER,
+    CAIRN__WATCH_EVENTS,
     CAIRN__METHOD_COUNT
 } cairn__method;
 
@@ -69,10 +73,21 @@ void cairn__transport_upload(cairn__transport *t, cairn__method m, cairn__next_f
  * failure (recorded in out), which cancels the call. */
 typedef int (*cairn__msg_fn)(void *ctx, const uint8_t *msg, size_t len, cairn__reply *out);
 
-/* One server-streaming attempt: sends req, hands each message to on_msg. */
+/* Lets another thread cancel a stream in progress. */
+typedef struct cairn__cancel {
+    pthread_mutex_t mu;
+    void *call;                   /* the attempt's grpc_call, while it runs */
+    bool cancelled;
+} cairn__cancel;
+
+/* Marks the slot cancelled and cancels its call if one runs. */
+void cairn__cancel_fire(cairn__cancel *slot);
+
+/* One server-streaming attempt: sends req, hands each message to on_msg.
+ * slot (may be NULL) lets another thread cancel it. */
 void cairn__transport_download(cairn__transport *t, cairn__method m, const uint8_t *req,
                                size_t len, cairn__msg_fn on_msg, void *ctx, uint32_t timeout_ms,
-                               bool wait_for_ready, cairn__reply *out);
+                               bool wait_for_ready, cairn__cancel *slot, cairn__reply *out);
 
 /* ---- guard.c ---- */
 
@@ -159,6 +174,11 @@ typedef struct cairn__call {
  * *out holds the successful reply (free with cairn__reply_free). */
 cairn_status cairn__invoke(cairn_client *c, const cairn__call *call, cairn__reply *out,
                            cairn_error *err);
+/* Copies one attempt's outcome into err. */
+void cairn__record(cairn_error *err, const cairn__reply *r, int attempts);
+/* The same under another policy (a lease renewal bounded by the lease). */
+cairn_status cairn__invoke_with(cairn_client *c, const cairn_retry_policy *p,
+                                const cairn__call *call, cairn__reply *out, cairn_error *err);
 
 /* ---- codec.c: nanopb ---- */
 
@@ -175,8 +195,12 @@ cairn_status cairn__copy_str(char *dst, size_t cap, const char *s, const char *f
                              cairn_error *err);
 
 /* Encodes, invokes and decodes a unary call in one step: the request
- * message is encoded, the call made with retries, and the reply decoded
- * into resp (initialized by the caller). */
+ * message is encoded, the call made with retries (under policy p, or the
+ * client's when NULL), and the reply decoded into resp (initialized by
+ * the caller). */
+cairn_status cairn__unary_with(cairn_client *c, const cairn_retry_policy *p, cairn__method m,
+                               const pb_msgdesc_t *req_fields, const void *req, const char *key,
+                               const pb_msgdesc_t *resp_fields, void *resp, cairn_error *err);
 cairn_status cairn__unary(cairn_client *c, cairn__method m, const pb_msgdesc_t *req_fields,
                           const void *req, const char *key, const pb_msgdesc_t *resp_fields,
                           void *resp, cairn_error *err);
@@ -184,6 +208,12 @@ cairn_status cairn__unary(cairn_client *c, cairn__method m, const pb_msgdesc_t *
 /* Picks the idempotency key of a logical call: the caller's (checked) or a
  * fresh random one, written to out. */
 cairn_status cairn__pick_key(char out[CAIRN_KEY_MAX + 1], const char *given, cairn_error *err);
+
+/* ---- events.c ---- */
+
+/* Decodes one Event from s into *out; the event's strings and payload
+ * live in one malloc'd block that out->type points at (free it so). */
+bool cairn__decode_event(pb_istream_t *s, cairn_event *out);
 
 /* ---- keys.c ---- */
 

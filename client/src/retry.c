@@ -82,11 +82,10 @@ cairn__clock cairn__real_clock(void)
     return (cairn__clock){real_now_ms, real_sleep_ms, NULL};
 }
 
-/* Copies one attempt's outcome into err. */
-static void record(cairn_error *err, const cairn__reply *r, int attempts)
+void cairn__record(cairn_error *err, const cairn__reply *r, int attempts)
 {
-    err->status = cairn__status_from_grpc(r->grpc_status);
-    err->grpc_status = r->grpc_status;
+    err->status = r->local ? r->local : cairn__status_from_grpc(r->grpc_status);
+    err->grpc_status = r->local ? -1 : r->grpc_status;
     err->attempts = attempts;
     err->needs_attention = err->status == CAIRN_INTERNAL || err->status == CAIRN_UNKNOWN;
     err->has_retry_pushback = r->has_pushback;
@@ -104,7 +103,12 @@ static cairn_status give_up(cairn_error *err, const char *why)
 cairn_status cairn__invoke(cairn_client *c, const cairn__call *call, cairn__reply *out,
                            cairn_error *errp)
 {
-    const cairn_retry_policy *p = &c->retry;
+    return cairn__invoke_with(c, &c->retry, call, out, errp);
+}
+
+cairn_status cairn__invoke_with(cairn_client *c, const cairn_retry_policy *p,
+                                const cairn__call *call, cairn__reply *out, cairn_error *errp)
+{
     const cairn__clock *clk = &c->clock;
     cairn_error local;
     cairn_error *err = errp ? errp : &local;
@@ -130,10 +134,8 @@ cairn_status cairn__invoke(cairn_client *c, const cairn__call *call, cairn__repl
         /* Retries wait for the channel to connect rather than failing at
          * once on a channel that is still reconnecting after a restart. */
         call->attempt(call->ctx, c->transport, timeout, attempt > 1, &r);
-        record(err, &r, attempt);
+        cairn__record(err, &r, attempt);
         if (r.local) { /* a local failure: retrying cannot help */
-            err->status = r.local;
-            err->grpc_status = -1;
             cairn__reply_free(&r);
             cairn__breaker_record(&c->breaker, false, probe, clk->now_ms(clk->ctx));
             return err->status;

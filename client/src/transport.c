@@ -26,6 +26,10 @@ static const char *const paths[CAIRN__METHOD_COUNT] = {
     [CAIRN__LOAD_CHECKPOINT] = "/cairn.v1.Coordinator/LoadCheckpoint",
     [CAIRN__CLEANUP_CHECKPOINTS] = "/cairn.v1.Coordinator/CleanupCheckpoints",
     [CAIRN__RESUME_RUN] = "/cairn.v1.Coordinator/ResumeRun",
+    [CAIRN__ACQUIRE_WORKER] = "/cairn.v1.Coordinator/AcquireWorker",
+    [CAIRN__RENEW_LEASE] = "/cairn.v1.Coordinator/RenewLease",
+    [CAIRN__RELEASE_WORKER] = "/cairn.v1.Coordinator/ReleaseWorker",
+    [CAIRN__WATCH_EVENTS] = "/cairn.v1.Coordinator/WatchEvents",
 };
 
 const char *cairn__method_name(cairn__method m)
@@ -362,9 +366,31 @@ void cairn__transport_upload(cairn__transport *t, cairn__method m, cairn__next_f
     attempt_end(&a);
 }
 
+void cairn__cancel_fire(cairn__cancel *slot)
+{
+    pthread_mutex_lock(&slot->mu);
+    slot->cancelled = true;
+    if (slot->call)
+        grpc_call_cancel(slot->call, NULL);
+    pthread_mutex_unlock(&slot->mu);
+}
+
+/* Publishes (or, with NULL, withdraws) the call another thread may cancel;
+ * false when the slot was cancelled already. */
+static bool publish_call(cairn__cancel *slot, grpc_call *call)
+{
+    if (!slot)
+        return true;
+    pthread_mutex_lock(&slot->mu);
+    slot->call = call;
+    bool go = !slot->cancelled;
+    pthread_mutex_unlock(&slot->mu);
+    return go;
+}
+
 void cairn__transport_download(cairn__transport *t, cairn__method m, const uint8_t *req,
                                size_t len, cairn__msg_fn on_msg, void *ctx, uint32_t timeout_ms,
-                               bool wait_for_ready, cairn__reply *out)
+                               bool wait_for_ready, cairn__cancel *slot, cairn__reply *out)
 {
     attempt a;
     if (!attempt_start(&a, t, m, timeout_ms, out) || !start_status(&a)) {
@@ -373,6 +399,8 @@ void cairn__transport_download(cairn__transport *t, cairn__method m, const uint8
         attempt_end(&a);
         return;
     }
+    if (!publish_call(slot, a.call))
+        grpc_call_cancel(a.call, NULL);
     grpc_byte_buffer *send = buffer_from(req, len);
     grpc_op ops[3];
     memset(ops, 0, sizeof ops);
@@ -405,6 +433,7 @@ void cairn__transport_download(cairn__transport *t, cairn__method m, const uint8
         free(msg);
     }
     wait_status(&a);
+    publish_call(slot, NULL);
     attempt_status(&a, out);
     attempt_end(&a);
 }

@@ -340,6 +340,95 @@ typedef struct cairn_complete_result {
 CAIRN_API cairn_status cairn_complete_worker(cairn_client *client, const cairn_complete_request *req,
                                              cairn_complete_result *out, cairn_error *err);
 
+/* ---- leases ---- */
+
+/* A worker lease. expires_at is the server's clock; the lease is live
+ * until then. The fencing token grows with every acquisition of the
+ * worker: pass it with the holder's writes so that a holder that lost the
+ * lease (paused, partitioned) cannot write any more. */
+typedef struct cairn_lease {
+    char lease_id[CAIRN_ID_MAX + 1];
+    char run_id[CAIRN_ID_MAX + 1];
+    char worker_id[CAIRN_ID_MAX + 1];
+    char holder[CAIRN_ID_MAX + 1];
+    uint64_t fencing_token;
+    char expires_at[CAIRN_TIMESTAMP_MAX + 1];
+    uint32_t ttl_ms;              /* as last granted */
+    bool replayed;
+    int64_t local_expiry_ms_;     /* private: a safe local bound (CLOCK_MONOTONIC) */
+} cairn_lease;
+
+typedef struct cairn_acquire_request {
+    const char *idempotency_key;  /* NULL: random per call */
+    const char *run_id;
+    const char *worker_id;        /* one of the run's workers, not completed */
+    const char *holder;           /* who holds it, an id: "node-3" */
+    uint32_t ttl_ms;              /* 1000..600000 */
+} cairn_acquire_request;
+
+/* Leases a worker. FAILED_PRECONDITION (naming the holder and the expiry)
+ * while another lease is live, also the caller's own (renew it instead),
+ * or when the worker completed. */
+CAIRN_API cairn_status cairn_acquire_worker(cairn_client *client, const cairn_acquire_request *req,
+                                            cairn_lease *out, cairn_error *err);
+
+/* Extends a live lease by ttl_ms from now; updates *lease. FAILED_PRECONDITION
+ * when it is no longer live (expired, released, taken over). */
+CAIRN_API cairn_status cairn_renew_lease(cairn_client *client, const char *idempotency_key,
+                                         cairn_lease *lease, uint32_t ttl_ms, cairn_error *err);
+
+/* Gives a lease up, so another holder can take the worker at once. A lease
+ * that already lapsed is released already; one taken over is
+ * FAILED_PRECONDITION. */
+CAIRN_API cairn_status cairn_release_worker(cairn_client *client, const char *idempotency_key,
+                                            const cairn_lease *lease, cairn_error *err);
+
+/* Keeps a lease alive from a background thread: renews it every ttl/3.
+ * If it cannot (the lease was taken over, or renewals failed until the
+ * lease would have expired), it calls on_lost once, on its thread, and
+ * stops. From then on the holder must stop writing: its token is fenced. */
+typedef struct cairn_lease_keeper cairn_lease_keeper;
+typedef void (*cairn_lease_lost_fn)(void *user, const cairn_lease *lease, const cairn_error *why);
+
+CAIRN_API cairn_status cairn_lease_keeper_start(cairn_client *client, const cairn_lease *lease,
+                                                cairn_lease_lost_fn on_lost, void *user,
+                                                cairn_lease_keeper **out, cairn_error *err);
+/* True until the lease is lost. Thread-safe. */
+CAIRN_API bool cairn_lease_keeper_alive(cairn_lease_keeper *keeper);
+/* Stops renewing (it does not release the lease) and frees the keeper.
+ * Must not be called from on_lost. NULL is a no-op. */
+CAIRN_API void cairn_lease_keeper_stop(cairn_lease_keeper *keeper);
+
+/* ---- watch ---- */
+
+/* Called for each event in seq order; the event lives during the call.
+ * Return 0 to go on, anything else to stop the watch. */
+typedef int (*cairn_watch_fn)(void *user, const cairn_event *event);
+
+typedef struct cairn_watch_request {
+    const char *run_id;
+    uint64_t from_seq;            /* 0 = 1 */
+    cairn_watch_fn on_event;
+    void *user;
+} cairn_watch_request;
+
+/* Streams the run's events from from_seq, then new ones as they commit,
+ * until on_event stops it. After a transient failure (a restart, a broken
+ * connection) it reconnects with the client's retry policy from the seq
+ * after the last event delivered: no gap, no duplicate. The attempt count
+ * starts over whenever events flow again. Returns CAIRN_OK when stopped,
+ * or the error that ended it. Blocks the calling thread. */
+CAIRN_API cairn_status cairn_watch(cairn_client *client, const cairn_watch_request *req,
+                                   cairn_error *err);
+
+/* The same on a thread of its own (on_event runs there). */
+typedef struct cairn_watcher cairn_watcher;
+CAIRN_API cairn_status cairn_watch_start(cairn_client *client, const cairn_watch_request *req,
+                                         cairn_watcher **out, cairn_error *err);
+/* Stops the watch (if on_event has not), waits for its thread, frees it,
+ * and returns how it ended (CAIRN_OK when stopped). */
+CAIRN_API cairn_status cairn_watch_stop(cairn_watcher *watcher, cairn_error *err);
+
 /* ---- checkpoints ---- */
 
 /* A checkpoint's metadata. Free with cairn_checkpoint_free. */

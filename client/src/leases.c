@@ -1,0 +1,214 @@
+/* Leases: acquire, renew, release, and the lease keeper. */
+#include "internal.h"
+#include "cairn/v1/coordinator.pb.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The lease is live until at least sent_at + ttl on our clock: the server
+ * started its ttl after it received the request. */
+static void fill_lease(cairn_lease *out, const cairn_v1_Lease *m, uint32_t ttl_ms, int64_t sent_at)
+{
+    memcpy(out->lease_id, m->lease_id, sizeof out->lease_id);
+    memcpy(out->run_id, m->run_id, sizeof out->run_id);
+    memcpy(out->worker_id, m->worker_id, sizeof out->worker_id);
+    memcpy(out->holder, m->holder, sizeof out->holder);
+    memcpy(out->expires_at, m->expires_at, sizeof out->expires_at);
+    out->fencing_token = m->fencing_token;
+    out->replayed = m->replayed;
+    out->ttl_ms = ttl_ms;
+    out->local_expiry_ms_ = sent_at + ttl_ms;
+}
+
+cairn_status cairn_acquire_worker(cairn_client *c, const cairn_acquire_request *req,
+                                  cairn_lease *out, cairn_error *err)
+{
+    memset(out, 0, sizeof *out);
+    cairn__error_clear(err);
+    cairn_v1_AcquireWorkerRequest m = cairn_v1_AcquireWorkerRequest_init_zero;
+    cairn_status rc = cairn__pick_key(m.idempotency_key, req->idempotency_key, err);
+    if (!rc)
+        rc = cairn__copy_str(m.run_id, sizeof m.run_id, req->run_id, "run_id", err);
+    if (!rc)
+        rc = cairn__copy_str(m.worker_id, sizeof m.worker_id, req->worker_id, "worker_id", err);
+    if (!rc)
+        rc = cairn__copy_str(m.holder, sizeof m.holder, req->holder, "holder", err);
+    if (rc)
+        return rc;
+    m.ttl_ms = req->ttl_ms;
+    cairn_v1_Lease resp = cairn_v1_Lease_init_zero;
+    int64_t sent_at = mono_ms();
+    rc = cairn__unary(c, CAIRN__ACQUIRE_WORKER, cairn_v1_AcquireWorkerRequest_fields, &m,
+                      m.idempotency_key, cairn_v1_Lease_fields, &resp, err);
+    if (!rc)
+        fill_lease(out, &resp, req->ttl_ms, sent_at);
+    return rc;
+}
+
+/* Renews under policy p (NULL: the client's). */
+static cairn_status renew(cairn_client *c, const cairn_retry_policy *p, const char *key,
+                          cairn_lease *lease, uint32_t ttl_ms, cairn_error *err)
+{
+    cairn__error_clear(err);
+    cairn_v1_RenewLeaseRequest m = cairn_v1_RenewLeaseRequest_init_zero;
+    cairn_status rc = cairn__pick_key(m.idempotency_key, key, err);
+    if (rc)
+        return rc;
+    memcpy(m.run_id, lease->run_id, sizeof m.run_id);
+    memcpy(m.worker_id, lease->worker_id, sizeof m.worker_id);
+    memcpy(m.lease_id, lease->lease_id, sizeof m.lease_id);
+    m.ttl_ms = ttl_ms;
+    cairn_v1_Lease resp = cairn_v1_Lease_init_zero;
+    int64_t sent_at = mono_ms();
+    rc = cairn__unary_with(c, p, CAIRN__RENEW_LEASE, cairn_v1_RenewLeaseRequest_fields, &m,
+                           m.idempotency_key, cairn_v1_Lease_fields, &resp, err);
+    if (!rc)
+        fill_lease(lease, &resp, ttl_ms, sent_at);
+    return rc;
+}
+
+cairn_status cairn_renew_lease(cairn_client *c, const char *idempotency_key, cairn_lease *lease,
+                               uint32_t ttl_ms, cairn_error *err)
+{
+    return renew(c, NULL, idempotency_key, lease, ttl_ms, err);
+}
+
+cairn_status cairn_release_worker(cairn_client *c, const char *idempotency_key,
+                                  const cairn_lease *lease, cairn_error *err)
+{
+    cairn__error_clear(err);
+    cairn_v1_ReleaseWorkerRequest m = cairn_v1_ReleaseWorkerRequest_init_zero;
+    cairn_status rc = cairn__pick_key(m.idempotency_key, idempotency_key, err);
+    if (rc)
+        return rc;
+    memcpy(m.run_id, lease->run_id, sizeof m.run_id);
+    memcpy(m.worker_id, lease->worker_id, sizeof m.worker_id);
+    memcpy(m.lease_id, lease->lease_id, sizeof m.lease_id);
+    cairn_v1_ReleaseWorkerResponse resp = cairn_v1_ReleaseWorkerResponse_init_zero;
+    return cairn__unary(c, CAIRN__RELEASE_WORKER, cairn_v1_ReleaseWorkerRequest_fields, &m,
+                        m.idempotency_key, cairn_v1_ReleaseWorkerResponse_fields, &resp, err);
+}
+
+/* ---- the keeper ---- */
+
+struct cairn_lease_keeper {
+    cairn_client *client;
+    cairn_lease lease;
+    cairn_lease_lost_fn on_lost;
+    void *user;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop, lost;
+};
+
+static void *keep(void *arg)
+{
+    cairn_lease_keeper *k = arg;
+    cairn_error why;
+    cairn__error_clear(&why);
+    pthread_mutex_lock(&k->mu);
+    for (;;) {
+        /* Renew a third of the way through, as seen on our own clock. */
+        int64_t due = k->lease.local_expiry_ms_ - 2 * (int64_t)k->lease.ttl_ms / 3;
+        while (!k->stop && mono_ms() < due) {
+            int64_t at = due;
+            struct timespec ts = {(time_t)(at / 1000), (long)(at % 1000) * 1000000};
+            pthread_cond_timedwait(&k->cv, &k->mu, &ts);
+        }
+        if (k->stop)
+            break;
+        cairn_lease lease = k->lease;
+        pthread_mutex_unlock(&k->mu);
+
+        /* Retries only while the lease can still be live. */
+        int64_t left = lease.local_expiry_ms_ - mono_ms();
+        cairn_status rc = CAIRN_DEADLINE_EXCEEDED;
+        if (left > 0) {
+            cairn_retry_policy p = k->client->retry;
+            p.call_deadline_ms = (uint32_t)left;
+            if (p.attempt_deadline_ms > (uint32_t)left)
+                p.attempt_deadline_ms = (uint32_t)left;
+            rc = renew(k->client, &p, NULL, &lease, lease.ttl_ms, &why);
+        } else {
+            cairn__fail(&why, rc, "lease_id: %s expired before a renewal got through",
+                        lease.lease_id);
+        }
+        pthread_mutex_lock(&k->mu);
+        if (rc == CAIRN_OK) {
+            k->lease = lease;
+            continue;
+        }
+        if (cairn_classify(rc, &why) == CAIRN_CLASS_TRANSIENT &&
+            mono_ms() < k->lease.local_expiry_ms_)
+            continue; /* still live: try again at once */
+        k->lost = true;
+        pthread_mutex_unlock(&k->mu);
+        if (k->on_lost)
+            k->on_lost(k->user, &lease, &why);
+        return NULL;
+    }
+    pthread_mutex_unlock(&k->mu);
+    return NULL;
+}
+
+cairn_status cairn_lease_keeper_start(cairn_client *c, const cairn_lease *lease,
+                                      cairn_lease_lost_fn on_lost, void *user,
+                                      cairn_lease_keeper **out, cairn_error *err)
+{
+    cairn__error_clear(err);
+    if (lease->ttl_ms < 3)
+        return cairn__fail(err, CAIRN_INVALID_ARGUMENT, "lease: not a granted lease (ttl_ms 0)");
+    cairn_lease_keeper *k = calloc(1, sizeof *k);
+    if (!k)
+        return cairn__fail(err, CAIRN_NO_MEMORY, "out of memory");
+    k->client = c;
+    k->lease = *lease;
+    k->on_lost = on_lost;
+    k->user = user;
+    pthread_mutex_init(&k->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&k->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (pthread_create(&k->thread, NULL, keep, k) != 0) {
+        pthread_cond_destroy(&k->cv);
+        pthread_mutex_destroy(&k->mu);
+        free(k);
+        return cairn__fail(err, CAIRN_NO_MEMORY, "cannot start the keeper thread");
+    }
+    *out = k;
+    return CAIRN_OK;
+}
+
+bool cairn_lease_keeper_alive(cairn_lease_keeper *k)
+{
+    pthread_mutex_lock(&k->mu);
+    bool alive = !k->lost;
+    pthread_mutex_unlock(&k->mu);
+    return alive;
+}
+
+void cairn_lease_keeper_stop(cairn_lease_keeper *k)
+{
+    if (!k)
+        return;
+    pthread_mutex_lock(&k->mu);
+    k->stop = true;
+    pthread_cond_signal(&k->cv);
+    pthread_mutex_unlock(&k->mu);
+    pthread_join(k->thread, NULL);
+    pthread_cond_destroy(&k->cv);
+    pthread_mutex_destroy(&k->mu);
+    free(k);
+}
