@@ -89,6 +89,7 @@ struct srv_rpc {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool shutdown_done;
+    long live_calls;              /* adopted and not yet destroyed (under mu) */
 };
 
 void srv_rpc_global_init(void)
@@ -105,6 +106,11 @@ void srv_rpc_global_shutdown(void)
 
 static void call_destroy(srv_call *c)
 {
+    srv_rpc *rpc = c->rpc;
+    pthread_mutex_lock(&rpc->mu);
+    if (--rpc->live_calls == 0)
+        pthread_cond_broadcast(&rpc->cv);
+    pthread_mutex_unlock(&rpc->mu);
     if (c->call)
         grpc_call_unref(c->call);
     if (c->reply)
@@ -384,6 +390,9 @@ static srv_call *adopt_call(slot *s, grpc_byte_buffer *payload)
     c->deadline = s->deadline;
     c->arena = arena;
     atomic_init(&c->refs, 1);
+    pthread_mutex_lock(&s->rpc->mu);
+    s->rpc->live_calls++;
+    pthread_mutex_unlock(&s->rpc->mu);
     if (payload) {
         grpc_byte_buffer_reader r;
         if (grpc_byte_buffer_reader_init(&r, payload)) {
@@ -601,10 +610,12 @@ srv_code srv_rpc_start(const srv_rpc_config *cfg, srv_rpc **out,
     return SRV_OK;
 }
 
-static bool wait_shutdown(srv_rpc *rpc, int64_t deadline_ms)
+/* Waits until the shutdown notification came, or (with calls_only) until
+ * no call is left, or until deadline_ms (monotonic; < 0: no deadline). */
+static bool wait_shutdown(srv_rpc *rpc, bool calls_only, int64_t deadline_ms)
 {
     pthread_mutex_lock(&rpc->mu);
-    while (!rpc->shutdown_done) {
+    while (!rpc->shutdown_done && !(calls_only && rpc->live_calls == 0)) {
         if (deadline_ms < 0) {
             pthread_cond_wait(&rpc->cv, &rpc->mu);
             continue;
@@ -613,7 +624,7 @@ static bool wait_shutdown(srv_rpc *rpc, int64_t deadline_ms)
         if (pthread_cond_timedwait(&rpc->cv, &rpc->mu, &ts) != 0)
             break;
     }
-    bool done = rpc->shutdown_done;
+    bool done = rpc->shutdown_done || (calls_only && rpc->live_calls == 0);
     pthread_mutex_unlock(&rpc->mu);
     return done;
 }
@@ -624,13 +635,14 @@ void srv_rpc_stop(srv_rpc *rpc, int grace_ms)
         return;
     atomic_store(&rpc->stopping, true);
     grpc_server_shutdown_and_notify(rpc->server, rpc->cqs[0], &rpc->shutdown_tag);
-    if (rpc->n_threads == 0) /* nothing would deliver the notification */
-        grpc_server_cancel_all_calls(rpc->server);
-    else if (!wait_shutdown(rpc, srv_monotonic_ms() + grace_ms)) {
+    /* In-flight calls get the grace period; idle client connections do
+     * not (an idle client may not read its socket for seconds): once no
+     * call is left, or the grace is over, everything is cut. */
+    if (rpc->n_threads > 0 && !wait_shutdown(rpc, true, srv_monotonic_ms() + grace_ms))
         srv_warn("shutdown: in-flight calls outlived the %d ms grace; cancelling them", grace_ms);
-        grpc_server_cancel_all_calls(rpc->server);
-        wait_shutdown(rpc, -1);
-    }
+    grpc_server_cancel_all_calls(rpc->server);
+    if (rpc->n_threads > 0)
+        wait_shutdown(rpc, false, -1);
     grpc_server_destroy(rpc->server);
     stop_queues(rpc);
     free_rpc(rpc);
