@@ -324,7 +324,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "cairn-demo: %s\n", err.message);
         return 1;
     }
-    char names[MAX_WORKERS][8];
+    char names[MAX_WORKERS][16];
     const char *workers[MAX_WORKERS];
     for (int i = 0; i < d.workers; i++) {
         snprintf(names[i], sizeof names[i], "w%d", i + 1);
