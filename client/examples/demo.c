@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -145,6 +146,7 @@ static pid_t spawn(char *const argv[], int out_fd)
 {
     pid_t pid = fork();
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* the demo's processes end with it */
         if (out_fd >= 0)
             dup2(out_fd, STDOUT_FILENO);
         execv(argv[0], argv);

@@ -8,6 +8,7 @@ Nothing waits by sleeping: the harness reacts to lines the processes print
 (cairnd's address, the bench's progress, the proxy's fault reports).
 """
 import argparse
+import ctypes
 import os
 import queue
 import re
@@ -22,6 +23,12 @@ import unittest
 
 ARGS = None
 WAIT_S = 120  # a bound on any single wait, not a synchronisation
+
+
+def die_with_parent():
+    """In a child process: die with the harness, so a failed test never
+    leaves a server or proxy running (prctl PR_SET_PDEATHSIG)."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
 
 
 class Lines:
@@ -55,7 +62,7 @@ class Cairnd:
         self.proc = subprocess.Popen(
             [ARGS.cairnd, "--listen", "127.0.0.1:%d" % port, "--data-dir", data_dir,
              "--threads", "2"],
-            stdout=subprocess.PIPE, stderr=log)
+            stdout=subprocess.PIPE, stderr=log, preexec_fn=die_with_parent)
         line = self.proc.stdout.readline().decode()
         m = re.match(r"listening on 127\.0\.0\.1:(\d+)", line)
         if not m:
@@ -78,7 +85,7 @@ class Proxy:
     def __init__(self, upstream_port, *flags):
         self.proc = subprocess.Popen(
             [sys.executable, ARGS.proxy, "--upstream", "127.0.0.1:%d" % upstream_port] + list(flags),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=die_with_parent)
         line = self.proc.stdout.readline().decode()
         m = re.match(r"listening on 127\.0\.0\.1:(\d+)", line)
         if not m:
@@ -95,7 +102,8 @@ class Proxy:
 
 def bench(target, *flags):
     return subprocess.Popen([ARGS.bench, "--target", target] + list(flags),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=die_with_parent)
 
 
 class FaultTest(unittest.TestCase):

@@ -75,7 +75,7 @@ class Cairnd:
         self.log_path = os.path.join(self.root, "cairnd.log")
         self.log_file = open(self.log_path, "wb")
         self.channel = None
-        self.proc = subprocess.Popen(
+        self.proc = subprocess.Popen(preexec_fn=tc.die_with_parent, args=
             [tc.ARGS.cairnd, "--listen", "127.0.0.1:0", "--data-dir", self.data_dir,
              "--threads", "2"] + list(flags),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.log_file,

@@ -16,6 +16,7 @@ It needs Debian's python3-grpcio and python3-protobuf, hence /usr/bin/python3.
 """
 
 import argparse
+import ctypes
 import datetime
 import os
 import re
@@ -67,6 +68,12 @@ class _Server:
 
 S = _Server()
 
+
+
+def die_with_parent():
+    """In a child process: die with the test process, so a test that fails
+    midway never leaves a server running (prctl PR_SET_PDEATHSIG)."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
 
 def _run(cmd):
     res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -121,7 +128,8 @@ def _start_cairnd():
     S.log_file = open(S.log_path, "wb")
     S.proc = subprocess.Popen(
         [ARGS.cairnd, "--listen", "127.0.0.1:0", "--data-dir", S.data_dir, "--threads", "2"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=S.log_file, cwd=S.cwd)
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=S.log_file, cwd=S.cwd,
+        preexec_fn=die_with_parent)
     # cairnd prints exactly one line once it accepts calls. Wait for that
     # line (bounded, in case it hangs before printing).
     sel = selectors.DefaultSelector()

@@ -113,7 +113,7 @@ class OwnCairnd(Cairnd):
         self.log_path = os.path.join(self.root, "cairnd.log")
         self.log_file = open(self.log_path, "wb")
         self.channel = None
-        self.proc = subprocess.Popen(
+        self.proc = subprocess.Popen(preexec_fn=tc.die_with_parent, args=
             [tc.ARGS.cairnd, "--listen", "127.0.0.1:0", "--data-dir", self.data_dir,
              "--threads", "2"] + list(flags),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.log_file,
@@ -1034,7 +1034,7 @@ class WatchShutdownTest(LeaseTestCase):
             rid = self.parked_run(server)
             request = pb.WatchEventsRequest(run_id=rid, from_seq=1).SerializeToString()
             env = dict(os.environ, GRPC_CLIENT_CHANNEL_BACKUP_POLL_INTERVAL_MS="0")
-            client = subprocess.Popen(
+            client = subprocess.Popen(preexec_fn=tc.die_with_parent, args=
                 [sys.executable, "-c", IDLE_CLIENT, server.address, request.hex()],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
             self.assertEqual(read_line(client), "event 1\n")
