@@ -101,6 +101,14 @@ static srv_code find_worker(conn *w, const char *run_id, const char *worker_id, 
     return sqrc == SQLITE_ROW ? SRV_OK : sq_db_fail(w->db, sqrc, "reading a worker", err);
 }
 
+/* The run, the worker's completion seq and its lease row. */
+static srv_code load(conn *w, const char *run_id, const char *worker_id, run_row *r,
+                     uint64_t *completed, lease_row *l, srv_error *err)
+{
+    srv_code rc = find_worker(w, run_id, worker_id, r, completed, err);
+    return rc ? rc : get_lease(w, r->id, worker_id, l, err);
+}
+
 static srv_code lease_not_current(const lease_row *l, const char *lease_id,
                                   const char *worker_id, srv_error *err)
 {
@@ -124,9 +132,7 @@ srv_code sq_acquire_worker(srv_store *st, srv_arena *a, const Cairn__V1__Acquire
     run_row r;
     uint64_t completed;
     lease_row l;
-    srv_code rc = find_worker(w, req->run_id, req->worker_id, &r, &completed, err);
-    if (!rc)
-        rc = get_lease(w, r.id, req->worker_id, &l, err);
+    srv_code rc = load(w, req->run_id, req->worker_id, &r, &completed, &l, err);
     if (rc)
         return rc;
     if (completed)
@@ -162,9 +168,7 @@ srv_code sq_renew_lease(srv_store *st, srv_arena *a, const Cairn__V1__RenewLease
     run_row r;
     uint64_t completed;
     lease_row l;
-    srv_code rc = find_worker(w, req->run_id, req->worker_id, &r, &completed, err);
-    if (!rc)
-        rc = get_lease(w, r.id, req->worker_id, &l, err);
+    srv_code rc = load(w, req->run_id, req->worker_id, &r, &completed, &l, err);
     if (rc)
         return rc;
     if (!live(&l, now_us) || strcmp(l.lease_id, req->lease_id) != 0)
@@ -183,9 +187,7 @@ srv_code sq_release_worker(srv_store *st, const Cairn__V1__ReleaseWorkerRequest 
     run_row r;
     uint64_t completed;
     lease_row l;
-    srv_code rc = find_worker(w, req->run_id, req->worker_id, &r, &completed, err);
-    if (!rc)
-        rc = get_lease(w, r.id, req->worker_id, &l, err);
+    srv_code rc = load(w, req->run_id, req->worker_id, &r, &completed, &l, err);
     if (rc)
         return rc;
     if (!l.found || strcmp(l.lease_id, req->lease_id) != 0)

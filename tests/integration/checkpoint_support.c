@@ -22,22 +22,12 @@ int setup(void **state)
     /* Retention high enough that no test here loses a checkpoint to it
      * unless it asks for that (the default keeps 5). */
     static const char *const args[] = {"--checkpoint-retention", "1000", NULL};
-    fixture *f = calloc(1, sizeof *f);
-    if (!f || ct_server_init(&f->server) < 0 || ct_server_start(&f->server, 0, args) < 0)
-        return -1;
-    f->client = ct_client(&f->server, NULL);
-    *state = f;
-    return f->client ? 0 : -1;
+    return ct_fixture_start(state, args);
 }
 
 int teardown(void **state)
 {
-    fixture *f = *state;
-    cairn_client_destroy(f->client);
-    assert_int_equal(ct_server_stop(&f->server), 0);
-    ct_server_cleanup(&f->server);
-    free(f);
-    return 0;
+    return ct_fixture_teardown(state);
 }
 
 /* A server of one test's own, for flags the group's server lacks. Started
@@ -46,14 +36,7 @@ int teardown(void **state)
 
 int start_own(void **state, const char *const *args)
 {
-    own *o = calloc(1, sizeof *o);
-    if (!o)
-        return -1;
-    *state = o;
-    if (ct_server_init(&o->server) < 0 || ct_server_start(&o->server, 0, args) < 0)
-        return -1;
-    o->client = ct_client(&o->server, NULL);
-    return o->client ? 0 : -1;
+    return ct_fixture_start(state, args);
 }
 
 int setup_own(void **state)
@@ -76,12 +59,7 @@ int setup_own_retention_2(void **state)
 /* Fails (after cleaning up) unless a server still running exits cleanly. */
 int teardown_own(void **state)
 {
-    own *o = *state;
-    cairn_client_destroy(o->client);
-    int rc = o->server.pid ? ct_server_stop(&o->server) : 0;
-    ct_server_cleanup(&o->server);
-    free(o);
-    return rc == 0 ? 0 : -1;
+    return ct_fixture_teardown(state);
 }
 
 /* ---- helpers ---- */
@@ -89,11 +67,7 @@ int teardown_own(void **state)
 void create_run(cairn_client *c, const char *run_id)
 {
     const char *workers[] = {"w1", "w2", "w3"};
-    cairn_create_run_request req = {.run_id = run_id, .workers = workers, .workers_count = 3};
-    cairn_run run;
-    cairn_error err;
-    assert_int_equal(cairn_create_run(c, &req, &run, &err), CAIRN_OK);
-    cairn_run_free(&run);
+    assert_int_equal(ct_create_run(c, run_id, workers, 3), CAIRN_OK);
 }
 
 /* Appends n run-level events; returns the last seq. */

@@ -15,39 +15,12 @@
 #include <string.h>
 #include <time.h>
 
-typedef struct fixture {
-    ct_server server;
-    cairn_client *client;
-} fixture;
-
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof *f);
-    if (!f || ct_server_init(&f->server) < 0 || ct_server_start(&f->server, 0, NULL) < 0)
-        return -1;
-    f->client = ct_client(&f->server, NULL);
-    *state = f;
-    return f->client ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    cairn_client_destroy(f->client);
-    assert_int_equal(ct_server_stop(&f->server), 0);
-    ct_server_cleanup(&f->server);
-    free(f);
-    return 0;
-}
+typedef ct_fixture fixture;
 
 static void create_run(cairn_client *c, const char *run_id)
 {
     const char *workers[] = {"a", "b"};
-    cairn_create_run_request req = {.run_id = run_id, .workers = workers, .workers_count = 2};
-    cairn_run run;
-    cairn_error err;
-    assert_int_equal(cairn_create_run(c, &req, &run, &err), CAIRN_OK);
-    cairn_run_free(&run);
+    assert_int_equal(ct_create_run(c, run_id, workers, 2), CAIRN_OK);
 }
 
 static cairn_status acquire(cairn_client *c, const char *run, const char *worker,
@@ -373,5 +346,5 @@ int main(void)
         cmocka_unit_test(keeper_holds_a_lease_past_its_ttl_and_reports_its_loss),
         cmocka_unit_test(keeper_stop_leaves_the_lease_to_expire),
     };
-    return cmocka_run_group_tests_name("leases", tests, setup, teardown);
+    return cmocka_run_group_tests_name("leases", tests, ct_fixture_setup, ct_fixture_teardown);
 }

@@ -15,30 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct fixture {
-    ct_server server;
-    cairn_client *client;
-} fixture;
-
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof *f);
-    if (!f || ct_server_init(&f->server) < 0 || ct_server_start(&f->server, 0, NULL) < 0)
-        return -1;
-    f->client = ct_client(&f->server, NULL);
-    *state = f;
-    return f->client ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    cairn_client_destroy(f->client);
-    assert_int_equal(ct_server_stop(&f->server), 0);
-    ct_server_cleanup(&f->server);
-    free(f);
-    return 0;
-}
+typedef ct_fixture fixture;
 
 /* ---- helpers ---- */
 
@@ -46,11 +23,7 @@ static const char *const FOUR[] = {"w1", "w2", "w3", "w4"};
 
 static void create_run(cairn_client *c, const char *run_id, const char *const *workers, size_t n)
 {
-    cairn_create_run_request req = {.run_id = run_id, .workers = workers, .workers_count = n};
-    cairn_run run;
-    cairn_error err;
-    assert_int_equal(cairn_create_run(c, &req, &run, &err), CAIRN_OK);
-    cairn_run_free(&run);
+    assert_int_equal(ct_create_run(c, run_id, workers, n), CAIRN_OK);
 }
 
 /* Appends n events whose payloads are "e<seq>"; first is the seq the
@@ -690,5 +663,5 @@ int main(void)
         cmocka_unit_test(complete_worker_not_in_run_is_invalid),
         cmocka_unit_test(complete_worker_twice_is_failed_precondition),
     };
-    return cmocka_run_group_tests_name("resume", tests, setup, teardown);
+    return cmocka_run_group_tests_name("resume", tests, ct_fixture_setup, ct_fixture_teardown);
 }

@@ -147,6 +147,50 @@ cairn_client *ct_client(const ct_server *s, const cairn_retry_policy *retry)
     return c;
 }
 
+int ct_fixture_start(void **state, const char *const *args)
+{
+    ct_fixture *f = calloc(1, sizeof *f);
+    if (!f)
+        return -1;
+    *state = f;
+    if (ct_server_init(&f->server) < 0 || ct_server_start(&f->server, 0, args) < 0)
+        return -1;
+    f->client = ct_client(&f->server, NULL);
+    return f->client ? 0 : -1;
+}
+
+int ct_fixture_setup(void **state)
+{
+    return ct_fixture_start(state, NULL);
+}
+
+int ct_fixture_teardown(void **state)
+{
+    ct_fixture *f = *state;
+    if (!f)
+        return 0;
+    cairn_client_destroy(f->client);
+    int rc = f->server.pid ? ct_server_stop(&f->server) : 0;
+    ct_server_cleanup(&f->server);
+    free(f);
+    *state = NULL;
+    return rc == 0 ? 0 : -1;
+}
+
+cairn_status ct_create_run(cairn_client *c, const char *run_id, const char *const *workers,
+                           size_t n)
+{
+    cairn_create_run_request req = {.run_id = run_id, .workers = workers, .workers_count = n};
+    cairn_run run;
+    cairn_error err;
+    cairn_status st = cairn_create_run(c, &req, &run, &err);
+    if (st == CAIRN_OK)
+        cairn_run_free(&run);
+    else
+        fprintf(stderr, "ct_create_run %s: %s\n", run_id, err.message);
+    return st;
+}
+
 int ct_run_cairnd(const char *const *args, char *out, size_t cap)
 {
     const char *argv[64] = {CT_CAIRND_PATH};

@@ -36,6 +36,25 @@ void ct_server_kill(ct_server *s);
 /* Stops s if it runs and removes its temp dir. */
 void ct_server_cleanup(ct_server *s);
 
+/* A cmocka fixture: one cairnd (started with extra flags args, may be
+ * NULL) and a client for it. */
+typedef struct ct_fixture {
+    ct_server server;
+    cairn_client *client;
+} ct_fixture;
+
+/* Starts a fixture into *state. Returns 0, or -1 when it cannot. */
+int ct_fixture_start(void **state, const char *const *args);
+/* cmocka setup: ct_fixture_start with no flags. */
+int ct_fixture_setup(void **state);
+/* cmocka teardown: stops the fixture (cairnd must exit 0) and frees it.
+ * Returns 0, or -1 when cairnd did not stop cleanly. */
+int ct_fixture_teardown(void **state);
+
+/* Creates run_id with n workers. Returns the status. */
+cairn_status ct_create_run(cairn_client *c, const char *run_id, const char *const *workers,
+                           size_t n);
+
 /* A client for s with default options (or the given retry policy). */
 cairn_client *ct_client(const ct_server *s, const cairn_retry_policy *retry);
 
