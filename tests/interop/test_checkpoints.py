@@ -69,9 +69,9 @@ class Cairnd:
     started like the suite's server and stopped by SIGTERM, which must exit 0.
     """
 
-    def __init__(self, name, flags):
+    def __init__(self, name, flags, data_dir=None):
         self.root = tempfile.mkdtemp(prefix=name + "-", dir=tc.S.root)
-        self.data_dir = os.path.join(self.root, "data")
+        self.data_dir = data_dir or os.path.join(self.root, "data")
         self.log_path = os.path.join(self.root, "cairnd.log")
         self.log_file = open(self.log_path, "wb")
         self.channel = None

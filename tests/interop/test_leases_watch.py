@@ -107,29 +107,8 @@ class OwnCairnd(Cairnd):
     """Cairnd on a data dir chosen by the test, so a second instance can
     start on the data dir of the first."""
 
-    def __init__(self, name, data_dir, flags=()):  # pylint: disable=super-init-not-called
-        self.root = tempfile.mkdtemp(prefix=name + "-", dir=tc.S.root)
-        self.data_dir = data_dir
-        self.log_path = os.path.join(self.root, "cairnd.log")
-        self.log_file = open(self.log_path, "wb")
-        self.channel = None
-        self.proc = subprocess.Popen(preexec_fn=tc.die_with_parent, args=
-            [tc.ARGS.cairnd, "--listen", "127.0.0.1:0", "--data-dir", self.data_dir,
-             "--threads", "2"] + list(flags),
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.log_file,
-            cwd=self.root)
-        try:
-            self.address = self._wait_listening()
-        except BaseException:
-            self._close_files()
-            raise
-        self.channel = grpc.insecure_channel(self.address, options=[
-            ("grpc.enable_http_proxy", 0),
-            ("grpc.max_send_message_length", -1),
-            ("grpc.enable_retries", 0),
-        ])
-        self.stub = tc.pb_grpc.CoordinatorStub(self.channel)
-        self.health = tc.health_grpc.HealthStub(self.channel)
+    def __init__(self, name, data_dir, flags=()):
+        super().__init__(name, flags, data_dir=data_dir)
 
 
 class Watcher:
