@@ -7,6 +7,7 @@
  * transaction commits. What a crash strands (staged uploads, files without
  * a row) is swept when the store opens. */
 #include "sqlite_int.h"
+#include "hex.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -15,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -128,11 +128,9 @@ srv_code sq_stage_begin(srv_store *st, srv_blob_stage **out, srv_error *err)
     srv_blob_stage *b = calloc(1, sizeof *b);
     if (!b)
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
-    unsigned char rnd[8];
-    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
-        memset(rnd, 0, sizeof rnd);
-    snprintf(b->path, sizeof b->path, "%s/blobs/staging/%02x%02x%02x%02x%02x%02x%02x%02x",
-             s->dir, rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+    char name[17];
+    srv_random_hex(name, 8);
+    snprintf(b->path, sizeof b->path, "%s/blobs/staging/%s", s->dir, name);
     b->store = s;
     b->fd = open(b->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (b->fd < 0) {

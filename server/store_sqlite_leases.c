@@ -5,10 +5,10 @@
  * the server's clock, checked when a request arrives (no sweeper). */
 #include "sqlite_int.h"
 #include "clock.h"
+#include "hex.h"
 
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 
 typedef struct lease_row {
     bool found;
@@ -146,11 +146,7 @@ srv_code sq_acquire_worker(srv_store *st, srv_arena *a, const Cairn__V1__Acquire
                         "RenewLease)",
                         req->worker_id, l.holder, srv_format_time(when, l.expires_us));
     }
-    unsigned char rnd[8];
-    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
-        memset(rnd, 0, sizeof rnd);
-    snprintf(l.lease_id, sizeof l.lease_id, "%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1],
-             rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+    srv_random_hex(l.lease_id, 8);
     snprintf(l.holder, sizeof l.holder, "%s", req->holder);
     l.token = l.found ? l.token + 1 : 1;
     l.expires_us = now_us + (int64_t)req->ttl_ms * 1000;

@@ -8,6 +8,7 @@
 #include "watch.h"
 #include "contract.h"
 #include "log.h"
+#include "wire.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -140,15 +141,6 @@ static uint8_t *ring_copy(const feed *f, uint64_t seq, size_t *len)
     return copy;
 }
 
-static uint8_t *pack_event(const Cairn__V1__Event *ev, size_t *len)
-{
-    *len = protobuf_c_message_get_packed_size(&ev->base);
-    uint8_t *buf = malloc(*len ? *len : 1);
-    if (buf)
-        protobuf_c_message_pack(&ev->base, buf);
-    return buf;
-}
-
 /* ---- watchers ---- */
 
 static void pump(watcher *w);
@@ -231,7 +223,7 @@ static void pump(watcher *w)
         if (w->page_idx < w->page.n_events) {
             const Cairn__V1__Event *ev = w->page.events[w->page_idx++];
             seq = ev->seq;
-            if (!(msg = pack_event(ev, &len))) {
+            if (!(msg = srv_pack_heap(&ev->base, &len))) {
                 code = SRV_RESOURCE_EXHAUSTED, why = "out of memory";
                 break;
             }
@@ -400,7 +392,7 @@ static void fill(srv_watch *h, feed *f, uint64_t from, uint64_t to)
         pthread_mutex_lock(&h->mu);
         for (size_t i = 0; i < page.n_events && page.events[i]->seq <= to; i++) {
             size_t len;
-            uint8_t *msg = pack_event(page.events[i], &len);
+            uint8_t *msg = srv_pack_heap(&page.events[i]->base, &len);
             if (msg)
                 ring_push(f, page.events[i]->seq, msg, len);
         }

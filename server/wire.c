@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int srv_utf8_valid(const uint8_t *s, size_t n)
@@ -131,6 +132,15 @@ srv_code srv_pack(srv_arena *a, const ProtobufCMessage *msg, uint8_t **out,
     *len = protobuf_c_message_pack(msg, buf);
     *out = buf;
     return SRV_OK;
+}
+
+uint8_t *srv_pack_heap(const ProtobufCMessage *msg, size_t *len)
+{
+    *len = protobuf_c_message_get_packed_size(msg);
+    uint8_t *buf = malloc(*len ? *len : 1);
+    if (buf)
+        protobuf_c_message_pack(msg, buf);
+    return buf;
 }
 
 srv_code srv_fingerprint(srv_arena *a, ProtobufCMessage *msg, uint8_t out[32],

@@ -22,6 +22,10 @@ srv_code srv_unpack(const ProtobufCMessageDescriptor *desc, srv_arena *a,
 srv_code srv_pack(srv_arena *a, const ProtobufCMessage *msg, uint8_t **out,
                   size_t *len, srv_error *err);
 
+/* Encodes msg into a malloc'd buffer (for streams, whose messages must
+ * not pile up in the call's arena). Returns NULL when out of memory. */
+uint8_t *srv_pack_heap(const ProtobufCMessage *msg, size_t *len);
+
 /* SHA-256 of the canonical encoding of msg without its idempotency_key
  * field and without unknown fields. msg is restored before returning. */
 srv_code srv_fingerprint(srv_arena *a, ProtobufCMessage *msg, uint8_t out[32],

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -56,14 +55,13 @@ cairn_status cairn__atomic_open(const char *path, char **tmp, int *fd, cairn_err
     cairn_status rc = make_parents(path, err);
     if (rc)
         return rc;
-    unsigned char r[6];
-    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
-        memset(r, 0, sizeof r);
+    char r[33];
+    cairn_random_key(r);
     size_t n = strlen(path) + 32;
     *tmp = malloc(n);
     if (!*tmp)
         return cairn__fail(err, CAIRN_NO_MEMORY, "out of memory");
-    snprintf(*tmp, n, "%s.tmp-%02x%02x%02x%02x%02x%02x", path, r[0], r[1], r[2], r[3], r[4], r[5]);
+    snprintf(*tmp, n, "%s.tmp-%.12s", path, r);
     *fd = open(*tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (*fd < 0) {
         rc = io_fail(err, "cannot create", *tmp, errno);

@@ -6,6 +6,8 @@
  * so retention and CleanupCheckpoints leave it alone. */
 #include "handlers.h"
 #include "../contract.h"
+#include "../hex.h"
+#include "../wire.h"
 #include "../pins.h"
 
 #include <openssl/evp.h>
@@ -54,11 +56,10 @@ static srv_code send_chunk(download *d, const Cairn__V1__Checkpoint *meta, const
     chunk.checkpoint = (Cairn__V1__Checkpoint *)meta;
     chunk.data.data = (uint8_t *)data;
     chunk.data.len = len;
-    size_t n = protobuf_c_message_get_packed_size(&chunk.base);
-    uint8_t *msg = malloc(n ? n : 1);
+    size_t n;
+    uint8_t *msg = srv_pack_heap(&chunk.base, &n);
     if (!msg)
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
-    protobuf_c_message_pack(&chunk.base, msg);
     srv_call_send(d->call, msg, n, on_sent, d);
     free(msg);
     return SRV_OK;
@@ -95,8 +96,7 @@ static void on_sent(srv_call *c, void *arg, bool ok)
     unsigned int len = 0;
     EVP_DigestFinal_ex(d->sha, md, &len);
     char hex[65];
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    srv_hex(hex, md, 32);
     if (d->sent != d->meta.snapshot_size || strcmp(hex, d->meta.snapshot_sha256) != 0) {
         srv_fail(&err, SRV_DATA_LOSS,
                  "checkpoint %s: the stored snapshot fails its SHA-256 (%llu bytes hashing to %s, "

@@ -6,6 +6,7 @@
  * carries too much leaves nothing behind. */
 #include "handlers.h"
 #include "../contract.h"
+#include "../hex.h"
 #include "../validate.h"
 #include "../wire.h"
 
@@ -38,16 +39,6 @@ static void fail(upload *u, const srv_error *err)
 {
     release(u);
     srv_call_fail(u->call, err);
-}
-
-static void hex(char out[65], const unsigned char md[32])
-{
-    static const char digits[] = "0123456789abcdef";
-    for (int i = 0; i < 32; i++) {
-        out[2 * i] = digits[md[i] >> 4];
-        out[2 * i + 1] = digits[md[i] & 15];
-    }
-    out[64] = '\0';
 }
 
 static srv_code apply_create_checkpoint(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
@@ -83,7 +74,7 @@ static srv_code submit(upload *u, srv_error *err)
     unsigned char md[32];
     unsigned int n = 0;
     EVP_DigestFinal_ex(u->sha, md, &n);
-    hex(u->sha_hex, md);
+    srv_hex(u->sha_hex, md, 32);
     if (*h->snapshot_sha256 && strcmp(h->snapshot_sha256, u->sha_hex) != 0)
         return srv_fail(err, SRV_INVALID_ARGUMENT,
                         "snapshot_sha256: the header says %s but the %llu bytes received hash "
