@@ -144,6 +144,9 @@ struct cairn_client {
 
 /* The real clock: CLOCK_MONOTONIC and nanosleep. */
 cairn__clock cairn__real_clock(void);
+/* CLOCK_MONOTONIC in milliseconds: the real clock's now_ms, and the lease
+ * keeper's (its condvar waits on CLOCK_MONOTONIC, so no fake clock). */
+int64_t cairn__mono_ms(void);
 
 /* ---- status.c ---- */
 

@@ -7,13 +7,6 @@
 #include <string.h>
 #include <time.h>
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The lease is live until at least sent_at + ttl on our clock: the server
  * started its ttl after it received the request. */
 static void fill_lease(cairn_lease *out, const cairn_v1_Lease *m, uint32_t ttl_ms, int64_t sent_at)
@@ -46,7 +39,7 @@ cairn_status cairn_acquire_worker(cairn_client *c, const cairn_acquire_request *
         return rc;
     m.ttl_ms = req->ttl_ms;
     cairn_v1_Lease resp = cairn_v1_Lease_init_zero;
-    int64_t sent_at = mono_ms();
+    int64_t sent_at = cairn__mono_ms();
     rc = cairn__unary(c, CAIRN__ACQUIRE_WORKER, cairn_v1_AcquireWorkerRequest_fields, &m,
                       m.idempotency_key, cairn_v1_Lease_fields, &resp, err);
     if (!rc)
@@ -68,7 +61,7 @@ static cairn_status renew(cairn_client *c, const cairn_retry_policy *p, const ch
     memcpy(m.lease_id, lease->lease_id, sizeof m.lease_id);
     m.ttl_ms = ttl_ms;
     cairn_v1_Lease resp = cairn_v1_Lease_init_zero;
-    int64_t sent_at = mono_ms();
+    int64_t sent_at = cairn__mono_ms();
     rc = cairn__unary_with(c, p, CAIRN__RENEW_LEASE, cairn_v1_RenewLeaseRequest_fields, &m,
                            m.idempotency_key, cairn_v1_Lease_fields, &resp, err);
     if (!rc)
@@ -120,9 +113,8 @@ static void *keep(void *arg)
     for (;;) {
         /* Renew a third of the way through, as seen on our own clock. */
         int64_t due = k->lease.local_expiry_ms_ - 2 * (int64_t)k->lease.ttl_ms / 3;
-        while (!k->stop && mono_ms() < due) {
-            int64_t at = due;
-            struct timespec ts = {(time_t)(at / 1000), (long)(at % 1000) * 1000000};
+        while (!k->stop && cairn__mono_ms() < due) {
+            struct timespec ts = {(time_t)(due / 1000), (long)(due % 1000) * 1000000};
             pthread_cond_timedwait(&k->cv, &k->mu, &ts);
         }
         if (k->stop)
@@ -131,7 +123,7 @@ static void *keep(void *arg)
         pthread_mutex_unlock(&k->mu);
 
         /* Retries only while the lease can still be live. */
-        int64_t left = lease.local_expiry_ms_ - mono_ms();
+        int64_t left = lease.local_expiry_ms_ - cairn__mono_ms();
         cairn_status rc = CAIRN_DEADLINE_EXCEEDED;
         if (left > 0) {
             cairn_retry_policy p = k->client->retry;
@@ -149,7 +141,7 @@ static void *keep(void *arg)
             continue;
         }
         if (cairn_classify(rc, &why) == CAIRN_CLASS_TRANSIENT &&
-            mono_ms() < k->lease.local_expiry_ms_)
+            cairn__mono_ms() < k->lease.local_expiry_ms_)
             continue; /* still live: try again at once */
         k->lost = true;
         pthread_mutex_unlock(&k->mu);

@@ -61,12 +61,17 @@ uint32_t cairn_backoff_delay_ms(const cairn_retry_policy *p, int retry, const ch
     return (uint32_t)d;
 }
 
-static int64_t real_now_ms(void *ctx)
+int64_t cairn__mono_ms(void)
 {
-    (void)ctx;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t real_now_ms(void *ctx)
+{
+    (void)ctx;
+    return cairn__mono_ms();
 }
 
 static void real_sleep_ms(void *ctx, int64_t ms)
