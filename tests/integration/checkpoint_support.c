@@ -250,31 +250,3 @@ void write_file(const char *path, const void *data, size_t len)
     close(fd);
 }
 
-char *read_file(const char *path, size_t *len)
-{
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return NULL;
-    struct stat st;
-    assert_int_equal(fstat(fd, &st), 0);
-    char *buf = malloc((size_t)st.st_size + 1);
-    assert_non_null(buf);
-    assert_int_equal(pread(fd, buf, (size_t)st.st_size, 0), st.st_size);
-    close(fd);
-    *len = (size_t)st.st_size;
-    return buf;
-}
-
-/* Directory entries other than . and .. */
-int dir_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-            n++;
-    closedir(d);
-    return n;
-}

@@ -39,7 +39,5 @@ int count_blob_files(const ct_server *s);
 void blob_path(const ct_server *s, const char *sha, char *out, size_t cap);
 int staging_entries(const ct_server *s);
 void write_file(const char *path, const void *data, size_t len);
-char *read_file(const char *path, size_t *len);
-int dir_entries(const char *dir);
 
 #endif

@@ -126,7 +126,8 @@ static void checkpoint_load_to_fd(void **state)
     close(fd);
     assert_string_equal(meta.checkpoint_id, cp.checkpoint_id);
     size_t got_len;
-    char *got = read_file(path, &got_len);
+    char *got = ct_read_file(path, &got_len);
+    assert_non_null(got);
     assert_int_equal(got_len, len);
     assert_memory_equal(got, data, len);
     free(got);
@@ -155,12 +156,12 @@ static void checkpoint_load_to_path_is_atomic(void **state)
     assert_string_equal(meta.checkpoint_id, cp.checkpoint_id);
     cairn_checkpoint_free(&meta);
     size_t len;
-    char *got = read_file(path, &len);
+    char *got = ct_read_file(path, &len);
     assert_non_null(got);
     assert_int_equal(len, sizeof text - 1);
     assert_memory_equal(got, text, len);
     free(got);
-    assert_int_equal(dir_entries(dir), 1);
+    assert_int_equal(ct_count_entries(dir), 1);
 
     /* An existing file is replaced (a new inode: renamed over, not rewritten in place). */
     struct stat before, after;
@@ -170,21 +171,23 @@ static void checkpoint_load_to_path_is_atomic(void **state)
     cairn_checkpoint_free(&meta);
     assert_int_equal(stat(path, &after), 0);
     assert_int_not_equal(before.st_ino, after.st_ino);
-    got = read_file(path, &len);
+    got = ct_read_file(path, &len);
+    assert_non_null(got);
     assert_int_equal(len, sizeof text - 1);
     assert_memory_equal(got, text, len);
     free(got);
-    assert_int_equal(dir_entries(dir), 1);
+    assert_int_equal(ct_count_entries(dir), 1);
 
     /* A failed load leaves the file as it was, and no temporary file. */
     req.checkpoint_id = "20000101_000000_000000";
     assert_int_equal(cairn_load_checkpoint_path(f->client, &req, path, &meta, &err),
                      CAIRN_NOT_FOUND);
-    got = read_file(path, &len);
+    got = ct_read_file(path, &len);
+    assert_non_null(got);
     assert_int_equal(len, sizeof text - 1);
     assert_memory_equal(got, text, len);
     free(got);
-    assert_int_equal(dir_entries(dir), 1);
+    assert_int_equal(ct_count_entries(dir), 1);
     cairn_checkpoint_free(&cp);
 }
 
@@ -467,11 +470,12 @@ static void checkpoint_checksum_mismatch_is_data_loss(void **state)
     assert_int_equal(cairn_load_checkpoint_path(f->client, &req, path, &meta, &err),
                      CAIRN_DATA_LOSS);
     size_t n;
-    char *kept = read_file(path, &n);
+    char *kept = ct_read_file(path, &n);
+    assert_non_null(kept);
     assert_int_equal(n, 19);
     assert_memory_equal(kept, "previous good state", 19);
     free(kept);
-    assert_int_equal(dir_entries(dir), 1);
+    assert_int_equal(ct_count_entries(dir), 1);
 
     /* A truncated file is DATA_LOSS as well. */
     assert_int_equal(truncate(blob, 100), 0);

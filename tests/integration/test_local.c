@@ -65,33 +65,10 @@ static void test_dir(fixture *f, const char *name, char *out, size_t cap)
     assert_int_equal(mkdir(out, 0755), 0);
 }
 
-/* Reads a whole file into a NUL-terminated malloc'd buffer. */
-static char *slurp(const char *path, size_t *len)
-{
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return NULL;
-    struct stat st;
-    assert_int_equal(fstat(fd, &st), 0);
-    char *buf = malloc((size_t)st.st_size + 1);
-    assert_non_null(buf);
-    size_t n = 0;
-    while (n < (size_t)st.st_size) {
-        ssize_t r = read(fd, buf + n, (size_t)st.st_size - n);
-        assert_true(r > 0);
-        n += (size_t)r;
-    }
-    close(fd);
-    buf[n] = '\0';
-    if (len)
-        *len = n;
-    return buf;
-}
-
 static void assert_file_holds(const char *path, const void *data, size_t len)
 {
     size_t n;
-    char *got = slurp(path, &n);
+    char *got = ct_read_file(path, &n);
     assert_non_null(got);
     assert_int_equal(n, len);
     if (len)
@@ -387,7 +364,8 @@ static void write_if_changed_unicode_content(void **state)
     assert_file_holds(path, UNICODE_TEXT, len);
     char hash[65];
     size_t n;
-    char *got = slurp(path, &n);
+    char *got = ct_read_file(path, &n);
+    assert_non_null(got);
     cairn_content_hash(got, n, hash);
     assert_string_equal(hash, SHA_UNICODE);
     free(got);

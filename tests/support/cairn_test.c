@@ -266,6 +266,32 @@ int ct_count_entries(const char *path)
     return walk(path, 0);
 }
 
+char *ct_read_file(const char *path, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    struct stat st;
+    char *buf = fstat(fd, &st) == 0 ? malloc((size_t)st.st_size + 1) : NULL;
+    size_t n = 0;
+    while (buf && n < (size_t)st.st_size) {
+        ssize_t r = read(fd, buf + n, (size_t)st.st_size - n);
+        if (r > 0) {
+            n += (size_t)r;
+        } else {
+            free(buf);
+            buf = NULL;
+        }
+    }
+    close(fd);
+    if (buf) {
+        buf[n] = '\0';
+        if (len)
+            *len = n;
+    }
+    return buf;
+}
+
 bool ct_only_store_files(const char *dir)
 {
     static const char *const known[] = {"LOCK", "cairn.db", "cairn.db-wal", "cairn.db-shm", "blobs"};

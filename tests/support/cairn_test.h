@@ -69,6 +69,10 @@ void ct_rmrf(const char *path);
 /* Returns how many directory entries path holds (recursively). */
 int ct_count_entries(const char *path);
 
+/* Reads the whole file at path into a NUL-terminated malloc'd buffer and
+ * sets *len (when len is not NULL). NULL when it cannot be read. */
+char *ct_read_file(const char *path, size_t *len);
+
 /* True when dir holds nothing but cairnd's own files (LOCK, cairn.db and
  * its -wal/-shm, the blobs/ snapshot store), so no request made a file of
  * its own. */
