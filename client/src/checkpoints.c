@@ -39,10 +39,7 @@ void cairn_checkpoint_free(cairn_checkpoint *checkpoint)
 {
     if (!checkpoint)
         return;
-    if (checkpoint->internal_) {
-        pb_release(cairn_v1_Checkpoint_fields, checkpoint->internal_);
-        free(checkpoint->internal_);
-    }
+    cairn__release(cairn_v1_Checkpoint_fields, checkpoint->internal_);
     memset(checkpoint, 0, sizeof *checkpoint);
 }
 
@@ -142,10 +139,8 @@ void cairn_checkpoint_list_free(cairn_checkpoint_list *list)
         return;
     free(list->checkpoints);
     list_pages *lp = list->internal_;
-    for (size_t i = 0; lp && i < lp->n; i++) {
-        pb_release(cairn_v1_ListCheckpointsResponse_fields, lp->pages[i]);
-        free(lp->pages[i]);
-    }
+    for (size_t i = 0; lp && i < lp->n; i++)
+        cairn__release(cairn_v1_ListCheckpointsResponse_fields, lp->pages[i]);
     free(lp);
     memset(list, 0, sizeof *list);
 }
@@ -184,10 +179,7 @@ void cairn_cleanup_result_free(cairn_cleanup_result *result)
 {
     if (!result)
         return;
-    if (result->internal_) {
-        pb_release(cairn_v1_CleanupCheckpointsResponse_fields, result->internal_);
-        free(result->internal_);
-    }
+    cairn__release(cairn_v1_CleanupCheckpointsResponse_fields, result->internal_);
     memset(result, 0, sizeof *result);
 }
 
@@ -503,11 +495,8 @@ static int on_chunk(void *ctx, const uint8_t *msg, size_t len, cairn__reply *out
 
 static void reset_download(download *d)
 {
-    if (d->meta) {
-        pb_release(cairn_v1_Checkpoint_fields, d->meta);
-        free(d->meta);
-        d->meta = NULL;
-    }
+    cairn__release(cairn_v1_Checkpoint_fields, d->meta);
+    d->meta = NULL;
     d->len = 0;
     d->received = 0;
     EVP_DigestInit_ex(d->md, EVP_sha256(), NULL);
@@ -580,9 +569,8 @@ static cairn_status load_into(cairn_client *c, const cairn_load_request *req, do
     if (!rc) {
         fill_checkpoint(meta, d->meta, true);
         d->meta = NULL;
-    } else if (d->meta) {
-        pb_release(cairn_v1_Checkpoint_fields, d->meta);
-        free(d->meta);
+    } else {
+        cairn__release(cairn_v1_Checkpoint_fields, d->meta);
         d->meta = NULL;
     }
     return rc;

@@ -38,6 +38,14 @@ cairn_status cairn__decode(const pb_msgdesc_t *fields, const uint8_t *buf, size_
     return CAIRN_OK;
 }
 
+void cairn__release(const pb_msgdesc_t *fields, void *msg)
+{
+    if (!msg)
+        return;
+    pb_release(fields, msg);
+    free(msg);
+}
+
 cairn_status cairn__copy_str(char *dst, size_t cap, const char *s, const char *field,
                              cairn_error *err)
 {

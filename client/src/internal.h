@@ -192,6 +192,8 @@ cairn_status cairn__encode(const pb_msgdesc_t *fields, const void *msg, uint8_t 
  * msg is released. */
 cairn_status cairn__decode(const pb_msgdesc_t *fields, const uint8_t *buf, size_t len,
                            void *msg, cairn_error *err);
+/* Releases and frees a malloc'd decoded message; NULL is a no-op. */
+void cairn__release(const pb_msgdesc_t *fields, void *msg);
 /* Copies s into a bounded char array, or fails with INVALID_ARGUMENT
  * naming field and the limit. NULL copies as "". */
 cairn_status cairn__copy_str(char *dst, size_t cap, const char *s, const char *field,

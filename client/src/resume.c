@@ -2,7 +2,6 @@
 #include "internal.h"
 #include "cairn/v1/coordinator.pb.h"
 
-#include <pb_decode.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,10 +42,7 @@ void cairn_resume_plan_free(cairn_resume_plan *plan)
 {
     if (!plan)
         return;
-    if (plan->internal_) {
-        pb_release(cairn_v1_ResumeResult_fields, plan->internal_);
-        free(plan->internal_);
-    }
+    cairn__release(cairn_v1_ResumeResult_fields, plan->internal_);
     memset(plan, 0, sizeof *plan);
 }
 

@@ -3,7 +3,6 @@
 #include "internal.h"
 #include "cairn/v1/coordinator.pb.h"
 
-#include <pb_decode.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,10 +42,7 @@ void cairn_run_free(cairn_run *run)
     if (!run)
         return;
     free((void *)run->labels);
-    if (run->internal_) {
-        pb_release(cairn_v1_Run_fields, run->internal_);
-        free(run->internal_);
-    }
+    cairn__release(cairn_v1_Run_fields, run->internal_);
     memset(run, 0, sizeof *run);
 }
 
@@ -60,10 +56,8 @@ static cairn_status run_call(cairn_client *c, cairn__method m, const pb_msgdesc_
     cairn_status rc = cairn__unary(c, m, fields, req, key, cairn_v1_Run_fields, msg, err);
     if (!rc)
         rc = fill_run(out, msg, true, err);
-    if (rc) {
-        pb_release(cairn_v1_Run_fields, msg);
-        free(msg);
-    }
+    if (rc)
+        cairn__release(cairn_v1_Run_fields, msg);
     return rc;
 }
 
@@ -150,9 +144,6 @@ void cairn_run_page_free(cairn_run_page *page)
     for (size_t i = 0; i < page->runs_count; i++)
         cairn_run_free(&page->runs[i]);
     free(page->runs);
-    if (page->internal_) {
-        pb_release(cairn_v1_ListRunsResponse_fields, page->internal_);
-        free(page->internal_);
-    }
+    cairn__release(cairn_v1_ListRunsResponse_fields, page->internal_);
     memset(page, 0, sizeof *page);
 }
