@@ -127,10 +127,12 @@ static srv_code answer_read(srv_app *app, srv_call *call, const row *r,
                             const ProtobufCMessage *req, srv_error *err)
 {
     srv_arena *a = srv_call_arena(call);
-    ProtobufCMessage *resp = NULL;
+    ProtobufCMessage *resp = srv_new_message(a, r->response);
     uint8_t *buf;
     size_t len;
-    if (r->read(app, a, req, &resp, err) || srv_pack(a, resp, &buf, &len, err))
+    if (!resp)
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    if (r->read(app, a, req, resp, err) || srv_pack(a, resp, &buf, &len, err))
         return err->code;
     srv_call_reply(call, buf, len, false);
     return SRV_OK;

@@ -70,8 +70,9 @@ static void apply_one(srv_ledger *l, srv_mutation *m, int64_t now_us, outcome *o
     if (!o->code && found) {
         replay(m, &rec, o);
     } else if (!o->code) {
-        ProtobufCMessage *resp = NULL;
-        o->code = m->apply(st, m->arena, m->request, m->apply_ctx, now_us, &resp, &o->err);
+        ProtobufCMessage *resp = srv_new_message(m->arena, m->response);
+        o->code = resp ? m->apply(st, m->arena, m->request, m->apply_ctx, now_us, resp, &o->err)
+                       : srv_fail(&o->err, SRV_RESOURCE_EXHAUSTED, "out of memory");
         uint8_t *buf = NULL;
         if (!o->code)
             o->code = srv_pack(m->arena, resp, &buf, &o->len, &o->err);

@@ -17,11 +17,11 @@
 
 typedef struct srv_ledger srv_ledger;
 
-/* Applies one mutation inside the batch transaction; returns the response
- * (allocated in the arena) through *resp. ctx is the mutation's
- * apply_ctx. Runs on the writer thread. */
+/* Applies one mutation inside the batch transaction and fills resp, an
+ * empty message of the mutation's response type in its arena. ctx is the
+ * mutation's apply_ctx. Runs on the writer thread. */
 typedef srv_code (*srv_apply_fn)(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
-                                 void *ctx, int64_t now_us, ProtobufCMessage **resp,
+                                 void *ctx, int64_t now_us, ProtobufCMessage *resp,
                                  srv_error *err);
 
 /* Called once per mutation on the writer thread after its batch ended:
@@ -37,7 +37,7 @@ typedef struct srv_mutation {
     const char *key;
     uint8_t fingerprint[32];
     const ProtobufCMessage *request;
-    const ProtobufCMessageDescriptor *response;  /* to mark replays */
+    const ProtobufCMessageDescriptor *response;  /* apply fills one; marks replays */
     srv_apply_fn apply;
     void *apply_ctx;
     srv_arena *arena;

@@ -122,6 +122,14 @@ srv_code srv_unpack(const ProtobufCMessageDescriptor *desc, srv_arena *a,
     return SRV_OK;
 }
 
+ProtobufCMessage *srv_new_message(srv_arena *a, const ProtobufCMessageDescriptor *desc)
+{
+    ProtobufCMessage *msg = srv_arena_alloc(a, desc->sizeof_message);
+    if (msg)
+        protobuf_c_message_init(desc, msg);
+    return msg;
+}
+
 srv_code srv_pack(srv_arena *a, const ProtobufCMessage *msg, uint8_t **out,
                   size_t *len, srv_error *err)
 {

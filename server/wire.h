@@ -18,6 +18,10 @@ srv_code srv_unpack(const ProtobufCMessageDescriptor *desc, srv_arena *a,
                     const uint8_t *data, size_t len, ProtobufCMessage **out,
                     srv_error *err);
 
+/* An empty (initialized) message of type desc in the arena, or NULL when
+ * out of memory. */
+ProtobufCMessage *srv_new_message(srv_arena *a, const ProtobufCMessageDescriptor *desc);
+
 /* Encodes msg into the arena. Returns SRV_OK or RESOURCE_EXHAUSTED. */
 srv_code srv_pack(srv_arena *a, const ProtobufCMessage *msg, uint8_t **out,
                   size_t *len, srv_error *err);

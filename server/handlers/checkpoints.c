@@ -25,25 +25,18 @@ srv_code srv_validate_list_checkpoints(ProtobufCMessage *msg, srv_arena *a, srv_
 }
 
 srv_code srv_read_list_checkpoints(srv_app *app, srv_arena *a, const ProtobufCMessage *msg,
-                                   ProtobufCMessage **resp, srv_error *err)
+                                   ProtobufCMessage *resp, srv_error *err)
 {
     const Cairn__V1__ListCheckpointsRequest *req = (const Cairn__V1__ListCheckpointsRequest *)msg;
-    Cairn__V1__ListCheckpointsResponse *out = srv_arena_alloc(a, sizeof *out);
-    if (!out)
-        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
-    cairn__v1__list_checkpoints_response__init(out);
-    *resp = &out->base;
+    Cairn__V1__ListCheckpointsResponse *out = (Cairn__V1__ListCheckpointsResponse *)resp;
     return app->store->ops->list_checkpoints(app->store, a, req->run_id, req->page_token,
                                              SRV_READ_PAGE_BYTES, out, err);
 }
 
 srv_code srv_read_get_latest_checkpoint(srv_app *app, srv_arena *a, const ProtobufCMessage *msg,
-                                        ProtobufCMessage **resp, srv_error *err)
+                                        ProtobufCMessage *resp, srv_error *err)
 {
-    Cairn__V1__Checkpoint *out = srv_arena_alloc(a, sizeof *out);
-    if (!out)
-        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
-    *resp = &out->base;
+    Cairn__V1__Checkpoint *out = (Cairn__V1__Checkpoint *)resp;
     return app->store->ops->get_checkpoint(
         app->store, a, ((const Cairn__V1__GetLatestCheckpointRequest *)msg)->run_id, "", out, err);
 }
@@ -61,18 +54,14 @@ srv_code srv_validate_cleanup_checkpoints(ProtobufCMessage *msg, srv_arena *a, s
 }
 
 srv_code srv_apply_cleanup_checkpoints(srv_store *st, srv_arena *a, const ProtobufCMessage *msg,
-                                       void *ctx, int64_t now_us, ProtobufCMessage **resp,
+                                       void *ctx, int64_t now_us, ProtobufCMessage *resp,
                                        srv_error *err)
 {
     (void)now_us;
     srv_app *app = ctx;
     const Cairn__V1__CleanupCheckpointsRequest *req =
         (const Cairn__V1__CleanupCheckpointsRequest *)msg;
-    Cairn__V1__CleanupCheckpointsResponse *out = srv_arena_alloc(a, sizeof *out);
-    if (!out)
-        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
-    cairn__v1__cleanup_checkpoints_response__init(out);
-    *resp = &out->base;
+    Cairn__V1__CleanupCheckpointsResponse *out = (Cairn__V1__CleanupCheckpointsResponse *)resp;
     return st->ops->cleanup_checkpoints(st, a, req->run_id, req->keep_last_n, app->pins, out, err);
 }
 

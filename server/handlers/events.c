@@ -59,15 +59,12 @@ srv_code srv_validate_append_events(ProtobufCMessage *msg, srv_arena *a, srv_err
 }
 
 srv_code srv_apply_append_events(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
-                                 void *ctx, int64_t now_us, ProtobufCMessage **resp,
+                                 void *ctx, int64_t now_us, ProtobufCMessage *resp,
                                  srv_error *err)
 {
     (void)ctx;
-    Cairn__V1__AppendEventsResponse *out = srv_arena_alloc(a, sizeof *out);
-    if (!out)
-        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
-    cairn__v1__append_events_response__init(out);
-    *resp = &out->base;
+    (void)a;
+    Cairn__V1__AppendEventsResponse *out = (Cairn__V1__AppendEventsResponse *)resp;
     return st->ops->append_events(st, (const Cairn__V1__AppendEventsRequest *)req, now_us, out,
                                   err);
 }
@@ -86,14 +83,10 @@ srv_code srv_validate_read_events(ProtobufCMessage *msg, srv_arena *a, srv_error
 }
 
 srv_code srv_read_read_events(srv_app *app, srv_arena *a, const ProtobufCMessage *msg,
-                              ProtobufCMessage **resp, srv_error *err)
+                              ProtobufCMessage *resp, srv_error *err)
 {
     const Cairn__V1__ReadEventsRequest *req = (const Cairn__V1__ReadEventsRequest *)msg;
-    Cairn__V1__ReadEventsResponse *out = srv_arena_alloc(a, sizeof *out);
-    if (!out)
-        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
-    cairn__v1__read_events_response__init(out);
-    *resp = &out->base;
+    Cairn__V1__ReadEventsResponse *out = (Cairn__V1__ReadEventsResponse *)resp;
     return app->store->ops->read_events(app->store, a, req->run_id, req->from_seq,
                                         req->max_events, SRV_READ_PAGE_BYTES, out, err);
 }

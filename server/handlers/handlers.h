@@ -19,33 +19,35 @@
 #include <protobuf-c/protobuf-c.h>
 
 typedef srv_code (*srv_validate_fn)(ProtobufCMessage *req, srv_arena *a, srv_error *err);
+/* Answers a read by filling resp, an empty message of the method's
+ * response type in the call's arena. */
 typedef srv_code (*srv_read_fn)(srv_app *app, srv_arena *a, const ProtobufCMessage *req,
-                                ProtobufCMessage **resp, srv_error *err);
+                                ProtobufCMessage *resp, srv_error *err);
 
 /* runs.c */
 srv_code srv_validate_create_run(ProtobufCMessage *req, srv_arena *a, srv_error *err);
 srv_code srv_apply_create_run(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
-                              void *ctx, int64_t now_us, ProtobufCMessage **resp,
+                              void *ctx, int64_t now_us, ProtobufCMessage *resp,
                                  srv_error *err);
 srv_code srv_read_get_run(srv_app *app, srv_arena *a, const ProtobufCMessage *req,
-                          ProtobufCMessage **resp, srv_error *err);
+                          ProtobufCMessage *resp, srv_error *err);
 srv_code srv_validate_list_runs(ProtobufCMessage *req, srv_arena *a, srv_error *err);
 srv_code srv_read_list_runs(srv_app *app, srv_arena *a, const ProtobufCMessage *req,
-                            ProtobufCMessage **resp, srv_error *err);
+                            ProtobufCMessage *resp, srv_error *err);
 
 /* events.c */
 srv_code srv_validate_append_events(ProtobufCMessage *req, srv_arena *a, srv_error *err);
 srv_code srv_apply_append_events(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
-                                 void *ctx, int64_t now_us, ProtobufCMessage **resp,
+                                 void *ctx, int64_t now_us, ProtobufCMessage *resp,
                                  srv_error *err);
 srv_code srv_validate_read_events(ProtobufCMessage *req, srv_arena *a, srv_error *err);
 srv_code srv_read_read_events(srv_app *app, srv_arena *a, const ProtobufCMessage *req,
-                              ProtobufCMessage **resp, srv_error *err);
+                              ProtobufCMessage *resp, srv_error *err);
 
 /* workers.c */
 srv_code srv_validate_complete_worker(ProtobufCMessage *req, srv_arena *a, srv_error *err);
 srv_code srv_apply_complete_worker(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
-                                   void *ctx, int64_t now_us, ProtobufCMessage **resp,
+                                   void *ctx, int64_t now_us, ProtobufCMessage *resp,
                                    srv_error *err);
 
 /* leases.c */
@@ -53,12 +55,12 @@ srv_code srv_validate_acquire_worker(ProtobufCMessage *req, srv_arena *a, srv_er
 srv_code srv_validate_renew_lease(ProtobufCMessage *req, srv_arena *a, srv_error *err);
 srv_code srv_validate_release_worker(ProtobufCMessage *req, srv_arena *a, srv_error *err);
 srv_code srv_apply_acquire_worker(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
-                                  void *ctx, int64_t now_us, ProtobufCMessage **resp,
+                                  void *ctx, int64_t now_us, ProtobufCMessage *resp,
                                   srv_error *err);
 srv_code srv_apply_renew_lease(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
-                               void *ctx, int64_t now_us, ProtobufCMessage **resp, srv_error *err);
+                               void *ctx, int64_t now_us, ProtobufCMessage *resp, srv_error *err);
 srv_code srv_apply_release_worker(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
-                                  void *ctx, int64_t now_us, ProtobufCMessage **resp,
+                                  void *ctx, int64_t now_us, ProtobufCMessage *resp,
                                   srv_error *err);
 
 /* watch.c: WatchEvents, a server stream served by the watch hub. */
@@ -70,13 +72,13 @@ void srv_start_watch_events(srv_app *app, srv_call *call, ProtobufCMessage *req)
 srv_code srv_validate_run_id_only(ProtobufCMessage *req, srv_arena *a, srv_error *err);
 srv_code srv_validate_list_checkpoints(ProtobufCMessage *req, srv_arena *a, srv_error *err);
 srv_code srv_read_list_checkpoints(srv_app *app, srv_arena *a, const ProtobufCMessage *req,
-                                   ProtobufCMessage **resp, srv_error *err);
+                                   ProtobufCMessage *resp, srv_error *err);
 srv_code srv_read_get_latest_checkpoint(srv_app *app, srv_arena *a, const ProtobufCMessage *req,
-                                        ProtobufCMessage **resp, srv_error *err);
+                                        ProtobufCMessage *resp, srv_error *err);
 srv_code srv_validate_cleanup_checkpoints(ProtobufCMessage *req, srv_arena *a, srv_error *err);
 /* ctx is the srv_app (for its pins). */
 srv_code srv_apply_cleanup_checkpoints(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
-                                       void *ctx, int64_t now_us, ProtobufCMessage **resp,
+                                       void *ctx, int64_t now_us, ProtobufCMessage *resp,
                                        srv_error *err);
 /* Checks a CreateCheckpoint header and deduplicates its completed workers. */
 srv_code srv_validate_checkpoint_header(Cairn__V1__CheckpointHeader *h, srv_arena *a,
@@ -92,10 +94,10 @@ void srv_start_load_checkpoint(srv_app *app, srv_call *call, ProtobufCMessage *r
 /* resume.c */
 srv_code srv_validate_resume_run(ProtobufCMessage *req, srv_arena *a, srv_error *err);
 srv_code srv_read_resume_run(srv_app *app, srv_arena *a, const ProtobufCMessage *req,
-                             ProtobufCMessage **resp, srv_error *err);
+                             ProtobufCMessage *resp, srv_error *err);
 
 /* health.c */
 srv_code srv_read_health_check(srv_app *app, srv_arena *a, const ProtobufCMessage *req,
-                               ProtobufCMessage **resp, srv_error *err);
+                               ProtobufCMessage *resp, srv_error *err);
 
 #endif

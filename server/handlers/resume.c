@@ -28,15 +28,11 @@ srv_code srv_validate_resume_run(ProtobufCMessage *msg, srv_arena *a, srv_error 
 }
 
 srv_code srv_read_resume_run(srv_app *app, srv_arena *a, const ProtobufCMessage *msg,
-                             ProtobufCMessage **resp, srv_error *err)
+                             ProtobufCMessage *resp, srv_error *err)
 {
     const Cairn__V1__ResumeRunRequest *req = (const Cairn__V1__ResumeRunRequest *)msg;
     srv_resume_state s = {0};
-    Cairn__V1__ResumeResult *out = srv_arena_alloc(a, sizeof *out);
-    if (!out)
-        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
-    cairn__v1__resume_result__init(out);
-    *resp = &out->base;
+    Cairn__V1__ResumeResult *out = (Cairn__V1__ResumeResult *)resp;
     if (app->store->ops->read_resume_state(app->store, a, req->run_id, &s, err))
         return err->code;
 

@@ -80,29 +80,18 @@ srv_code srv_validate_create_run(ProtobufCMessage *msg, srv_arena *a, srv_error 
 }
 
 srv_code srv_apply_create_run(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
-                              void *ctx, int64_t now_us, ProtobufCMessage **resp, srv_error *err)
+                              void *ctx, int64_t now_us, ProtobufCMessage *resp, srv_error *err)
 {
     (void)ctx;
-    Cairn__V1__Run *run = srv_arena_alloc(a, sizeof *run);
-    if (!run)
-        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
-    srv_code rc = st->ops->create_run(st, a, (const Cairn__V1__CreateRunRequest *)req, now_us,
-                                      run, err);
-    *resp = &run->base;
-    return rc;
+    return st->ops->create_run(st, a, (const Cairn__V1__CreateRunRequest *)req, now_us,
+                               (Cairn__V1__Run *)resp, err);
 }
 
 srv_code srv_read_get_run(srv_app *app, srv_arena *a, const ProtobufCMessage *msg,
-                          ProtobufCMessage **resp, srv_error *err)
+                          ProtobufCMessage *resp, srv_error *err)
 {
-    Cairn__V1__Run *run = srv_arena_alloc(a, sizeof *run);
-    if (!run)
-        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
-    srv_code rc = app->store->ops->get_run(app->store, a,
-                                           ((const Cairn__V1__GetRunRequest *)msg)->run_id,
-                                           run, err);
-    *resp = &run->base;
-    return rc;
+    return app->store->ops->get_run(app->store, a, ((const Cairn__V1__GetRunRequest *)msg)->run_id,
+                                    (Cairn__V1__Run *)resp, err);
 }
 
 /* A page token is the position after which the next page starts, as
@@ -138,13 +127,10 @@ srv_code srv_validate_list_runs(ProtobufCMessage *msg, srv_arena *a, srv_error *
 }
 
 srv_code srv_read_list_runs(srv_app *app, srv_arena *a, const ProtobufCMessage *msg,
-                            ProtobufCMessage **resp, srv_error *err)
+                            ProtobufCMessage *resp, srv_error *err)
 {
     const Cairn__V1__ListRunsRequest *req = (const Cairn__V1__ListRunsRequest *)msg;
-    Cairn__V1__ListRunsResponse *out = srv_arena_alloc(a, sizeof *out);
-    if (!out)
-        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
-    cairn__v1__list_runs_response__init(out);
+    Cairn__V1__ListRunsResponse *out = (Cairn__V1__ListRunsResponse *)resp;
     uint64_t after = 0, next = 0;
     parse_token(req->page_token, &after); /* validated */
     srv_code rc = app->store->ops->list_runs(app->store, a, after, req->page_size, out, &next, err);
@@ -153,6 +139,5 @@ srv_code srv_read_list_runs(srv_app *app, srv_arena *a, const ProtobufCMessage *
         snprintf(token, sizeof token, "%llu", (unsigned long long)next);
         out->next_page_token = srv_arena_strdup(a, token);
     }
-    *resp = &out->base;
     return rc;
 }

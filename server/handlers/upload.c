@@ -42,15 +42,12 @@ static void fail(upload *u, const srv_error *err)
 }
 
 static srv_code apply_create_checkpoint(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
-                                        void *ctx, int64_t now_us, ProtobufCMessage **resp,
+                                        void *ctx, int64_t now_us, ProtobufCMessage *resp,
                                         srv_error *err)
 {
     (void)req;
     upload *u = ctx;
-    Cairn__V1__Checkpoint *out = srv_arena_alloc(a, sizeof *out);
-    if (!out)
-        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
-    *resp = &out->base;
+    Cairn__V1__Checkpoint *out = (Cairn__V1__Checkpoint *)resp;
     u->cp = (srv_new_checkpoint){u->header, u->sha_hex, u->stage,
                                  u->app->cfg->checkpoint_retention, u->app->pins};
     return st->ops->create_checkpoint(st, a, &u->cp, now_us, out, err);

@@ -12,15 +12,12 @@ srv_code srv_validate_complete_worker(ProtobufCMessage *msg, srv_arena *a, srv_e
 }
 
 srv_code srv_apply_complete_worker(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
-                                   void *ctx, int64_t now_us, ProtobufCMessage **resp,
+                                   void *ctx, int64_t now_us, ProtobufCMessage *resp,
                                    srv_error *err)
 {
     (void)ctx;
-    Cairn__V1__CompleteWorkerResponse *out = srv_arena_alloc(a, sizeof *out);
-    if (!out)
-        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
-    cairn__v1__complete_worker_response__init(out);
-    *resp = &out->base;
+    (void)a;
+    Cairn__V1__CompleteWorkerResponse *out = (Cairn__V1__CompleteWorkerResponse *)resp;
     return st->ops->complete_worker(st, (const Cairn__V1__CompleteWorkerRequest *)req, now_us,
                                     out, err);
 }
