@@ -346,10 +346,7 @@ class CompleteWorkerTest(CkptTestCase):
         first, call1 = self.complete(rid, "w1", key=key)
         self.append_n(rid, 1)  # the run moves on; the retry is still a replay
         second, call2 = self.complete(rid, "w1", key=key)
-        self.assertFalse(first.replayed)
-        self.assertReplayTrailer(call1, False)
-        self.assertTrue(second.replayed)
-        self.assertReplayTrailer(call2, True)
+        self.assertAppliedThenReplayed(first, call1, second, call2)
         self.assertEqual((second.seq, second.run_state), (first.seq, first.run_state))
         events = self.read_all(rid)
         self.assertEqual([e.type for e in events], ["worker.completed", "step"])
@@ -657,10 +654,7 @@ class CreateCheckpointTest(CkptTestCase):
         self.append_n(rid, 1)  # the run moves on; the retry is still a replay
         # Other chunk boundaries, same bytes: the same request.
         second, call2 = self.checkpoint(rid, data, key=key, events_count=2, chunk_size=7777)
-        self.assertFalse(first.replayed)
-        self.assertReplayTrailer(call1, False)
-        self.assertTrue(second.replayed)
-        self.assertReplayTrailer(call2, True)
+        self.assertAppliedThenReplayed(first, call1, second, call2)
         second.replayed = False
         self.assertEqual(second, first)
         self.assertEqual(self.list_ids(rid), [first.checkpoint_id])
@@ -674,17 +668,7 @@ class CreateCheckpointTest(CkptTestCase):
         futures = [self.stub.CreateCheckpoint.future(self.upload(h, data, chunk_size=65536),
                                                      timeout=RPC_TIMEOUT_S)
                    for _ in range(8)]
-        applied, replayed = [], []
-        for f in futures:
-            try:
-                resp = f.result()
-            except grpc.RpcError as e:
-                # The contract allows ABORTED (clients retry) for a race.
-                self.assertEqual(e.code(), grpc.StatusCode.ABORTED, e.details())
-                continue
-            (replayed if resp.replayed else applied).append(resp)
-            trailers = dict(f.trailing_metadata() or ())
-            self.assertEqual(trailers.get("cairn-replayed") == "true", resp.replayed)
+        applied, replayed = self.split_same_key_futures(futures)
         self.assertEqual(len(applied), 1)
         self.assertEqual({c.checkpoint_id for c in replayed} | {applied[0].checkpoint_id},
                          {applied[0].checkpoint_id})
@@ -938,10 +922,7 @@ class CleanupCheckpointsTest(CkptTestCase):
         first, call1 = self.cleanup(rid, 1, key=key)
         later = self.cp(rid, b"after the cleanup")
         second, call2 = self.cleanup(rid, 1, key=key)
-        self.assertFalse(first.replayed)
-        self.assertReplayTrailer(call1, False)
-        self.assertTrue(second.replayed)
-        self.assertReplayTrailer(call2, True)
+        self.assertAppliedThenReplayed(first, call1, second, call2)
         self.assertEqual(list(second.deleted_ids), list(first.deleted_ids))
         self.assertEqual(second.deleted, 2)
         # Not applied again: made[2] survives although it is no longer the newest.

@@ -271,6 +271,28 @@ class CairnTestCase(unittest.TestCase):
         else:
             self.assertNotIn("cairn-replayed", trailers)
 
+    def assertAppliedThenReplayed(self, first, call1, second, call2):
+        """The first of two calls with one key was applied, the second replayed."""
+        self.assertFalse(first.replayed)
+        self.assertReplayTrailer(call1, False)
+        self.assertTrue(second.replayed)
+        self.assertReplayTrailer(call2, True)
+
+    def split_same_key_futures(self, futures):
+        """Waits for concurrent calls made with one key; returns (applied,
+        replayed). A call may instead fail with ABORTED: the contract allows
+        it for a race, and clients retry."""
+        applied, replayed = [], []
+        for f in futures:
+            try:
+                resp = f.result()
+            except grpc.RpcError as e:
+                self.assertEqual(e.code(), grpc.StatusCode.ABORTED, e.details())
+                continue
+            (replayed if resp.replayed else applied).append(resp)
+            self.assertReplayTrailer(f, resp.replayed)
+        return applied, replayed
+
 
 # ---- health ----
 
@@ -322,10 +344,7 @@ class RunTest(CairnTestCase):
                                   workers=["a", "b"], labels={"k": "v"})
         first, call1 = self.stub.CreateRun.with_call(req, timeout=RPC_TIMEOUT_S)
         second, call2 = self.stub.CreateRun.with_call(req, timeout=RPC_TIMEOUT_S)
-        self.assertFalse(first.replayed)
-        self.assertReplayTrailer(call1, False)
-        self.assertTrue(second.replayed)
-        self.assertReplayTrailer(call2, True)
+        self.assertAppliedThenReplayed(first, call1, second, call2)
         second.replayed = False
         self.assertEqual(second, first)
 
@@ -470,10 +489,7 @@ class AppendTest(CairnTestCase):
                                      events=[self.event("step", b"payload-1")])
         first, call1 = self.stub.AppendEvents.with_call(req, timeout=RPC_TIMEOUT_S)
         second, call2 = self.stub.AppendEvents.with_call(req, timeout=RPC_TIMEOUT_S)
-        self.assertFalse(first.replayed)
-        self.assertReplayTrailer(call1, False)
-        self.assertTrue(second.replayed)
-        self.assertReplayTrailer(call2, True)
+        self.assertAppliedThenReplayed(first, call1, second, call2)
         self.assertEqual((first.first_seq, first.last_seq), (2, 2))
         self.assertEqual(first.events_since_checkpoint, 2)  # no checkpoint yet
         self.assertEqual((second.first_seq, second.last_seq), (first.first_seq, first.last_seq))
@@ -564,17 +580,7 @@ class AppendTest(CairnTestCase):
         req = pb.AppendEventsRequest(idempotency_key=self.key(), run_id=rid,
                                      events=[self.event("once", b"1"), self.event("once", b"2")])
         futures = [self.stub.AppendEvents.future(req, timeout=RPC_TIMEOUT_S) for _ in range(16)]
-        applied, replayed = [], []
-        for f in futures:
-            try:
-                resp = f.result()
-            except grpc.RpcError as e:
-                # The contract allows ABORTED (clients retry) for a race.
-                self.assertEqual(e.code(), grpc.StatusCode.ABORTED, e.details())
-                continue
-            (replayed if resp.replayed else applied).append(resp)
-            trailers = dict(f.trailing_metadata() or ())
-            self.assertEqual(trailers.get("cairn-replayed") == "true", resp.replayed)
+        applied, replayed = self.split_same_key_futures(futures)
         self.assertEqual(len(applied), 1)
         for resp in replayed:
             self.assertEqual((resp.first_seq, resp.last_seq), (1, 2))

@@ -365,10 +365,7 @@ class AcquireWorkerTest(LeaseTestCase):
         req = self.acquire_req(rid, "w1", "holder-a")
         first, call1 = self.stub.AcquireWorker.with_call(req, timeout=RPC_TIMEOUT_S)
         second, call2 = self.stub.AcquireWorker.with_call(req, timeout=RPC_TIMEOUT_S)
-        self.assertFalse(first.replayed)
-        self.assertReplayTrailer(call1, False)
-        self.assertTrue(second.replayed)
-        self.assertReplayTrailer(call2, True)
+        self.assertAppliedThenReplayed(first, call1, second, call2)
         second.replayed = False
         self.assertEqual(second, first)
         # The replay comes before the lease checks: still a replay after the
