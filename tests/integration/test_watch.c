@@ -25,19 +25,34 @@ static void create_run(cairn_client *c, const char *run_id)
     assert_int_equal(ct_create_run(c, run_id, workers, 1), CAIRN_OK);
 }
 
-static void append(cairn_client *c, const char *run, int n)
+/* Appends n events in batches of up to 1,000. Thread-safe: appender
+ * threads call it too, so the batch is the caller's own and failures are
+ * returned (a cmocka assert may only fail on the test's own thread). */
+static cairn_status append_status(cairn_client *c, const char *run, int n)
 {
-    static cairn_event evs[1000];
-    while (n > 0) {
-        int k = n < 1000 ? n : 1000;
+    enum { BATCH = 1000 };
+    cairn_event *evs = calloc(BATCH, sizeof *evs);
+    if (!evs)
+        return CAIRN_NO_MEMORY;
+    cairn_status rc = CAIRN_OK;
+    while (n > 0 && rc == CAIRN_OK) {
+        int k = n < BATCH ? n : BATCH;
         for (int i = 0; i < k; i++)
             evs[i] = (cairn_event){.type = "e", .payload = "p", .payload_len = 1};
         cairn_append_request req = {.run_id = run, .events = evs, .events_count = (size_t)k};
         cairn_append_result res;
         cairn_error err;
-        assert_int_equal(cairn_append_events(c, &req, &res, &err), CAIRN_OK);
+        if ((rc = cairn_append_events(c, &req, &res, &err)) != CAIRN_OK)
+            fprintf(stderr, "append to %s: %s\n", run, err.message);
         n -= k;
     }
+    free(evs);
+    return rc;
+}
+
+static void append(cairn_client *c, const char *run, int n)
+{
+    assert_int_equal(append_status(c, run, n), CAIRN_OK);
 }
 
 /* What a watcher saw: seqs must arrive as from, from + 1, ... */
@@ -141,13 +156,14 @@ typedef struct appender {
     cairn_client *client;
     const char *run;
     int count;
+    cairn_status rc; /* the first failure, checked after the join */
 } appender;
 
 static void *append_thread(void *arg)
 {
     appender *a = arg;
-    for (int i = 0; i < a->count; i += 10)
-        append(a->client, a->run, 10);
+    for (int i = 0; i < a->count && a->rc == CAIRN_OK; i += 10)
+        a->rc = append_status(a->client, a->run, 10);
     return NULL;
 }
 
@@ -157,15 +173,19 @@ static void boundary_under_concurrent_appends_has_no_gap_or_duplicate(void **sta
     create_run(f->client, "w-race");
     enum { THREADS = 4, EACH = 2500, TOTAL = THREADS * EACH };
     pthread_t t[THREADS];
-    appender a = {f->client, "w-race", EACH};
-    for (int i = 0; i < THREADS; i++)
-        pthread_create(&t[i], NULL, append_thread, &a);
+    appender a[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        a[i] = (appender){f->client, "w-race", EACH, CAIRN_OK};
+        assert_int_equal(pthread_create(&t[i], NULL, append_thread, &a[i]), 0);
+    }
     /* Started while appends flow: catch-up and live meet mid-stream. */
     seen s;
     seen_init(&s, 1, 0);
     cairn_watcher *w = watch(f->client, "w-race", 1, &s);
-    for (int i = 0; i < THREADS; i++)
-        pthread_join(t[i], NULL);
+    for (int i = 0; i < THREADS; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_int_equal(a[i].rc, CAIRN_OK);
+    }
     assert_true(wait_next(&s, TOTAL + 1));
     assert_int_equal(cairn_watch_stop(w, NULL), CAIRN_OK);
     assert_int_equal(s.errors, 0);
