@@ -55,38 +55,61 @@ static int read_address(int fd, ct_server *s)
     return s->port > 0 ? 0 : -1;
 }
 
+/* Forks cairnd with `args` (NULL-ended, at most 62) and the "KEY=VALUE"
+ * strings of `env` (NULL-ended, at most 8; may be NULL). Its stdout goes to
+ * the pipe whose read end lands in *out; its stderr to `log_path`, or to
+ * the same pipe when NULL. Returns the pid, or -1. */
+static pid_t spawn_cairnd(const char *const *args, const char *const *env, const char *log_path,
+                          int *out)
+{
+    const char *argv[64] = {CT_CAIRND_PATH};
+    int argc = 1;
+    for (int i = 0; args && args[i] && argc < 63; i++)
+        argv[argc++] = args[i];
+    argv[argc] = NULL;
+
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(p[0]);
+        close(p[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        die_with_parent();
+        for (int i = 0; env && i < 8 && env[i]; i++)
+            putenv((char *)env[i]);
+        dup2(p[1], STDOUT_FILENO);
+        int err = log_path ? open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644) : p[1];
+        if (err >= 0)
+            dup2(err, STDERR_FILENO);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(p[1]);
+    *out = p[0];
+    return pid;
+}
+
 int ct_server_start(ct_server *s, int port, const char *const *extra_args)
 {
     char listen[64];
     snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
-    const char *argv[64] = {CT_CAIRND_PATH, "--listen", listen, "--data-dir", s->data_dir,
-                            "--threads", "2"};
-    int argc = 7;
+    const char *args[63] = {"--listen", listen, "--data-dir", s->data_dir, "--threads", "2"};
+    int argc = 6;
     for (int i = 0; extra_args && extra_args[i] && argc < 62; i++)
-        argv[argc++] = extra_args[i];
-    argv[argc] = NULL;
+        args[argc++] = extra_args[i];
+    args[argc] = NULL;
 
-    int out[2];
-    if (pipe2(out, O_CLOEXEC) < 0)
-        return -1;
-    pid_t pid = fork();
+    int out;
+    pid_t pid = spawn_cairnd(args, s->env, s->log_path, &out);
     if (pid < 0)
         return -1;
-    if (pid == 0) {
-        die_with_parent();
-        for (int i = 0; i < 8 && s->env[i]; i++)
-            putenv((char *)s->env[i]);
-        int log = open(s->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        dup2(out[1], STDOUT_FILENO);
-        if (log >= 0)
-            dup2(log, STDERR_FILENO);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    close(out[1]);
     s->pid = pid;
-    int rc = read_address(out[0], s);
-    close(out[0]);
+    int rc = read_address(out, s);
+    close(out);
     if (rc < 0) {
         int status;
         waitpid(pid, &status, 0);
@@ -193,29 +216,14 @@ cairn_status ct_create_run(cairn_client *c, const char *run_id, const char *cons
 
 int ct_run_cairnd(const char *const *args, char *out, size_t cap)
 {
-    const char *argv[64] = {CT_CAIRND_PATH};
-    int argc = 1;
-    for (int i = 0; args && args[i] && argc < 63; i++)
-        argv[argc++] = args[i];
-    argv[argc] = NULL;
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) < 0)
-        return -1;
-    pid_t pid = fork();
+    int fd;
+    pid_t pid = spawn_cairnd(args, NULL, NULL, &fd);
     if (pid < 0)
         return -1;
-    if (pid == 0) {
-        die_with_parent();
-        dup2(p[1], STDOUT_FILENO);
-        dup2(p[1], STDERR_FILENO);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    close(p[1]);
     size_t n = 0;
     for (;;) {
         char buf[512];
-        ssize_t r = read(p[0], buf, sizeof buf);
+        ssize_t r = read(fd, buf, sizeof buf);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
@@ -225,7 +233,7 @@ int ct_run_cairnd(const char *const *args, char *out, size_t cap)
         n += take;
     }
     out[n] = '\0';
-    close(p[0]);
+    close(fd);
     return wait_exit(pid);
 }
 
