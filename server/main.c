@@ -1,12 +1,12 @@
 /* cairnd: parse settings, lock the data dir, open the store, start the
  * ledger and the gRPC transport, then wait for SIGTERM/SIGINT and shut
  * down in reverse order. */
-#include "app.h"
-#include "config.h"
-#include "dispatch.h"
-#include "contract.h"
-#include "log.h"
-#include "rpc.h"
+#include "service/app.h"
+#include "config/config.h"
+#include "service/dispatch.h"
+#include "service/contract.h"
+#include "base/log.h"
+#include "transport/rpc.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -7,7 +7,7 @@
  * Fill and compare walk the protobuf-c descriptor and find each field in
  * the nanopb descriptor by tag, so a field added to the .proto is covered
  * without touching this file. */
-#include "arena.h"
+#include "base/arena.h"
 #include "cairn/v1/coordinator.pb-c.h"
 #include "cairn/v1/coordinator.pb.h"
 #include "grpc/health/v1/health.pb-c.h"

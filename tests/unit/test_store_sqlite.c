@@ -1,10 +1,10 @@
 /* The SQLite store through its vtable, as the ledger drives it: writes
  * between begin and commit (one savepoint per mutation), reads at any
  * time. Each test gets its own mkdtemp directory, removed afterwards. */
-#include "arena.h"
+#include "base/arena.h"
 #include "cairn/v1/coordinator.pb-c.h"
-#include "store.h"
-#include "store_sqlite.h"
+#include "store/store.h"
+#include "store/sqlite/sqlite.h"
 
 #include <ftw.h>
 #include <setjmp.h>

@@ -2,12 +2,12 @@
  * server/validate.c and of the handlers' validate functions, checked on
  * both sides. Every rejection must be INVALID_ARGUMENT with a message that
  * starts with the field name and mentions the limit. */
-#include "arena.h"
+#include "base/arena.h"
 #include "cairn/v1/coordinator.pb-c.h"
-#include "contract.h"
-#include "handlers/handlers.h"
-#include "validate.h"
-#include "wire.h"
+#include "service/contract.h"
+#include "service/handlers/handlers.h"
+#include "service/validate.h"
+#include "base/pbc.h"
 
 #ifdef __GLIBC__
 #include <malloc.h>

@@ -1,8 +1,8 @@
 /* server/wire.c: strict UTF-8, strict decoding of every string field
  * (nested ones too), request fingerprints and the replay marker. */
-#include "arena.h"
+#include "base/arena.h"
 #include "cairn/v1/coordinator.pb-c.h"
-#include "wire.h"
+#include "base/pbc.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

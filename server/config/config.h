@@ -1,0 +1,47 @@
+/* cairnd's settings: defaults, then CAIRN_* environment variables, then
+ * command-line flags (each flag has an env twin: --data-dir, CAIRN_DATA_DIR). */
+#ifndef CAIRN_SERVER_CONFIG_H
+#define CAIRN_SERVER_CONFIG_H
+
+#include "base/log.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define SRV_DEFAULT_LISTEN "127.0.0.1:7070"
+#define SRV_DEFAULT_DATA_DIR "./cairn-data"
+#define SRV_DEFAULT_SHUTDOWN_GRACE_MS 5000
+#define SRV_THREADS_MAX 64
+#define SRV_DEFAULT_RETENTION 5
+#define SRV_RETENTION_MIN 2          /* a bad latest checkpoint can be rolled back */
+#define SRV_RETENTION_MAX 100000     /* so a cleanup's deleted_ids fit one message */
+#define SRV_DEFAULT_MAX_SNAPSHOT (1024LL * 1024 * 1024)
+
+/* True when the host of a HOST:PORT address is a loopback address. */
+bool srv_listen_is_loopback(const char *listen);
+
+typedef struct srv_config {
+    char listen[256];
+    char data_dir[4096];
+    int threads;                   /* completion-queue threads */
+    srv_log_level log_level;
+    srv_log_format log_format;
+    int shutdown_grace_ms;         /* in-flight calls get this long on SIGTERM */
+    bool insecure;                 /* allow a non-loopback --listen without TLS */
+    int checkpoint_retention;      /* newest checkpoints kept per run */
+    int64_t max_snapshot_bytes;    /* largest snapshot CreateCheckpoint takes */
+} srv_config;
+
+typedef enum srv_config_result {
+    SRV_CONFIG_RUN,                /* start the server */
+    SRV_CONFIG_EXIT_OK,            /* --help or --version was printed */
+    SRV_CONFIG_EXIT_USAGE,         /* a bad flag or value; message printed */
+} srv_config_result;
+
+/* Fills *cfg from defaults, the environment and argv. Prints help, version
+ * or a usage error (naming the flag and the accepted values) itself.
+ * Refuses a --listen address off loopback unless --insecure is given:
+ * cairnd has no TLS or tokens yet. */
+srv_config_result srv_config_parse(srv_config *cfg, int argc, char **argv);
+
+#endif

@@ -1,0 +1,207 @@
+#include "core/ledger.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/pbc.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Mutations per transaction at most: bounds the time one batch holds
+ * later callers back. */
+enum { BATCH_MAX = 256, OVERLOAD_PUSHBACK_MS = 100 };
+
+struct srv_ledger {
+    srv_store *store;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    srv_mutation *head, *tail;
+    int queued;
+    int max_queue;
+    bool stopping;
+};
+
+/* Per-mutation outcome while its batch is open. */
+typedef struct outcome {
+    srv_code code;
+    srv_error err;
+    const uint8_t *resp;
+    size_t len;
+    bool replayed;
+} outcome;
+
+static void replay(srv_mutation *m, const srv_dedup_record *rec, outcome *o)
+{
+    if (memcmp(rec->fingerprint, m->fingerprint, 32) != 0) {
+        o->code = srv_fail(&o->err, SRV_ALREADY_EXISTS,
+                           "idempotency_key: reused with a different %s request "
+                           "(a key names one request; use a new key for a new request)",
+                           m->method);
+        return;
+    }
+    uint8_t suffix[8];
+    size_t n = srv_replayed_suffix(m->response, suffix);
+    uint8_t *buf = srv_arena_alloc(m->arena, rec->response_len + n);
+    if (!buf) {
+        o->code = srv_fail(&o->err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    if (rec->response_len)
+        memcpy(buf, rec->response, rec->response_len);
+    memcpy(buf + rec->response_len, suffix, n);
+    o->resp = buf;
+    o->len = rec->response_len + n;
+    o->replayed = true;
+}
+
+/* Applies one mutation inside its savepoint. */
+static void apply_one(srv_ledger *l, srv_mutation *m, int64_t now_us, outcome *o)
+{
+    srv_store *st = l->store;
+    const srv_dedup_key key = {m->run_id, m->method, m->key};
+    srv_dedup_record rec;
+    bool found = false;
+
+    o->code = st->ops->savepoint(st, &o->err);
+    if (o->code)
+        return;
+    o->code = st->ops->dedup_get(st, m->arena, &key, &rec, &found, &o->err);
+    if (!o->code && found) {
+        replay(m, &rec, o);
+    } else if (!o->code) {
+        ProtobufCMessage *resp = srv_new_message(m->arena, m->response);
+        o->code = resp ? m->apply(st, m->arena, m->request, m->apply_ctx, now_us, resp, &o->err)
+                       : srv_fail(&o->err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+        uint8_t *buf = NULL;
+        if (!o->code)
+            o->code = srv_pack(m->arena, resp, &buf, &o->len, &o->err);
+        if (!o->code) {
+            o->resp = buf;
+            memcpy(rec.fingerprint, m->fingerprint, 32);
+            rec.response = buf;
+            rec.response_len = o->len;
+            o->code = st->ops->dedup_put(st, &key, &rec, now_us, &o->err);
+        }
+    }
+    if (o->code)
+        st->ops->rollback_to(st);
+    else if ((o->code = st->ops->release(st, &o->err)) != SRV_OK)
+        st->ops->rollback_to(st);
+}
+
+static void run_batch(srv_ledger *l, srv_mutation *batch, int n)
+{
+    srv_store *st = l->store;
+    outcome out[BATCH_MAX];
+    srv_error batch_err;
+    srv_code batch_code = st->ops->begin(st, &batch_err);
+    int64_t now_us = srv_now_us();
+
+    srv_mutation *m = batch;
+    for (int i = 0; i < n; i++, m = m->next) {
+        memset(&out[i], 0, sizeof out[i]);
+        if (!batch_code)
+            apply_one(l, m, now_us, &out[i]);
+    }
+    if (!batch_code)
+        batch_code = st->ops->commit(st, &batch_err);
+    if (batch_code) {
+        st->ops->rollback(st);
+        srv_warn("ledger: a batch of %d failed: %s", n, batch_err.msg);
+    }
+
+    m = batch;
+    for (int i = 0; i < n; i++) {
+        srv_mutation *next = m->next; /* done may free m */
+        if (batch_code)
+            m->done(m->ctx, batch_code, &batch_err, NULL, 0, false);
+        else
+            m->done(m->ctx, out[i].code, &out[i].err, out[i].resp, out[i].len, out[i].replayed);
+        m = next;
+    }
+}
+
+static void *writer_main(void *arg)
+{
+    srv_ledger *l = arg;
+    for (;;) {
+        pthread_mutex_lock(&l->mu);
+        while (!l->head && !l->stopping)
+            pthread_cond_wait(&l->cv, &l->mu);
+        if (!l->head) {
+            pthread_mutex_unlock(&l->mu);
+            return NULL;
+        }
+        srv_mutation *batch = l->head, *last = l->head;
+        int n = 1;
+        while (n < BATCH_MAX && last->next) {
+            last = last->next;
+            n++;
+        }
+        l->head = last->next;
+        if (!l->head)
+            l->tail = NULL;
+        last->next = NULL;
+        l->queued -= n;
+        pthread_mutex_unlock(&l->mu);
+
+        run_batch(l, batch, n);
+    }
+}
+
+srv_code srv_ledger_start(srv_store *st, int max_queue, srv_ledger **out, srv_error *err)
+{
+    srv_ledger *l = calloc(1, sizeof *l);
+    if (!l)
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    l->store = st;
+    l->max_queue = max_queue;
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv, NULL);
+    if (pthread_create(&l->thread, NULL, writer_main, l) != 0) {
+        pthread_cond_destroy(&l->cv);
+        pthread_mutex_destroy(&l->mu);
+        free(l);
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "cannot start the writer thread");
+    }
+    *out = l;
+    return SRV_OK;
+}
+
+srv_code srv_ledger_submit(srv_ledger *l, srv_mutation *m, srv_error *err)
+{
+    srv_code rc = SRV_OK;
+    m->next = NULL;
+    pthread_mutex_lock(&l->mu);
+    if (l->stopping) {
+        rc = srv_fail(err, SRV_UNAVAILABLE, "cairnd is shutting down");
+    } else if (l->queued >= l->max_queue) {
+        rc = srv_fail_pushback(err, SRV_RESOURCE_EXHAUSTED, OVERLOAD_PUSHBACK_MS,
+                               "overloaded: %d writes queued; retry later", l->queued);
+    } else {
+        if (l->tail)
+            l->tail->next = m;
+        else
+            l->head = m;
+        l->tail = m;
+        l->queued++;
+        pthread_cond_signal(&l->cv);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+void srv_ledger_stop(srv_ledger *l)
+{
+    if (!l)
+        return;
+    pthread_mutex_lock(&l->mu);
+    l->stopping = true;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    pthread_join(l->thread, NULL);
+    pthread_cond_destroy(&l->cv);
+    pthread_mutex_destroy(&l->mu);
+    free(l);
+}

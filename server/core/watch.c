@@ -1,0 +1,527 @@
+/* The watch hub. Locks: a watcher's mutex before the hub's, never the
+ * other way round. A watcher is always in exactly one of these states:
+ * sending (one message in flight; its completion pumps it on), parked (on
+ * its feed's list; a wake or a close takes it off), being pumped by one
+ * thread, or done. Whoever takes it off the parked list owns its next
+ * step. A finished watcher's call is ended last, after every unlock: the
+ * call, and the watcher in its arena, may be freed right after. */
+#include "core/watch.h"
+#include "service/contract.h"
+#include "base/log.h"
+#include "base/pbc.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A feed keeps at most this much of its newest log in memory. */
+enum { RING_EVENTS = 4096, RING_BYTES = 8 * 1024 * 1024, PAGE_EVENTS = 256, BUCKETS = 256 };
+#define PAGE_BYTES (1024 * 1024)
+
+typedef struct entry {
+    uint64_t seq;
+    uint8_t *msg;                 /* an encoded Event */
+    size_t len;
+} entry;
+
+typedef struct watcher watcher;
+
+typedef struct feed {
+    struct feed *next;            /* hash chain */
+    struct feed *qnext;           /* dispatcher queue */
+    char run_id[SRV_ID_MAX + 1];
+    int refs;                     /* watchers, plus one while queued */
+    bool queued;
+    uint64_t last_seq;            /* committed and readable */
+    uint64_t target;              /* the highest seq announced by a commit */
+    entry *ring;                  /* seqs ring[head].seq .. + count - 1 */
+    size_t head, count, bytes;
+    watcher *parked;
+} feed;
+
+struct watcher {
+    srv_watch *hub;
+    srv_call *call;
+    feed *feed;
+    pthread_mutex_t mu;
+    uint64_t next_seq;
+    bool in_flight, parked, closed, done;
+    srv_arena *page_arena;        /* events read from the store */
+    Cairn__V1__ReadEventsResponse page;
+    size_t page_idx;
+    watcher *pnext;               /* parked list */
+    watcher *anext, *aprev;       /* every watcher, for close_all */
+};
+
+struct srv_watch {
+    srv_store *store;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    feed *buckets[BUCKETS];
+    feed *qhead, *qtail;
+    watcher *all;
+    atomic_bool stopping;
+    bool quit;
+    pthread_t thread;
+};
+
+static size_t bucket(const char *run_id)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *run_id; run_id++)
+        h = (h ^ (unsigned char)*run_id) * 1099511628211ull;
+    return (size_t)(h % BUCKETS);
+}
+
+/* hub->mu held */
+static feed *find_feed(srv_watch *h, const char *run_id)
+{
+    feed *f = h->buckets[bucket(run_id)];
+    while (f && strcmp(f->run_id, run_id) != 0)
+        f = f->next;
+    return f;
+}
+
+static void ring_clear(feed *f)
+{
+    for (size_t i = 0; i < f->count; i++)
+        free(f->ring[(f->head + i) % RING_EVENTS].msg);
+    f->head = f->count = f->bytes = 0;
+}
+
+/* hub->mu held: drops a reference, freeing the feed at the last. */
+static void feed_unref(srv_watch *h, feed *f)
+{
+    if (--f->refs > 0)
+        return;
+    feed **at = &h->buckets[bucket(f->run_id)];
+    while (*at != f)
+        at = &(*at)->next;
+    *at = f->next;
+    ring_clear(f);
+    free(f->ring);
+    free(f);
+}
+
+/* hub->mu held: appends an encoded event (taking msg), keeping the ring
+ * contiguous and within its bounds. */
+static void ring_push(feed *f, uint64_t seq, uint8_t *msg, size_t len)
+{
+    if (f->count && f->ring[(f->head + f->count - 1) % RING_EVENTS].seq + 1 != seq)
+        ring_clear(f); /* a gap: start over from here */
+    while (f->count && (f->count == RING_EVENTS || f->bytes + len > RING_BYTES)) {
+        entry *old = &f->ring[f->head];
+        f->bytes -= old->len;
+        free(old->msg);
+        f->head = (f->head + 1) % RING_EVENTS;
+        f->count--;
+    }
+    f->ring[(f->head + f->count) % RING_EVENTS] = (entry){seq, msg, len};
+    f->count++;
+    f->bytes += len;
+}
+
+/* hub->mu held: a copy of the encoded event seq, or NULL if not held. */
+static uint8_t *ring_copy(const feed *f, uint64_t seq, size_t *len)
+{
+    if (!f->count)
+        return NULL;
+    uint64_t first = f->ring[f->head].seq;
+    if (seq < first || seq >= first + f->count)
+        return NULL;
+    const entry *e = &f->ring[(f->head + (seq - first)) % RING_EVENTS];
+    uint8_t *copy = malloc(e->len ? e->len : 1);
+    if (copy) {
+        memcpy(copy, e->msg, e->len);
+        *len = e->len;
+    }
+    return copy;
+}
+
+/* ---- watchers ---- */
+
+static void pump(watcher *w);
+
+/* w->mu held: marks w done and detaches it from the hub. The caller ends
+ * the call after unlocking. */
+static void finish_locked(watcher *w)
+{
+    srv_watch *h = w->hub;
+    w->done = true;
+    srv_arena_destroy(w->page_arena);
+    w->page_arena = NULL;
+    pthread_mutex_lock(&h->mu);
+    if (w->aprev)
+        w->aprev->anext = w->anext;
+    else
+        h->all = w->anext;
+    if (w->anext)
+        w->anext->aprev = w->aprev;
+    feed_unref(h, w->feed);
+    pthread_mutex_unlock(&h->mu);
+}
+
+static void end_call(srv_call *call, srv_code code, const char *why)
+{
+    srv_error err;
+    srv_fail(&err, code, "%s", why);
+    srv_call_fail(call, &err);
+}
+
+static void on_sent(srv_call *c, void *arg, bool ok)
+{
+    (void)c;
+    watcher *w = arg;
+    pthread_mutex_lock(&w->mu);
+    w->in_flight = false;
+    if (!ok)
+        w->closed = true;
+    pthread_mutex_unlock(&w->mu);
+    pump(w);
+}
+
+/* w->mu held, no page left: reads the next page from the log. */
+static srv_code read_page(watcher *w, srv_error *err)
+{
+    srv_arena_destroy(w->page_arena);
+    w->page_idx = 0;
+    cairn__v1__read_events_response__init(&w->page);
+    if (!(w->page_arena = srv_arena_create()))
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    srv_store *st = w->hub->store;
+    return st->ops->read_events(st, w->page_arena, w->feed->run_id, w->next_seq, PAGE_EVENTS,
+                                PAGE_BYTES, &w->page, err);
+}
+
+/* Sends w's next event, or parks it, or ends it. Any thread. */
+static void pump(watcher *w)
+{
+    srv_watch *h = w->hub;
+    pthread_mutex_lock(&w->mu);
+    if (w->done || w->in_flight) {
+        pthread_mutex_unlock(&w->mu);
+        return;
+    }
+    srv_code code = SRV_OK;
+    const char *why = NULL;
+    srv_error err;
+    uint8_t *msg = NULL;
+    size_t len = 0;
+    uint64_t seq = 0;
+    while (!msg) {
+        if (w->closed) {
+            code = SRV_CANCELLED, why = "the client went away";
+            break;
+        }
+        if (atomic_load(&h->stopping)) {
+            code = SRV_UNAVAILABLE, why = "cairnd is shutting down; watch again from the next seq";
+            break;
+        }
+        if (w->page_idx < w->page.n_events) {
+            const Cairn__V1__Event *ev = w->page.events[w->page_idx++];
+            seq = ev->seq;
+            if (!(msg = srv_pack_heap(&ev->base, &len))) {
+                code = SRV_RESOURCE_EXHAUSTED, why = "out of memory";
+                break;
+            }
+            continue;
+        }
+        pthread_mutex_lock(&h->mu);
+        if (w->next_seq > w->feed->last_seq) { /* caught up: wait for a commit */
+            w->parked = true;
+            w->pnext = w->feed->parked;
+            w->feed->parked = w;
+            pthread_mutex_unlock(&h->mu);
+            pthread_mutex_unlock(&w->mu);
+            return;
+        }
+        msg = ring_copy(w->feed, w->next_seq, &len);
+        pthread_mutex_unlock(&h->mu);
+        if (msg) {
+            seq = w->next_seq;
+        } else if (read_page(w, &err)) {
+            code = err.code, why = err.msg;
+            break;
+        } else if (w->page.n_events == 0) {
+            code = SRV_INTERNAL, why = "the log ended before its last committed seq";
+            break;
+        }
+    }
+    srv_call *call = w->call;
+    if (code) {
+        char text[SRV_ERROR_MSG_MAX];
+        snprintf(text, sizeof text, "%s", why);
+        finish_locked(w);
+        pthread_mutex_unlock(&w->mu);
+        end_call(call, code, text);
+        return;
+    }
+    w->next_seq = seq + 1;
+    w->in_flight = true;
+    pthread_mutex_unlock(&w->mu);
+    srv_call_send(call, msg, len, on_sent, w);
+    free(msg);
+}
+
+static void on_close(srv_call *c, void *arg, bool cancelled)
+{
+    (void)c;
+    (void)cancelled;
+    watcher *w = arg;
+    pthread_mutex_lock(&w->mu);
+    if (w->done) {
+        pthread_mutex_unlock(&w->mu);
+        return;
+    }
+    w->closed = true;
+    srv_watch *h = w->hub;
+    pthread_mutex_lock(&h->mu);
+    bool was_parked = w->parked;
+    if (was_parked) { /* off the list: this thread owns its last step */
+        watcher **at = &w->feed->parked;
+        while (*at != w)
+            at = &(*at)->pnext;
+        *at = w->pnext;
+        w->parked = false;
+    }
+    pthread_mutex_unlock(&h->mu);
+    pthread_mutex_unlock(&w->mu);
+    if (was_parked)
+        pump(w); /* sees closed, ends the call */
+}
+
+/* Takes every parked watcher off f's list (hub->mu held). */
+static watcher *unpark_all(feed *f)
+{
+    watcher *list = f->parked;
+    for (watcher *w = list; w; w = w->pnext)
+        w->parked = false;
+    f->parked = NULL;
+    return list;
+}
+
+static void wake(watcher *list)
+{
+    while (list) {
+        watcher *next = list->pnext; /* read before pump can end it */
+        pump(list);
+        list = next;
+    }
+}
+
+void srv_watch_serve(srv_watch *h, srv_call *call, const char *run_id, uint64_t from_seq)
+{
+    srv_arena *a = srv_call_arena(call);
+    srv_error err;
+    Cairn__V1__Run run;
+    if (atomic_load(&h->stopping)) {
+        end_call(call, SRV_UNAVAILABLE, "cairnd is shutting down");
+        return;
+    }
+    watcher *w = srv_arena_alloc(a, sizeof *w);
+    if (!w) {
+        end_call(call, SRV_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    memset(w, 0, sizeof *w);
+
+    /* The feed first, so no commit after the read below goes unseen. */
+    pthread_mutex_lock(&h->mu);
+    feed *f = find_feed(h, run_id);
+    if (!f && (f = calloc(1, sizeof *f)) && !(f->ring = calloc(RING_EVENTS, sizeof *f->ring))) {
+        free(f);
+        f = NULL;
+    }
+    if (f && !f->refs) {
+        snprintf(f->run_id, sizeof f->run_id, "%s", run_id);
+        size_t b = bucket(run_id);
+        f->next = h->buckets[b];
+        h->buckets[b] = f;
+    }
+    if (f)
+        f->refs++;
+    pthread_mutex_unlock(&h->mu);
+    if (!f) {
+        end_call(call, SRV_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    if (h->store->ops->get_run(h->store, a, run_id, &run, &err)) {
+        pthread_mutex_lock(&h->mu);
+        feed_unref(h, f);
+        pthread_mutex_unlock(&h->mu);
+        srv_call_fail(call, &err);
+        return;
+    }
+
+    pthread_mutex_init(&w->mu, NULL);
+    w->hub = h;
+    w->call = call;
+    w->feed = f;
+    w->next_seq = from_seq;
+    pthread_mutex_lock(&h->mu);
+    if (run.next_seq - 1 > f->last_seq)
+        f->last_seq = run.next_seq - 1;
+    w->anext = h->all;
+    if (h->all)
+        h->all->aprev = w;
+    h->all = w;
+    pthread_mutex_unlock(&h->mu);
+    srv_call_on_close(call, on_close, w);
+    pump(w);
+}
+
+/* ---- the dispatcher ---- */
+
+/* Reads the events a commit announced into the feed's ring. */
+static void fill(srv_watch *h, feed *f, uint64_t from, uint64_t to)
+{
+    if (to >= RING_EVENTS && from < to - RING_EVENTS + 1)
+        from = to - RING_EVENTS + 1; /* older ones would be evicted at once */
+    while (from <= to) {
+        srv_arena *a = srv_arena_create();
+        Cairn__V1__ReadEventsResponse page = CAIRN__V1__READ_EVENTS_RESPONSE__INIT;
+        srv_error err;
+        if (!a || h->store->ops->read_events(h->store, a, f->run_id, from, PAGE_EVENTS,
+                                             PAGE_BYTES, &page, &err)) {
+            srv_arena_destroy(a);
+            return; /* watchers fall back to reading the log themselves */
+        }
+        pthread_mutex_lock(&h->mu);
+        for (size_t i = 0; i < page.n_events && page.events[i]->seq <= to; i++) {
+            size_t len;
+            uint8_t *msg = srv_pack_heap(&page.events[i]->base, &len);
+            if (msg)
+                ring_push(f, page.events[i]->seq, msg, len);
+        }
+        pthread_mutex_unlock(&h->mu);
+        uint64_t next = page.next_seq;
+        srv_arena_destroy(a);
+        if (next <= from)
+            return;
+        from = next;
+    }
+}
+
+static void *dispatcher(void *arg)
+{
+    srv_watch *h = arg;
+    pthread_mutex_lock(&h->mu);
+    for (;;) {
+        while (!h->qhead && !h->quit)
+            pthread_cond_wait(&h->cv, &h->mu);
+        if (!h->qhead)
+            break;
+        feed *f = h->qhead;
+        h->qhead = f->qnext;
+        if (!h->qhead)
+            h->qtail = NULL;
+        f->queued = false;
+        uint64_t from = f->last_seq + 1, to = f->target;
+        pthread_mutex_unlock(&h->mu);
+
+        if (to >= from)
+            fill(h, f, from, to);
+
+        pthread_mutex_lock(&h->mu);
+        if (to > f->last_seq)
+            f->last_seq = to;
+        watcher *woken = unpark_all(f);
+        feed_unref(h, f); /* the queue's reference */
+        pthread_mutex_unlock(&h->mu);
+        wake(woken);
+        pthread_mutex_lock(&h->mu);
+    }
+    pthread_mutex_unlock(&h->mu);
+    return NULL;
+}
+
+/* The store's commit observer: the writer thread, after a commit. */
+static void advance(void *ctx, const char *run_id, uint64_t last_seq)
+{
+    srv_watch *h = ctx;
+    pthread_mutex_lock(&h->mu);
+    feed *f = find_feed(h, run_id);
+    if (f) {
+        if (last_seq > f->target)
+            f->target = last_seq;
+        if (!f->queued) {
+            f->queued = true;
+            f->refs++;
+            f->qnext = NULL;
+            if (h->qtail)
+                h->qtail->qnext = f;
+            else
+                h->qhead = f;
+            h->qtail = f;
+            pthread_cond_signal(&h->cv);
+        }
+    }
+    pthread_mutex_unlock(&h->mu);
+}
+
+srv_code srv_watch_start(srv_store *st, srv_watch **out, srv_error *err)
+{
+    srv_watch *h = calloc(1, sizeof *h);
+    if (!h)
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    h->store = st;
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_cond_init(&h->cv, NULL);
+    if (pthread_create(&h->thread, NULL, dispatcher, h) != 0) {
+        pthread_cond_destroy(&h->cv);
+        pthread_mutex_destroy(&h->mu);
+        free(h);
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "cannot start the watch thread");
+    }
+    st->ops->set_commit_observer(st, advance, h);
+    *out = h;
+    return SRV_OK;
+}
+
+void srv_watch_close_all(srv_watch *h)
+{
+    atomic_store(&h->stopping, true);
+    /* Parked watchers are woken to end themselves; the others end at
+     * their next step, which sees stopping. */
+    watcher *woken = NULL;
+    pthread_mutex_lock(&h->mu);
+    for (size_t b = 0; b < BUCKETS; b++) {
+        for (feed *f = h->buckets[b]; f; f = f->next) {
+            watcher *list = unpark_all(f);
+            while (list) {
+                watcher *next = list->pnext;
+                list->pnext = woken;
+                woken = list;
+                list = next;
+            }
+        }
+    }
+    pthread_mutex_unlock(&h->mu);
+    wake(woken);
+}
+
+void srv_watch_stop(srv_watch *h)
+{
+    if (!h)
+        return;
+    h->store->ops->set_commit_observer(h->store, NULL, NULL);
+    pthread_mutex_lock(&h->mu);
+    h->quit = true;
+    pthread_cond_signal(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    pthread_join(h->thread, NULL);
+    for (size_t b = 0; b < BUCKETS; b++) {
+        for (feed *f = h->buckets[b], *next; f; f = next) {
+            next = f->next;
+            ring_clear(f);
+            free(f->ring);
+            free(f);
+        }
+    }
+    pthread_cond_destroy(&h->cv);
+    pthread_mutex_destroy(&h->mu);
+    free(h);
+}

@@ -1,0 +1,22 @@
+/* What every handler can reach: the settings, the store and the ledger. */
+#ifndef CAIRN_SERVER_APP_H
+#define CAIRN_SERVER_APP_H
+
+#include "config/config.h"
+#include "core/ledger.h"
+#include "core/pins.h"
+#include "store/store.h"
+#include "core/watch.h"
+
+#include <stdatomic.h>
+
+typedef struct srv_app {
+    const srv_config *cfg;
+    srv_store *store;
+    srv_ledger *ledger;
+    srv_pins *pins;           /* checkpoints being streamed out */
+    srv_watch *watch;         /* WatchEvents streams */
+    atomic_bool serving;      /* false once shutdown begins (health) */
+} srv_app;
+
+#endif

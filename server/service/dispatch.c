@@ -1,0 +1,170 @@
+#include "service/dispatch.h"
+#include "grpc/health/v1/health.pb-c.h"
+#include "service/handlers/handlers.h"
+#include "service/validate.h"
+#include "base/pbc.h"
+
+#include <string.h>
+
+typedef enum kind {
+    KIND_READ,          /* unary: read */
+    KIND_MUTATION,      /* unary: apply through the ledger */
+    KIND_SERVER_STREAM, /* one request, then the handler streams */
+    KIND_CLIENT_STREAM, /* the handler reads the stream itself */
+} kind;
+
+typedef struct row {
+    const char *path;
+    const char *name;                          /* also the dedup scope */
+    kind kind;
+    const ProtobufCMessageDescriptor *request;
+    const ProtobufCMessageDescriptor *response;
+    srv_validate_fn validate;                  /* NULL: nothing to check */
+    srv_read_fn read;                          /* KIND_READ */
+    srv_apply_fn apply;                        /* KIND_MUTATION */
+    void (*serve)(srv_app *, srv_call *, ProtobufCMessage *); /* KIND_SERVER_STREAM */
+    void (*accept)(srv_app *, srv_call *);                    /* KIND_CLIENT_STREAM */
+} row;
+
+/* A method's path and its name (the dedup scope), from one token. */
+#define COORD(name) "/cairn.v1.Coordinator/" #name, #name
+#define MSG(x) &cairn__v1__##x##__descriptor
+
+/* Methods not listed here get UNIMPLEMENTED from the transport's
+ * catch-all. */
+static const row table[] = {
+    {COORD(CreateRun), KIND_MUTATION, MSG(create_run_request), MSG(run),
+     srv_validate_create_run, .apply = srv_apply_create_run},
+    {COORD(GetRun), KIND_READ, MSG(get_run_request), MSG(run),
+     srv_validate_run_id_only, .read = srv_read_get_run},
+    {COORD(ListRuns), KIND_READ, MSG(list_runs_request), MSG(list_runs_response),
+     srv_validate_list_runs, .read = srv_read_list_runs},
+    {COORD(AppendEvents), KIND_MUTATION, MSG(append_events_request),
+     MSG(append_events_response), srv_validate_append_events, .apply = srv_apply_append_events},
+    {COORD(ReadEvents), KIND_READ, MSG(read_events_request),
+     MSG(read_events_response), srv_validate_read_events, .read = srv_read_read_events},
+    {COORD(WatchEvents), KIND_SERVER_STREAM, MSG(watch_events_request), MSG(event),
+     srv_validate_watch_events, .serve = srv_start_watch_events},
+    {COORD(AcquireWorker), KIND_MUTATION, MSG(acquire_worker_request), MSG(lease),
+     srv_validate_acquire_worker, .apply = srv_apply_acquire_worker},
+    {COORD(RenewLease), KIND_MUTATION, MSG(renew_lease_request), MSG(lease),
+     srv_validate_renew_lease, .apply = srv_apply_renew_lease},
+    {COORD(ReleaseWorker), KIND_MUTATION, MSG(release_worker_request),
+     MSG(release_worker_response), srv_validate_release_worker, .apply = srv_apply_release_worker},
+    {COORD(CompleteWorker), KIND_MUTATION, MSG(complete_worker_request),
+     MSG(complete_worker_response), srv_validate_complete_worker,
+     .apply = srv_apply_complete_worker},
+    {COORD(CreateCheckpoint), KIND_CLIENT_STREAM,
+     MSG(create_checkpoint_request), MSG(checkpoint), NULL,
+     .accept = srv_start_create_checkpoint},
+    {COORD(ListCheckpoints), KIND_READ, MSG(list_checkpoints_request),
+     MSG(list_checkpoints_response), srv_validate_list_checkpoints,
+     .read = srv_read_list_checkpoints},
+    {COORD(GetLatestCheckpoint), KIND_READ,
+     MSG(get_latest_checkpoint_request), MSG(checkpoint), srv_validate_run_id_only,
+     .read = srv_read_get_latest_checkpoint},
+    {COORD(LoadCheckpoint), KIND_SERVER_STREAM, MSG(load_checkpoint_request),
+     MSG(checkpoint_chunk), srv_validate_load_checkpoint, .serve = srv_start_load_checkpoint},
+    {COORD(CleanupCheckpoints), KIND_MUTATION,
+     MSG(cleanup_checkpoints_request), MSG(cleanup_checkpoints_response),
+     srv_validate_cleanup_checkpoints, .apply = srv_apply_cleanup_checkpoints},
+    {COORD(ResumeRun), KIND_READ, MSG(resume_run_request), MSG(resume_result),
+     srv_validate_resume_run, .read = srv_read_resume_run},
+    {"/grpc.health.v1.Health/Check", "Check", KIND_READ,
+     &grpc__health__v1__health_check_request__descriptor,
+     &grpc__health__v1__health_check_response__descriptor, NULL, .read = srv_read_health_check},
+};
+enum { N_ROWS = sizeof table / sizeof table[0] };
+
+static srv_rpc_method methods[N_ROWS];
+
+const srv_rpc_method *srv_dispatch_methods(size_t *n)
+{
+    for (size_t i = 0; i < N_ROWS; i++) {
+        srv_rpc_shape shape = table[i].kind == KIND_SERVER_STREAM   ? SRV_RPC_SERVER_STREAM
+                              : table[i].kind == KIND_CLIENT_STREAM ? SRV_RPC_CLIENT_STREAM
+                                                                    : SRV_RPC_UNARY;
+        methods[i] = (srv_rpc_method){table[i].path, shape};
+    }
+    *n = N_ROWS;
+    return methods;
+}
+
+static void mutation_done(void *ctx, srv_code code, const srv_error *err,
+                          const uint8_t *resp, size_t len, bool replayed)
+{
+    srv_call *call = ctx;
+    if (code)
+        srv_call_fail(call, err);
+    else
+        srv_call_reply(call, resp, len, replayed);
+}
+
+/* Key check, fingerprint, then the ledger answers through mutation_done. */
+static srv_code submit(srv_app *app, srv_call *call, const row *r, ProtobufCMessage *req,
+                       srv_error *err)
+{
+    srv_arena *a = srv_call_arena(call);
+    srv_mutation *m = srv_arena_alloc(a, sizeof *m);
+    if (!m)
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    memset(m, 0, sizeof *m);
+    m->method = r->name;
+    m->run_id = srv_msg_string(req, "run_id");
+    m->key = srv_msg_string(req, "idempotency_key");
+    m->request = req;
+    m->response = r->response;
+    m->apply = r->apply;
+    m->apply_ctx = app;
+    m->arena = a;
+    m->done = mutation_done;
+    m->ctx = call;
+    if (srv_fingerprint(a, req, m->fingerprint, err))
+        return err->code;
+    return srv_ledger_submit(app->ledger, m, err);
+}
+
+static srv_code answer_read(srv_app *app, srv_call *call, const row *r,
+                            const ProtobufCMessage *req, srv_error *err)
+{
+    srv_arena *a = srv_call_arena(call);
+    ProtobufCMessage *resp = srv_new_message(a, r->response);
+    uint8_t *buf;
+    size_t len;
+    if (!resp)
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    if (r->read(app, a, req, resp, err) || srv_pack(a, resp, &buf, &len, err))
+        return err->code;
+    srv_call_reply(call, buf, len, false);
+    return SRV_OK;
+}
+
+void srv_dispatch_call(void *appv, srv_call *call, size_t index)
+{
+    srv_app *app = appv;
+    const row *r = &table[index];
+    if (r->kind == KIND_CLIENT_STREAM) {
+        r->accept(app, call);
+        return;
+    }
+    srv_arena *a = srv_call_arena(call);
+    srv_error err;
+    size_t len;
+    const uint8_t *data = srv_call_request(call, &len);
+    ProtobufCMessage *req;
+
+    srv_code rc = srv_unpack(r->request, a, data, len, &req, &err);
+    if (!rc && r->kind == KIND_MUTATION)
+        rc = srv_check_key(srv_msg_string(req, "idempotency_key"), &err);
+    if (!rc && r->validate)
+        rc = r->validate(req, a, &err);
+    if (!rc && r->kind == KIND_SERVER_STREAM) {
+        r->serve(app, call, req);
+        return;
+    }
+    if (!rc)
+        rc = r->kind == KIND_READ ? answer_read(app, call, r, req, &err)
+                                  : submit(app, call, r, req, &err);
+    if (rc)
+        srv_call_fail(call, &err);
+}

@@ -1,0 +1,319 @@
+/* SQLite store: snapshot bytes as files, content-addressed by SHA-256:
+ * dir/blobs/<first two hex digits>/<sha256>, reference-counted in the
+ * blobs table. An upload is staged in dir/blobs/staging/ while it streams
+ * in, fsynced, then moved into place inside the transaction that commits
+ * its checkpoint (before the commit, so a committed row always has its
+ * file). A file whose last reference is dropped is removed after that
+ * transaction commits. What a crash strands (staged uploads, files without
+ * a row) is swept when the store opens. */
+#include "store/sqlite/sqlite_int.h"
+#include "base/hex.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* A disk that cannot take more comes back later: retry after this. */
+enum { DISK_FULL_PUSHBACK_MS = 1000 };
+
+struct srv_blob_stage {
+    sqlite_store *store;
+    int fd;
+    bool linked;              /* moved into place: nothing to remove */
+    char sha256[65];
+    char path[SQ_PATH_MAX];
+};
+
+struct srv_blob_reader {
+    int fd;
+};
+
+static srv_code io_fail(int e, const char *what, const char *path, srv_error *err)
+{
+    if (e == ENOSPC || e == EDQUOT || e == EFBIG)
+        return srv_fail_pushback(err, SRV_RESOURCE_EXHAUSTED, DISK_FULL_PUSHBACK_MS,
+                                 "store: disk full while %s; retry later", what);
+    return srv_fail(err, SRV_UNAVAILABLE, "store: %s %s failed: %s", what, path, strerror(e));
+}
+
+static void blob_path(const sqlite_store *s, const char *sha, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/blobs/%.2s/%s", s->dir, sha, sha);
+}
+
+static int fsync_dir(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+static int make_dir(const char *path)
+{
+    return mkdir(path, 0755) == 0 || errno == EEXIST ? 0 : -1;
+}
+
+static bool blob_row_exists(sqlite_store *s, const char *sha)
+{
+    srv_error ignored;
+    sqlite3_stmt *st = sq_stmt(&s->writer, ST_BLOB_EXISTS, &ignored);
+    if (!st)
+        return true; /* unsure: keep the file */
+    sq_bind_text(st, 1, sha);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc != SQLITE_DONE;
+}
+
+/* Removes every file in dir for which keep() says no. */
+static void sweep(sqlite_store *s, const char *dir, bool (*keep)(sqlite_store *, const char *))
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.' || (keep && keep(s, e->d_name)))
+            continue;
+        char path[SQ_PATH_MAX];
+        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) < (int)sizeof path)
+            unlink(path);
+    }
+    closedir(d);
+}
+
+srv_code sq_blobs_open(sqlite_store *s, srv_error *err)
+{
+    char path[SQ_PATH_MAX];
+    snprintf(path, sizeof path, "%s/blobs", s->dir);
+    if (make_dir(path) < 0)
+        return io_fail(errno, "creating", path, err);
+    snprintf(path, sizeof path, "%s/blobs/staging", s->dir);
+    if (make_dir(path) < 0)
+        return io_fail(errno, "creating", path, err);
+    sweep(s, path, NULL);
+
+    snprintf(path, sizeof path, "%s/blobs", s->dir);
+    DIR *d = opendir(path);
+    if (!d)
+        return io_fail(errno, "reading", path, err);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        /* Only the two-hex-digit fan-out directories: never "..". */
+        const char *n = e->d_name;
+        if (strlen(n) != 2 || !isxdigit((unsigned char)n[0]) || !isxdigit((unsigned char)n[1]))
+            continue;
+        char sub[SQ_PATH_MAX];
+        if (snprintf(sub, sizeof sub, "%s/%s", path, e->d_name) < (int)sizeof sub)
+            sweep(s, sub, blob_row_exists);
+    }
+    closedir(d);
+    return SRV_OK;
+}
+
+/* ---- staging ---- */
+
+srv_code sq_stage_begin(srv_store *st, srv_blob_stage **out, srv_error *err)
+{
+    sqlite_store *s = sq_from(st);
+    srv_blob_stage *b = calloc(1, sizeof *b);
+    if (!b)
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    char name[17];
+    srv_random_hex(name, 8);
+    snprintf(b->path, sizeof b->path, "%s/blobs/staging/%s", s->dir, name);
+    b->store = s;
+    b->fd = open(b->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (b->fd < 0) {
+        srv_code rc = io_fail(errno, "staging", b->path, err);
+        free(b);
+        return rc;
+    }
+    *out = b;
+    return SRV_OK;
+}
+
+srv_code sq_stage_write(srv_blob_stage *b, const uint8_t *data, size_t len, srv_error *err)
+{
+    while (len) {
+        ssize_t n = write(b->fd, data, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return io_fail(n < 0 ? errno : ENOSPC, "writing", b->path, err);
+        data += n;
+        len -= (size_t)n;
+    }
+    return SRV_OK;
+}
+
+srv_code sq_stage_finish(srv_blob_stage *b, const char *sha256, srv_error *err)
+{
+    if (fsync(b->fd) < 0)
+        return io_fail(errno, "syncing", b->path, err);
+    close(b->fd);
+    b->fd = -1;
+    snprintf(b->sha256, sizeof b->sha256, "%s", sha256);
+    return SRV_OK;
+}
+
+void sq_stage_free(srv_blob_stage *b)
+{
+    if (!b)
+        return;
+    if (b->fd >= 0)
+        close(b->fd);
+    if (!b->linked)
+        unlink(b->path);
+    free(b);
+}
+
+/* ---- references (writer thread, inside the transaction) ---- */
+
+srv_code sq_blob_link(sqlite_store *s, srv_blob_stage *b, uint64_t size, srv_error *err)
+{
+    /* The staged copy always goes into place, even when the content is
+     * stored already: it was just received, hashed and fsynced, while the
+     * stored file may have rotted since (same content, so replacing it is
+     * always safe; open readers keep the file they opened). */
+    char dir[SQ_PATH_MAX], path[SQ_PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/blobs/%.2s", s->dir, b->sha256);
+    blob_path(s, b->sha256, path, sizeof path);
+    if (make_dir(dir) < 0 || rename(b->path, path) < 0 || fsync_dir(dir) < 0)
+        return io_fail(errno, "storing", path, err);
+    b->linked = true;
+
+    conn *w = &s->writer;
+    sqlite3_stmt *st = sq_stmt(w, ST_BLOB_REFS, err);
+    if (!st)
+        return err->code;
+    sq_bind_text(st, 1, b->sha256);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_ROW) {
+        if (!(st = sq_stmt(w, ST_BLOB_ADD_REF, err)))
+            return err->code;
+        sq_bind_text(st, 1, b->sha256);
+        sqlite3_bind_int(st, 2, 1);
+        return sq_step_done(w, st, "referencing a snapshot", err);
+    }
+    if (rc != SQLITE_DONE)
+        return sq_db_fail(w->db, rc, "reading snapshot references", err);
+    if (!(st = sq_stmt(w, ST_BLOB_INSERT, err)))
+        return err->code;
+    sq_bind_text(st, 1, b->sha256);
+    sqlite3_bind_int64(st, 2, (int64_t)size);
+    return sq_step_done(w, st, "storing a snapshot", err);
+}
+
+srv_code sq_blob_unref(sqlite_store *s, const char *sha256, srv_error *err)
+{
+    conn *w = &s->writer;
+    sqlite3_stmt *st = sq_stmt(w, ST_BLOB_ADD_REF, err);
+    if (!st)
+        return err->code;
+    sq_bind_text(st, 1, sha256);
+    sqlite3_bind_int(st, 2, -1);
+    if (sq_step_done(w, st, "releasing a snapshot", err))
+        return err->code;
+    if (!(st = sq_stmt(w, ST_BLOB_REFS, err)))
+        return err->code;
+    sq_bind_text(st, 1, sha256);
+    int rc = sqlite3_step(st);
+    int64_t refs = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    if (refs > 0)
+        return SRV_OK;
+    if (!(st = sq_stmt(w, ST_BLOB_DELETE, err)))
+        return err->code;
+    sq_bind_text(st, 1, sha256);
+    if (sq_step_done(w, st, "releasing a snapshot", err))
+        return err->code;
+
+    if (s->n_unlink == s->cap_unlink) {
+        size_t cap = s->cap_unlink ? s->cap_unlink * 2 : 16;
+        char(*v)[65] = realloc(s->unlink_after_commit, cap * sizeof *v);
+        if (!v)
+            return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+        s->unlink_after_commit = v;
+        s->cap_unlink = cap;
+    }
+    snprintf(s->unlink_after_commit[s->n_unlink++], 65, "%s", sha256);
+    return SRV_OK;
+}
+
+void sq_blobs_after_commit(sqlite_store *s)
+{
+    /* A later mutation of the same transaction may have stored the same
+     * content again; only files still without a row go. */
+    for (size_t i = 0; i < s->n_unlink; i++) {
+        if (blob_row_exists(s, s->unlink_after_commit[i]))
+            continue;
+        char path[SQ_PATH_MAX];
+        blob_path(s, s->unlink_after_commit[i], path, sizeof path);
+        unlink(path);
+    }
+    s->n_unlink = 0;
+}
+
+void sq_blobs_after_rollback(sqlite_store *s)
+{
+    s->n_unlink = 0;
+}
+
+/* ---- reading ---- */
+
+srv_code sq_blob_open(srv_store *st, const char *sha256, srv_blob_reader **out, srv_error *err)
+{
+    char path[SQ_PATH_MAX];
+    blob_path(sq_from(st), sha256, path, sizeof path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return srv_fail(err, SRV_NOT_FOUND, "snapshot %.16s...: deleted", sha256);
+        return io_fail(errno, "opening", path, err);
+    }
+    srv_blob_reader *r = malloc(sizeof *r);
+    if (!r) {
+        close(fd);
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    r->fd = fd;
+    *out = r;
+    return SRV_OK;
+}
+
+srv_code sq_blob_read(srv_blob_reader *r, uint8_t *buf, size_t cap, size_t *n, srv_error *err)
+{
+    size_t got = 0;
+    while (got < cap) {
+        ssize_t k = read(r->fd, buf + got, cap - got);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            return srv_fail(err, SRV_UNAVAILABLE, "store: reading a snapshot failed: %s",
+                            strerror(errno));
+        if (k == 0)
+            break;
+        got += (size_t)k;
+    }
+    *n = got;
+    return SRV_OK;
+}
+
+void sq_blob_close(srv_blob_reader *r)
+{
+    if (!r)
+        return;
+    close(r->fd);
+    free(r);
+}

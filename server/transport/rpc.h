@@ -1,0 +1,111 @@
+/* The gRPC transport of cairnd: the only part of the server that includes
+ * gRPC core headers. It listens, runs the completion-queue threads, hands
+ * each incoming call to the application as bytes, and sends replies.
+ *
+ * Threads: callbacks run on completion-queue threads. Every srv_call_*
+ * function may be called from any thread (gRPC core's batch start is
+ * thread-safe), but each call must get exactly one reply. */
+#ifndef CAIRN_SERVER_RPC_H
+#define CAIRN_SERVER_RPC_H
+
+#include "base/arena.h"
+#include "base/error.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct srv_rpc srv_rpc;
+typedef struct srv_call srv_call;
+
+typedef enum srv_rpc_shape {
+    SRV_RPC_UNARY,            /* one request, one reply (srv_call_reply/fail) */
+    SRV_RPC_SERVER_STREAM,    /* one request, srv_call_send..., srv_call_finish */
+    SRV_RPC_CLIENT_STREAM,    /* srv_call_recv..., then srv_call_reply/fail */
+} srv_rpc_shape;
+
+/* A method the server accepts; anything else gets UNIMPLEMENTED. */
+typedef struct srv_rpc_method {
+    const char *path;         /* "/cairn.v1.Coordinator/AppendEvents" */
+    srv_rpc_shape shape;
+} srv_rpc_method;
+
+/* Called on a completion-queue thread for each new call to methods[index].
+ * The callee owns the call until it replies. */
+typedef void (*srv_rpc_on_call)(void *app, srv_call *call, size_t index);
+
+typedef struct srv_rpc_config {
+    const char *listen;           /* "127.0.0.1:7070"; port 0 = any free port */
+    int threads;                  /* completion queues, one thread each */
+    size_t max_message_bytes;     /* receive and send limit per message */
+    const srv_rpc_method *methods;
+    size_t n_methods;
+    srv_rpc_on_call on_call;
+    void *app;
+} srv_rpc_config;
+
+/* Creates and starts the server. On success *out serves and bound (at
+ * least 64 bytes) holds the listening address as HOST:PORT with the real
+ * port. Requires grpc_init to have been called by srv_rpc_global_init. */
+srv_code srv_rpc_start(const srv_rpc_config *cfg, srv_rpc **out,
+                       char *bound, size_t bound_cap, srv_error *err);
+
+/* Stops accepting calls, lets in-flight calls reply for up to grace_ms,
+ * then cancels what remains, waits until every call has been released,
+ * stops the threads and frees the server. NULL is a no-op. */
+void srv_rpc_stop(srv_rpc *rpc, int grace_ms);
+
+/* Process-wide gRPC setup and teardown (grpc_init / grpc_shutdown). */
+void srv_rpc_global_init(void);
+void srv_rpc_global_shutdown(void);
+
+/* ---- calls ---- */
+
+/* The arena that lives as long as the call. */
+srv_arena *srv_call_arena(srv_call *c);
+
+/* The request message of a unary or server-streaming call. Lives in the
+ * call's arena. */
+const uint8_t *srv_call_request(srv_call *c, size_t *len);
+
+/* Milliseconds until the client's deadline; INT64_MAX without one. */
+int64_t srv_call_remaining_ms(const srv_call *c);
+
+/* Replies OK with msg (copied) and ends a unary or client-streaming call.
+ * replayed adds the trailer "cairn-replayed: true". */
+void srv_call_reply(srv_call *c, const uint8_t *msg, size_t len, bool replayed);
+
+/* Ends any call with err's code and message (and grpc-retry-pushback-ms
+ * when err->pushback_ms >= 0); a server stream may have sent messages. */
+void srv_call_fail(srv_call *c, const srv_error *err);
+
+/* ---- streams ----
+ * At most one srv_call_recv and one srv_call_send in flight per call, and
+ * none when the call is ended (srv_call_reply, srv_call_fail,
+ * srv_call_finish): the callbacks below are the only ones that may end it
+ * while a stream is open. */
+
+/* Called with the next message of a client stream: msg (valid during the
+ * call only) and len; or msg NULL at the end of the stream, with ok false
+ * when reading failed (message over the size limit, connection lost). A
+ * clean half-close and a client that vanished both end with msg NULL and
+ * ok true: only srv_call_on_close tells them apart. */
+typedef void (*srv_recv_fn)(srv_call *c, void *arg, const uint8_t *msg, size_t len, bool ok);
+void srv_call_recv(srv_call *c, srv_recv_fn fn, void *arg);
+
+/* Sends one message of a server stream (copied). fn runs once gRPC has
+ * taken it under flow control; ok false means the client is gone. */
+typedef void (*srv_sent_fn)(srv_call *c, void *arg, bool ok);
+void srv_call_send(srv_call *c, const uint8_t *msg, size_t len, srv_sent_fn fn, void *arg);
+
+/* Ends a server stream with OK. */
+void srv_call_finish(srv_call *c);
+
+/* Registers fn to run once the client side of a streaming call is closed:
+ * cancelled is true for a cancel, a deadline or a lost connection, false
+ * after the call ended normally. Runs at once if that already happened.
+ * Only for streaming calls; fn may run on any thread. */
+typedef void (*srv_close_fn)(srv_call *c, void *arg, bool cancelled);
+void srv_call_on_close(srv_call *c, srv_close_fn fn, void *arg);
+
+#endif
