@@ -1,6 +1,6 @@
-/* cairnd: parse settings, lock the data dir, open the store, start the
- * ledger and the gRPC transport, then wait for SIGTERM/SIGINT and shut
- * down in reverse order. */
+/* cairnd: wiring only. Parse settings, open the store (the backend locks
+ * its data), start the ledger, the watch hub and the gRPC transport, then
+ * wait for SIGTERM/SIGINT and shut down in reverse order. */
 #include "service/app.h"
 #include "config/config.h"
 #include "service/dispatch.h"
@@ -8,67 +8,12 @@
 #include "base/log.h"
 #include "transport/rpc.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 /* Writes waiting for the writer at most; past it, callers get
  * RESOURCE_EXHAUSTED with a pushback. */
 enum { LEDGER_MAX_QUEUE = 10000 };
-
-/* mkdir -p */
-static int make_dirs(const char *path)
-{
-    char buf[4096];
-    size_t n = strlen(path);
-    if (n >= sizeof buf)
-        return -1;
-    memcpy(buf, path, n + 1);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    return mkdir(buf, 0755) < 0 && errno != EEXIST ? -1 : 0;
-}
-
-/* Holds an exclusive lock on data_dir/LOCK for the life of the process,
- * so two cairnd never share one store. Returns the fd, or -1. */
-static int lock_data_dir(const char *dir)
-{
-    char path[4200];
-    snprintf(path, sizeof path, "%s/LOCK", dir);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        srv_error_log("cannot open %s: %s", path, strerror(errno));
-        return -1;
-    }
-    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        char pid[32] = "";
-        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
-        pid[n > 0 ? n : 0] = '\0';
-        pid[strcspn(pid, "\n")] = '\0';
-        srv_error_log("data dir %s is in use by another cairnd%s%s%s; "
-                      "stop it or choose another --data-dir",
-                      dir, *pid ? " (pid " : "", pid, *pid ? ")" : "");
-        close(fd);
-        return -1;
-    }
-    char pid[32];
-    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-    if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) < 0)
-        srv_warn("cannot write the pid into %s: %s", path, strerror(errno));
-    return fd;
-}
 
 int main(int argc, char **argv)
 {
@@ -95,28 +40,17 @@ int main(int argc, char **argv)
      * the server. */
     signal(SIGXFSZ, SIG_IGN);
 
-    if (make_dirs(cfg.data_dir) < 0) {
-        srv_error_log("--data-dir: cannot create %s: %s", cfg.data_dir, strerror(errno));
-        return 1;
-    }
-    int lock_fd = lock_data_dir(cfg.data_dir);
-    if (lock_fd < 0)
-        return 1;
-
     srv_error err;
-    srv_app app = {.cfg = &cfg, .pins = srv_pins_create()};
-    if (!app.pins) {
-        srv_error_log("out of memory");
-        return 1;
-    }
-    if (srv_store_sqlite_open(cfg.data_dir, cfg.threads, &app.store, &err)) {
+    srv_app app = {.cfg = &cfg};
+    const srv_store_config store_cfg = {.data_dir = cfg.data_dir, .readers = cfg.threads};
+    if (srv_store_open(cfg.store, &store_cfg, &app.store, &err)) {
         srv_error_log("%s", err.msg);
         return 1;
     }
-    if (srv_watch_start(app.store, &app.watch, &err) ||
-        srv_ledger_start(app.store, LEDGER_MAX_QUEUE, &app.ledger, &err)) {
+    if (srv_ledger_start(app.store, LEDGER_MAX_QUEUE, &app.ledger, &err) ||
+        srv_watch_start(app.store, app.ledger, &app.watch, &err)) {
         srv_error_log("%s", err.msg);
-        srv_watch_stop(app.watch);
+        srv_ledger_stop(app.ledger);
         srv_store_close(app.store);
         return 1;
     }
@@ -155,9 +89,7 @@ int main(int argc, char **argv)
     srv_ledger_stop(app.ledger);
     srv_watch_stop(app.watch);
     srv_store_close(app.store);
-    srv_pins_destroy(app.pins);
     srv_rpc_global_shutdown();
-    close(lock_fd);
     if (!status)
         srv_info("cairnd stopped cleanly");
     return status;

@@ -1,6 +1,6 @@
 #include "base/pbc.h"
+#include "base/sha256.h"
 
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,8 +172,7 @@ srv_code srv_fingerprint(srv_arena *a, ProtobufCMessage *msg, uint8_t out[32],
     if (rc)
         return rc;
 
-    unsigned int n = 32;
-    if (!EVP_Digest(buf, len, out, &n, EVP_sha256(), NULL))
+    if (srv_sha256_of(buf, len, out) < 0)
         return srv_fail(err, SRV_INTERNAL, "sha-256 failed");
     return SRV_OK;
 }

@@ -14,6 +14,7 @@
 enum {
     OPT_LISTEN = 1000,
     OPT_DATA_DIR,
+    OPT_STORE,
     OPT_THREADS,
     OPT_LOG_LEVEL,
     OPT_LOG_FORMAT,
@@ -36,6 +37,8 @@ static const struct setting {
      "address to serve gRPC on (default " SRV_DEFAULT_LISTEN "; port 0 picks a free port)"},
     {OPT_DATA_DIR, "data-dir", "CAIRN_DATA_DIR", "DIR",
      "where the embedded store lives (default " SRV_DEFAULT_DATA_DIR ", created if missing)"},
+    {OPT_STORE, "store", "CAIRN_STORE", "NAME",
+     "storage backend: sqlite, the embedded store in --data-dir (default " SRV_DEFAULT_STORE ")"},
     {OPT_THREADS, "threads", "CAIRN_THREADS", "N",
      "completion-queue threads, 1..64 (default: the number of cores)"},
     {OPT_LOG_LEVEL, "log-level", "CAIRN_LOG_LEVEL", "LEVEL",
@@ -110,6 +113,9 @@ static int apply(srv_config *cfg, const struct setting *st, const char *v,
     case OPT_DATA_DIR:
         ok = copy_str(cfg->data_dir, sizeof cfg->data_dir, v) == 0;
         break;
+    case OPT_STORE:
+        ok = *v && copy_str(cfg->store, sizeof cfg->store, v) == 0;
+        break;
     case OPT_THREADS:
         ok = parse_int(v, 1, SRV_THREADS_MAX, &cfg->threads) == 0;
         break;
@@ -148,6 +154,7 @@ static void defaults(srv_config *cfg)
     memset(cfg, 0, sizeof *cfg);
     strcpy(cfg->listen, SRV_DEFAULT_LISTEN);
     strcpy(cfg->data_dir, SRV_DEFAULT_DATA_DIR);
+    strcpy(cfg->store, SRV_DEFAULT_STORE);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     cfg->threads = cores < 1 ? 1 : cores > SRV_THREADS_MAX ? SRV_THREADS_MAX : (int)cores;
     cfg->log_level = SRV_LOG_INFO;

@@ -10,6 +10,7 @@
 
 #define SRV_DEFAULT_LISTEN "127.0.0.1:7070"
 #define SRV_DEFAULT_DATA_DIR "./cairn-data"
+#define SRV_DEFAULT_STORE "sqlite"
 #define SRV_DEFAULT_SHUTDOWN_GRACE_MS 5000
 #define SRV_THREADS_MAX 64
 #define SRV_DEFAULT_RETENTION 5
@@ -23,6 +24,7 @@ bool srv_listen_is_loopback(const char *listen);
 typedef struct srv_config {
     char listen[256];
     char data_dir[4096];
+    char store[32];                /* a backend in the store registry */
     int threads;                   /* completion-queue threads */
     srv_log_level log_level;
     srv_log_format log_format;

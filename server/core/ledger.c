@@ -20,6 +20,8 @@ struct srv_ledger {
     int queued;
     int max_queue;
     bool stopping;
+    srv_commit_observer observer;
+    void *observer_ctx;
 };
 
 /* Per-mutation outcome while its batch is open. */
@@ -29,87 +31,121 @@ typedef struct outcome {
     const uint8_t *resp;
     size_t len;
     bool replayed;
+    const char *grew_run_id;
+    uint64_t grew_last_seq;
 } outcome;
 
-static void replay(srv_mutation *m, const srv_dedup_record *rec, outcome *o)
+srv_code srv_ledger_replay(const srv_mutation *m, const srv_dedup_record *rec, srv_arena *a,
+                           const uint8_t **resp, size_t *len, srv_error *err)
 {
-    if (memcmp(rec->fingerprint, m->fingerprint, 32) != 0) {
-        o->code = srv_fail(&o->err, SRV_ALREADY_EXISTS,
-                           "idempotency_key: reused with a different %s request "
-                           "(a key names one request; use a new key for a new request)",
-                           m->method);
-        return;
-    }
+    if (memcmp(rec->fingerprint, m->fingerprint, 32) != 0)
+        return srv_fail(err, SRV_ALREADY_EXISTS,
+                        "idempotency_key: reused with a different %s request "
+                        "(a key names one request; use a new key for a new request)",
+                        m->method);
     uint8_t suffix[8];
     size_t n = srv_replayed_suffix(m->response, suffix);
-    uint8_t *buf = srv_arena_alloc(m->arena, rec->response_len + n);
-    if (!buf) {
-        o->code = srv_fail(&o->err, SRV_RESOURCE_EXHAUSTED, "out of memory");
-        return;
-    }
+    uint8_t *buf = srv_arena_alloc(a, rec->response_len + n);
+    if (!buf)
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
     if (rec->response_len)
         memcpy(buf, rec->response, rec->response_len);
     memcpy(buf + rec->response_len, suffix, n);
-    o->resp = buf;
-    o->len = rec->response_len + n;
-    o->replayed = true;
+    *resp = buf;
+    *len = rec->response_len + n;
+    return SRV_OK;
 }
 
-/* Applies one mutation inside its savepoint. */
-static void apply_one(srv_ledger *l, srv_mutation *m, int64_t now_us, outcome *o)
+srv_code srv_ledger_lookup(srv_store *st, const srv_mutation *m, srv_arena *a,
+                           srv_dedup_record *rec, bool *found, srv_error *err)
 {
-    srv_store *st = l->store;
+    srv_txn *t;
+    if (srv_store_read_begin(st, &t, err))
+        return err->code;
+    const srv_dedup_key key = {m->run_id, m->method, m->key};
+    srv_code rc = srv_store_dedup_get(t, a, &key, rec, found, err);
+    srv_store_read_end(t);
+    return rc;
+}
+
+/* The key's record if there is one, else the mutation's effects and a
+ * new record, all inside the open savepoint. */
+static void attempt(srv_txn *t, srv_mutation *m, int64_t now_us, outcome *o)
+{
     const srv_dedup_key key = {m->run_id, m->method, m->key};
     srv_dedup_record rec;
     bool found = false;
-
-    o->code = st->ops->savepoint(st, &o->err);
-    if (o->code)
-        return;
-    o->code = st->ops->dedup_get(st, m->arena, &key, &rec, &found, &o->err);
+    o->code = srv_store_dedup_get(t, m->arena, &key, &rec, &found, &o->err);
     if (!o->code && found) {
-        replay(m, &rec, o);
-    } else if (!o->code) {
-        ProtobufCMessage *resp = srv_new_message(m->arena, m->response);
-        o->code = resp ? m->apply(st, m->arena, m->request, m->apply_ctx, now_us, resp, &o->err)
-                       : srv_fail(&o->err, SRV_RESOURCE_EXHAUSTED, "out of memory");
-        uint8_t *buf = NULL;
-        if (!o->code)
-            o->code = srv_pack(m->arena, resp, &buf, &o->len, &o->err);
-        if (!o->code) {
-            o->resp = buf;
-            memcpy(rec.fingerprint, m->fingerprint, 32);
-            rec.response = buf;
-            rec.response_len = o->len;
-            o->code = st->ops->dedup_put(st, &key, &rec, now_us, &o->err);
-        }
+        o->code = srv_ledger_replay(m, &rec, m->arena, &o->resp, &o->len, &o->err);
+        o->replayed = !o->code;
+        return;
     }
     if (o->code)
-        st->ops->rollback_to(st);
-    else if ((o->code = st->ops->release(st, &o->err)) != SRV_OK)
-        st->ops->rollback_to(st);
+        return;
+    srv_apply ap = {t, m->arena, now_us, m->apply_ctx, NULL, 0};
+    ProtobufCMessage *resp = srv_new_message(m->arena, m->response);
+    o->code = resp ? m->apply(&ap, m->request, resp, &o->err)
+                   : srv_fail(&o->err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    uint8_t *buf = NULL;
+    if (!o->code)
+        o->code = srv_pack(m->arena, resp, &buf, &o->len, &o->err);
+    if (!o->code) {
+        o->resp = buf;
+        memcpy(rec.fingerprint, m->fingerprint, 32);
+        rec.response = buf;
+        rec.response_len = o->len;
+        o->code = srv_store_dedup_put(t, &key, &rec, now_us, &o->err);
+    }
+    if (!o->code) {
+        o->grew_run_id = ap.grew_run_id;
+        o->grew_last_seq = ap.grew_last_seq;
+    }
+}
+
+/* Applies one mutation inside its savepoint. ABORTED means another
+ * process took a unique key first (backend.h): undone and tried once
+ * more, when it sees the winner's row. */
+static void apply_one(srv_txn *t, srv_mutation *m, int64_t now_us, outcome *o)
+{
+    for (int tries = 0; tries < 2; tries++) {
+        memset(o, 0, sizeof *o);
+        o->code = srv_store_savepoint(t, &o->err);
+        if (o->code)
+            return;
+        attempt(t, m, now_us, o);
+        if (!o->code && (o->code = srv_store_release(t, &o->err)) == SRV_OK)
+            return;
+        srv_store_rollback_to(t);
+        if (o->code != SRV_ABORTED)
+            return;
+    }
 }
 
 static void run_batch(srv_ledger *l, srv_mutation *batch, int n)
 {
-    srv_store *st = l->store;
     outcome out[BATCH_MAX];
     srv_error batch_err;
-    srv_code batch_code = st->ops->begin(st, &batch_err);
+    srv_txn *t = NULL;
+    srv_code batch_code = srv_store_begin(l->store, &t, &batch_err);
     int64_t now_us = srv_now_us();
 
     srv_mutation *m = batch;
     for (int i = 0; i < n; i++, m = m->next) {
         memset(&out[i], 0, sizeof out[i]);
         if (!batch_code)
-            apply_one(l, m, now_us, &out[i]);
+            apply_one(t, m, now_us, &out[i]);
     }
     if (!batch_code)
-        batch_code = st->ops->commit(st, &batch_err);
+        batch_code = srv_store_commit(t, &batch_err);
     if (batch_code) {
-        st->ops->rollback(st);
+        if (t)
+            srv_store_rollback(t);
         srv_warn("ledger: a batch of %d failed: %s", n, batch_err.msg);
     }
+    for (int i = 0; !batch_code && l->observer && i < n; i++)
+        if (!out[i].code && out[i].grew_run_id)
+            l->observer(l->observer_ctx, out[i].grew_run_id, out[i].grew_last_seq);
 
     m = batch;
     for (int i = 0; i < n; i++) {
@@ -167,6 +203,12 @@ srv_code srv_ledger_start(srv_store *st, int max_queue, srv_ledger **out, srv_er
     }
     *out = l;
     return SRV_OK;
+}
+
+void srv_ledger_observe(srv_ledger *l, srv_commit_observer fn, void *ctx)
+{
+    l->observer = fn;
+    l->observer_ctx = ctx;
 }
 
 srv_code srv_ledger_submit(srv_ledger *l, srv_mutation *m, srv_error *err)

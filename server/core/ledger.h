@@ -3,9 +3,10 @@
  * fsync for the batch: group commit), each mutation inside its own
  * savepoint together with its idempotency record, and then answers every
  * caller. A key seen before is answered from its record, before any other
- * precondition is looked at. */
-#ifndef CAIRN_SERVER_LEDGER_H
-#define CAIRN_SERVER_LEDGER_H
+ * precondition is looked at. After a commit the ledger tells its commit
+ * observer which logs grew (the watch hub listens). */
+#ifndef CAIRN_SERVER_CORE_LEDGER_H
+#define CAIRN_SERVER_CORE_LEDGER_H
 
 #include "base/arena.h"
 #include "base/error.h"
@@ -17,18 +18,34 @@
 
 typedef struct srv_ledger srv_ledger;
 
+/* What an apply function works with; set by the ledger. */
+typedef struct srv_apply {
+    srv_txn *txn;             /* the batch's write transaction */
+    srv_arena *arena;         /* the mutation's: response and scratch */
+    int64_t now_us;           /* one clock reading for the whole batch */
+    void *ctx;                /* the mutation's apply_ctx */
+    /* Set by the apply when it appended to a log: told to the observer
+     * once the batch commits. */
+    const char *grew_run_id;
+    uint64_t grew_last_seq;
+} srv_apply;
+
 /* Applies one mutation inside the batch transaction and fills resp, an
- * empty message of the mutation's response type in its arena. ctx is the
- * mutation's apply_ctx. Runs on the writer thread. */
-typedef srv_code (*srv_apply_fn)(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
-                                 void *ctx, int64_t now_us, ProtobufCMessage *resp,
-                                 srv_error *err);
+ * empty message of the mutation's response type. Runs on the writer
+ * thread. */
+typedef srv_code (*srv_apply_fn)(srv_apply *ap, const ProtobufCMessage *req,
+                                 ProtobufCMessage *resp, srv_error *err);
 
 /* Called once per mutation on the writer thread after its batch ended:
  * code SRV_OK with the encoded response (in the mutation's arena), or an
  * error. replayed: the response came from an idempotency record. */
 typedef void (*srv_mutation_done)(void *ctx, srv_code code, const srv_error *err,
                                   const uint8_t *resp, size_t len, bool replayed);
+
+/* Told after each commit that a run's log grew to last_seq (a run may be
+ * told more than once per commit, in increasing order); on the writer
+ * thread. Must not block. */
+typedef void (*srv_commit_observer)(void *ctx, const char *run_id, uint64_t last_seq);
 
 typedef struct srv_mutation {
     /* Filled by the submitter; must stay valid until done is called. */
@@ -51,10 +68,27 @@ typedef struct srv_mutation {
  * past it, submissions fail with RESOURCE_EXHAUSTED and a pushback. */
 srv_code srv_ledger_start(srv_store *st, int max_queue, srv_ledger **out, srv_error *err);
 
+/* Sets the one commit observer; call before the first submission. */
+void srv_ledger_observe(srv_ledger *l, srv_commit_observer fn, void *ctx);
+
 /* Queues m. On SRV_OK, m->done will be called exactly once (on the writer
  * thread); on failure it is not called and *err says why (overload,
  * stopping). Thread-safe. */
 srv_code srv_ledger_submit(srv_ledger *l, srv_mutation *m, srv_error *err);
+
+/* Looks m's key (run_id, method, key) up in a read snapshot of st, before
+ * the mutation is submitted: *found, and the record in arena a. The
+ * ledger checks again inside its transaction, so a miss here is only a
+ * hint. Any thread. */
+srv_code srv_ledger_lookup(srv_store *st, const srv_mutation *m, srv_arena *a,
+                           srv_dedup_record *rec, bool *found, srv_error *err);
+
+/* Answers a key found before the mutation reached the ledger (read-only
+ * lookup in a read snapshot): the stored response with replayed = true,
+ * in arena a, or ALREADY_EXISTS when rec was made for another request
+ * (another fingerprint). */
+srv_code srv_ledger_replay(const srv_mutation *m, const srv_dedup_record *rec, srv_arena *a,
+                           const uint8_t **resp, size_t *len, srv_error *err);
 
 /* Finishes every queued mutation, stops the thread and frees the ledger.
  * Submissions after this starts fail with UNAVAILABLE. NULL is a no-op. */

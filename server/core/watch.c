@@ -6,7 +6,8 @@
  * step. A finished watcher's call is ended last, after every unlock: the
  * call, and the watcher in its arena, may be freed right after. */
 #include "core/watch.h"
-#include "service/contract.h"
+#include "core/domain.h"
+#include "base/limits.h"
 #include "base/log.h"
 #include "base/pbc.h"
 
@@ -191,9 +192,8 @@ static srv_code read_page(watcher *w, srv_error *err)
     cairn__v1__read_events_response__init(&w->page);
     if (!(w->page_arena = srv_arena_create()))
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
-    srv_store *st = w->hub->store;
-    return st->ops->read_events(st, w->page_arena, w->feed->run_id, w->next_seq, PAGE_EVENTS,
-                                PAGE_BYTES, &w->page, err);
+    return srv_events_read(w->hub->store, w->page_arena, w->feed->run_id, w->next_seq,
+                           PAGE_EVENTS, PAGE_BYTES, &w->page, err);
 }
 
 /* Sends w's next event, or parks it, or ends it. Any thread. */
@@ -348,7 +348,7 @@ void srv_watch_serve(srv_watch *h, srv_call *call, const char *run_id, uint64_t 
         end_call(call, SRV_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    if (h->store->ops->get_run(h->store, a, run_id, &run, &err)) {
+    if (srv_run_read(h->store, a, run_id, &run, &err)) {
         pthread_mutex_lock(&h->mu);
         feed_unref(h, f);
         pthread_mutex_unlock(&h->mu);
@@ -384,8 +384,8 @@ static void fill(srv_watch *h, feed *f, uint64_t from, uint64_t to)
         srv_arena *a = srv_arena_create();
         Cairn__V1__ReadEventsResponse page = CAIRN__V1__READ_EVENTS_RESPONSE__INIT;
         srv_error err;
-        if (!a || h->store->ops->read_events(h->store, a, f->run_id, from, PAGE_EVENTS,
-                                             PAGE_BYTES, &page, &err)) {
+        if (!a || srv_events_read(h->store, a, f->run_id, from, PAGE_EVENTS, PAGE_BYTES, &page,
+                                  &err)) {
             srv_arena_destroy(a);
             return; /* watchers fall back to reading the log themselves */
         }
@@ -438,7 +438,7 @@ static void *dispatcher(void *arg)
     return NULL;
 }
 
-/* The store's commit observer: the writer thread, after a commit. */
+/* The ledger's commit observer: the writer thread, after a commit. */
 static void advance(void *ctx, const char *run_id, uint64_t last_seq)
 {
     srv_watch *h = ctx;
@@ -462,7 +462,7 @@ static void advance(void *ctx, const char *run_id, uint64_t last_seq)
     pthread_mutex_unlock(&h->mu);
 }
 
-srv_code srv_watch_start(srv_store *st, srv_watch **out, srv_error *err)
+srv_code srv_watch_start(srv_store *st, srv_ledger *l, srv_watch **out, srv_error *err)
 {
     srv_watch *h = calloc(1, sizeof *h);
     if (!h)
@@ -476,7 +476,7 @@ srv_code srv_watch_start(srv_store *st, srv_watch **out, srv_error *err)
         free(h);
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "cannot start the watch thread");
     }
-    st->ops->set_commit_observer(st, advance, h);
+    srv_ledger_observe(l, advance, h);
     *out = h;
     return SRV_OK;
 }
@@ -507,7 +507,6 @@ void srv_watch_stop(srv_watch *h)
 {
     if (!h)
         return;
-    h->store->ops->set_commit_observer(h->store, NULL, NULL);
     pthread_mutex_lock(&h->mu);
     h->quit = true;
     pthread_cond_signal(&h->cv);

@@ -11,14 +11,15 @@
 
 #include "base/error.h"
 #include "transport/rpc.h"
+#include "core/ledger.h"
 #include "store/store.h"
 
 #include <stdint.h>
 
 typedef struct srv_watch srv_watch;
 
-/* Starts the dispatcher and becomes st's commit observer. */
-srv_code srv_watch_start(srv_store *st, srv_watch **out, srv_error *err);
+/* Starts the dispatcher over st and becomes l's commit observer. */
+srv_code srv_watch_start(srv_store *st, srv_ledger *l, srv_watch **out, srv_error *err);
 
 /* Serves one WatchEvents call: events from from_seq (>= 1) on, then live
  * ones, until the client cancels or shutdown. Owns the call from here. */
@@ -29,7 +30,7 @@ void srv_watch_serve(srv_watch *w, srv_call *call, const char *run_id, uint64_t 
 void srv_watch_close_all(srv_watch *w);
 
 /* Stops the dispatcher and frees the hub, once no stream remains (after
- * the transport stopped). NULL is a no-op. */
+ * the transport stopped) and the ledger stopped. NULL is a no-op. */
 void srv_watch_stop(srv_watch *w);
 
 #endif

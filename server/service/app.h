@@ -4,7 +4,6 @@
 
 #include "config/config.h"
 #include "core/ledger.h"
-#include "core/pins.h"
 #include "store/store.h"
 #include "core/watch.h"
 
@@ -14,7 +13,6 @@ typedef struct srv_app {
     const srv_config *cfg;
     srv_store *store;
     srv_ledger *ledger;
-    srv_pins *pins;           /* checkpoints being streamed out */
     srv_watch *watch;         /* WatchEvents streams */
     atomic_bool serving;      /* false once shutdown begins (health) */
 } srv_app;

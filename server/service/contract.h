@@ -3,9 +3,9 @@
 #ifndef CAIRN_SERVER_CONTRACT_H
 #define CAIRN_SERVER_CONTRACT_H
 
-#define SRV_ID_MAX 128                    /* run_id, worker_id, holder, ... */
+#include "base/limits.h"
+
 #define SRV_KEY_MAX 128                   /* idempotency_key, printable ASCII */
-#define SRV_EVENT_TYPE_MAX 128            /* Event.type, bytes */
 #define SRV_EVENTS_PER_APPEND_MAX 1000
 #define SRV_PAYLOAD_MAX (1024 * 1024)     /* Event.payload, bytes */
 #define SRV_MESSAGE_MAX (4 * 1024 * 1024) /* one gRPC message, either way */
@@ -22,7 +22,5 @@
 #define SRV_CHUNK_MAX (1024 * 1024)       /* snapshot bytes per stream message */
 #define SRV_LEASE_TTL_MIN_MS 1000
 #define SRV_LEASE_TTL_MAX_MS 600000
-#define SRV_TIMESTAMP_LEN 27              /* 2026-01-28T10:15:30.123456Z */
-#define SRV_SHA256_HEX 64
 
 #endif

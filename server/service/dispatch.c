@@ -10,7 +10,7 @@ typedef enum kind {
     KIND_READ,          /* unary: read */
     KIND_MUTATION,      /* unary: apply through the ledger */
     KIND_SERVER_STREAM, /* one request, then the handler streams */
-    KIND_CLIENT_STREAM, /* the handler reads the stream itself */
+    KIND_CLIENT_STREAM, /* a mutation whose request the handler reads as a stream */
 } kind;
 
 typedef struct row {
@@ -21,9 +21,10 @@ typedef struct row {
     const ProtobufCMessageDescriptor *response;
     srv_validate_fn validate;                  /* NULL: nothing to check */
     srv_read_fn read;                          /* KIND_READ */
-    srv_apply_fn apply;                        /* KIND_MUTATION */
+    srv_apply_fn apply;                        /* KIND_MUTATION, KIND_CLIENT_STREAM */
     void (*serve)(srv_app *, srv_call *, ProtobufCMessage *); /* KIND_SERVER_STREAM */
-    void (*accept)(srv_app *, srv_call *);                    /* KIND_CLIENT_STREAM */
+    /* KIND_CLIENT_STREAM: reads the stream, fills and submits m. */
+    void (*accept)(srv_app *, srv_call *, srv_mutation *m);
 } row;
 
 /* A method's path and its name (the dedup scope), from one token. */
@@ -56,7 +57,7 @@ static const row table[] = {
      .apply = srv_apply_complete_worker},
     {COORD(CreateCheckpoint), KIND_CLIENT_STREAM,
      MSG(create_checkpoint_request), MSG(checkpoint), NULL,
-     .accept = srv_start_create_checkpoint},
+     .apply = srv_apply_create_checkpoint, .accept = srv_start_create_checkpoint},
     {COORD(ListCheckpoints), KIND_READ, MSG(list_checkpoints_request),
      MSG(list_checkpoints_response), srv_validate_list_checkpoints,
      .read = srv_read_list_checkpoints},
@@ -100,26 +101,36 @@ static void mutation_done(void *ctx, srv_code code, const srv_error *err,
         srv_call_reply(call, resp, len, replayed);
 }
 
-/* Key check, fingerprint, then the ledger answers through mutation_done. */
-static srv_code submit(srv_app *app, srv_call *call, const row *r, ProtobufCMessage *req,
-                       srv_error *err)
+/* A mutation of row r, answered through mutation_done; the request,
+ * run, key and fingerprint are the caller's to fill. NULL when out of
+ * memory. */
+static srv_mutation *new_mutation(srv_app *app, srv_call *call, const row *r)
 {
-    srv_arena *a = srv_call_arena(call);
-    srv_mutation *m = srv_arena_alloc(a, sizeof *m);
+    srv_mutation *m = srv_arena_alloc(srv_call_arena(call), sizeof *m);
     if (!m)
-        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+        return NULL;
     memset(m, 0, sizeof *m);
     m->method = r->name;
-    m->run_id = srv_msg_string(req, "run_id");
-    m->key = srv_msg_string(req, "idempotency_key");
-    m->request = req;
     m->response = r->response;
     m->apply = r->apply;
     m->apply_ctx = app;
-    m->arena = a;
+    m->arena = srv_call_arena(call);
     m->done = mutation_done;
     m->ctx = call;
-    if (srv_fingerprint(a, req, m->fingerprint, err))
+    return m;
+}
+
+/* Fingerprint, then the ledger answers through mutation_done. */
+static srv_code submit(srv_app *app, srv_call *call, const row *r, ProtobufCMessage *req,
+                       srv_error *err)
+{
+    srv_mutation *m = new_mutation(app, call, r);
+    if (!m)
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    m->run_id = srv_msg_string(req, "run_id");
+    m->key = srv_msg_string(req, "idempotency_key");
+    m->request = req;
+    if (srv_fingerprint(m->arena, req, m->fingerprint, err))
         return err->code;
     return srv_ledger_submit(app->ledger, m, err);
 }
@@ -144,7 +155,14 @@ void srv_dispatch_call(void *appv, srv_call *call, size_t index)
     srv_app *app = appv;
     const row *r = &table[index];
     if (r->kind == KIND_CLIENT_STREAM) {
-        r->accept(app, call);
+        srv_mutation *m = new_mutation(app, call, r);
+        if (m) {
+            r->accept(app, call, m);
+            return;
+        }
+        srv_error err;
+        srv_fail(&err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+        srv_call_fail(call, &err);
         return;
     }
     srv_arena *a = srv_call_arena(call);

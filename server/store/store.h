@@ -1,220 +1,307 @@
-/* The store interface: what cairnd needs from durable storage, as a
- * versioned table of functions that a backend (store_sqlite.c, later
- * store_pg.c) fills in. Methods are only ever appended.
+/* The store, as its callers (core/) see it: durable state as *primitive*
+ * operations (find, insert, update, delete; no cairn rule), reached only
+ * through the srv_store_* wrappers in store.c. A backend implements them
+ * (backend.h); srv_store_open picks one by name from the registry.
  *
- * Outputs are protobuf-c messages allocated in the caller's arena, so a
- * handler can encode them as they are; the store never frees them.
+ * Transactions. Every data operation runs inside a srv_txn:
+ * - a read snapshot (srv_store_read_begin, any thread, many at once): it
+ *   sees committed data only, one consistent state for its whole life;
+ * - the write transaction (srv_store_begin, the ledger's writer thread
+ *   only, one at a time): it sees its own writes; savepoints nest one
+ *   mutation inside it. Operations marked "write" need this one.
  *
- * Threads: the write functions (begin .. rollback_to, dedup_*, and the
- * mutations) are called only from the ledger's writer thread, always
- * inside begin/commit. The read functions may be called from any thread,
- * concurrently with each other and with the writer; they see committed
- * data only. Every function may block on I/O.
+ * Ownership: strings and arrays an operation returns live in the arena
+ * the caller passes; the store never frees them. Inputs are read during
+ * the call only, unless said otherwise.
  *
- * Errors: functions return SRV_OK or a code with *err filled: NOT_FOUND
- * for an unknown run, FAILED_PRECONDITION / ALREADY_EXISTS for a request
- * the current state refuses, RESOURCE_EXHAUSTED (with pushback) when the
- * disk is full, UNAVAILABLE when storage fails. */
-#ifndef CAIRN_SERVER_STORE_H
-#define CAIRN_SERVER_STORE_H
+ * Errors: SRV_OK, or a code with *err filled: UNAVAILABLE when storage
+ * fails (retry later), RESOURCE_EXHAUSTED with a pushback when the disk is
+ * full, DATA_LOSS when stored data is corrupt, ABORTED when another
+ * process raced this one on a unique key (the ledger retries the mutation
+ * once; see backend.h). "Not there" is never an error: finders report it
+ * through *found, and core/ words the error. */
+#ifndef CAIRN_SERVER_STORE_STORE_H
+#define CAIRN_SERVER_STORE_STORE_H
 
 #include "base/arena.h"
-#include "cairn/v1/coordinator.pb-c.h"
 #include "base/error.h"
+#include "cairn/v1/coordinator.pb-c.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
-#define SRV_STORE_OPS_VERSION 3
-
 typedef struct srv_store srv_store;
-typedef struct srv_pins srv_pins;
-
+typedef struct srv_txn srv_txn;
 /* Snapshot bytes on their way in: staged while the stream arrives, then
- * linked to a checkpoint by create_checkpoint (content-addressed by
- * SHA-256, stored once however many checkpoints share it). */
+ * linked to a checkpoint inside the write transaction. */
 typedef struct srv_blob_stage srv_blob_stage;
 /* Snapshot bytes on their way out. */
 typedef struct srv_blob_reader srv_blob_reader;
 
-/* Told after each commit which runs' logs grew, and to which seq (a run
- * may be told more than once per commit, in increasing order); called on
- * the writer thread. Must not block. */
-typedef void (*srv_commit_observer)(void *ctx, const char *run_id, uint64_t last_seq);
+/* What a backend may need to open; each reads the fields it knows. */
+typedef struct srv_store_config {
+    const char *data_dir;     /* sqlite: cairn.db, blobs/ and LOCK live here */
+    int readers;              /* connections for read snapshots */
+} srv_store_config;
 
-/* What ResumeRun needs, read in one consistent snapshot. */
+/* Opens the backend registered as name ("sqlite"), creating or migrating
+ * its schema. INVALID_ARGUMENT for an unknown name or a backend whose ops
+ * version this build does not know; the backend's own errors otherwise
+ * (FAILED_PRECONDITION: data dir in use, schema newer than this build). */
+srv_code srv_store_open(const char *name, const srv_store_config *cfg, srv_store **out,
+                        srv_error *err);
+/* Closes the store; a write transaction still open is rolled back. NULL
+ * is a no-op. */
+void srv_store_close(srv_store *st);
+/* The registered names, comma-separated ("sqlite"), for --help. */
+const char *srv_store_names(void);
+
+/* ---- transactions ---- */
+
+srv_code srv_store_read_begin(srv_store *st, srv_txn **out, srv_error *err);
+/* Ends a read snapshot. NULL is a no-op. */
+void srv_store_read_end(srv_txn *t);
+
+/* Writer thread only. */
+srv_code srv_store_begin(srv_store *st, srv_txn **out, srv_error *err);
+/* Makes everything since begin durable (fsync) or fails as a whole; the
+ * transaction is over either way. */
+srv_code srv_store_commit(srv_txn *t, srv_error *err);
+/* Undoes everything since begin; the transaction is over. */
+void srv_store_rollback(srv_txn *t);
+/* A nested scope for one mutation: release keeps its effects, rollback_to
+ * undoes them; both end the scope. */
+srv_code srv_store_savepoint(srv_txn *t, srv_error *err);
+srv_code srv_store_release(srv_txn *t, srv_error *err);
+void srv_store_rollback_to(srv_txn *t);
+
+/* ---- runs ---- */
+
+/* The numbers of a run that mutations need. */
+typedef struct srv_run_head {
+    int64_t ref;                      /* the backend's handle; increases in creation order */
+    const char *run_id;
+    int64_t created_us;
+    uint64_t next_seq;                /* 1 + the last seq */
+    uint32_t n_workers;
+    uint32_t n_completed;
+    const char *latest_checkpoint_id; /* "" before the first */
+    int64_t latest_checkpoint_us;
+    uint64_t checkpoint_events;       /* the latest checkpoint's events_count */
+} srv_run_head;
+
+typedef struct srv_label {
+    const char *key;
+    const char *value;
+} srv_label;
+
+/* A run with its definition. */
+typedef struct srv_run_rec {
+    srv_run_head head;
+    char **workers;                   /* in definition order */
+    size_t n_workers;
+    char **completed;                 /* in completion order */
+    size_t n_completed;
+    srv_label *labels;                /* sorted by key */
+    size_t n_labels;
+} srv_run_rec;
+
+srv_code srv_store_run_find(srv_txn *t, srv_arena *a, const char *run_id, srv_run_head *out,
+                            bool *found, srv_error *err);
+srv_code srv_store_run_get(srv_txn *t, srv_arena *a, const char *run_id, srv_run_rec *out,
+                           bool *found, srv_error *err);
+/* Runs whose ref is greater than after, in creation order, at most limit. */
+srv_code srv_store_runs_list(srv_txn *t, srv_arena *a, int64_t after, uint32_t limit,
+                             srv_run_rec **out, size_t *n, srv_error *err);
+/* Write. Stores a new run with next_seq 1 (labels sorted by key, no two
+ * alike); *ref is its handle. ABORTED when the id exists. */
+srv_code srv_store_run_insert(srv_txn *t, const char *run_id, char *const *workers,
+                              size_t n_workers, const srv_label *labels, size_t n_labels,
+                              int64_t now_us, int64_t *ref, srv_error *err);
+
+/* ---- the event log ---- */
+
+/* Write. Stores events[i] (type, worker_id, payload) as seq
+ * run->next_seq + i, created now, and moves the run's next_seq past them.
+ * ABORTED when a seq exists. */
+srv_code srv_store_events_insert(srv_txn *t, const srv_run_head *run,
+                                 Cairn__V1__Event *const *events, size_t n, int64_t now_us,
+                                 srv_error *err);
+/* Events with seq >= from_seq in order, at most max_events, and stopping
+ * before their cost (payload bytes + SRV_EVENT_COST each) passes
+ * max_bytes, but at least one. run_id, seq and created_at are filled. */
+srv_code srv_store_events_read(srv_txn *t, srv_arena *a, const srv_run_head *run,
+                               uint64_t from_seq, uint32_t max_events, size_t max_bytes,
+                               Cairn__V1__Event ***out, size_t *n, srv_error *err);
+
+/* ---- workers ---- */
+
+/* Whether worker_id is one of the run's workers, and the seq of its
+ * completion (0: not completed). */
+srv_code srv_store_worker_get(srv_txn *t, const srv_run_head *run, const char *worker_id,
+                              bool *is_worker, uint64_t *completed_seq, srv_error *err);
+/* Write. Marks a worker of the run completed at seq; counts it in the
+ * run's n_completed. */
+srv_code srv_store_worker_complete(srv_txn *t, const srv_run_head *run, const char *worker_id,
+                                   uint64_t seq, srv_error *err);
+
 typedef struct srv_completion {
     const char *worker_id;
-    uint64_t seq;             /* of its worker.completed event */
+    uint64_t seq;                     /* of its worker.completed event */
 } srv_completion;
 
-typedef struct srv_resume_state {
-    Cairn__V1__Run run;
-    bool has_checkpoint;
-    Cairn__V1__Checkpoint checkpoint;  /* the latest, when has_checkpoint */
-    srv_completion *completions;       /* in seq order */
-    size_t n_completions;
-} srv_resume_state;
+/* The run's completed workers in seq order. */
+srv_code srv_store_completions(srv_txn *t, srv_arena *a, const srv_run_head *run,
+                               srv_completion **out, size_t *n, srv_error *err);
 
-/* The checkpoint fields a CreateCheckpoint stream established. */
-typedef struct srv_new_checkpoint {
-    const Cairn__V1__CheckpointHeader *header;  /* validated */
-    const char *sha256;                         /* of the bytes received */
-    srv_blob_stage *stage;                      /* finished */
-    int retention;                              /* keep this many; older go */
-    srv_pins *pins;                             /* never delete these */
-} srv_new_checkpoint;
+/* ---- leases ---- */
 
-/* The scope of an idempotency key: (run, method, key). */
+/* The latest lease of a worker. The row outlives the lease, so the next
+ * fencing token can be larger than every earlier one. */
+typedef struct srv_lease_rec {
+    bool found;
+    const char *lease_id;
+    const char *holder;
+    uint64_t fencing_token;
+    int64_t expires_us;               /* 0 once released */
+} srv_lease_rec;
+
+srv_code srv_store_lease_get(srv_txn *t, srv_arena *a, const srv_run_head *run,
+                             const char *worker_id, srv_lease_rec *out, srv_error *err);
+/* Write. Replaces the worker's lease row with *l. */
+srv_code srv_store_lease_put(srv_txn *t, const srv_run_head *run, const char *worker_id,
+                             const srv_lease_rec *l, srv_error *err);
+
+/* ---- checkpoints ---- */
+
+typedef struct srv_checkpoint_rec {
+    const char *checkpoint_id;
+    int64_t created_us;
+    const char *run_state;
+    uint64_t events_count;
+    uint64_t snapshot_size;
+    const char *sha256;               /* of the snapshot, 64 hex digits */
+    char **completed;                 /* completed workers it records */
+    size_t n_completed;
+} srv_checkpoint_rec;
+
+/* Write. Stores a checkpoint whose snapshot was linked by
+ * srv_store_blob_link, and makes it the run's latest (latest_checkpoint_id,
+ * _us and checkpoint_events of its head). ABORTED when the id exists. */
+srv_code srv_store_checkpoint_insert(srv_txn *t, const srv_run_head *run,
+                                     const srv_checkpoint_rec *c, srv_error *err);
+/* Write. Deletes a checkpoint (not its snapshot: see blob_unlink). */
+srv_code srv_store_checkpoint_delete(srv_txn *t, const srv_run_head *run,
+                                     const char *checkpoint_id, srv_error *err);
+/* One checkpoint, or the newest when checkpoint_id is "". */
+srv_code srv_store_checkpoint_get(srv_txn *t, srv_arena *a, const srv_run_head *run,
+                                  const char *checkpoint_id, srv_checkpoint_rec *out,
+                                  bool *found, srv_error *err);
+/* The run's checkpoints with an id greater than after ("" = all), oldest
+ * first, at most limit; with their completed workers when `full`, else
+ * only id, created_us and sha256 are filled. */
+srv_code srv_store_checkpoints_list(srv_txn *t, srv_arena *a, const srv_run_head *run,
+                                    const char *after, uint32_t limit, bool full,
+                                    srv_checkpoint_rec **out, size_t *n, srv_error *err);
+
+/* ---- pins: checkpoints being read, which cleanup must not delete ----
+ * A pin is a row with an expiry, so every process's cleanup honours it
+ * and a pin whose process died lapses by itself. pin_add and pin_remove
+ * commit on their own (any thread, outside the write transaction); a
+ * write transaction either sees a pin or began before it was added. */
+
+srv_code srv_store_pin_add(srv_store *st, const char *run_id, const char *checkpoint_id,
+                           int64_t expires_us, int64_t *pin, srv_error *err);
+srv_code srv_store_pin_remove(srv_store *st, int64_t pin, srv_error *err);
+/* Whether a pin on the checkpoint expires after now_us. */
+srv_code srv_store_pinned(srv_txn *t, const char *run_id, const char *checkpoint_id,
+                          int64_t now_us, bool *pinned, srv_error *err);
+
+/* ---- snapshot bytes ---- */
+
+/* Any thread, no transaction: one stage per upload. */
+srv_code srv_store_stage_begin(srv_store *st, srv_blob_stage **out, srv_error *err);
+srv_code srv_store_stage_write(srv_blob_stage *b, const uint8_t *data, size_t len,
+                               srv_error *err);
+/* Makes the staged bytes durable; sha256 is their hex digest. */
+srv_code srv_store_stage_finish(srv_blob_stage *b, const char *sha256, srv_error *err);
+/* Discards what no commit linked, and frees. NULL is a no-op. Call after
+ * the transaction that linked it ended. */
+void srv_store_stage_free(srv_blob_stage *b);
+
+/* Write. Adds a reference to the finished stage's content, storing it
+ * when new (identical content is stored once). */
+srv_code srv_store_blob_link(srv_txn *t, srv_blob_stage *b, uint64_t size, srv_error *err);
+/* Write. Drops one reference; content left without one is removed after
+ * the transaction commits. */
+srv_code srv_store_blob_unlink(srv_txn *t, const char *sha256, srv_error *err);
+
+/* Any thread, no transaction. NOT_FOUND when the content is gone. */
+srv_code srv_store_blob_open(srv_store *st, const char *sha256, srv_blob_reader **out,
+                             srv_error *err);
+/* Reads up to cap bytes; *n == 0 at the end. */
+srv_code srv_store_blob_read(srv_blob_reader *r, uint8_t *buf, size_t cap, size_t *n,
+                             srv_error *err);
+/* NULL is a no-op. */
+void srv_store_blob_close(srv_blob_reader *r);
+
+/* ---- idempotency records: (run, method, key) -> fingerprint, response ---- */
+
 typedef struct srv_dedup_key {
     const char *run_id;
-    const char *method;       /* short RPC name, "AppendEvents" */
+    const char *method;               /* short RPC name, "AppendEvents" */
     const char *key;
 } srv_dedup_key;
 
 typedef struct srv_dedup_record {
-    uint8_t fingerprint[32];  /* SHA-256 of the request without its key */
-    const uint8_t *response;  /* the encoded response as first sent */
+    uint8_t fingerprint[32];          /* SHA-256 of the request without its key */
+    const uint8_t *response;          /* the encoded response as first sent */
     size_t response_len;
 } srv_dedup_record;
 
-struct srv_store_ops {
-    unsigned version;         /* SRV_STORE_OPS_VERSION */
-    const char *name;         /* "sqlite" */
+srv_code srv_store_dedup_get(srv_txn *t, srv_arena *a, const srv_dedup_key *k,
+                             srv_dedup_record *out, bool *found, srv_error *err);
+/* Write. The run must exist (INTERNAL otherwise); ABORTED when the key
+ * exists. */
+srv_code srv_store_dedup_put(srv_txn *t, const srv_dedup_key *k, const srv_dedup_record *rec,
+                             int64_t now_us, srv_error *err);
 
-    /* Closes the store; a transaction still open is rolled back. */
-    void (*close)(srv_store *st);
-    /* Registers the one observer of log growth (before writes start). */
-    void (*set_commit_observer)(srv_store *st, srv_commit_observer fn, void *ctx);
+/* ---- what the wrappers saw (for logs and metrics) ---- */
 
-    /* ---- write transactions (writer thread only) ---- */
+/* Every operation, by name; SRV_STORE_OP_<NAME> indexes counters and
+ * fault injection. */
+#define SRV_STORE_OP_MAP(XX)                                                               \
+    XX(READ_BEGIN) XX(BEGIN) XX(COMMIT) XX(SAVEPOINT) XX(RELEASE) XX(RUN_FIND) XX(RUN_GET) \
+    XX(RUNS_LIST) XX(RUN_INSERT) XX(EVENTS_INSERT) XX(EVENTS_READ) XX(WORKER_GET)          \
+    XX(WORKER_COMPLETE) XX(COMPLETIONS) XX(LEASE_GET) XX(LEASE_PUT) XX(CHECKPOINT_INSERT)  \
+    XX(CHECKPOINT_DELETE) XX(CHECKPOINT_GET) XX(CHECKPOINTS_LIST) XX(PIN_ADD)              \
+    XX(PIN_REMOVE) XX(PINNED) XX(STAGE_BEGIN) XX(STAGE_WRITE) XX(STAGE_FINISH)             \
+    XX(BLOB_LINK) XX(BLOB_UNLINK) XX(BLOB_OPEN) XX(BLOB_READ) XX(DEDUP_GET) XX(DEDUP_PUT)
 
-    srv_code (*begin)(srv_store *st, srv_error *err);
-    /* Makes everything since begin durable (fsync) or fails as a whole. */
-    srv_code (*commit)(srv_store *st, srv_error *err);
-    void (*rollback)(srv_store *st);
-    /* A nested scope for one mutation of a batch: release keeps its
-     * effects, rollback_to undoes them and ends the scope. */
-    srv_code (*savepoint)(srv_store *st, srv_error *err);
-    srv_code (*release)(srv_store *st, srv_error *err);
-    void (*rollback_to)(srv_store *st);
+typedef enum srv_store_op {
+#define XX(name) SRV_STORE_OP_##name,
+    SRV_STORE_OP_MAP(XX)
+#undef XX
+        SRV_STORE_N_OPS
+} srv_store_op;
 
-    /* Looks up a key; *found tells whether a record exists. The record's
-     * response is copied into the arena. */
-    srv_code (*dedup_get)(srv_store *st, srv_arena *a, const srv_dedup_key *k,
-                          srv_dedup_record *out, bool *found, srv_error *err);
-    /* Records a key; the run must exist. */
-    srv_code (*dedup_put)(srv_store *st, const srv_dedup_key *k,
-                          const srv_dedup_record *rec, int64_t now_us, srv_error *err);
+/* "EVENTS_INSERT"; "?" for a number out of range. */
+const char *srv_store_op_name(srv_store_op op);
 
-    /* Creates the run, or, when a run with that id and the same workers and
-     * labels exists, returns it; a different definition is ALREADY_EXISTS.
-     * req is validated and normalized (workers deduplicated, labels sorted). */
-    srv_code (*create_run)(srv_store *st, srv_arena *a,
-                           const Cairn__V1__CreateRunRequest *req, int64_t now_us,
-                           Cairn__V1__Run *out, srv_error *err);
-    /* Appends req->events as seqs next_seq.., all or nothing, after the
-     * expected_next_seq check. Fills first_seq, last_seq and
-     * events_since_checkpoint. */
-    srv_code (*append_events)(srv_store *st, const Cairn__V1__AppendEventsRequest *req,
-                              int64_t now_us, Cairn__V1__AppendEventsResponse *out,
-                              srv_error *err);
+typedef struct srv_store_stats {
+    uint64_t calls[SRV_STORE_N_OPS];
+    uint64_t failures[SRV_STORE_N_OPS];
+    uint64_t commit_us_total;         /* time inside commit (the fsync) */
+    uint64_t commit_us_max;
+} srv_store_stats;
 
-    /* Marks a worker of the run completed and appends its
-     * "worker.completed" event. INVALID_ARGUMENT when the worker is not
-     * the run's; FAILED_PRECONDITION when it already completed, or for a
-     * fencing token that is not current. */
-    srv_code (*complete_worker)(srv_store *st, const Cairn__V1__CompleteWorkerRequest *req,
-                                int64_t now_us, Cairn__V1__CompleteWorkerResponse *out,
-                                srv_error *err);
-    /* Creates a checkpoint from a finished stage (the stage stays the
-     * caller's: free it after the transaction ends), then applies
-     * retention. INVALID_ARGUMENT when events_count passes the run's last
-     * seq or a completed worker is not the run's. */
-    srv_code (*create_checkpoint)(srv_store *st, srv_arena *a, const srv_new_checkpoint *cp,
-                                  int64_t now_us, Cairn__V1__Checkpoint *out, srv_error *err);
-    /* Leases (see docs/api.md): acquire fails FAILED_PRECONDITION while
-     * another lease is live or the worker completed; renew needs the live
-     * lease's id; release of a lease no longer live is a no-op, of one
-     * taken over is FAILED_PRECONDITION. Each acquire's fencing token is
-     * larger than every earlier one of that worker. */
-    srv_code (*acquire_worker)(srv_store *st, srv_arena *a,
-                               const Cairn__V1__AcquireWorkerRequest *req, int64_t now_us,
-                               Cairn__V1__Lease *out, srv_error *err);
-    srv_code (*renew_lease)(srv_store *st, srv_arena *a, const Cairn__V1__RenewLeaseRequest *req,
-                            int64_t now_us, Cairn__V1__Lease *out, srv_error *err);
-    srv_code (*release_worker)(srv_store *st, const Cairn__V1__ReleaseWorkerRequest *req,
-                               int64_t now_us, srv_error *err);
-    /* Deletes all but the newest keep_last_n checkpoints of the run,
-     * skipping pinned ones; fills deleted and deleted_ids. */
-    srv_code (*cleanup_checkpoints)(srv_store *st, srv_arena *a, const char *run_id,
-                                    uint32_t keep_last_n, srv_pins *pins,
-                                    Cairn__V1__CleanupCheckpointsResponse *out, srv_error *err);
+/* A copy of the counters. Thread-safe. */
+void srv_store_get_stats(srv_store *st, srv_store_stats *out);
 
-    /* ---- snapshot staging (any thread; one stage per upload) ---- */
-
-    srv_code (*stage_begin)(srv_store *st, srv_blob_stage **out, srv_error *err);
-    srv_code (*stage_write)(srv_blob_stage *b, const uint8_t *data, size_t len, srv_error *err);
-    /* Makes the staged bytes durable; sha256 is their hex digest. */
-    srv_code (*stage_finish)(srv_blob_stage *b, const char *sha256, srv_error *err);
-    /* Discards what no commit linked, and frees. NULL is a no-op. */
-    void (*stage_free)(srv_blob_stage *b);
-
-    /* ---- reads (any thread) ---- */
-
-    srv_code (*get_run)(srv_store *st, srv_arena *a, const char *run_id,
-                        Cairn__V1__Run *out, srv_error *err);
-    /* Runs in creation order after the position `after` (0 = the start);
-     * at most limit. *next is the position to continue from, 0 at the end. */
-    srv_code (*list_runs)(srv_store *st, srv_arena *a, uint64_t after, uint32_t limit,
-                          Cairn__V1__ListRunsResponse *out, uint64_t *next,
-                          srv_error *err);
-    /* Events with seq >= from_seq, at most max_events, and stopping before
-     * the payloads would pass max_bytes (but always at least one event). */
-    srv_code (*read_events)(srv_store *st, srv_arena *a, const char *run_id,
-                            uint64_t from_seq, uint32_t max_events, size_t max_bytes,
-                            Cairn__V1__ReadEventsResponse *out, srv_error *err);
-    /* The run's checkpoints after checkpoint_id `after` ("" = from the
-     * first), oldest first: at most 1000, stopping before their encoding
-     * passes max_bytes (but at least one). Sets next_page_token when more
-     * follow. */
-    srv_code (*list_checkpoints)(srv_store *st, srv_arena *a, const char *run_id,
-                                 const char *after, size_t max_bytes,
-                                 Cairn__V1__ListCheckpointsResponse *out, srv_error *err);
-    /* One checkpoint, or the latest when checkpoint_id is ""; NOT_FOUND
-     * for an unknown run, or when there is no such checkpoint. */
-    srv_code (*get_checkpoint)(srv_store *st, srv_arena *a, const char *run_id,
-                               const char *checkpoint_id, Cairn__V1__Checkpoint *out,
-                               srv_error *err);
-    srv_code (*read_resume_state)(srv_store *st, srv_arena *a, const char *run_id,
-                                  srv_resume_state *out, srv_error *err);
-    /* Opens the bytes of a snapshot by its SHA-256; NOT_FOUND when they
-     * are gone (deleted after the caller read the checkpoint). */
-    srv_code (*blob_open)(srv_store *st, const char *sha256, srv_blob_reader **out,
-                          srv_error *err);
-    /* Reads up to cap bytes; *n == 0 at the end. */
-    srv_code (*blob_read)(srv_blob_reader *r, uint8_t *buf, size_t cap, size_t *n,
-                          srv_error *err);
-    /* NULL is a no-op. */
-    void (*blob_close)(srv_blob_reader *r);
-};
-
-/* Every backend's handle starts with this. */
-struct srv_store {
-    const struct srv_store_ops *ops;
-};
-
-/* Opens (creating if needed) the SQLite store in dir/cairn.db with readers
- * reader connections, snapshots in dir/blobs/. Migrates the schema
- * forward; refuses a schema newer than this build. Removes staged uploads
- * and snapshot files no checkpoint references (left by a crash). */
-srv_code srv_store_sqlite_open(const char *dir, int readers, srv_store **out,
-                               srv_error *err);
-
-static inline void srv_store_close(srv_store *st)
-{
-    if (st)
-        st->ops->close(st);
-}
+/* For tests: the nth call (1 = the next) of op from now fails with code
+ * and a message saying it was injected, without reaching the backend.
+ * code SRV_OK disarms. One armed fault per op. Thread-safe. */
+void srv_store_inject_fault(srv_store *st, srv_store_op op, unsigned nth, srv_code code);
 
 #endif

@@ -6,9 +6,6 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Written by CompleteWorker only, so the log's completions are the
- * server's own. */
-#define RESERVED_TYPE "worker.completed"
 
 static srv_code check_event(Cairn__V1__Event *ev, size_t i, srv_error *err)
 {
@@ -16,9 +13,9 @@ static srv_code check_event(Cairn__V1__Event *ev, size_t i, srv_error *err)
     snprintf(field, sizeof field, "events[%zu].type", i);
     if (srv_check_length(field, ev->type, SRV_EVENT_TYPE_MAX, err))
         return err->code;
-    if (strcmp(ev->type, RESERVED_TYPE) == 0)
+    if (strcmp(ev->type, SRV_COMPLETED_EVENT_TYPE) == 0)
         return srv_fail(err, SRV_INVALID_ARGUMENT,
-                        "%s: \"" RESERVED_TYPE "\" is reserved for CompleteWorker", field);
+                        "%s: \"" SRV_COMPLETED_EVENT_TYPE "\" is reserved for CompleteWorker", field);
     snprintf(field, sizeof field, "events[%zu].worker_id", i);
     if (srv_check_optional_id(field, ev->worker_id, err))
         return err->code;
@@ -58,15 +55,11 @@ srv_code srv_validate_append_events(ProtobufCMessage *msg, srv_arena *a, srv_err
     return SRV_OK;
 }
 
-srv_code srv_apply_append_events(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
-                                 void *ctx, int64_t now_us, ProtobufCMessage *resp,
-                                 srv_error *err)
+srv_code srv_apply_append_events(srv_apply *ap, const ProtobufCMessage *req,
+                                 ProtobufCMessage *resp, srv_error *err)
 {
-    (void)ctx;
-    (void)a;
-    Cairn__V1__AppendEventsResponse *out = (Cairn__V1__AppendEventsResponse *)resp;
-    return st->ops->append_events(st, (const Cairn__V1__AppendEventsRequest *)req, now_us, out,
-                                  err);
+    return srv_events_append(ap, (const Cairn__V1__AppendEventsRequest *)req,
+                             (Cairn__V1__AppendEventsResponse *)resp, err);
 }
 
 srv_code srv_validate_read_events(ProtobufCMessage *msg, srv_arena *a, srv_error *err)
@@ -87,6 +80,6 @@ srv_code srv_read_read_events(srv_app *app, srv_arena *a, const ProtobufCMessage
 {
     const Cairn__V1__ReadEventsRequest *req = (const Cairn__V1__ReadEventsRequest *)msg;
     Cairn__V1__ReadEventsResponse *out = (Cairn__V1__ReadEventsResponse *)resp;
-    return app->store->ops->read_events(app->store, a, req->run_id, req->from_seq,
-                                        req->max_events, SRV_READ_PAGE_BYTES, out, err);
+    return srv_events_read(app->store, a, req->run_id, req->from_seq, req->max_events,
+                           SRV_READ_PAGE_BYTES, out, err);
 }

@@ -13,6 +13,7 @@
 #include "service/app.h"
 #include "base/arena.h"
 #include "base/error.h"
+#include "core/domain.h"
 #include "core/ledger.h"
 #include "transport/rpc.h"
 
@@ -26,9 +27,8 @@ typedef srv_code (*srv_read_fn)(srv_app *app, srv_arena *a, const ProtobufCMessa
 
 /* runs.c */
 srv_code srv_validate_create_run(ProtobufCMessage *req, srv_arena *a, srv_error *err);
-srv_code srv_apply_create_run(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
-                              void *ctx, int64_t now_us, ProtobufCMessage *resp,
-                                 srv_error *err);
+srv_code srv_apply_create_run(srv_apply *ap, const ProtobufCMessage *req, ProtobufCMessage *resp,
+                 srv_error *err);
 srv_code srv_read_get_run(srv_app *app, srv_arena *a, const ProtobufCMessage *req,
                           ProtobufCMessage *resp, srv_error *err);
 srv_code srv_validate_list_runs(ProtobufCMessage *req, srv_arena *a, srv_error *err);
@@ -37,31 +37,27 @@ srv_code srv_read_list_runs(srv_app *app, srv_arena *a, const ProtobufCMessage *
 
 /* events.c */
 srv_code srv_validate_append_events(ProtobufCMessage *req, srv_arena *a, srv_error *err);
-srv_code srv_apply_append_events(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
-                                 void *ctx, int64_t now_us, ProtobufCMessage *resp,
-                                 srv_error *err);
+srv_code srv_apply_append_events(srv_apply *ap, const ProtobufCMessage *req, ProtobufCMessage *resp,
+                 srv_error *err);
 srv_code srv_validate_read_events(ProtobufCMessage *req, srv_arena *a, srv_error *err);
 srv_code srv_read_read_events(srv_app *app, srv_arena *a, const ProtobufCMessage *req,
                               ProtobufCMessage *resp, srv_error *err);
 
 /* workers.c */
 srv_code srv_validate_complete_worker(ProtobufCMessage *req, srv_arena *a, srv_error *err);
-srv_code srv_apply_complete_worker(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
-                                   void *ctx, int64_t now_us, ProtobufCMessage *resp,
-                                   srv_error *err);
+srv_code srv_apply_complete_worker(srv_apply *ap, const ProtobufCMessage *req, ProtobufCMessage *resp,
+                 srv_error *err);
 
 /* leases.c */
 srv_code srv_validate_acquire_worker(ProtobufCMessage *req, srv_arena *a, srv_error *err);
 srv_code srv_validate_renew_lease(ProtobufCMessage *req, srv_arena *a, srv_error *err);
 srv_code srv_validate_release_worker(ProtobufCMessage *req, srv_arena *a, srv_error *err);
-srv_code srv_apply_acquire_worker(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
-                                  void *ctx, int64_t now_us, ProtobufCMessage *resp,
-                                  srv_error *err);
-srv_code srv_apply_renew_lease(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
-                               void *ctx, int64_t now_us, ProtobufCMessage *resp, srv_error *err);
-srv_code srv_apply_release_worker(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
-                                  void *ctx, int64_t now_us, ProtobufCMessage *resp,
-                                  srv_error *err);
+srv_code srv_apply_acquire_worker(srv_apply *ap, const ProtobufCMessage *req, ProtobufCMessage *resp,
+                 srv_error *err);
+srv_code srv_apply_renew_lease(srv_apply *ap, const ProtobufCMessage *req, ProtobufCMessage *resp,
+                 srv_error *err);
+srv_code srv_apply_release_worker(srv_apply *ap, const ProtobufCMessage *req, ProtobufCMessage *resp,
+                 srv_error *err);
 
 /* watch.c: WatchEvents, a server stream served by the watch hub. */
 srv_code srv_validate_watch_events(ProtobufCMessage *req, srv_arena *a, srv_error *err);
@@ -76,17 +72,20 @@ srv_code srv_read_list_checkpoints(srv_app *app, srv_arena *a, const ProtobufCMe
 srv_code srv_read_get_latest_checkpoint(srv_app *app, srv_arena *a, const ProtobufCMessage *req,
                                         ProtobufCMessage *resp, srv_error *err);
 srv_code srv_validate_cleanup_checkpoints(ProtobufCMessage *req, srv_arena *a, srv_error *err);
-/* ctx is the srv_app (for its pins). */
-srv_code srv_apply_cleanup_checkpoints(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
-                                       void *ctx, int64_t now_us, ProtobufCMessage *resp,
-                                       srv_error *err);
+srv_code srv_apply_cleanup_checkpoints(srv_apply *ap, const ProtobufCMessage *req, ProtobufCMessage *resp,
+                 srv_error *err);
 /* Checks a CreateCheckpoint header and deduplicates its completed workers. */
 srv_code srv_validate_checkpoint_header(Cairn__V1__CheckpointHeader *h, srv_arena *a,
                                         int64_t max_snapshot_bytes, srv_error *err);
 srv_code srv_validate_load_checkpoint(ProtobufCMessage *req, srv_arena *a, srv_error *err);
 
-/* upload.c: CreateCheckpoint, a client stream; the handler reads it. */
-void srv_start_create_checkpoint(srv_app *app, srv_call *call);
+/* upload.c: CreateCheckpoint, a client stream; the handler reads it and
+ * submits the mutation `m` prepared from its table row (method, response
+ * type, apply) once the header and the bytes are in. ap->ctx of the apply
+ * is the upload's srv_new_checkpoint. */
+void srv_start_create_checkpoint(srv_app *app, srv_call *call, srv_mutation *m);
+srv_code srv_apply_create_checkpoint(srv_apply *ap, const ProtobufCMessage *req,
+                                     ProtobufCMessage *resp, srv_error *err);
 
 /* download.c: LoadCheckpoint, a server stream. */
 void srv_start_load_checkpoint(srv_app *app, srv_call *call, ProtobufCMessage *req);

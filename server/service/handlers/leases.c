@@ -41,31 +41,23 @@ srv_code srv_validate_release_worker(ProtobufCMessage *msg, srv_arena *a, srv_er
     return SRV_OK;
 }
 
-srv_code srv_apply_acquire_worker(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
-                                  void *ctx, int64_t now_us, ProtobufCMessage *resp,
-                                  srv_error *err)
+srv_code srv_apply_acquire_worker(srv_apply *ap, const ProtobufCMessage *req,
+                                  ProtobufCMessage *resp, srv_error *err)
 {
-    (void)ctx;
-    Cairn__V1__Lease *out = (Cairn__V1__Lease *)resp;
-    return st->ops->acquire_worker(st, a, (const Cairn__V1__AcquireWorkerRequest *)req, now_us,
-                                   out, err);
+    return srv_lease_acquire(ap, (const Cairn__V1__AcquireWorkerRequest *)req,
+                             (Cairn__V1__Lease *)resp, err);
 }
 
-srv_code srv_apply_renew_lease(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
-                               void *ctx, int64_t now_us, ProtobufCMessage *resp, srv_error *err)
+srv_code srv_apply_renew_lease(srv_apply *ap, const ProtobufCMessage *req, ProtobufCMessage *resp,
+                               srv_error *err)
 {
-    (void)ctx;
-    Cairn__V1__Lease *out = (Cairn__V1__Lease *)resp;
-    return st->ops->renew_lease(st, a, (const Cairn__V1__RenewLeaseRequest *)req, now_us, out,
-                                err);
+    return srv_lease_renew(ap, (const Cairn__V1__RenewLeaseRequest *)req,
+                           (Cairn__V1__Lease *)resp, err);
 }
 
-srv_code srv_apply_release_worker(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
-                                  void *ctx, int64_t now_us, ProtobufCMessage *resp,
-                                  srv_error *err)
+srv_code srv_apply_release_worker(srv_apply *ap, const ProtobufCMessage *req,
+                                  ProtobufCMessage *resp, srv_error *err)
 {
-    (void)ctx;
-    (void)a;
     (void)resp; /* only replayed, which the ledger sets on replays */
-    return st->ops->release_worker(st, (const Cairn__V1__ReleaseWorkerRequest *)req, now_us, err);
+    return srv_lease_release(ap, (const Cairn__V1__ReleaseWorkerRequest *)req, err);
 }

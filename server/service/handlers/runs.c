@@ -79,19 +79,18 @@ srv_code srv_validate_create_run(ProtobufCMessage *msg, srv_arena *a, srv_error 
     return normalize_labels(req, a, err);
 }
 
-srv_code srv_apply_create_run(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
-                              void *ctx, int64_t now_us, ProtobufCMessage *resp, srv_error *err)
+srv_code srv_apply_create_run(srv_apply *ap, const ProtobufCMessage *req, ProtobufCMessage *resp,
+                              srv_error *err)
 {
-    (void)ctx;
-    return st->ops->create_run(st, a, (const Cairn__V1__CreateRunRequest *)req, now_us,
-                               (Cairn__V1__Run *)resp, err);
+    return srv_run_create(ap, (const Cairn__V1__CreateRunRequest *)req, (Cairn__V1__Run *)resp,
+                          err);
 }
 
 srv_code srv_read_get_run(srv_app *app, srv_arena *a, const ProtobufCMessage *msg,
                           ProtobufCMessage *resp, srv_error *err)
 {
-    return app->store->ops->get_run(app->store, a, ((const Cairn__V1__GetRunRequest *)msg)->run_id,
-                                    (Cairn__V1__Run *)resp, err);
+    return srv_run_read(app->store, a, ((const Cairn__V1__GetRunRequest *)msg)->run_id,
+                        (Cairn__V1__Run *)resp, err);
 }
 
 /* A page token is the position after which the next page starts, as
@@ -133,7 +132,7 @@ srv_code srv_read_list_runs(srv_app *app, srv_arena *a, const ProtobufCMessage *
     Cairn__V1__ListRunsResponse *out = (Cairn__V1__ListRunsResponse *)resp;
     uint64_t after = 0, next = 0;
     parse_token(req->page_token, &after); /* validated */
-    srv_code rc = app->store->ops->list_runs(app->store, a, after, req->page_size, out, &next, err);
+    srv_code rc = srv_runs_read(app->store, a, after, req->page_size, out, &next, err);
     if (!rc && next) {
         char token[24];
         snprintf(token, sizeof token, "%llu", (unsigned long long)next);

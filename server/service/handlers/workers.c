@@ -11,13 +11,9 @@ srv_code srv_validate_complete_worker(ProtobufCMessage *msg, srv_arena *a, srv_e
     return SRV_OK;
 }
 
-srv_code srv_apply_complete_worker(srv_store *st, srv_arena *a, const ProtobufCMessage *req,
-                                   void *ctx, int64_t now_us, ProtobufCMessage *resp,
-                                   srv_error *err)
+srv_code srv_apply_complete_worker(srv_apply *ap, const ProtobufCMessage *req,
+                                   ProtobufCMessage *resp, srv_error *err)
 {
-    (void)ctx;
-    (void)a;
-    Cairn__V1__CompleteWorkerResponse *out = (Cairn__V1__CompleteWorkerResponse *)resp;
-    return st->ops->complete_worker(st, (const Cairn__V1__CompleteWorkerRequest *)req, now_us,
-                                    out, err);
+    return srv_worker_complete(ap, (const Cairn__V1__CompleteWorkerRequest *)req,
+                               (Cairn__V1__CompleteWorkerResponse *)resp, err);
 }

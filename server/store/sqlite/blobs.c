@@ -7,6 +7,7 @@
  * transaction commits. What a crash strands (staged uploads, files without
  * a row) is swept when the store opens. */
 #include "store/sqlite/sqlite_int.h"
+#include "base/error.h"
 #include "base/hex.h"
 
 #include <ctype.h>
@@ -22,17 +23,18 @@
 /* A disk that cannot take more comes back later: retry after this. */
 enum { DISK_FULL_PUSHBACK_MS = 1000 };
 
-struct srv_blob_stage {
-    sqlite_store *store;
+typedef struct sq_stage {
+    srv_blob_stage base;
     int fd;
     bool linked;              /* moved into place: nothing to remove */
     char sha256[65];
     char path[SQ_PATH_MAX];
-};
+} sq_stage;
 
-struct srv_blob_reader {
+typedef struct sq_reader {
+    srv_blob_reader base;
     int fd;
-};
+} sq_reader;
 
 static srv_code io_fail(int e, const char *what, const char *path, srv_error *err)
 {
@@ -125,25 +127,26 @@ srv_code sq_blobs_open(sqlite_store *s, srv_error *err)
 srv_code sq_stage_begin(srv_store *st, srv_blob_stage **out, srv_error *err)
 {
     sqlite_store *s = sq_from(st);
-    srv_blob_stage *b = calloc(1, sizeof *b);
+    sq_stage *b = calloc(1, sizeof *b);
     if (!b)
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
     char name[17];
     srv_random_hex(name, 8);
     snprintf(b->path, sizeof b->path, "%s/blobs/staging/%s", s->dir, name);
-    b->store = s;
+    b->base.store = st;
     b->fd = open(b->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (b->fd < 0) {
         srv_code rc = io_fail(errno, "staging", b->path, err);
         free(b);
         return rc;
     }
-    *out = b;
+    *out = &b->base;
     return SRV_OK;
 }
 
-srv_code sq_stage_write(srv_blob_stage *b, const uint8_t *data, size_t len, srv_error *err)
+srv_code sq_stage_write(srv_blob_stage *stage, const uint8_t *data, size_t len, srv_error *err)
 {
+    sq_stage *b = (sq_stage *)stage;
     while (len) {
         ssize_t n = write(b->fd, data, len);
         if (n < 0 && errno == EINTR)
@@ -156,8 +159,9 @@ srv_code sq_stage_write(srv_blob_stage *b, const uint8_t *data, size_t len, srv_
     return SRV_OK;
 }
 
-srv_code sq_stage_finish(srv_blob_stage *b, const char *sha256, srv_error *err)
+srv_code sq_stage_finish(srv_blob_stage *stage, const char *sha256, srv_error *err)
 {
+    sq_stage *b = (sq_stage *)stage;
     if (fsync(b->fd) < 0)
         return io_fail(errno, "syncing", b->path, err);
     close(b->fd);
@@ -166,8 +170,9 @@ srv_code sq_stage_finish(srv_blob_stage *b, const char *sha256, srv_error *err)
     return SRV_OK;
 }
 
-void sq_stage_free(srv_blob_stage *b)
+void sq_stage_free(srv_blob_stage *stage)
 {
+    sq_stage *b = (sq_stage *)stage;
     if (!b)
         return;
     if (b->fd >= 0)
@@ -179,8 +184,10 @@ void sq_stage_free(srv_blob_stage *b)
 
 /* ---- references (writer thread, inside the transaction) ---- */
 
-srv_code sq_blob_link(sqlite_store *s, srv_blob_stage *b, uint64_t size, srv_error *err)
+srv_code sq_blob_link(srv_txn *t, srv_blob_stage *stage, uint64_t size, srv_error *err)
 {
+    sqlite_store *s = sq_of(t);
+    sq_stage *b = (sq_stage *)stage;
     /* The staged copy always goes into place, even when the content is
      * stored already: it was just received, hashed and fsynced, while the
      * stored file may have rotted since (same content, so replacing it is
@@ -215,8 +222,9 @@ srv_code sq_blob_link(sqlite_store *s, srv_blob_stage *b, uint64_t size, srv_err
     return sq_step_done(w, st, "storing a snapshot", err);
 }
 
-srv_code sq_blob_unref(sqlite_store *s, const char *sha256, srv_error *err)
+srv_code sq_blob_unlink(srv_txn *t, const char *sha256, srv_error *err)
 {
+    sqlite_store *s = sq_of(t);
     conn *w = &s->writer;
     sqlite3_stmt *st = sq_stmt(w, ST_BLOB_ADD_REF, err);
     if (!st)
@@ -282,18 +290,21 @@ srv_code sq_blob_open(srv_store *st, const char *sha256, srv_blob_reader **out, 
             return srv_fail(err, SRV_NOT_FOUND, "snapshot %.16s...: deleted", sha256);
         return io_fail(errno, "opening", path, err);
     }
-    srv_blob_reader *r = malloc(sizeof *r);
+    sq_reader *r = malloc(sizeof *r);
     if (!r) {
         close(fd);
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
     }
+    r->base.store = st;
     r->fd = fd;
-    *out = r;
+    *out = &r->base;
     return SRV_OK;
 }
 
-srv_code sq_blob_read(srv_blob_reader *r, uint8_t *buf, size_t cap, size_t *n, srv_error *err)
+srv_code sq_blob_read(srv_blob_reader *reader, uint8_t *buf, size_t cap, size_t *n,
+                      srv_error *err)
 {
+    sq_reader *r = (sq_reader *)reader;
     size_t got = 0;
     while (got < cap) {
         ssize_t k = read(r->fd, buf + got, cap - got);
@@ -310,8 +321,9 @@ srv_code sq_blob_read(srv_blob_reader *r, uint8_t *buf, size_t cap, size_t *n, s
     return SRV_OK;
 }
 
-void sq_blob_close(srv_blob_reader *r)
+void sq_blob_close(srv_blob_reader *reader)
 {
+    sq_reader *r = (sq_reader *)reader;
     if (!r)
         return;
     close(r->fd);

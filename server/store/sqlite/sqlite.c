@@ -1,18 +1,25 @@
 /* The embedded store: one SQLite database, cairn.db, in the data dir, and
  * snapshot files under blobs/. WAL with synchronous=FULL, so a commit is
  * on disk before it is acknowledged. One write connection (the ledger's
- * writer thread) and a pool of read-only connections that read committed
- * data concurrently. This file: schema, statements, connections,
- * transactions, idempotency records; runs, checkpoints and blobs live in
- * store_sqlite_*.c. */
+ * writer thread), a pool of read-only connections for read snapshots, and
+ * one connection for pins. The data dir is locked (flock on LOCK) while
+ * the store is open, so one process owns it. This file: schema,
+ * statements, connections, transactions, idempotency records, opening;
+ * runs.c, leases.c, checkpoints.c and blobs.c hold the rest. */
 #include "store/sqlite/sqlite_int.h"
-#include "base/clock.h"
-#include "service/contract.h"
 #include "store/sqlite/sqlite.h"
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* Forward-only migrations: migrations[v] takes user_version v to v + 1. */
 static const char *const migrations[] = {
@@ -86,6 +93,14 @@ static const char *const migrations[] = {
     "  fencing_token INTEGER NOT NULL,"
     "  expires_us INTEGER NOT NULL," /* 0 once released */
     "  PRIMARY KEY (run, worker_id)) WITHOUT ROWID;",
+    /* 3 -> 4: pins, checkpoints being read that cleanup must keep; a pin
+     * lapses at expires_us, so one whose reader died frees itself. */
+    "CREATE TABLE pins ("
+    "  id INTEGER PRIMARY KEY,"
+    "  run_id TEXT NOT NULL,"
+    "  checkpoint_id TEXT NOT NULL,"
+    "  expires_us INTEGER NOT NULL);"
+    "CREATE INDEX pins_by_checkpoint ON pins(run_id, checkpoint_id);",
 };
 enum { SCHEMA_VERSION = sizeof migrations / sizeof migrations[0] };
 
@@ -108,15 +123,12 @@ static const char *const sql_text[N_STMT] = {
     [ST_RUNS_AFTER] = "SELECT " RUN_COLUMNS " FROM runs WHERE id > ?1 ORDER BY id LIMIT ?2",
     [ST_RUN_INSERT] = "INSERT INTO runs (run_id, created_us, worker_count) VALUES (?1, ?2, ?3)",
     [ST_RUN_SET_NEXT] = "UPDATE runs SET next_seq = ?2 WHERE id = ?1",
-    [ST_RUN_COMPLETED] = "UPDATE runs SET next_seq = ?2, completed_count = completed_count + 1 "
-                         "WHERE id = ?1",
+    [ST_RUN_COMPLETED] = "UPDATE runs SET completed_count = completed_count + 1 WHERE id = ?1",
     [ST_RUN_SET_CHECKPOINT] = "UPDATE runs SET latest_checkpoint_id = ?2, latest_checkpoint_us = ?3, "
                               "checkpoint_events = ?4 WHERE id = ?1",
     [ST_WORKERS] = "SELECT worker_id FROM run_workers WHERE run = ?1 ORDER BY idx",
     [ST_COMPLETED] = "SELECT worker_id FROM run_workers WHERE run = ?1 AND completed_seq > 0 "
                      "ORDER BY completed_seq",
-    [ST_COMPLETED_UNTIL] = "SELECT worker_id FROM run_workers WHERE run = ?1 AND completed_seq > 0 "
-                           "AND completed_seq <= ?2 ORDER BY completed_seq",
     [ST_COMPLETIONS] = "SELECT worker_id, completed_seq FROM run_workers "
                        "WHERE run = ?1 AND completed_seq > 0 ORDER BY completed_seq",
     [ST_WORKER_SEQ] = "SELECT completed_seq FROM run_workers WHERE run = ?1 AND worker_id = ?2",
@@ -141,14 +153,13 @@ static const char *const sql_text[N_STMT] = {
     [ST_CKPT_WORKERS] = "SELECT worker_id FROM checkpoint_workers WHERE checkpoint = ?1 ORDER BY idx",
     /* Ids are fixed-width timestamps, so they sort like created_us. */
     [ST_CKPT_LIST] = "SELECT " CKPT_COLUMNS " FROM checkpoints WHERE run = ?1 AND checkpoint_id > ?2 "
-                     "ORDER BY created_us LIMIT 1001",
+                     "ORDER BY checkpoint_id LIMIT ?3",
     [ST_CKPT_BY_ID] = "SELECT " CKPT_COLUMNS " FROM checkpoints WHERE run = ?1 AND checkpoint_id = ?2",
     [ST_CKPT_LATEST] = "SELECT " CKPT_COLUMNS " FROM checkpoints WHERE run = ?1 "
-                       "ORDER BY created_us DESC LIMIT 1",
-    [ST_CKPT_NEWEST_FIRST] = "SELECT id, checkpoint_id, snapshot_sha256 FROM checkpoints "
-                             "WHERE run = ?1 ORDER BY created_us DESC",
-    [ST_CKPT_DELETE_WORKERS] = "DELETE FROM checkpoint_workers WHERE checkpoint = ?1",
-    [ST_CKPT_DELETE] = "DELETE FROM checkpoints WHERE id = ?1",
+                       "ORDER BY checkpoint_id DESC LIMIT 1",
+    [ST_CKPT_DELETE_WORKERS] = "DELETE FROM checkpoint_workers WHERE checkpoint = "
+                               "(SELECT id FROM checkpoints WHERE run = ?1 AND checkpoint_id = ?2)",
+    [ST_CKPT_DELETE] = "DELETE FROM checkpoints WHERE run = ?1 AND checkpoint_id = ?2",
     [ST_BLOB_REFS] = "SELECT refs FROM blobs WHERE sha256 = ?1",
     [ST_BLOB_INSERT] = "INSERT INTO blobs (sha256, size, refs) VALUES (?1, ?2, 1)",
     [ST_BLOB_ADD_REF] = "UPDATE blobs SET refs = refs + ?2 WHERE sha256 = ?1",
@@ -158,7 +169,10 @@ static const char *const sql_text[N_STMT] = {
                      "WHERE run = ?1 AND worker_id = ?2",
     [ST_LEASE_PUT] = "INSERT OR REPLACE INTO leases (run, worker_id, lease_id, holder, "
                      "fencing_token, expires_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    [ST_LEASE_END] = "UPDATE leases SET expires_us = 0 WHERE run = ?1 AND worker_id = ?2",
+    [ST_PIN_INSERT] = "INSERT INTO pins (run_id, checkpoint_id, expires_us) VALUES (?1, ?2, ?3)",
+    [ST_PIN_DELETE] = "DELETE FROM pins WHERE id = ?1",
+    [ST_PINNED] = "SELECT 1 FROM pins WHERE run_id = ?1 AND checkpoint_id = ?2 "
+                  "AND expires_us > ?3 LIMIT 1",
 };
 
 /* ---- errors and statements ---- */
@@ -166,6 +180,14 @@ static const char *const sql_text[N_STMT] = {
 srv_code sq_db_fail(sqlite3 *db, int rc, const char *what, srv_error *err)
 {
     const char *detail = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    switch (rc) {
+    case SQLITE_CONSTRAINT_PRIMARYKEY:
+    case SQLITE_CONSTRAINT_UNIQUE:
+        return srv_fail(err, SRV_ABORTED, "store: a concurrent write took the key while %s",
+                        what);
+    default:
+        break;
+    }
     switch (rc & 0xff) {
     case SQLITE_FULL:
         return srv_fail_pushback(err, SRV_RESOURCE_EXHAUSTED, 1000,
@@ -226,57 +248,13 @@ const char *sq_column_text(srv_arena *a, sqlite3_stmt *s, int i)
     return srv_arena_strndup(a, t ? (const char *)t : "", (size_t)sqlite3_column_bytes(s, i));
 }
 
-char *sq_format_time(srv_arena *a, int64_t us)
-{
-    char buf[32];
-    return srv_arena_strdup(a, srv_format_time(buf, us));
-}
-
-/* ---- reading runs ---- */
-
-void sq_read_run_row(srv_arena *a, sqlite3_stmt *s, run_row *r)
-{
-    r->id = sqlite3_column_int64(s, 0);
-    r->run_id = sq_column_text(a, s, 1);
-    r->created_us = sqlite3_column_int64(s, 2);
-    r->next_seq = (uint64_t)sqlite3_column_int64(s, 3);
-    r->worker_count = sqlite3_column_int64(s, 4);
-    r->completed_count = sqlite3_column_int64(s, 5);
-    r->latest_checkpoint_id = sq_column_text(a, s, 6);
-    r->checkpoint_events = (uint64_t)sqlite3_column_int64(s, 7);
-    r->latest_checkpoint_us = sqlite3_column_int64(s, 8);
-}
-
-/* Finds a run by name: SRV_OK, or NOT_FOUND naming run_id. */
-srv_code sq_find_run(conn *c, srv_arena *a, const char *run_id, run_row *r,
-                         srv_error *err)
-{
-    sqlite3_stmt *s = sq_stmt(c, ST_RUN_BY_NAME, err);
-    if (!s)
-        return err->code;
-    sq_bind_text(s, 1, run_id);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        sq_read_run_row(a, s, r);
-        sqlite3_reset(s);
-        return SRV_OK;
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE)
-        return sq_db_fail(c->db, rc, "reading a run", err);
-    char q[SRV_QUOTE_MAX];
-    return srv_fail(err, SRV_NOT_FOUND, "run_id: no run %s", srv_quote(q, run_id, strlen(run_id)));
-}
-
-srv_code sq_read_strings(conn *c, srv_arena *a, stmt_id id, int64_t key, int64_t key2,
-                         char ***out, size_t *n, srv_error *err)
+srv_code sq_read_strings(conn *c, srv_arena *a, stmt_id id, int64_t key, char ***out,
+                         size_t *n, srv_error *err)
 {
     sqlite3_stmt *s = sq_stmt(c, id, err);
     if (!s)
         return err->code;
     sqlite3_bind_int64(s, 1, key);
-    if (sqlite3_bind_parameter_count(s) > 1)
-        sqlite3_bind_int64(s, 2, key2);
     size_t cap = 0, len = 0;
     char **v = NULL;
     int rc;
@@ -295,79 +273,35 @@ srv_code sq_read_strings(conn *c, srv_arena *a, stmt_id id, int64_t key, int64_t
     return SRV_OK;
 }
 
-static srv_code read_labels(conn *c, srv_arena *a, int64_t run, Cairn__V1__Run *out,
-                            srv_error *err)
-{
-    sqlite3_stmt *s = sq_stmt(c, ST_LABELS, err);
-    if (!s)
-        return err->code;
-    sqlite3_bind_int64(s, 1, run);
-    Cairn__V1__Run__LabelsEntry **v =
-        srv_arena_alloc(a, SRV_LABELS_MAX * sizeof *v);
-    size_t n = 0;
-    int rc = v ? SQLITE_ROW : SQLITE_NOMEM;
-    while (rc == SQLITE_ROW && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        Cairn__V1__Run__LabelsEntry *e = n < SRV_LABELS_MAX ? srv_arena_alloc(a, sizeof *e) : NULL;
-        if (!e) {
-            rc = SQLITE_NOMEM;
-            break;
-        }
-        cairn__v1__run__labels_entry__init(e);
-        e->key = (char *)sq_column_text(a, s, 0);
-        e->value = (char *)sq_column_text(a, s, 1);
-        v[n++] = e;
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE)
-        return sq_db_fail(c->db, rc, "reading labels", err);
-    out->labels = v;
-    out->n_labels = n;
-    return SRV_OK;
-}
+/* ---- read snapshots: a reader connection inside BEGIN .. COMMIT ---- */
 
-const char *sq_run_state(const run_row *r)
+static srv_code sq_read_begin(srv_store *st, srv_txn **out, srv_error *err)
 {
-    if (r->worker_count > 0 && r->completed_count >= r->worker_count)
-        return "completed";
-    return r->next_seq > 1 ? "running" : "created";
-}
-
-/* Fills a Run message from its row and child tables. */
-srv_code sq_fill_run(conn *c, srv_arena *a, const run_row *r, Cairn__V1__Run *out,
-                         srv_error *err)
-{
-    cairn__v1__run__init(out);
-    out->run_id = (char *)r->run_id;
-    out->state = (char *)sq_run_state(r);
-    out->next_seq = r->next_seq;
-    out->latest_checkpoint_id = (char *)r->latest_checkpoint_id;
-    out->created_at = sq_format_time(a, r->created_us);
-    srv_code rc = sq_read_strings(c, a, ST_WORKERS, r->id, 0, &out->workers, &out->n_workers, err);
-    if (!rc)
-        rc = sq_read_strings(c, a, ST_COMPLETED, r->id, 0, &out->completed_workers,
-                          &out->n_completed_workers, err);
-    if (!rc)
-        rc = read_labels(c, a, r->id, out, err);
-    return rc;
-}
-
-/* ---- reader pool ---- */
-
-conn *sq_reader_get(sqlite_store *s)
-{
+    sqlite_store *s = sq_from(st);
     pthread_mutex_lock(&s->mu);
     while (!s->free_readers)
         pthread_cond_wait(&s->cv, &s->mu);
     conn *c = s->free_readers;
     s->free_readers = c->next_free;
     pthread_mutex_unlock(&s->mu);
-    srv_error ignored; /* a failed BEGIN leaves autocommit reads: still correct per statement */
-    sq_exec(c, ST_READ_BEGIN, "beginning a read", &ignored);
-    return c;
+    /* A deferred BEGIN takes its snapshot at the first read. */
+    srv_code rc = sq_exec(c, ST_READ_BEGIN, "beginning a read", err);
+    if (rc) {
+        pthread_mutex_lock(&s->mu);
+        c->next_free = s->free_readers;
+        s->free_readers = c;
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        return rc;
+    }
+    *out = &c->txn;
+    return SRV_OK;
 }
 
-void sq_reader_put(sqlite_store *s, conn *c)
+static void sq_read_end(srv_txn *t)
 {
+    sqlite_store *s = sq_of(t);
+    conn *c = sq_conn(t);
     if (c->db && !sqlite3_get_autocommit(c->db)) {
         srv_error ignored;
         sq_exec(c, ST_READ_END, "ending a read", &ignored);
@@ -379,93 +313,61 @@ void sq_reader_put(sqlite_store *s, conn *c)
     pthread_mutex_unlock(&s->mu);
 }
 
-/* ---- write transactions ---- */
+/* ---- the write transaction ---- */
 
-static srv_code sq_begin(srv_store *st, srv_error *err)
+static srv_code sq_begin(srv_store *st, srv_txn **out, srv_error *err)
 {
-    return sq_exec(&sq_from(st)->writer, ST_BEGIN, "beginning a transaction", err);
-}
-
-srv_code sq_note_log(sqlite_store *s, const char *run_id, uint64_t last_seq, srv_error *err)
-{
-    for (size_t i = s->notes_mark; i < s->n_notes; i++) {
-        if (strcmp(s->notes[i].run_id, run_id) == 0) {
-            s->notes[i].last_seq = last_seq;
-            return SRV_OK;
-        }
-    }
-    if (s->n_notes == s->cap_notes) {
-        size_t cap = s->cap_notes ? s->cap_notes * 2 : 16;
-        struct log_note *v = realloc(s->notes, cap * sizeof *v);
-        if (!v)
-            return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
-        s->notes = v;
-        s->cap_notes = cap;
-    }
-    snprintf(s->notes[s->n_notes].run_id, sizeof s->notes[0].run_id, "%s", run_id);
-    s->notes[s->n_notes++].last_seq = last_seq;
-    return SRV_OK;
-}
-
-static void sq_set_commit_observer(srv_store *st, srv_commit_observer fn, void *ctx)
-{
-    sq_from(st)->observer = fn;
-    sq_from(st)->observer_ctx = ctx;
-}
-
-static srv_code sq_commit(srv_store *st, srv_error *err)
-{
-    sqlite_store *s = sq_from(st);
-    srv_code rc = sq_exec(&s->writer, ST_COMMIT, "committing", err);
-    if (!rc) {
-        sq_blobs_after_commit(s);
-        /* A run noted by several mutations of the batch: its last note
-         * carries the highest seq; each note goes out as it stands. */
-        for (size_t i = 0; s->observer && i < s->n_notes; i++)
-            s->observer(s->observer_ctx, s->notes[i].run_id, s->notes[i].last_seq);
-    }
-    s->n_notes = s->notes_mark = 0;
+    conn *w = &sq_from(st)->writer;
+    srv_code rc = sq_exec(w, ST_BEGIN, "beginning a transaction", err);
+    if (!rc)
+        *out = &w->txn;
     return rc;
 }
 
-static void sq_rollback(srv_store *st)
+static srv_code sq_commit(srv_txn *t, srv_error *err)
 {
-    conn *w = &sq_from(st)->writer;
+    sqlite_store *s = sq_of(t);
+    srv_code rc = sq_exec(&s->writer, ST_COMMIT, "committing", err);
+    if (!rc)
+        sq_blobs_after_commit(s);
+    return rc;
+}
+
+static void sq_rollback(srv_txn *t)
+{
+    sqlite_store *s = sq_of(t);
+    conn *w = &s->writer;
     if (w->db && !sqlite3_get_autocommit(w->db)) {
         srv_error ignored;
         sq_exec(w, ST_ROLLBACK, "rolling back", &ignored);
     }
-    sq_blobs_after_rollback(sq_from(st));
-    sq_from(st)->n_notes = sq_from(st)->notes_mark = 0;
+    sq_blobs_after_rollback(s);
 }
 
-static srv_code sq_savepoint(srv_store *st, srv_error *err)
+static srv_code sq_savepoint(srv_txn *t, srv_error *err)
 {
-    sq_from(st)->notes_mark = sq_from(st)->n_notes;
-    return sq_exec(&sq_from(st)->writer, ST_SAVEPOINT, "opening a savepoint", err);
+    return sq_exec(sq_conn(t), ST_SAVEPOINT, "opening a savepoint", err);
 }
 
-static srv_code sq_release(srv_store *st, srv_error *err)
+static srv_code sq_release(srv_txn *t, srv_error *err)
 {
-    return sq_exec(&sq_from(st)->writer, ST_RELEASE, "releasing a savepoint", err);
+    return sq_exec(sq_conn(t), ST_RELEASE, "releasing a savepoint", err);
 }
 
-static void sq_rollback_to(srv_store *st)
+static void sq_rollback_to(srv_txn *t)
 {
-    sq_from(st)->n_notes = sq_from(st)->notes_mark;
-    conn *w = &sq_from(st)->writer;
     srv_error ignored;
-    sq_exec(w, ST_ROLLBACK_TO, "rolling back a savepoint", &ignored);
-    sq_exec(w, ST_RELEASE, "releasing a savepoint", &ignored);
+    sq_exec(sq_conn(t), ST_ROLLBACK_TO, "rolling back a savepoint", &ignored);
+    sq_exec(sq_conn(t), ST_RELEASE, "releasing a savepoint", &ignored);
 }
 
 /* ---- idempotency ---- */
 
-static srv_code sq_dedup_get(srv_store *st, srv_arena *a, const srv_dedup_key *k,
+static srv_code sq_dedup_get(srv_txn *t, srv_arena *a, const srv_dedup_key *k,
                              srv_dedup_record *out, bool *found, srv_error *err)
 {
-    conn *w = &sq_from(st)->writer;
-    sqlite3_stmt *s = sq_stmt(w, ST_DEDUP_GET, err);
+    conn *c = sq_conn(t);
+    sqlite3_stmt *s = sq_stmt(c, ST_DEDUP_GET, err);
     if (!s)
         return err->code;
     sq_bind_text(s, 1, k->run_id);
@@ -484,14 +386,14 @@ static srv_code sq_dedup_get(srv_store *st, srv_arena *a, const srv_dedup_key *k
     }
     sqlite3_reset(s);
     if (rc != SQLITE_DONE)
-        return sq_db_fail(w->db, rc, "reading an idempotency record", err);
+        return sq_db_fail(c->db, rc, "reading an idempotency record", err);
     return SRV_OK;
 }
 
-static srv_code sq_dedup_put(srv_store *st, const srv_dedup_key *k,
-                             const srv_dedup_record *rec, int64_t now_us, srv_error *err)
+static srv_code sq_dedup_put(srv_txn *t, const srv_dedup_key *k, const srv_dedup_record *rec,
+                             int64_t now_us, srv_error *err)
 {
-    conn *w = &sq_from(st)->writer;
+    conn *w = sq_conn(t);
     sqlite3_stmt *s = sq_stmt(w, ST_DEDUP_PUT, err);
     if (!s)
         return err->code;
@@ -499,13 +401,11 @@ static srv_code sq_dedup_put(srv_store *st, const srv_dedup_key *k,
     sq_bind_text(s, 2, k->method);
     sq_bind_text(s, 3, k->key);
     sqlite3_bind_blob(s, 4, rec->fingerprint, 32, SQLITE_STATIC);
-    sqlite3_bind_blob(s, 5, rec->response_len ? rec->response : (const void *)"", (int)rec->response_len,
-                      SQLITE_STATIC);
+    sqlite3_bind_blob(s, 5, rec->response_len ? rec->response : (const void *)"",
+                      (int)rec->response_len, SQLITE_STATIC);
     sqlite3_bind_int64(s, 6, now_us);
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE)
-        return sq_db_fail(w->db, rc, "recording an idempotency key", err);
+    if (sq_step_done(w, s, "recording an idempotency key", err))
+        return err->code;
     if (sqlite3_changes(w->db) != 1)
         return srv_fail(err, SRV_INTERNAL, "store: idempotency record for a missing run");
     return SRV_OK;
@@ -524,16 +424,20 @@ static void conn_close(conn *c)
 static void sq_close(srv_store *st)
 {
     sqlite_store *s = sq_from(st);
-    sq_rollback(st);
+    if (s->writer.db)
+        sq_rollback(&s->writer.txn);
     for (int i = 0; i < s->n_readers; i++)
         conn_close(&s->readers[i]);
     free(s->readers);
     conn_close(&s->writer);
+    conn_close(&s->pinner);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->pin_mu);
     free(s->unlink_after_commit);
-    free(s->notes);
     free(s->dir);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
     free(s);
 }
 
@@ -583,9 +487,14 @@ srv_code srv_sqlite_migrate(sqlite3 *db, int target, srv_error *err)
     return SRV_OK;
 }
 
-static srv_code conn_open(conn *c, const char *path, bool writer, srv_error *err)
+typedef enum conn_kind { CONN_WRITER, CONN_READER, CONN_PINNER } conn_kind;
+
+static srv_code conn_open(sqlite_store *s, conn *c, const char *path, conn_kind kind,
+                          srv_error *err)
 {
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (writer ? SQLITE_OPEN_CREATE : 0);
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
+                (kind == CONN_WRITER ? SQLITE_OPEN_CREATE : 0);
+    c->txn = (srv_txn){&s->base, kind == CONN_WRITER};
     int rc = sqlite3_open_v2(path, &c->db, flags, NULL);
     if (rc != SQLITE_OK) {
         srv_code code = sq_db_fail(c->db, rc, "opening cairn.db", err);
@@ -593,14 +502,66 @@ static srv_code conn_open(conn *c, const char *path, bool writer, srv_error *err
         c->db = NULL;
         return code;
     }
+    sqlite3_extended_result_codes(c->db, 1);
     sqlite3_busy_timeout(c->db, 10000);
-    const char *pragmas = writer ? "PRAGMA journal_mode = WAL;"
-                                   "PRAGMA synchronous = FULL;"
-                                   "PRAGMA foreign_keys = ON;"
-                                 : "PRAGMA query_only = 1;";
+    /* Pins need no fsync of their own: one that is lost with a crash was
+     * held by a reader that died with it. */
+    const char *pragmas = kind == CONN_WRITER ? "PRAGMA journal_mode = WAL;"
+                                                "PRAGMA synchronous = FULL;"
+                                                "PRAGMA foreign_keys = ON;"
+                          : kind == CONN_PINNER ? "PRAGMA synchronous = OFF;"
+                                                : "PRAGMA query_only = 1;";
     rc = sqlite3_exec(c->db, pragmas, NULL, NULL, NULL);
     if (rc != SQLITE_OK)
         return sq_db_fail(c->db, rc, "configuring cairn.db", err);
+    return SRV_OK;
+}
+
+/* mkdir -p */
+static int make_dirs(const char *path)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n >= sizeof buf)
+        return -1;
+    memcpy(buf, path, n + 1);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return mkdir(buf, 0755) < 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* Holds an exclusive lock on dir/LOCK while the store is open, so two
+ * processes never share one store. */
+static srv_code lock_data_dir(sqlite_store *s, srv_error *err)
+{
+    char path[SQ_PATH_MAX];
+    snprintf(path, sizeof path, "%s/LOCK", s->dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return srv_fail(err, SRV_UNAVAILABLE, "--data-dir: cannot open %s: %s", path,
+                        strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        char pid[32] = "";
+        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        close(fd);
+        return srv_fail(err, SRV_FAILED_PRECONDITION,
+                        "data dir %s is in use by another cairnd%s%s%s; "
+                        "stop it or choose another --data-dir",
+                        s->dir, *pid ? " (pid " : "", pid, *pid ? ")" : "");
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) < 0)
+        srv_warn("cannot write the pid into %s: %s", path, strerror(errno));
+    s->lock_fd = fd;
     return SRV_OK;
 }
 
@@ -608,66 +569,88 @@ static const struct srv_store_ops sqlite_ops = {
     .version = SRV_STORE_OPS_VERSION,
     .name = "sqlite",
     .close = sq_close,
-    .set_commit_observer = sq_set_commit_observer,
+    .read_begin = sq_read_begin,
+    .read_end = sq_read_end,
     .begin = sq_begin,
     .commit = sq_commit,
     .rollback = sq_rollback,
     .savepoint = sq_savepoint,
     .release = sq_release,
     .rollback_to = sq_rollback_to,
-    .dedup_get = sq_dedup_get,
-    .dedup_put = sq_dedup_put,
-    .create_run = sq_create_run,
-    .append_events = sq_append_events,
-    .get_run = sq_get_run,
-    .list_runs = sq_list_runs,
-    .read_events = sq_read_events,
-    .complete_worker = sq_complete_worker,
-    .acquire_worker = sq_acquire_worker,
-    .renew_lease = sq_renew_lease,
-    .release_worker = sq_release_worker,
-    .create_checkpoint = sq_create_checkpoint,
-    .cleanup_checkpoints = sq_cleanup_checkpoints,
+    .run_find = sq_run_find,
+    .run_get = sq_run_get,
+    .runs_list = sq_runs_list,
+    .run_insert = sq_run_insert,
+    .events_insert = sq_events_insert,
+    .events_read = sq_events_read,
+    .worker_get = sq_worker_get,
+    .worker_complete = sq_worker_complete,
+    .completions = sq_completions,
+    .lease_get = sq_lease_get,
+    .lease_put = sq_lease_put,
+    .checkpoint_insert = sq_checkpoint_insert,
+    .checkpoint_delete = sq_checkpoint_delete,
+    .checkpoint_get = sq_checkpoint_get,
+    .checkpoints_list = sq_checkpoints_list,
+    .pin_add = sq_pin_add,
+    .pin_remove = sq_pin_remove,
+    .pinned = sq_pinned,
     .stage_begin = sq_stage_begin,
     .stage_write = sq_stage_write,
     .stage_finish = sq_stage_finish,
     .stage_free = sq_stage_free,
-    .list_checkpoints = sq_list_checkpoints,
-    .get_checkpoint = sq_get_checkpoint,
-    .read_resume_state = sq_read_resume_state,
+    .blob_link = sq_blob_link,
+    .blob_unlink = sq_blob_unlink,
     .blob_open = sq_blob_open,
     .blob_read = sq_blob_read,
     .blob_close = sq_blob_close,
+    .dedup_get = sq_dedup_get,
+    .dedup_put = sq_dedup_put,
 };
 
-srv_code srv_store_sqlite_open(const char *dir, int readers, srv_store **out, srv_error *err)
+srv_code srv_sqlite_open(const srv_store_config *cfg, srv_store **out, srv_error *err)
 {
+    if (make_dirs(cfg->data_dir) < 0)
+        return srv_fail(err, SRV_UNAVAILABLE, "--data-dir: cannot create %s: %s", cfg->data_dir,
+                        strerror(errno));
     sqlite_store *s = calloc(1, sizeof *s);
     if (!s)
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
     s->base.ops = &sqlite_ops;
+    s->lock_fd = -1;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
-    s->dir = strdup(dir);
+    pthread_mutex_init(&s->pin_mu, NULL);
+    s->dir = strdup(cfg->data_dir);
+    int readers = cfg->readers > 0 ? cfg->readers : 1;
 
-    char path[4200];
-    snprintf(path, sizeof path, "%s/cairn.db", dir);
-    srv_code rc = s->dir ? conn_open(&s->writer, path, true, err)
+    char path[SQ_PATH_MAX];
+    snprintf(path, sizeof path, "%s/cairn.db", cfg->data_dir);
+    srv_code rc = s->dir ? lock_data_dir(s, err)
                          : srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    if (!rc)
+        rc = conn_open(s, &s->writer, path, CONN_WRITER, err);
     if (!rc)
         rc = srv_sqlite_migrate(s->writer.db, SCHEMA_VERSION, err);
     if (!rc)
         rc = sq_blobs_open(s, err);
+    /* This process owns the store now: every pin left is of a reader that died. */
+    if (!rc && sqlite3_exec(s->writer.db, "DELETE FROM pins", NULL, NULL, NULL) != SQLITE_OK)
+        rc = sq_db_fail(s->writer.db, sqlite3_errcode(s->writer.db), "clearing pins", err);
+    if (!rc)
+        rc = conn_open(s, &s->pinner, path, CONN_PINNER, err);
     if (!rc) {
         s->readers = calloc((size_t)readers, sizeof *s->readers);
         if (!s->readers)
             rc = srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
     }
     for (int i = 0; !rc && i < readers; i++) {
-        rc = conn_open(&s->readers[i], path, false, err);
+        rc = conn_open(s, &s->readers[i], path, CONN_READER, err);
         s->n_readers++;
-        if (!rc)
-            sq_reader_put(s, &s->readers[i]);
+        if (!rc) {
+            s->readers[i].next_free = s->free_readers;
+            s->free_readers = &s->readers[i];
+        }
     }
     if (rc) {
         sq_close(&s->base);

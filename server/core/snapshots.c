@@ -1,0 +1,209 @@
+#include "core/snapshots.h"
+#include "core/domain.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/sha256.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A download's pin lapses after this unless renewed; it is renewed while
+ * bytes flow, so only a reader that died (or stalled this long) loses it. */
+#define PIN_TTL_US (10 * 60 * 1000000LL)
+
+struct srv_upload {
+    srv_blob_stage *stage;
+    srv_sha256 *sha;
+    uint64_t size, received;
+    char sha_hex[65];
+};
+
+srv_code srv_upload_begin(srv_store *st, uint64_t size, bool stage, srv_upload **out,
+                          srv_error *err)
+{
+    srv_upload *u = calloc(1, sizeof *u);
+    if (!u || !(u->sha = srv_sha256_new())) {
+        srv_upload_free(u);
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    u->size = size;
+    if (stage && srv_store_stage_begin(st, &u->stage, err)) {
+        srv_upload_free(u);
+        return err->code;
+    }
+    *out = u;
+    return SRV_OK;
+}
+
+srv_code srv_upload_write(srv_upload *u, const uint8_t *data, size_t len, srv_error *err)
+{
+    if (len > u->size - u->received)
+        return srv_fail(err, SRV_INVALID_ARGUMENT,
+                        "chunk: the stream carries more than the %llu bytes snapshot_size declared",
+                        (unsigned long long)u->size);
+    if (u->stage && srv_store_stage_write(u->stage, data, len, err))
+        return err->code;
+    srv_sha256_update(u->sha, data, len);
+    u->received += len;
+    return SRV_OK;
+}
+
+uint64_t srv_upload_received(const srv_upload *u)
+{
+    return u->received;
+}
+
+srv_code srv_upload_finish(srv_upload *u, const char *expected_sha256, srv_error *err)
+{
+    srv_sha256_final_hex(u->sha, u->sha_hex);
+    if (*expected_sha256 && strcmp(expected_sha256, u->sha_hex) != 0)
+        return srv_fail(err, SRV_INVALID_ARGUMENT,
+                        "snapshot_sha256: the header says %s but the %llu bytes received hash "
+                        "to %s",
+                        expected_sha256, (unsigned long long)u->received, u->sha_hex);
+    if (u->stage && srv_store_stage_finish(u->stage, u->sha_hex, err))
+        return err->code;
+    return SRV_OK;
+}
+
+const char *srv_upload_sha256(const srv_upload *u)
+{
+    return u->sha_hex;
+}
+
+srv_blob_stage *srv_upload_stage(const srv_upload *u)
+{
+    return u->stage;
+}
+
+void srv_upload_free(srv_upload *u)
+{
+    if (!u)
+        return;
+    srv_store_stage_free(u->stage);
+    srv_sha256_free(u->sha);
+    free(u);
+}
+
+void srv_checkpoint_fingerprint(const uint8_t header_fp[32], const char *sha256_hex,
+                                uint8_t out[32])
+{
+    uint8_t buf[32 + 64];
+    memcpy(buf, header_fp, 32);
+    memcpy(buf + 32, sha256_hex, 64);
+    srv_sha256_of(buf, sizeof buf, out);
+}
+
+/* ---- downloads ---- */
+
+struct srv_download {
+    srv_store *store;
+    char *run_id;
+    char *checkpoint_id;
+    int64_t pin;
+    int64_t pin_expires_us;
+    bool pinned;
+    srv_blob_reader *reader;
+    srv_sha256 *sha;
+    uint64_t size, sent;
+    char expected_sha[65];
+};
+
+static srv_code pin(srv_download *d, srv_error *err)
+{
+    int64_t expires = srv_now_us() + PIN_TTL_US;
+    int64_t id;
+    if (srv_store_pin_add(d->store, d->run_id, d->checkpoint_id, expires, &id, err))
+        return err->code;
+    if (d->pinned) {
+        srv_error ignored;
+        srv_store_pin_remove(d->store, d->pin, &ignored);
+    }
+    d->pin = id;
+    d->pin_expires_us = expires;
+    d->pinned = true;
+    return SRV_OK;
+}
+
+srv_code srv_download_open(srv_store *st, srv_arena *a, const char *run_id,
+                           const char *checkpoint_id, Cairn__V1__Checkpoint *meta,
+                           srv_download **out, srv_error *err)
+{
+    if (srv_checkpoint_read(st, a, run_id, checkpoint_id, meta, err))
+        return err->code;
+    srv_download *d = calloc(1, sizeof *d);
+    if (!d)
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    d->store = st;
+    d->run_id = strdup(run_id);
+    d->checkpoint_id = strdup(meta->checkpoint_id);
+    d->sha = srv_sha256_new();
+    if (!d->run_id || !d->checkpoint_id || !d->sha) {
+        srv_download_close(d);
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    /* Pinned now, but a cleanup may have deleted it just before. */
+    if (pin(d, err) || srv_checkpoint_read(st, a, run_id, d->checkpoint_id, meta, err)) {
+        srv_download_close(d);
+        return err->code;
+    }
+    if (srv_store_blob_open(st, meta->snapshot_sha256, &d->reader, err)) {
+        /* Gone with its checkpoint, or lost under it. */
+        Cairn__V1__Checkpoint again;
+        srv_error again_err;
+        if (err->code == SRV_NOT_FOUND &&
+            !srv_checkpoint_read(st, a, run_id, d->checkpoint_id, &again, &again_err))
+            srv_fail(err, SRV_DATA_LOSS, "checkpoint %s: its snapshot bytes are missing",
+                     d->checkpoint_id);
+        srv_download_close(d);
+        return err->code;
+    }
+    d->size = meta->snapshot_size;
+    snprintf(d->expected_sha, sizeof d->expected_sha, "%s", meta->snapshot_sha256);
+    *out = d;
+    return SRV_OK;
+}
+
+srv_code srv_download_read(srv_download *d, uint8_t *buf, size_t cap, size_t *n, srv_error *err)
+{
+    if (d->pin_expires_us - srv_now_us() < PIN_TTL_US / 2 && pin(d, err))
+        return err->code;
+    if (srv_store_blob_read(d->reader, buf, cap, n, err))
+        return err->code;
+    if (*n > 0) {
+        d->sent += *n;
+        srv_sha256_update(d->sha, buf, *n);
+        if (d->sent > d->size)
+            return srv_fail(err, SRV_DATA_LOSS,
+                            "checkpoint %s: stored snapshot is longer than its %llu bytes",
+                            d->checkpoint_id, (unsigned long long)d->size);
+        return SRV_OK;
+    }
+    char hex[65];
+    srv_sha256_final_hex(d->sha, hex);
+    if (d->sent != d->size || strcmp(hex, d->expected_sha) != 0)
+        return srv_fail(err, SRV_DATA_LOSS,
+                        "checkpoint %s: the stored snapshot fails its SHA-256 (%llu bytes hashing "
+                        "to %s, expected %llu bytes hashing to %s); discard what was received",
+                        d->checkpoint_id, (unsigned long long)d->sent, hex,
+                        (unsigned long long)d->size, d->expected_sha);
+    return SRV_OK;
+}
+
+void srv_download_close(srv_download *d)
+{
+    if (!d)
+        return;
+    srv_store_blob_close(d->reader);
+    if (d->pinned) {
+        srv_error err;
+        if (srv_store_pin_remove(d->store, d->pin, &err))
+            srv_warn("checkpoint %s: unpinning failed (the pin lapses by itself): %s",
+                     d->checkpoint_id, err.msg);
+    }
+    srv_sha256_free(d->sha);
+    free(d->run_id);
+    free(d->checkpoint_id);
+    free(d);
+}
