@@ -3,10 +3,19 @@
  * sending (one message in flight; its completion pumps it on), parked (on
  * its feed's list; a wake or a close takes it off), being pumped by one
  * thread, or done. Whoever takes it off the parked list owns its next
- * step. A finished watcher's call is ended last, after every unlock: the
- * call, and the watcher in its arena, may be freed right after. */
+ * step. A finished watcher's stream is failed last, after every unlock:
+ * the writer may free its side right after.
+ *
+ * A watcher lives on the heap with two references: the hub's, dropped
+ * after it failed the stream, and the close callback's, dropped when that
+ * ran. The callback can come after the end (a transport reports the
+ * client side closed once the call is over), so freeing the watcher when
+ * it finishes would hand it a dangling pointer; whoever drops the last
+ * reference frees it. A writer's arena would do too, but only by leaning
+ * on how long that transport keeps its memory. */
 #include "core/watch.h"
 #include "core/domain.h"
+#include "base/arena.h"
 #include "base/limits.h"
 #include "base/log.h"
 #include "base/pbc.h"
@@ -45,8 +54,9 @@ typedef struct feed {
 
 struct watcher {
     srv_watch *hub;
-    srv_call *call;
+    srv_watch_stream stream;
     feed *feed;
+    atomic_int refs;              /* the hub's until it failed the stream, the close callback's */
     pthread_mutex_t mu;
     uint64_t next_seq;
     bool in_flight, parked, closed, done;
@@ -165,16 +175,24 @@ static void finish_locked(watcher *w)
     pthread_mutex_unlock(&h->mu);
 }
 
-static void end_call(srv_call *call, srv_code code, const char *why)
+static void end_stream(const srv_watch_stream *stream, srv_code code, const char *why)
 {
     srv_error err;
     srv_fail(&err, code, "%s", why);
-    srv_call_fail(call, &err);
+    stream->fail(stream->ctx, &err);
 }
 
-static void on_sent(srv_call *c, void *arg, bool ok)
+/* Drops one of w's references, freeing it at the last. No lock held. */
+static void watcher_unref(watcher *w)
 {
-    (void)c;
+    if (atomic_fetch_sub(&w->refs, 1) != 1)
+        return;
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+}
+
+static void on_sent(void *arg, bool ok)
+{
     watcher *w = arg;
     pthread_mutex_lock(&w->mu);
     w->in_flight = false;
@@ -250,30 +268,33 @@ static void pump(watcher *w)
             break;
         }
     }
-    srv_call *call = w->call;
+    srv_watch_stream stream = w->stream;
     if (code) {
         char text[SRV_ERROR_MSG_MAX];
         snprintf(text, sizeof text, "%s", why);
         finish_locked(w);
         pthread_mutex_unlock(&w->mu);
-        end_call(call, code, text);
+        end_stream(&stream, code, text);
+        watcher_unref(w);
         return;
     }
     w->next_seq = seq + 1;
     w->in_flight = true;
     pthread_mutex_unlock(&w->mu);
-    srv_call_send(call, msg, len, on_sent, w);
+    /* w may be freed once send returns: its completion may already have
+     * run and ended the stream. */
+    stream.send(stream.ctx, msg, len, on_sent, w);
     free(msg);
 }
 
-static void on_close(srv_call *c, void *arg, bool cancelled)
+/* The stream's close callback: runs once, possibly after the end. */
+static void on_close(void *arg)
 {
-    (void)c;
-    (void)cancelled;
     watcher *w = arg;
     pthread_mutex_lock(&w->mu);
     if (w->done) {
         pthread_mutex_unlock(&w->mu);
+        watcher_unref(w);
         return;
     }
     w->closed = true;
@@ -290,7 +311,8 @@ static void on_close(srv_call *c, void *arg, bool cancelled)
     pthread_mutex_unlock(&h->mu);
     pthread_mutex_unlock(&w->mu);
     if (was_parked)
-        pump(w); /* sees closed, ends the call */
+        pump(w); /* sees closed, ends the stream */
+    watcher_unref(w);
 }
 
 /* Takes every parked watcher off f's list (hub->mu held). */
@@ -312,21 +334,23 @@ static void wake(watcher *list)
     }
 }
 
-void srv_watch_serve(srv_watch *h, srv_call *call, const char *run_id, uint64_t from_seq)
+void srv_watch_serve(srv_watch *h, const srv_watch_stream *stream, const char *run_id,
+                     uint64_t from_seq)
 {
-    srv_arena *a = srv_call_arena(call);
     srv_error err;
     Cairn__V1__Run run;
     if (atomic_load(&h->stopping)) {
-        end_call(call, SRV_UNAVAILABLE, "cairnd is shutting down");
+        end_stream(stream, SRV_UNAVAILABLE, "cairnd is shutting down");
         return;
     }
-    watcher *w = srv_arena_alloc(a, sizeof *w);
-    if (!w) {
-        end_call(call, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    watcher *w = calloc(1, sizeof *w);
+    srv_arena *a = srv_arena_create(); /* the run read below, until serve returns */
+    if (!w || !a) {
+        free(w);
+        srv_arena_destroy(a);
+        end_stream(stream, SRV_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    memset(w, 0, sizeof *w);
 
     /* The feed first, so no commit after the read below goes unseen. */
     pthread_mutex_lock(&h->mu);
@@ -345,20 +369,25 @@ void srv_watch_serve(srv_watch *h, srv_call *call, const char *run_id, uint64_t 
         f->refs++;
     pthread_mutex_unlock(&h->mu);
     if (!f) {
-        end_call(call, SRV_RESOURCE_EXHAUSTED, "out of memory");
+        free(w);
+        srv_arena_destroy(a);
+        end_stream(stream, SRV_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     if (srv_run_read(h->store, a, run_id, &run, &err)) {
         pthread_mutex_lock(&h->mu);
         feed_unref(h, f);
         pthread_mutex_unlock(&h->mu);
-        srv_call_fail(call, &err);
+        free(w);
+        srv_arena_destroy(a);
+        stream->fail(stream->ctx, &err);
         return;
     }
 
     pthread_mutex_init(&w->mu, NULL);
+    atomic_init(&w->refs, 2); /* the hub's and the close callback's */
     w->hub = h;
-    w->call = call;
+    w->stream = *stream;
     w->feed = f;
     w->next_seq = from_seq;
     pthread_mutex_lock(&h->mu);
@@ -369,7 +398,8 @@ void srv_watch_serve(srv_watch *h, srv_call *call, const char *run_id, uint64_t 
         h->all->aprev = w;
     h->all = w;
     pthread_mutex_unlock(&h->mu);
-    srv_call_on_close(call, on_close, w);
+    srv_arena_destroy(a);
+    w->stream.on_close(w->stream.ctx, on_close, w);
     pump(w);
 }
 

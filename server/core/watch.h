@@ -5,25 +5,81 @@
  * event at a time, from the ring when it has it, else from the log (a
  * slow or late watcher reads pages from the store and catches up), and
  * parks when it is caught up. No thread per watcher; a slow watcher costs
- * one message in flight and one page. */
+ * one message in flight and one page.
+ *
+ * The hub knows no transport: it writes each stream through a
+ * srv_watch_stream, which service/ fills in for a gRPC call (and a test
+ * fills in with a fake). */
 #ifndef CAIRN_SERVER_WATCH_H
 #define CAIRN_SERVER_WATCH_H
 
 #include "base/error.h"
-#include "transport/rpc.h"
 #include "core/ledger.h"
 #include "store/store.h"
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct srv_watch srv_watch;
 
+/* The hub's callbacks, arg being the hub's own (a watcher). */
+typedef void (*srv_watch_sent_fn)(void *arg, bool ok);
+typedef void (*srv_watch_closed_fn)(void *arg);
+
+/* One outgoing stream of encoded Event messages, as the hub sees it. The
+ * writer (whoever fills this in) owns ctx; srv_watch_serve copies the
+ * struct, so it may live on the caller's stack.
+ *
+ * send: sends one message (copied before send returns). The hub has at
+ *   most one send in flight per stream: it calls send again only after
+ *   the previous one's fn ran, and never once it called fail. fn(arg, ok)
+ *   runs exactly once per send, on any thread, possibly before send
+ *   returns; ok false means the client is gone (the hub then ends the
+ *   stream with CANCELLED).
+ * fail: ends the stream with err's code, message and pushback (a watch
+ *   never ends OK). Called exactly once per srv_watch_serve, never while
+ *   a send is in flight, and last: after fail returns the hub does not
+ *   touch ctx again, so the writer may free it (and the transport may
+ *   free the call) right away.
+ * on_close: registers fn(arg), which the writer must run exactly once,
+ *   on any thread, when the client side of the stream closes: a cancel,
+ *   a deadline, a lost connection, or the end after fail. It may run
+ *   before on_close returns (the client already left) and may run after
+ *   fail. The hub calls on_close at most once, before its first send;
+ *   when srv_watch_serve fails the stream at once (shutdown, out of
+ *   memory, unknown run) it does not call on_close at all.
+ *
+ * Memory: the hub allocates each watcher on the heap (not in a call's
+ * arena, so it needs to know nothing of how long a transport keeps its
+ * memory) and frees it once both have happened: the hub called fail, and
+ * the on_close callback ran. Hence a writer must run that callback even
+ * after fail, or the watcher leaks.
+ *
+ * Threads: send, fail and on_close are called from whatever thread
+ * drives the watcher (the caller of srv_watch_serve, a sent or close
+ * callback, the dispatcher, srv_watch_close_all), never with a hub lock
+ * held, so the writer may run the hub's callbacks from inside them. One
+ * stream's calls are ordered by the sent callbacks; the only overlap:
+ * when fn runs on another thread before send returns, the next send or
+ * fail may come while that send is still returning, so send must not
+ * touch its state after it set the message on its way. */
+typedef struct srv_watch_stream {
+    void *ctx;
+    void (*send)(void *ctx, const uint8_t *msg, size_t len, srv_watch_sent_fn fn, void *arg);
+    void (*fail)(void *ctx, const srv_error *err);
+    void (*on_close)(void *ctx, srv_watch_closed_fn fn, void *arg);
+} srv_watch_stream;
+
 /* Starts the dispatcher over st and becomes l's commit observer. */
 srv_code srv_watch_start(srv_store *st, srv_ledger *l, srv_watch **out, srv_error *err);
 
-/* Serves one WatchEvents call: events from from_seq (>= 1) on, then live
- * ones, until the client cancels or shutdown. Owns the call from here. */
-void srv_watch_serve(srv_watch *w, srv_call *call, const char *run_id, uint64_t from_seq);
+/* Serves one WatchEvents stream: events from from_seq (>= 1) on, then
+ * live ones, until the client goes away or shutdown. run_id is copied.
+ * Owns the stream from here: it ends it with stream->fail exactly once
+ * (see srv_watch_stream). Any thread. */
+void srv_watch_serve(srv_watch *w, const srv_watch_stream *stream, const char *run_id,
+                     uint64_t from_seq);
 
 /* Ends every stream with UNAVAILABLE and refuses new ones; call before the
  * transport stops, so parked streams do not hold shutdown up. */

@@ -1,0 +1,566 @@
+/* The watch hub without gRPC: a real SQLite store in a mkdtemp directory,
+ * the hub over it, and a fake srv_watch_stream that records what the hub
+ * sends and how it ends each stream. Sends are completed by the test
+ * thread (ack) or, in sync mode, inside send itself; live events arrive
+ * on the hub's dispatcher thread. The test thread waits for them on a
+ * condition variable, never with sleeps. The fake never asserts off the
+ * test thread: it counts contract breaches, which the tests check. */
+#include "base/arena.h"
+#include "base/error.h"
+#include "cairn/v1/coordinator.pb-c.h"
+#include "base/pbc.h"
+#include "core/domain.h"
+#include "core/watch.h"
+#include "store/store.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#define NOW_US (1769595330ll * 1000000 + 123456)
+#define RUN "run-1"
+#define MAX_SENT 1024
+/* Only a guard against a hung test: every wait ends on a signal. */
+#define WAIT_LIMIT_S 30
+
+/* ---- the fake stream ---- */
+
+typedef struct fake {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool sync_acks;               /* complete each send inside send */
+    uint8_t *msgs[MAX_SENT];      /* every message sent, copied */
+    size_t lens[MAX_SENT];
+    size_t n_sent;
+    bool in_flight;               /* a send whose completion has not run */
+    srv_watch_sent_fn sent_fn;
+    void *sent_arg;
+    int fails;
+    srv_error fail_err;
+    int on_closes;
+    srv_watch_closed_fn closed_fn;
+    void *closed_arg;
+    bool client_gone;             /* the close callback ran or is due */
+    int breaches;                 /* calls the contract forbids */
+} fake;
+
+static void fake_init(fake *f)
+{
+    memset(f, 0, sizeof *f);
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->cv, NULL);
+}
+
+static void fake_destroy(fake *f)
+{
+    for (size_t i = 0; i < f->n_sent; i++)
+        free(f->msgs[i]);
+    pthread_cond_destroy(&f->cv);
+    pthread_mutex_destroy(&f->mu);
+}
+
+/* Completes the send in flight, as a transport does once the message is
+ * on its way (ok) or the client is gone (!ok). */
+static void ack(fake *f, bool ok)
+{
+    pthread_mutex_lock(&f->mu);
+    bool was = f->in_flight;
+    f->in_flight = false;
+    srv_watch_sent_fn fn = f->sent_fn;
+    void *arg = f->sent_arg;
+    if (!was)
+        f->breaches++;
+    pthread_mutex_unlock(&f->mu);
+    if (was)
+        fn(arg, ok);
+}
+
+static void fake_send(void *ctx, const uint8_t *msg, size_t len, srv_watch_sent_fn fn, void *arg)
+{
+    fake *f = ctx;
+    pthread_mutex_lock(&f->mu);
+    if (f->in_flight || f->fails || f->n_sent == MAX_SENT) {
+        f->breaches++;
+        pthread_mutex_unlock(&f->mu);
+        return;
+    }
+    uint8_t *copy = malloc(len ? len : 1);
+    memcpy(copy, msg, len);
+    f->msgs[f->n_sent] = copy;
+    f->lens[f->n_sent++] = len;
+    f->in_flight = true;
+    f->sent_fn = fn;
+    f->sent_arg = arg;
+    bool sync = f->sync_acks;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+    if (sync)
+        ack(f, true);
+}
+
+static void fake_fail(void *ctx, const srv_error *err)
+{
+    fake *f = ctx;
+    pthread_mutex_lock(&f->mu);
+    if (f->in_flight || f->fails)
+        f->breaches++;
+    f->fails++;
+    f->fail_err = *err;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
+static void fake_on_close(void *ctx, srv_watch_closed_fn fn, void *arg)
+{
+    fake *f = ctx;
+    pthread_mutex_lock(&f->mu);
+    if (f->on_closes++ || f->n_sent || f->fails)
+        f->breaches++;
+    f->closed_fn = fn;
+    f->closed_arg = arg;
+    bool gone = f->client_gone;
+    pthread_mutex_unlock(&f->mu);
+    if (gone) /* the client already left: the callback runs at once */
+        fn(arg);
+}
+
+/* The client side closes (a cancel, or the end after fail): runs the
+ * close callback once, now if registered, else at registration. */
+static void client_close(fake *f)
+{
+    pthread_mutex_lock(&f->mu);
+    if (f->client_gone)
+        f->breaches++;
+    f->client_gone = true;
+    srv_watch_closed_fn fn = f->closed_fn;
+    void *arg = f->closed_arg;
+    pthread_mutex_unlock(&f->mu);
+    if (fn)
+        fn(arg);
+}
+
+static srv_watch_stream fake_stream(fake *f)
+{
+    return (srv_watch_stream){
+        .ctx = f, .send = fake_send, .fail = fake_fail, .on_close = fake_on_close};
+}
+
+/* Waits until n messages were sent (or the stream failed first). */
+static void wait_sent(fake *f, size_t n)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += WAIT_LIMIT_S;
+    pthread_mutex_lock(&f->mu);
+    int rc = 0;
+    while (f->n_sent < n && !f->fails && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&f->cv, &f->mu, &until);
+    size_t got = f->n_sent;
+    pthread_mutex_unlock(&f->mu);
+    if (got < n)
+        fail_msg("waited for %zu messages, got %zu", n, got);
+}
+
+/* Waits until the hub ended the stream. */
+static void wait_ended(fake *f)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += WAIT_LIMIT_S;
+    pthread_mutex_lock(&f->mu);
+    int rc = 0;
+    while (!f->fails && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&f->cv, &f->mu, &until);
+    int n = f->fails;
+    pthread_mutex_unlock(&f->mu);
+    if (!n)
+        fail_msg("waited for the end of the stream");
+}
+
+static size_t n_sent(fake *f)
+{
+    pthread_mutex_lock(&f->mu);
+    size_t n = f->n_sent;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+static bool in_flight(fake *f)
+{
+    pthread_mutex_lock(&f->mu);
+    bool b = f->in_flight;
+    pthread_mutex_unlock(&f->mu);
+    return b;
+}
+
+static int fails(fake *f)
+{
+    pthread_mutex_lock(&f->mu);
+    int n = f->fails;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+/* Message i is event seq, as appended by append() below. */
+static void assert_event(fake *f, size_t i, uint64_t seq)
+{
+    pthread_mutex_lock(&f->mu);
+    Cairn__V1__Event *ev = cairn__v1__event__unpack(NULL, f->lens[i], f->msgs[i]);
+    pthread_mutex_unlock(&f->mu);
+    assert_non_null(ev);
+    assert_int_equal(ev->seq, seq);
+    assert_string_equal(ev->run_id, RUN);
+    assert_string_equal(ev->type, seq % 2 ? "step.started" : "step.done");
+    char want[32];
+    int n = snprintf(want, sizeof want, "payload %llu", (unsigned long long)seq);
+    assert_int_equal(ev->payload.len, n);
+    assert_memory_equal(ev->payload.data, want, (size_t)n);
+    cairn__v1__event__free_unpacked(ev, NULL);
+}
+
+static void assert_ended_once(fake *f, srv_code code)
+{
+    pthread_mutex_lock(&f->mu);
+    int n = f->fails, breaches = f->breaches;
+    srv_error err = f->fail_err;
+    pthread_mutex_unlock(&f->mu);
+    assert_int_equal(n, 1);
+    assert_int_equal(err.code, code);
+    assert_int_equal(breaches, 0);
+}
+
+/* ---- the store ---- */
+
+typedef struct fx {
+    char dir[512];
+    srv_store *st;
+    srv_arena *a;
+    srv_watch *hub;
+    srv_ledger *ledger;           /* appends go through it, as in cairnd */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool appended;
+    srv_code append_code;
+    uint64_t next_seq;            /* of RUN */
+} fx;
+
+static void ok(srv_code rc, const srv_error *err)
+{
+    if (rc != SRV_OK)
+        fail_msg("expected OK, got %d: %s", rc, err->msg);
+}
+
+static void create_run(fx *f)
+{
+    srv_error err;
+    Cairn__V1__CreateRunRequest req = CAIRN__V1__CREATE_RUN_REQUEST__INIT;
+    char *workers[] = {"w0", "w1"};
+    req.idempotency_key = "k";
+    req.run_id = RUN;
+    req.workers = workers;
+    req.n_workers = 2;
+    Cairn__V1__Run run;
+    srv_txn *t;
+    ok(srv_store_begin(f->st, &t, &err), &err);
+    srv_apply ap = {t, f->a, NOW_US, NULL, NULL, 0};
+    ok(srv_run_create(&ap, &req, &run, &err), &err);
+    ok(srv_store_commit(t, &err), &err);
+    f->next_seq = 1;
+}
+
+static srv_code apply_append(srv_apply *ap, const ProtobufCMessage *req, ProtobufCMessage *resp,
+                             srv_error *err)
+{
+    return srv_events_append(ap, (const Cairn__V1__AppendEventsRequest *)req,
+                             (Cairn__V1__AppendEventsResponse *)resp, err);
+}
+
+/* On the ledger's writer thread, after the commit told the hub. */
+static void appended(void *ctx, srv_code code, const srv_error *err, const uint8_t *resp,
+                     size_t len, bool replayed)
+{
+    (void)err;
+    (void)resp;
+    (void)len;
+    (void)replayed;
+    fx *f = ctx;
+    pthread_mutex_lock(&f->mu);
+    f->append_code = code;
+    f->appended = true;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* Appends n events through the ledger, which tells the hub: event seq
+ * has type step.started (odd) or step.done (even), payload "payload seq". */
+static void append(fx *f, size_t n)
+{
+    srv_error err;
+    Cairn__V1__AppendEventsRequest req = CAIRN__V1__APPEND_EVENTS_REQUEST__INIT;
+    req.idempotency_key = "k";
+    req.run_id = RUN;
+    req.expected_next_seq = f->next_seq;
+    req.n_events = n;
+    req.events = srv_arena_alloc(f->a, n * sizeof *req.events);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t seq = f->next_seq + i;
+        Cairn__V1__Event *e = srv_arena_alloc(f->a, sizeof *e);
+        cairn__v1__event__init(e);
+        e->type = seq % 2 ? "step.started" : "step.done";
+        char text[32];
+        int len = snprintf(text, sizeof text, "payload %llu", (unsigned long long)seq);
+        e->payload.data = srv_arena_memdup(f->a, text, (size_t)len);
+        e->payload.len = (size_t)len;
+        req.events[i] = e;
+    }
+    char key[32];
+    snprintf(key, sizeof key, "k%llu", (unsigned long long)f->next_seq);
+    req.idempotency_key = key;
+    srv_mutation m = {.method = "AppendEvents", .run_id = RUN, .key = key,
+                      .request = &req.base,
+                      .response = &cairn__v1__append_events_response__descriptor,
+                      .apply = apply_append, .arena = f->a, .done = appended, .ctx = f};
+    ok(srv_fingerprint(f->a, &req.base, m.fingerprint, &err), &err);
+    f->appended = false;
+    ok(srv_ledger_submit(f->ledger, &m, &err), &err);
+    pthread_mutex_lock(&f->mu);
+    while (!f->appended)
+        pthread_cond_wait(&f->cv, &f->mu);
+    pthread_mutex_unlock(&f->mu);
+    assert_int_equal(f->append_code, SRV_OK);
+    f->next_seq += n;
+}
+
+static void start_hub(fx *f)
+{
+    srv_error err;
+    ok(srv_watch_start(f->st, f->ledger, &f->hub, &err), &err);
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    const char *tmp = getenv("TMPDIR");
+    snprintf(f->dir, sizeof f->dir, "%s/cairn-unit-watch-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(f->dir))
+        return -1;
+    srv_error err;
+    srv_store_config cfg = {.data_dir = f->dir, .readers = 2};
+    if (srv_store_open("sqlite", &cfg, &f->st, &err) ||
+        srv_ledger_start(f->st, 100, &f->ledger, &err))
+        return -1;
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->cv, NULL);
+    f->a = srv_arena_create();
+    create_run(f);
+    *state = f;
+    return 0;
+}
+
+/* Every stream has ended by now: the hub can stop. */
+static int teardown(void **state)
+{
+    fx *f = *state;
+    srv_ledger_stop(f->ledger);
+    srv_watch_stop(f->hub);
+    srv_store_close(f->st);
+    srv_arena_destroy(f->a);
+    pthread_cond_destroy(&f->cv);
+    pthread_mutex_destroy(&f->mu);
+    int rc = nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return rc;
+}
+
+/* Acks messages [from, to) after checking each is event first_seq + k. */
+static void receive(fake *s, size_t from, size_t to, uint64_t first_seq)
+{
+    for (size_t i = from; i < to; i++) {
+        wait_sent(s, i + 1);
+        assert_event(s, i, first_seq + (i - from));
+        ack(s, true);
+    }
+}
+
+/* ---- tests ---- */
+
+static void catches_up_from_the_log_gets_a_live_append_and_close_all_ends_it_unavailable(
+    void **state)
+{
+    fx *f = *state;
+    append(f, 200);
+    append(f, 150); /* more than one page of the log (256 events) */
+    start_hub(f);
+    fake s;
+    fake_init(&s);
+    srv_watch_stream stream = fake_stream(&s);
+    srv_watch_serve(f->hub, &stream, RUN, 1);
+
+    receive(&s, 0, 350, 1);
+    /* The last ack pumped the watcher on this thread: with nothing in
+     * flight and no end, it is parked. */
+    assert_false(in_flight(&s));
+    assert_int_equal(n_sent(&s), 350);
+    assert_int_equal(fails(&s), 0);
+
+    append(f, 3); /* the dispatcher wakes it */
+    receive(&s, 350, 353, 351);
+    assert_false(in_flight(&s));
+
+    srv_watch_close_all(f->hub);
+    assert_ended_once(&s, SRV_UNAVAILABLE);
+    assert_non_null(strstr(s.fail_err.msg, "shutting down"));
+    client_close(&s); /* the transport reports the end: the watcher is freed */
+    srv_watch_close_all(f->hub);
+    assert_ended_once(&s, SRV_UNAVAILABLE);
+    assert_int_equal(n_sent(&s), 353);
+    fake_destroy(&s);
+}
+
+static void sends_completed_inside_send_deliver_every_event_from_from_seq(void **state)
+{
+    fx *f = *state;
+    append(f, 20);
+    start_hub(f);
+    fake s;
+    fake_init(&s);
+    s.sync_acks = true;
+    srv_watch_stream stream = fake_stream(&s);
+    srv_watch_serve(f->hub, &stream, RUN, 5);
+    /* Each completion pumped the next send on this thread. */
+    assert_int_equal(n_sent(&s), 16);
+    for (size_t i = 0; i < 16; i++)
+        assert_event(&s, i, 5 + i);
+
+    append(f, 2); /* sent and completed on the dispatcher thread */
+    wait_sent(&s, 18);
+    assert_event(&s, 16, 21);
+    assert_event(&s, 17, 22);
+
+    client_close(&s);
+    /* The watcher may still be sending seq 22 when the cancel lands, so
+     * wait for the end rather than expect it at once. */
+    wait_ended(&s);
+    assert_ended_once(&s, SRV_CANCELLED);
+    assert_int_equal(n_sent(&s), 18);
+    fake_destroy(&s);
+}
+
+static void client_cancel_of_a_parked_watcher_ends_it_cancelled_once(void **state)
+{
+    fx *f = *state;
+    append(f, 2);
+    start_hub(f);
+    fake s;
+    fake_init(&s);
+    srv_watch_stream stream = fake_stream(&s);
+    srv_watch_serve(f->hub, &stream, RUN, 1);
+    receive(&s, 0, 2, 1);
+    assert_false(in_flight(&s));
+
+    client_close(&s); /* takes it off the parked list and ends it here */
+    assert_ended_once(&s, SRV_CANCELLED);
+    srv_watch_close_all(f->hub);
+    append(f, 1);
+    assert_ended_once(&s, SRV_CANCELLED);
+    assert_int_equal(n_sent(&s), 2);
+    fake_destroy(&s);
+}
+
+static void a_send_the_client_never_got_ends_the_stream_cancelled(void **state)
+{
+    fx *f = *state;
+    append(f, 3);
+    start_hub(f);
+    fake s;
+    fake_init(&s);
+    srv_watch_stream stream = fake_stream(&s);
+    srv_watch_serve(f->hub, &stream, RUN, 1);
+    wait_sent(&s, 1);
+    ack(&s, false);
+    assert_ended_once(&s, SRV_CANCELLED);
+    assert_int_equal(n_sent(&s), 1);
+    client_close(&s);
+    fake_destroy(&s);
+}
+
+static void a_client_gone_before_serve_ends_it_cancelled_without_a_send(void **state)
+{
+    fx *f = *state;
+    append(f, 3);
+    start_hub(f);
+    fake s;
+    fake_init(&s);
+    s.client_gone = true; /* on_close runs its callback at once */
+    srv_watch_stream stream = fake_stream(&s);
+    srv_watch_serve(f->hub, &stream, RUN, 1);
+    assert_ended_once(&s, SRV_CANCELLED);
+    assert_int_equal(n_sent(&s), 0);
+    fake_destroy(&s);
+}
+
+static void watch_of_an_unknown_run_fails_not_found_and_never_registers_on_close(void **state)
+{
+    fx *f = *state;
+    start_hub(f);
+    fake s;
+    fake_init(&s);
+    srv_watch_stream stream = fake_stream(&s);
+    srv_watch_serve(f->hub, &stream, "no-such-run", 1);
+    assert_ended_once(&s, SRV_NOT_FOUND);
+    assert_int_equal(s.on_closes, 0);
+    assert_int_equal(n_sent(&s), 0);
+    fake_destroy(&s);
+}
+
+static void watch_after_close_all_is_unavailable_at_once(void **state)
+{
+    fx *f = *state;
+    append(f, 1);
+    start_hub(f);
+    srv_watch_close_all(f->hub);
+    fake s;
+    fake_init(&s);
+    srv_watch_stream stream = fake_stream(&s);
+    srv_watch_serve(f->hub, &stream, RUN, 1);
+    assert_ended_once(&s, SRV_UNAVAILABLE);
+    assert_int_equal(s.on_closes, 0);
+    assert_int_equal(n_sent(&s), 0);
+    fake_destroy(&s);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(catches_up_from_the_log_gets_a_live_append_and_close_all_ends_it_unavailable),
+        T(sends_completed_inside_send_deliver_every_event_from_from_seq),
+        T(client_cancel_of_a_parked_watcher_ends_it_cancelled_once),
+        T(a_send_the_client_never_got_ends_the_stream_cancelled),
+        T(a_client_gone_before_serve_ends_it_cancelled_without_a_send),
+        T(watch_of_an_unknown_run_fails_not_found_and_never_registers_on_close),
+        T(watch_after_close_all_is_unavailable_at_once),
+    };
+    return cmocka_run_group_tests_name("watch_hub", tests, NULL, NULL);
+}
