@@ -67,11 +67,9 @@ char *srv_quote(char out[SRV_QUOTE_MAX], const char *s, size_t n)
 const char *srv_code_name(srv_code code)
 {
     static const char *const names[] = {
-        "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
-        "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
-        "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE",
-        "DATA_LOSS", "UNAUTHENTICATED",
+#define XX(name, number) [number] = #name,
+        SRV_CODE_MAP(XX)
+#undef XX
     };
     if ((unsigned)code < sizeof names / sizeof names[0])
         return names[code];

@@ -6,25 +6,19 @@
 #include <stddef.h>
 
 /* The gRPC status codes (numbers fixed by the gRPC protocol), so that code
- * outside server/rpc.c need not include gRPC headers. */
+ * outside server/transport/ need not include gRPC headers. One list makes
+ * both the enum and srv_code_name's table. */
+#define SRV_CODE_MAP(XX)                                                             \
+    XX(OK, 0) XX(CANCELLED, 1) XX(UNKNOWN, 2) XX(INVALID_ARGUMENT, 3)                \
+    XX(DEADLINE_EXCEEDED, 4) XX(NOT_FOUND, 5) XX(ALREADY_EXISTS, 6)                  \
+    XX(PERMISSION_DENIED, 7) XX(RESOURCE_EXHAUSTED, 8) XX(FAILED_PRECONDITION, 9)    \
+    XX(ABORTED, 10) XX(OUT_OF_RANGE, 11) XX(UNIMPLEMENTED, 12) XX(INTERNAL, 13)      \
+    XX(UNAVAILABLE, 14) XX(DATA_LOSS, 15) XX(UNAUTHENTICATED, 16)
+
 typedef enum srv_code {
-    SRV_OK = 0,
-    SRV_CANCELLED = 1,
-    SRV_UNKNOWN = 2,
-    SRV_INVALID_ARGUMENT = 3,
-    SRV_DEADLINE_EXCEEDED = 4,
-    SRV_NOT_FOUND = 5,
-    SRV_ALREADY_EXISTS = 6,
-    SRV_PERMISSION_DENIED = 7,
-    SRV_RESOURCE_EXHAUSTED = 8,
-    SRV_FAILED_PRECONDITION = 9,
-    SRV_ABORTED = 10,
-    SRV_OUT_OF_RANGE = 11,
-    SRV_UNIMPLEMENTED = 12,
-    SRV_INTERNAL = 13,
-    SRV_UNAVAILABLE = 14,
-    SRV_DATA_LOSS = 15,
-    SRV_UNAUTHENTICATED = 16,
+#define XX(name, number) SRV_##name = number,
+    SRV_CODE_MAP(XX)
+#undef XX
 } srv_code;
 
 #define SRV_ERROR_MSG_MAX 512

@@ -633,9 +633,21 @@ static void msg_string_returns_top_level_strings_or_empty(void **state)
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_arena, teardown_arena)
 
+static void code_names_come_from_the_one_list(void **state)
+{
+    (void)state;
+    assert_string_equal(srv_code_name(SRV_OK), "OK");
+    assert_string_equal(srv_code_name(SRV_NOT_FOUND), "NOT_FOUND");
+    assert_string_equal(srv_code_name(SRV_UNAUTHENTICATED), "UNAUTHENTICATED");
+    assert_int_equal(SRV_UNAVAILABLE, 14);
+    assert_string_equal(srv_code_name((srv_code)17), "UNKNOWN");
+    assert_string_equal(srv_code_name((srv_code)-1), "UNKNOWN");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        T(code_names_come_from_the_one_list),
         T(utf8_accepts_empty_and_ascii),
         T(utf8_accepts_2_3_and_4_byte_sequences_up_to_10ffff),
         T(utf8_rejects_overlong_forms),
