@@ -5,6 +5,8 @@
 #include "store/backend.h"
 #include "base/clock.h"
 
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,9 +29,21 @@ const char *srv_store_op_name(srv_store_op op)
     return (unsigned)op < SRV_STORE_N_OPS ? op_names[op] : "?";
 }
 
+static char names[64];
+static pthread_once_t names_once = PTHREAD_ONCE_INIT;
+
+static void join_names(void)
+{
+    size_t n = 0;
+    for (int i = 0; i < N_BACKENDS; i++)
+        n += (size_t)snprintf(names + n, sizeof names - n, "%s%s", i ? ", " : "",
+                              registry[i].name);
+}
+
 const char *srv_store_names(void)
 {
-    return "sqlite";
+    pthread_once(&names_once, join_names);
+    return names;
 }
 
 /* The backend's ops, each of which must be set. */

@@ -692,6 +692,26 @@ class CreateCheckpointTest(CkptTestCase):
         self.assertEqual(self.staging_files(), [])
 
 
+    def test_retried_upload_naming_its_sha_is_answered_from_the_header_alone(self):
+        # The key is looked up as soon as the header arrives: a retry of a
+        # committed upload need not send the snapshot again.
+        rid = self.run_id()
+        self.create_run(rid)
+        data = os.urandom(300000)
+        key = self.key()
+        first, call1 = self.checkpoint(rid, data, key=key, sha=sha256(data))
+        h = self.header(rid, len(data), key=key, sha=sha256(data))
+        second, call2 = self.stub.CreateCheckpoint.with_call(
+            iter([pb.CreateCheckpointRequest(header=h)]), timeout=RPC_TIMEOUT_S)
+        self.assertAppliedThenReplayed(first, call1, second, call2)
+        # The same header naming other content reused the key.
+        h.snapshot_sha256 = sha256(b"other")
+        err = self.assertRpcError(grpc.StatusCode.ALREADY_EXISTS, self.stub.CreateCheckpoint,
+                                  iter([pb.CreateCheckpointRequest(header=h)]))
+        self.assertIn("reused", err.details())
+        self.assertEqual(self.list_ids(rid), [first.checkpoint_id])
+        self.assertEqual(self.staging_files(), [])
+
     def test_same_key_for_complete_checkpoint_and_cleanup_is_independent(self):
         # The key's scope is (run, method, key).
         rid = self.run_id()
