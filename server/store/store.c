@@ -35,7 +35,7 @@ static pthread_once_t names_once = PTHREAD_ONCE_INIT;
 static void join_names(void)
 {
     size_t n = 0;
-    for (int i = 0; i < N_BACKENDS; i++)
+    for (int i = 0; i < N_BACKENDS && n < sizeof names; i++)
         n += (size_t)snprintf(names + n, sizeof names - n, "%s%s", i ? ", " : "",
                               registry[i].name);
 }
