@@ -8,7 +8,7 @@
 
 const char *cairn_version(void)
 {
-    return "0.1.0";
+    return CAIRN_VERSION_STRING;
 }
 
 void cairn_client_options_init(cairn_client_options *opts)

@@ -18,6 +18,8 @@
 #ifndef CAIRN_CAIRN_H
 #define CAIRN_CAIRN_H
 
+#include <cairn/version.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -32,11 +34,10 @@ extern "C" {
 #define CAIRN_API
 #endif
 
-#define CAIRN_VERSION_MAJOR 0
-#define CAIRN_VERSION_MINOR 1
-#define CAIRN_VERSION_PATCH 0
-
-/* Returns the library's version, "0.1.0". */
+/* Returns the version of the library running, "MAJOR.MINOR.PATCH", as
+ * static text: the CAIRN_VERSION_STRING it was built with. The macros in
+ * cairn/version.h (CAIRN_VERSION_*, CAIRN_AT_LEAST_VERSION) are those of
+ * the headers the caller was compiled against. */
 CAIRN_API const char *cairn_version(void);
 
 /* ---- status codes ---- */
