@@ -145,19 +145,18 @@ void cairn_checkpoint_list_free(cairn_checkpoint_list *list)
     memset(list, 0, sizeof *list);
 }
 
-cairn_status cairn_cleanup_checkpoints(cairn_client *c, const char *idempotency_key,
-                                       const char *run_id, uint32_t keep_last_n,
+cairn_status cairn_cleanup_checkpoints(cairn_client *c, const cairn_cleanup_request *req,
                                        cairn_cleanup_result *out, cairn_error *err)
 {
     memset(out, 0, sizeof *out);
     cairn__error_clear(err);
     cairn_v1_CleanupCheckpointsRequest m = cairn_v1_CleanupCheckpointsRequest_init_zero;
-    cairn_status rc = cairn__pick_key(m.idempotency_key, idempotency_key, err);
+    cairn_status rc = cairn__pick_key(m.idempotency_key, req->idempotency_key, err);
     if (!rc)
-        rc = cairn__copy_str(m.run_id, sizeof m.run_id, run_id, "run_id", err);
+        rc = cairn__copy_str(m.run_id, sizeof m.run_id, req->run_id, "run_id", err);
     if (rc)
         return rc;
-    m.keep_last_n = keep_last_n;
+    m.keep_last_n = req->keep_last_n;
     cairn_v1_CleanupCheckpointsResponse *msg = calloc(1, sizeof *msg);
     if (!msg)
         return cairn__fail(err, CAIRN_NO_MEMORY, "out of memory");

@@ -373,16 +373,29 @@ typedef struct cairn_acquire_request {
 CAIRN_API cairn_status cairn_acquire_worker(cairn_client *client, const cairn_acquire_request *req,
                                             cairn_lease *out, cairn_error *err);
 
-/* Extends a live lease by ttl_ms from now; updates *lease. FAILED_PRECONDITION
- * when it is no longer live (expired, released, taken over). */
-CAIRN_API cairn_status cairn_renew_lease(cairn_client *client, const char *idempotency_key,
-                                         cairn_lease *lease, uint32_t ttl_ms, cairn_error *err);
+typedef struct cairn_renew_request {
+    const char *idempotency_key;  /* NULL: random per call */
+    const cairn_lease *lease;     /* as acquired or last renewed */
+    uint32_t ttl_ms;              /* from now, 1000..600000 */
+} cairn_renew_request;
+
+/* Extends a live lease by ttl_ms from now and writes the renewed lease to
+ * *out, which may be req->lease itself (renewing in place); on failure
+ * *out is left as it was. FAILED_PRECONDITION when the lease is no longer
+ * live (expired, released, taken over). */
+CAIRN_API cairn_status cairn_renew_lease(cairn_client *client, const cairn_renew_request *req,
+                                         cairn_lease *out, cairn_error *err);
+
+typedef struct cairn_release_request {
+    const char *idempotency_key;  /* NULL: random per call */
+    const cairn_lease *lease;     /* as acquired or last renewed */
+} cairn_release_request;
 
 /* Gives a lease up, so another holder can take the worker at once. A lease
  * that already lapsed is released already; one taken over is
  * FAILED_PRECONDITION. */
-CAIRN_API cairn_status cairn_release_worker(cairn_client *client, const char *idempotency_key,
-                                            const cairn_lease *lease, cairn_error *err);
+CAIRN_API cairn_status cairn_release_worker(cairn_client *client, const cairn_release_request *req,
+                                            cairn_error *err);
 
 /* Keeps a lease alive from a background thread: renews it every ttl/3.
  * If it cannot (the lease was taken over, or renewals failed until the
@@ -541,11 +554,17 @@ typedef struct cairn_cleanup_result {
     void *internal_;
 } cairn_cleanup_result;
 
-/* Deletes all but the newest keep_last_n (>= 1) checkpoints of the run.
- * A checkpoint being downloaded is kept until a later cleanup. Free *out
+typedef struct cairn_cleanup_request {
+    const char *idempotency_key;  /* NULL: random per call */
+    const char *run_id;
+    uint32_t keep_last_n;         /* >= 1: the newest checkpoints to keep */
+} cairn_cleanup_request;
+
+/* Deletes all but the newest keep_last_n checkpoints of the run. A
+ * checkpoint being downloaded is kept until a later cleanup. Free *out
  * with cairn_cleanup_result_free. */
-CAIRN_API cairn_status cairn_cleanup_checkpoints(cairn_client *client, const char *idempotency_key,
-                                                 const char *run_id, uint32_t keep_last_n,
+CAIRN_API cairn_status cairn_cleanup_checkpoints(cairn_client *client,
+                                                 const cairn_cleanup_request *req,
                                                  cairn_cleanup_result *out, cairn_error *err);
 CAIRN_API void cairn_cleanup_result_free(cairn_cleanup_result *result);
 
