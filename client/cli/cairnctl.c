@@ -111,7 +111,7 @@ static int cmd_create_run(cairn_client *c, int argc, char **argv)
                 return 2;
             }
             *eq = '\0';
-            labels[n_labels++] = (cairn_label){optarg, eq + 1};
+            labels[n_labels++] = (cairn_label){.key = optarg, .value = eq + 1};
         } else {
             return usage();
         }

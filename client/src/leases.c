@@ -54,7 +54,9 @@ cairn_status cairn_acquire_worker(cairn_client *c, const cairn_acquire_request *
     memset(out, 0, sizeof *out);
     cairn__error_clear(err);
     cairn_v1_AcquireWorkerRequest m = cairn_v1_AcquireWorkerRequest_init_zero;
-    cairn_status rc = cairn__pick_key(m.idempotency_key, req->idempotency_key, err);
+    cairn_status rc = CAIRN__CHECK_RESERVED(req, NULL, CAIRN__NO_INDEX, err);
+    if (!rc)
+        rc = cairn__pick_key(m.idempotency_key, req->idempotency_key, err);
     if (!rc)
         rc = cairn__copy_str(m.run_id, sizeof m.run_id, req->run_id, "run_id", err);
     if (!rc)
@@ -99,6 +101,10 @@ static cairn_status renew(cairn_client *c, const cairn_retry_policy *p, const ch
 cairn_status cairn_renew_lease(cairn_client *c, const cairn_renew_request *req, cairn_lease *out,
                                cairn_error *err)
 {
+    cairn__error_clear(err);
+    cairn_status rc = CAIRN__CHECK_RESERVED(req, NULL, CAIRN__NO_INDEX, err);
+    if (rc)
+        return rc;
     return renew(c, NULL, req->idempotency_key, req->lease, req->ttl_ms, out, err);
 }
 
@@ -107,7 +113,9 @@ cairn_status cairn_release_worker(cairn_client *c, const cairn_release_request *
 {
     cairn__error_clear(err);
     cairn_v1_ReleaseWorkerRequest m = cairn_v1_ReleaseWorkerRequest_init_zero;
-    cairn_status rc = cairn__pick_key(m.idempotency_key, req->idempotency_key, err);
+    cairn_status rc = CAIRN__CHECK_RESERVED(req, NULL, CAIRN__NO_INDEX, err);
+    if (!rc)
+        rc = cairn__pick_key(m.idempotency_key, req->idempotency_key, err);
     if (!rc)
         rc = lease_ids(req->lease, m.run_id, m.worker_id, m.lease_id, err);
     if (rc)

@@ -14,7 +14,21 @@
  *
  * Ownership: inputs are copied or used only during the call. Outputs are
  * written into caller-supplied structs; those holding lists own memory
- * that the matching *_free function releases. */
+ * that the matching *_free function releases, as the comment above each
+ * call says. Every *_free and *_destroy function takes NULL (a no-op) and
+ * a zeroed struct, and leaves the struct zeroed.
+ *
+ * ABI: every public struct ends with `uint64_t reserved[...]`, room for the
+ * fields a later minor version adds there, so that within a major version
+ * no struct changes size and no field moves (docs/api.md, "libcairn
+ * ABI"). In a struct you pass in (options, requests, events, labels) the
+ * reserved space must be zero: start it from `= {0}`, a designated
+ * initializer or its _init function, never from uninitialized memory. A
+ * call refuses non-zero reserved space with INVALID_ARGUMENT, so that a
+ * field added later can give zero its old meaning. In a struct the
+ * library fills, it writes zeros there. Handles (cairn_client,
+ * cairn_lease_keeper, cairn_watcher) are opaque and allocated by the
+ * library. */
 #ifndef CAIRN_CAIRN_H
 #define CAIRN_CAIRN_H
 
@@ -33,6 +47,11 @@ extern "C" {
 #else
 #define CAIRN_API
 #endif
+
+/* The reserved space each public struct was given: 4 slots of 8 bytes.
+ * A field added later takes a slot's place (within a union with a slot,
+ * so that size and alignment stay), and the array shrinks by one. */
+#define CAIRN_RESERVED_SLOTS 4
 
 /* Returns the version of the library running, "MAJOR.MINOR.PATCH", as
  * static text: the CAIRN_VERSION_STRING it was built with. The macros in
@@ -86,6 +105,7 @@ typedef struct cairn_error {
     bool has_retry_pushback;      /* the server sent grpc-retry-pushback-ms */
     int64_t retry_pushback_ms;    /* its value; negative means do not retry */
     char message[CAIRN_ERROR_MESSAGE_MAX]; /* server's message, or the local reason */
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* zero; room for later fields */
 } cairn_error;
 
 /* How a status should be treated. */
@@ -121,6 +141,7 @@ typedef struct cairn_retry_policy {
     uint64_t jitter_seed;         /* 0: seed from the idempotency key */
     uint32_t call_deadline_ms;    /* whole logical call, retries included (60000) */
     uint32_t attempt_deadline_ms; /* one attempt (10000) */
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
 } cairn_retry_policy;
 
 /* Fills the defaults above. */
@@ -142,6 +163,7 @@ typedef struct cairn_retry_budget {
     bool enabled;                 /* (false) */
     double max_tokens;            /* (10) */
     double token_ratio;           /* (0.1) */
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
 } cairn_retry_budget;
 
 /* A circuit breaker per client: after failure_threshold transient failures
@@ -153,6 +175,7 @@ typedef struct cairn_circuit_breaker {
     bool enabled;                 /* (false) */
     int failure_threshold;        /* (5) */
     uint32_t cooldown_ms;         /* (5000) */
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
 } cairn_circuit_breaker;
 
 /* What cairn_client_options.on_retry reports, before each retry's wait. */
@@ -162,6 +185,7 @@ typedef struct cairn_retry_info {
     cairn_status status;          /* how it failed */
     const char *message;
     uint32_t delay_ms;            /* the wait before the next attempt */
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* zero; room for later fields */
 } cairn_retry_info;
 
 /* Called on the calling thread; must not call back into the client. */
@@ -182,6 +206,7 @@ typedef struct cairn_client_options {
     cairn_circuit_breaker breaker;
     cairn_retry_observer on_retry;  /* optional */
     void *on_retry_user;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
 } cairn_client_options;
 
 /* Fills the defaults. Call before setting fields, so fields added later
@@ -215,6 +240,7 @@ CAIRN_API void cairn_random_key(char out[33]);
 typedef struct cairn_label {
     const char *key;
     const char *value;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero; zero in a run's labels */
 } cairn_label;
 
 typedef struct cairn_create_run_request {
@@ -224,6 +250,7 @@ typedef struct cairn_create_run_request {
     size_t workers_count;
     const cairn_label *labels;
     size_t labels_count;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
 } cairn_create_run_request;
 
 /* A run as the server reports it. Free with cairn_run_free. */
@@ -241,6 +268,7 @@ typedef struct cairn_run {
     char created_at[CAIRN_TIMESTAMP_MAX + 1];
     bool replayed;                /* answered from an earlier call with the same key */
     void *internal_;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* zero; room for later fields */
 } cairn_run;
 
 /* Creates a run, or returns it when it exists with the same workers and
@@ -262,6 +290,7 @@ typedef struct cairn_run_page {
     size_t runs_count;
     char next_page_token[64];     /* "" on the last page */
     void *internal_;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* zero; room for later fields */
 } cairn_run_page;
 
 /* Lists runs in creation order. page_size 0 = 100 (at most 1000);
@@ -282,6 +311,7 @@ typedef struct cairn_event {
     const void *payload;
     size_t payload_len;
     const char *created_at;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero; zero in events read */
 } cairn_event;
 
 typedef struct cairn_append_request {
@@ -291,6 +321,7 @@ typedef struct cairn_append_request {
     size_t events_count;
     uint64_t expected_next_seq;   /* 0 = no check */
     uint64_t fencing_token;       /* 0 = none */
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
 } cairn_append_request;
 
 typedef struct cairn_append_result {
@@ -298,6 +329,7 @@ typedef struct cairn_append_result {
     uint64_t last_seq;
     uint64_t events_since_checkpoint;
     bool replayed;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* zero; room for later fields */
 } cairn_append_result;
 
 /* Appends a batch. FAILED_PRECONDITION when expected_next_seq does not
@@ -310,6 +342,7 @@ typedef struct cairn_event_page {
     size_t events_count;
     uint64_t next_seq;            /* read on from here; the page was empty when == from_seq */
     void *internal_;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* zero; room for later fields */
 } cairn_event_page;
 
 /* Reads events with seq >= from_seq (0 = 1), at most max_events (0 = 100,
@@ -327,12 +360,14 @@ typedef struct cairn_complete_request {
     const char *run_id;
     const char *worker_id;        /* one of the run's workers */
     uint64_t fencing_token;       /* 0 = none */
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
 } cairn_complete_request;
 
 typedef struct cairn_complete_result {
     uint64_t seq;                 /* of the worker.completed event */
     char run_state[16];           /* the run's state after this completion */
     bool replayed;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* zero; room for later fields */
 } cairn_complete_result;
 
 /* Marks a worker completed and appends its "worker.completed" event.
@@ -357,6 +392,7 @@ typedef struct cairn_lease {
     uint32_t ttl_ms;              /* as last granted */
     bool replayed;
     int64_t local_expiry_ms_;     /* private: a safe local bound (CLOCK_MONOTONIC) */
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* zero; room for later fields */
 } cairn_lease;
 
 typedef struct cairn_acquire_request {
@@ -365,6 +401,7 @@ typedef struct cairn_acquire_request {
     const char *worker_id;        /* one of the run's workers, not completed */
     const char *holder;           /* who holds it, an id: "node-3" */
     uint32_t ttl_ms;              /* 1000..600000 */
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
 } cairn_acquire_request;
 
 /* Leases a worker. FAILED_PRECONDITION (naming the holder and the expiry)
@@ -377,6 +414,7 @@ typedef struct cairn_renew_request {
     const char *idempotency_key;  /* NULL: random per call */
     const cairn_lease *lease;     /* as acquired or last renewed */
     uint32_t ttl_ms;              /* from now, 1000..600000 */
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
 } cairn_renew_request;
 
 /* Extends a live lease by ttl_ms from now and writes the renewed lease to
@@ -389,6 +427,7 @@ CAIRN_API cairn_status cairn_renew_lease(cairn_client *client, const cairn_renew
 typedef struct cairn_release_request {
     const char *idempotency_key;  /* NULL: random per call */
     const cairn_lease *lease;     /* as acquired or last renewed */
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
 } cairn_release_request;
 
 /* Gives a lease up, so another holder can take the worker at once. A lease
@@ -424,6 +463,7 @@ typedef struct cairn_watch_request {
     uint64_t from_seq;            /* 0 = 1 */
     cairn_watch_fn on_event;
     void *user;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
 } cairn_watch_request;
 
 /* Streams the run's events from from_seq, then new ones as they commit,
@@ -458,6 +498,7 @@ typedef struct cairn_checkpoint {
     char snapshot_sha256[65];
     bool replayed;
     void *internal_;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* zero; room for later fields */
 } cairn_checkpoint;
 
 /* Releases what a cairn_checkpoint holds. Safe on a zeroed struct. */
@@ -478,6 +519,7 @@ typedef struct cairn_checkpoint_request {
     uint64_t events_count;        /* at most the run's last seq */
     cairn_progress_fn progress;   /* optional */
     void *progress_user;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
 } cairn_checkpoint_request;
 
 /* Uploads a snapshot from memory and creates a checkpoint of it, streamed
@@ -504,6 +546,7 @@ typedef struct cairn_checkpoint_list {
     cairn_checkpoint *checkpoints;  /* oldest first */
     size_t count;
     void *internal_;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* zero; room for later fields */
 } cairn_checkpoint_list;
 
 /* The run's checkpoints, oldest first. Free with cairn_checkpoint_list_free
@@ -521,6 +564,7 @@ typedef struct cairn_load_request {
     const char *checkpoint_id;    /* NULL or "" = the latest */
     cairn_progress_fn progress;   /* optional */
     void *progress_user;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
 } cairn_load_request;
 
 /* Downloads a checkpoint's snapshot into a new buffer (*data, *len; free
@@ -552,12 +596,14 @@ typedef struct cairn_cleanup_result {
     size_t deleted_ids_count;
     bool replayed;
     void *internal_;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* zero; room for later fields */
 } cairn_cleanup_result;
 
 typedef struct cairn_cleanup_request {
     const char *idempotency_key;  /* NULL: random per call */
     const char *run_id;
     uint32_t keep_last_n;         /* >= 1: the newest checkpoints to keep */
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
 } cairn_cleanup_request;
 
 /* Deletes all but the newest keep_last_n checkpoints of the run. A
@@ -580,6 +626,7 @@ typedef struct cairn_resume_plan {
     uint64_t resume_from_seq;               /* replay events from here */
     bool success;
     void *internal_;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* zero; room for later fields */
 } cairn_resume_plan;
 
 /* Asks the server which workers still need to run: all_workers (or the
@@ -596,6 +643,7 @@ typedef struct cairn_resume_state {
     cairn_event *events;          /* every event from plan.resume_from_seq on */
     size_t events_count;
     void *internal_;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* zero; room for later fields */
 } cairn_resume_state;
 
 /* cairn_resume_run, then reads every event to replay (ReadEvents, page by
