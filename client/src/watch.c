@@ -148,6 +148,10 @@ cairn_status cairn_watch_start(cairn_client *c, const cairn_watch_request *req,
 
 cairn_status cairn_watch_stop(cairn_watcher *w, cairn_error *err)
 {
+    if (!w) {
+        cairn__error_clear(err);
+        return CAIRN_OK;
+    }
     cairn__cancel_fire(&w->slot);
     pthread_join(w->thread, NULL);
     cairn_status rc = w->result;

@@ -1,7 +1,8 @@
 /* libcairn's ABI contract as a caller sees it: one version, told the same
  * way by the headers (cairn/version.h) and the library (cairn_version);
  * every public struct ends with reserved space, which the _init functions
- * zero and which calls refuse when it is not zero. */
+ * zero and which calls refuse when it is not zero; every free is a no-op
+ * on NULL. */
 #include "cairn/cairn.h"
 
 #include <setjmp.h>
@@ -289,6 +290,37 @@ static void calls_refuse_requests_with_reserved_space_set(void **state)
     cairn_client_destroy(c);
 }
 
+/* Each *_free on NULL, then on a zeroed struct, which it leaves zeroed. */
+#define FREE_NULL_AND_ZEROED(T, free_fn)                                       \
+    do {                                                                       \
+        free_fn(NULL);                                                         \
+        T v_;                                                                  \
+        memset(&v_, 0, sizeof v_);                                             \
+        free_fn(&v_);                                                          \
+        assert_all_zero(&v_, sizeof v_);                                       \
+    } while (0)
+
+static void frees_are_no_ops_on_null_and_on_zeroed_structs(void **state)
+{
+    (void)state;
+    FREE_NULL_AND_ZEROED(cairn_run, cairn_run_free);
+    FREE_NULL_AND_ZEROED(cairn_run_page, cairn_run_page_free);
+    FREE_NULL_AND_ZEROED(cairn_event_page, cairn_event_page_free);
+    FREE_NULL_AND_ZEROED(cairn_checkpoint, cairn_checkpoint_free);
+    FREE_NULL_AND_ZEROED(cairn_checkpoint_list, cairn_checkpoint_list_free);
+    FREE_NULL_AND_ZEROED(cairn_cleanup_result, cairn_cleanup_result_free);
+    FREE_NULL_AND_ZEROED(cairn_resume_plan, cairn_resume_plan_free);
+    FREE_NULL_AND_ZEROED(cairn_resume_state, cairn_resume_state_free);
+    cairn_buffer_free(NULL);
+    cairn_client_destroy(NULL);
+    cairn_lease_keeper_stop(NULL);
+    cairn_error err;
+    memset(&err, 0xa5, sizeof err);
+    assert_int_equal(cairn_watch_stop(NULL, &err), CAIRN_OK);
+    assert_int_equal(err.status, CAIRN_OK);
+    assert_int_equal(cairn_watch_stop(NULL, NULL), CAIRN_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -302,6 +334,7 @@ int main(void)
         cmocka_unit_test(options_init_zeroes_every_reserved_space_even_over_garbage),
         cmocka_unit_test(client_create_refuses_options_with_reserved_space_set),
         cmocka_unit_test(calls_refuse_requests_with_reserved_space_set),
+        cmocka_unit_test(frees_are_no_ops_on_null_and_on_zeroed_structs),
     };
     return cmocka_run_group_tests_name("abi", tests, NULL, NULL);
 }

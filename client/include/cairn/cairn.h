@@ -13,10 +13,15 @@
  * (INVALID_ARGUMENT, NOT_FOUND, ...) fail at once.
  *
  * Ownership: inputs are copied or used only during the call. Outputs are
- * written into caller-supplied structs; those holding lists own memory
- * that the matching *_free function releases, as the comment above each
- * call says. Every *_free and *_destroy function takes NULL (a no-op) and
- * a zeroed struct, and leaves the struct zeroed.
+ * written into caller-supplied structs; a struct that holds memory (a run,
+ * a page, a list, a checkpoint, a plan) owns it, and the *_free function
+ * named in the comment above the call releases it; the struct itself stays
+ * the caller's. On failure such an output is zeroed and holds nothing
+ * (cairn_renew_lease alone leaves its *out as it was).
+ * Every function that frees (the *_free functions, cairn_client_destroy,
+ * cairn_lease_keeper_stop, cairn_watch_stop) is a no-op on NULL; a *_free
+ * function is also harmless on a zeroed struct and leaves the struct
+ * zeroed, so freeing twice does no harm.
  *
  * ABI: every public struct ends with `uint64_t reserved[...]`, room for the
  * fields a later minor version adds there, so that within a major version
@@ -178,7 +183,8 @@ typedef struct cairn_circuit_breaker {
     uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
 } cairn_circuit_breaker;
 
-/* What cairn_client_options.on_retry reports, before each retry's wait. */
+/* What cairn_client_options.on_retry reports, before each retry's wait.
+ * It and its strings live during the call. */
 typedef struct cairn_retry_info {
     const char *method;           /* "AppendEvents" */
     int attempt;                  /* the attempt that failed, from 1 */
@@ -214,11 +220,14 @@ typedef struct cairn_client_options {
 CAIRN_API void cairn_client_options_init(cairn_client_options *opts);
 
 /* Creates a client. No connection is made until the first call. Returns
- * CAIRN_OK and *out, or INVALID_ARGUMENT for bad options (named in err). */
+ * CAIRN_OK and *out, or INVALID_ARGUMENT for bad options (named in err).
+ * Ownership: opts is copied (target too); *out is the caller's, to close
+ * with cairn_client_destroy. */
 CAIRN_API cairn_status cairn_client_create(const cairn_client_options *opts,
                                            cairn_client **out, cairn_error *err);
 
-/* Closes the client. No call may be in progress. NULL is a no-op. */
+/* Closes the client and frees it. No call may be in progress, no keeper
+ * or watcher may still use it. NULL is a no-op. */
 CAIRN_API void cairn_client_destroy(cairn_client *client);
 
 /* ---- idempotency keys ---- */
@@ -253,7 +262,9 @@ typedef struct cairn_create_run_request {
     uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
 } cairn_create_run_request;
 
-/* A run as the server reports it. Free with cairn_run_free. */
+/* A run as the server reports it. Its workers, completed_workers and
+ * labels point into memory the struct owns: they live until
+ * cairn_run_free (or, for the runs of a page, cairn_run_page_free). */
 typedef struct cairn_run {
     char run_id[CAIRN_ID_MAX + 1];
     char state[16];               /* "created", "running" or "completed" */
@@ -272,17 +283,19 @@ typedef struct cairn_run {
 } cairn_run;
 
 /* Creates a run, or returns it when it exists with the same workers and
- * labels (ALREADY_EXISTS when different). On success *out must be freed
- * with cairn_run_free. */
+ * labels (ALREADY_EXISTS when different).
+ * Ownership: on success the caller frees *out with cairn_run_free. */
 CAIRN_API cairn_status cairn_create_run(cairn_client *client, const cairn_create_run_request *req,
                                         cairn_run *out, cairn_error *err);
 
-/* Fetches a run; NOT_FOUND when there is none. Free *out with cairn_run_free. */
+/* Fetches a run; NOT_FOUND when there is none.
+ * Ownership: on success the caller frees *out with cairn_run_free. */
 CAIRN_API cairn_status cairn_get_run(cairn_client *client, const char *run_id, cairn_run *out,
                                      cairn_error *err);
 
-/* Releases what a cairn_run holds; the struct itself is the caller's.
- * Safe on a zeroed struct. */
+/* Releases what a cairn_run from cairn_create_run or cairn_get_run holds
+ * (not a run of a page: its page owns it) and zeroes it; the struct itself
+ * is the caller's. NULL and a zeroed struct are no-ops. */
 CAIRN_API void cairn_run_free(cairn_run *run);
 
 typedef struct cairn_run_page {
@@ -294,10 +307,14 @@ typedef struct cairn_run_page {
 } cairn_run_page;
 
 /* Lists runs in creation order. page_size 0 = 100 (at most 1000);
- * page_token NULL or "" for the first page. Free with cairn_run_page_free. */
+ * page_token NULL or "" for the first page.
+ * Ownership: on success the caller frees *out with cairn_run_page_free,
+ * which frees its runs too (do not cairn_run_free them one by one). */
 CAIRN_API cairn_status cairn_list_runs(cairn_client *client, uint32_t page_size,
                                        const char *page_token, cairn_run_page *out,
                                        cairn_error *err);
+/* Releases a page and every run in it, and zeroes it. NULL and a zeroed
+ * page are no-ops. */
 CAIRN_API void cairn_run_page_free(cairn_run_page *page);
 
 /* ---- events ---- */
@@ -347,10 +364,13 @@ typedef struct cairn_event_page {
 
 /* Reads events with seq >= from_seq (0 = 1), at most max_events (0 = 100,
  * at most 1000; a page may hold fewer to stay under the message limit).
- * Free *out with cairn_event_page_free. */
+ * Ownership: on success the caller frees *out with cairn_event_page_free;
+ * the events, their strings and payloads live until then. */
 CAIRN_API cairn_status cairn_read_events(cairn_client *client, const char *run_id,
                                          uint64_t from_seq, uint32_t max_events,
                                          cairn_event_page *out, cairn_error *err);
+/* Releases a page and its events (strings and payloads too), and zeroes
+ * it. NULL and a zeroed page are no-ops. */
 CAIRN_API void cairn_event_page_free(cairn_event_page *page);
 
 /* ---- workers ---- */
@@ -439,7 +459,11 @@ CAIRN_API cairn_status cairn_release_worker(cairn_client *client, const cairn_re
 /* Keeps a lease alive from a background thread: renews it every ttl/3.
  * If it cannot (the lease was taken over, or renewals failed until the
  * lease would have expired), it calls on_lost once, on its thread, and
- * stops. From then on the holder must stop writing: its token is fenced. */
+ * stops. From then on the holder must stop writing: its token is fenced.
+ * on_lost's lease and why live during the call.
+ * Ownership: the lease is copied; *out is the caller's, to stop and free
+ * with cairn_lease_keeper_stop (also after on_lost). The client must
+ * outlive the keeper. */
 typedef struct cairn_lease_keeper cairn_lease_keeper;
 typedef void (*cairn_lease_lost_fn)(void *user, const cairn_lease *lease, const cairn_error *why);
 
@@ -475,17 +499,23 @@ typedef struct cairn_watch_request {
 CAIRN_API cairn_status cairn_watch(cairn_client *client, const cairn_watch_request *req,
                                    cairn_error *err);
 
-/* The same on a thread of its own (on_event runs there). */
+/* The same on a thread of its own (on_event runs there).
+ * Ownership: req is copied (run_id too; user is passed back as it is);
+ * *out is the caller's, to end with cairn_watch_stop. The client must
+ * outlive the watcher. */
 typedef struct cairn_watcher cairn_watcher;
 CAIRN_API cairn_status cairn_watch_start(cairn_client *client, const cairn_watch_request *req,
                                          cairn_watcher **out, cairn_error *err);
-/* Stops the watch (if on_event has not), waits for its thread, frees it,
- * and returns how it ended (CAIRN_OK when stopped). */
+/* Stops the watch (if on_event has not), waits for its thread, frees the
+ * watcher, and returns how it ended (CAIRN_OK when stopped). NULL is a
+ * no-op that returns CAIRN_OK. */
 CAIRN_API cairn_status cairn_watch_stop(cairn_watcher *watcher, cairn_error *err);
 
 /* ---- checkpoints ---- */
 
-/* A checkpoint's metadata. Free with cairn_checkpoint_free. */
+/* A checkpoint's metadata. Its run_state and completed_workers point into
+ * memory the struct owns: they live until cairn_checkpoint_free (or, for
+ * an entry of a list, cairn_checkpoint_list_free). */
 typedef struct cairn_checkpoint {
     char checkpoint_id[CAIRN_ID_MAX + 1];   /* YYYYMMDD_HHMMSS_ffffff, increasing per run */
     char run_id[CAIRN_ID_MAX + 1];
@@ -501,7 +531,10 @@ typedef struct cairn_checkpoint {
     uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* zero; room for later fields */
 } cairn_checkpoint;
 
-/* Releases what a cairn_checkpoint holds. Safe on a zeroed struct. */
+/* Releases what a cairn_checkpoint returned by a create, get or load call
+ * holds (not an entry of a cairn_checkpoint_list: its list owns it) and
+ * zeroes it; the struct itself is the caller's. NULL and a zeroed struct
+ * are no-ops. */
 CAIRN_API void cairn_checkpoint_free(cairn_checkpoint *checkpoint);
 
 /* Reports transfer progress: bytes done of total. Runs on the calling
@@ -524,9 +557,12 @@ typedef struct cairn_checkpoint_request {
 
 /* Uploads a snapshot from memory and creates a checkpoint of it, streamed
  * in 1 MiB chunks with its SHA-256 (computed here) so the server checks it
- * end to end. Every retry sends the same bytes under the same key. On
- * success *out must be freed with cairn_checkpoint_free. The per-attempt
- * deadline does not apply: an upload may take the whole call deadline. */
+ * end to end. Every retry sends the same bytes under the same key. The
+ * per-attempt deadline does not apply: an upload may take the whole call
+ * deadline.
+ * Ownership: snapshot is read during the call only. On success the caller
+ * frees *out with cairn_checkpoint_free (so for the _fd and _path forms
+ * too). */
 CAIRN_API cairn_status cairn_create_checkpoint(cairn_client *client,
                                                const cairn_checkpoint_request *req,
                                                const void *snapshot, size_t len,
@@ -549,13 +585,18 @@ typedef struct cairn_checkpoint_list {
     uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* zero; room for later fields */
 } cairn_checkpoint_list;
 
-/* The run's checkpoints, oldest first. Free with cairn_checkpoint_list_free
- * (which frees the entries too). */
+/* The run's checkpoints, oldest first.
+ * Ownership: on success the caller frees *out with
+ * cairn_checkpoint_list_free, which frees the entries too (do not
+ * cairn_checkpoint_free them one by one). */
 CAIRN_API cairn_status cairn_list_checkpoints(cairn_client *client, const char *run_id,
                                               cairn_checkpoint_list *out, cairn_error *err);
+/* Releases a list and every entry in it, and zeroes it. NULL and a zeroed
+ * list are no-ops. */
 CAIRN_API void cairn_checkpoint_list_free(cairn_checkpoint_list *list);
 
-/* The newest checkpoint; NOT_FOUND when the run has none. */
+/* The newest checkpoint; NOT_FOUND when the run has none.
+ * Ownership: on success the caller frees *out with cairn_checkpoint_free. */
 CAIRN_API cairn_status cairn_get_latest_checkpoint(cairn_client *client, const char *run_id,
                                                    cairn_checkpoint *out, cairn_error *err);
 
@@ -567,10 +608,12 @@ typedef struct cairn_load_request {
     uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
 } cairn_load_request;
 
-/* Downloads a checkpoint's snapshot into a new buffer (*data, *len; free
- * it with cairn_buffer_free) and its metadata into *meta (free with
- * cairn_checkpoint_free). DATA_LOSS when the stored bytes fail their
- * SHA-256: nothing is returned then. */
+/* Downloads a checkpoint's snapshot into a new buffer (*data, *len) and
+ * its metadata into *meta. DATA_LOSS when the stored bytes fail their
+ * SHA-256: nothing is returned then.
+ * Ownership: on success the caller frees *data with cairn_buffer_free and
+ * *meta with cairn_checkpoint_free (for the _fd and _path forms, *meta
+ * only); on failure *data is NULL and *meta zeroed. */
 CAIRN_API cairn_status cairn_load_checkpoint(cairn_client *client, const cairn_load_request *req,
                                              cairn_checkpoint *meta, void **data, size_t *len,
                                              cairn_error *err);
@@ -587,7 +630,8 @@ CAIRN_API cairn_status cairn_load_checkpoint_path(cairn_client *client,
                                                   const cairn_load_request *req, const char *path,
                                                   cairn_checkpoint *meta, cairn_error *err);
 
-/* Frees a buffer libcairn returned. NULL is a no-op. */
+/* Frees a buffer libcairn returned (cairn_load_checkpoint's *data). NULL
+ * is a no-op. */
 CAIRN_API void cairn_buffer_free(void *data);
 
 typedef struct cairn_cleanup_result {
@@ -607,16 +651,22 @@ typedef struct cairn_cleanup_request {
 } cairn_cleanup_request;
 
 /* Deletes all but the newest keep_last_n checkpoints of the run. A
- * checkpoint being downloaded is kept until a later cleanup. Free *out
- * with cairn_cleanup_result_free. */
+ * checkpoint being downloaded is kept until a later cleanup.
+ * Ownership: on success the caller frees *out with
+ * cairn_cleanup_result_free; its deleted_ids live until then. */
 CAIRN_API cairn_status cairn_cleanup_checkpoints(cairn_client *client,
                                                  const cairn_cleanup_request *req,
                                                  cairn_cleanup_result *out, cairn_error *err);
+/* Releases what a cleanup result holds and zeroes it. NULL and a zeroed
+ * result are no-ops. */
 CAIRN_API void cairn_cleanup_result_free(cairn_cleanup_result *result);
 
 /* ---- resume ---- */
 
-/* What a resuming process must do. Free with cairn_resume_plan_free. */
+/* What a resuming process must do. Its resumed_from_state and
+ * workers_to_rerun point into memory the struct owns: they live until
+ * cairn_resume_plan_free (or, for a cairn_resume_state's plan,
+ * cairn_resume_state_free). */
 typedef struct cairn_resume_plan {
     char run_id[CAIRN_ID_MAX + 1];
     char checkpoint_id[CAIRN_ID_MAX + 1];   /* "" without a checkpoint */
@@ -632,10 +682,13 @@ typedef struct cairn_resume_plan {
 /* Asks the server which workers still need to run: all_workers (or the
  * run's own when all_workers_count is 0) minus those completed in the
  * latest checkpoint and after it, and from which seq to replay. A read:
- * no key, changes nothing. */
+ * no key, changes nothing.
+ * Ownership: on success the caller frees *out with cairn_resume_plan_free. */
 CAIRN_API cairn_status cairn_resume_run(cairn_client *client, const char *run_id,
                                         const char *const *all_workers, size_t all_workers_count,
                                         cairn_resume_plan *out, cairn_error *err);
+/* Releases what a plan from cairn_resume_run holds and zeroes it. NULL and
+ * a zeroed plan are no-ops. */
 CAIRN_API void cairn_resume_plan_free(cairn_resume_plan *plan);
 
 typedef struct cairn_resume_state {
@@ -647,10 +700,15 @@ typedef struct cairn_resume_state {
 } cairn_resume_state;
 
 /* cairn_resume_run, then reads every event to replay (ReadEvents, page by
- * page). Free with cairn_resume_state_free. */
+ * page).
+ * Ownership: on success the caller frees *out with
+ * cairn_resume_state_free, which frees its plan and its events (with
+ * their strings and payloads) too. */
 CAIRN_API cairn_status cairn_resume(cairn_client *client, const char *run_id,
                                     const char *const *all_workers, size_t all_workers_count,
                                     cairn_resume_state *out, cairn_error *err);
+/* Releases a resume state, its plan and its events, and zeroes it. NULL
+ * and a zeroed state are no-ops. */
 CAIRN_API void cairn_resume_state_free(cairn_resume_state *state);
 
 /* ---- local helpers ---- */
