@@ -111,7 +111,7 @@ static int cmd_create_run(cairn_client *c, int argc, char **argv)
                 return 2;
             }
             *eq = '\0';
-            labels[n_labels++] = (cairn_label){optarg, eq + 1};
+            labels[n_labels++] = (cairn_label){.key = optarg, .value = eq + 1};
         } else {
             return usage();
         }
@@ -399,9 +399,11 @@ static int cmd_cleanup(cairn_client *c, int argc, char **argv)
     uint64_t keep;
     if (argc - optind != 2 || parse_u64(argv[optind + 1], &keep) || keep > UINT32_MAX)
         return usage();
+    cairn_cleanup_request req = {.idempotency_key = key, .run_id = argv[optind],
+                                 .keep_last_n = (uint32_t)keep};
     cairn_cleanup_result res;
     cairn_error err;
-    cairn_status st = cairn_cleanup_checkpoints(c, key, argv[optind], (uint32_t)keep, &res, &err);
+    cairn_status st = cairn_cleanup_checkpoints(c, &req, &res, &err);
     if (st)
         return fail(st, &err);
     printf("deleted: %u%s\n", res.deleted, res.replayed ? " (replayed)" : "");

@@ -145,19 +145,20 @@ void cairn_checkpoint_list_free(cairn_checkpoint_list *list)
     memset(list, 0, sizeof *list);
 }
 
-cairn_status cairn_cleanup_checkpoints(cairn_client *c, const char *idempotency_key,
-                                       const char *run_id, uint32_t keep_last_n,
+cairn_status cairn_cleanup_checkpoints(cairn_client *c, const cairn_cleanup_request *req,
                                        cairn_cleanup_result *out, cairn_error *err)
 {
     memset(out, 0, sizeof *out);
     cairn__error_clear(err);
     cairn_v1_CleanupCheckpointsRequest m = cairn_v1_CleanupCheckpointsRequest_init_zero;
-    cairn_status rc = cairn__pick_key(m.idempotency_key, idempotency_key, err);
+    cairn_status rc = CAIRN__CHECK_RESERVED(req, NULL, CAIRN__NO_INDEX, err);
     if (!rc)
-        rc = cairn__copy_str(m.run_id, sizeof m.run_id, run_id, "run_id", err);
+        rc = cairn__pick_key(m.idempotency_key, req->idempotency_key, err);
+    if (!rc)
+        rc = cairn__copy_str(m.run_id, sizeof m.run_id, req->run_id, "run_id", err);
     if (rc)
         return rc;
-    m.keep_last_n = keep_last_n;
+    m.keep_last_n = req->keep_last_n;
     cairn_v1_CleanupCheckpointsResponse *msg = calloc(1, sizeof *msg);
     if (!msg)
         return cairn__fail(err, CAIRN_NO_MEMORY, "out of memory");
@@ -321,9 +322,12 @@ static cairn_status upload_from(cairn_client *c, const cairn_checkpoint_request 
     cairn_v1_CreateCheckpointRequest m = cairn_v1_CreateCheckpointRequest_init_zero;
     m.which_part = cairn_v1_CreateCheckpointRequest_header_tag;
     cairn_v1_CheckpointHeader *h = &m.part.header;
+    cairn_status rc = CAIRN__CHECK_RESERVED(req, NULL, CAIRN__NO_INDEX, err);
+    if (rc)
+        return rc;
     if (req->completed_workers_count > 65535)
         return cairn__fail(err, CAIRN_INVALID_ARGUMENT, "completed_workers: at most 65535 items");
-    cairn_status rc = cairn__pick_key(h->idempotency_key, req->idempotency_key, err);
+    rc = cairn__pick_key(h->idempotency_key, req->idempotency_key, err);
     if (!rc)
         rc = cairn__copy_str(h->run_id, sizeof h->run_id, req->run_id, "run_id", err);
     if (!rc)
@@ -529,7 +533,9 @@ static cairn_status load_into(cairn_client *c, const cairn_load_request *req, do
                               cairn_checkpoint *meta, cairn_error *err)
 {
     cairn_v1_LoadCheckpointRequest m = cairn_v1_LoadCheckpointRequest_init_zero;
-    cairn_status rc = cairn__copy_str(m.run_id, sizeof m.run_id, req->run_id, "run_id", err);
+    cairn_status rc = CAIRN__CHECK_RESERVED(req, NULL, CAIRN__NO_INDEX, err);
+    if (!rc)
+        rc = cairn__copy_str(m.run_id, sizeof m.run_id, req->run_id, "run_id", err);
     if (!rc)
         rc = cairn__copy_str(m.checkpoint_id, sizeof m.checkpoint_id, req->checkpoint_id,
                              "checkpoint_id", err);

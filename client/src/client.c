@@ -8,7 +8,7 @@
 
 const char *cairn_version(void)
 {
-    return "0.1.0";
+    return CAIRN_VERSION_STRING;
 }
 
 void cairn_client_options_init(cairn_client_options *opts)
@@ -17,8 +17,22 @@ void cairn_client_options_init(cairn_client_options *opts)
     opts->target = DEFAULT_TARGET;
     cairn_retry_policy_init(&opts->retry);
     opts->max_message_bytes = DEFAULT_MAX_MESSAGE;
-    opts->retry_budget = (cairn_retry_budget){false, 10, 0.1};
-    opts->breaker = (cairn_circuit_breaker){false, 5, 5000};
+    opts->retry_budget = (cairn_retry_budget){.enabled = false, .max_tokens = 10,
+                                              .token_ratio = 0.1};
+    opts->breaker = (cairn_circuit_breaker){.enabled = false, .failure_threshold = 5,
+                                            .cooldown_ms = 5000};
+}
+
+static cairn_status check_reserved(const cairn_client_options *o, cairn_error *err)
+{
+    cairn_status rc = CAIRN__CHECK_RESERVED(o, "options", CAIRN__NO_INDEX, err);
+    if (!rc)
+        rc = CAIRN__CHECK_RESERVED(&o->retry, "retry", CAIRN__NO_INDEX, err);
+    if (!rc)
+        rc = CAIRN__CHECK_RESERVED(&o->retry_budget, "retry_budget", CAIRN__NO_INDEX, err);
+    if (!rc)
+        rc = CAIRN__CHECK_RESERVED(&o->breaker, "breaker", CAIRN__NO_INDEX, err);
+    return rc;
 }
 
 static cairn_status check_policy(const cairn_retry_policy *p, cairn_error *err)
@@ -48,7 +62,9 @@ cairn_status cairn_client_create(const cairn_client_options *opts, cairn_client 
         opts = &defaults;
     }
     const char *target = opts->target && *opts->target ? opts->target : DEFAULT_TARGET;
-    cairn_status rc = check_policy(&opts->retry, err);
+    cairn_status rc = check_reserved(opts, err);
+    if (!rc)
+        rc = check_policy(&opts->retry, err);
     if (rc)
         return rc;
     cairn_client *c = calloc(1, sizeof *c);

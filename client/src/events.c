@@ -41,11 +41,16 @@ static bool encode_events(pb_ostream_t *s, const pb_field_t *f, void *const *arg
 
 static cairn_status check_events(const cairn_append_request *req, cairn_error *err)
 {
+    cairn_status rc = CAIRN__CHECK_RESERVED(req, NULL, CAIRN__NO_INDEX, err);
+    if (rc)
+        return rc;
     if (req->events_count > 0 && !req->events)
         return cairn__fail(err, CAIRN_INVALID_ARGUMENT, "events: NULL with a count of %zu",
                            req->events_count);
     for (size_t i = 0; i < req->events_count; i++) {
         const cairn_event *e = &req->events[i];
+        if ((rc = CAIRN__CHECK_RESERVED(e, "events", i, err)))
+            return rc;
         if (e->type && strlen(e->type) > CAIRN_ID_MAX)
             return cairn__fail(err, CAIRN_INVALID_ARGUMENT,
                                "events[%zu].type: must be 1..128 bytes, got %zu", i, strlen(e->type));

@@ -157,6 +157,15 @@ cairn_status cairn__fail(cairn_error *err, cairn_status status, const char *fmt,
 cairn_status cairn__status_from_grpc(int code);
 /* Resets err to success. */
 void cairn__error_clear(cairn_error *err);
+/* Checks that a struct the caller passed in left its reserved space zero
+ * (cairn.h's ABI rule): INVALID_ARGUMENT naming it otherwise, as
+ * "reserved", "<field>.reserved" or "<field>[<index>].reserved" (field
+ * may be NULL; index CAIRN__NO_INDEX for none). */
+#define CAIRN__NO_INDEX SIZE_MAX
+cairn_status cairn__check_reserved(const void *reserved, size_t size, const char *field,
+                                   size_t index, cairn_error *err);
+#define CAIRN__CHECK_RESERVED(s, field, index, err) \
+    cairn__check_reserved((s)->reserved, sizeof (s)->reserved, field, index, err)
 
 /* ---- retry.c ---- */
 

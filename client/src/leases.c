@@ -11,15 +11,41 @@
  * started its ttl after it received the request. */
 static void fill_lease(cairn_lease *out, const cairn_v1_Lease *m, uint32_t ttl_ms, int64_t sent_at)
 {
-    memcpy(out->lease_id, m->lease_id, sizeof out->lease_id);
-    memcpy(out->run_id, m->run_id, sizeof out->run_id);
-    memcpy(out->worker_id, m->worker_id, sizeof out->worker_id);
-    memcpy(out->holder, m->holder, sizeof out->holder);
-    memcpy(out->expires_at, m->expires_at, sizeof out->expires_at);
-    out->fencing_token = m->fencing_token;
-    out->replayed = m->replayed;
-    out->ttl_ms = ttl_ms;
-    out->local_expiry_ms_ = sent_at + ttl_ms;
+    cairn_lease l = {0}; /* built whole, then stored: every field set, none stale */
+    memcpy(l.lease_id, m->lease_id, sizeof l.lease_id);
+    memcpy(l.run_id, m->run_id, sizeof l.run_id);
+    memcpy(l.worker_id, m->worker_id, sizeof l.worker_id);
+    memcpy(l.holder, m->holder, sizeof l.holder);
+    memcpy(l.expires_at, m->expires_at, sizeof l.expires_at);
+    l.fencing_token = m->fencing_token;
+    l.replayed = m->replayed;
+    l.ttl_ms = ttl_ms;
+    l.local_expiry_ms_ = sent_at + ttl_ms;
+    *out = l;
+}
+
+#define ID_FIELD_FITS(type, field) \
+    _Static_assert(sizeof((type *)0)->field == CAIRN_ID_MAX + 1, #type "." #field)
+ID_FIELD_FITS(cairn_v1_RenewLeaseRequest, run_id);
+ID_FIELD_FITS(cairn_v1_RenewLeaseRequest, worker_id);
+ID_FIELD_FITS(cairn_v1_RenewLeaseRequest, lease_id);
+ID_FIELD_FITS(cairn_v1_ReleaseWorkerRequest, run_id);
+ID_FIELD_FITS(cairn_v1_ReleaseWorkerRequest, worker_id);
+ID_FIELD_FITS(cairn_v1_ReleaseWorkerRequest, lease_id);
+
+/* Copies the lease's ids into a request's fields (each CAIRN_ID_MAX + 1
+ * bytes, as checked above); INVALID_ARGUMENT when the request names no
+ * lease. */
+static cairn_status lease_ids(const cairn_lease *lease, char run_id[CAIRN_ID_MAX + 1],
+                              char worker_id[CAIRN_ID_MAX + 1], char lease_id[CAIRN_ID_MAX + 1],
+                              cairn_error *err)
+{
+    if (!lease)
+        return cairn__fail(err, CAIRN_INVALID_ARGUMENT, "lease: NULL (pass the acquired lease)");
+    memcpy(run_id, lease->run_id, CAIRN_ID_MAX + 1);
+    memcpy(worker_id, lease->worker_id, CAIRN_ID_MAX + 1);
+    memcpy(lease_id, lease->lease_id, CAIRN_ID_MAX + 1);
+    return CAIRN_OK;
 }
 
 cairn_status cairn_acquire_worker(cairn_client *c, const cairn_acquire_request *req,
@@ -28,7 +54,9 @@ cairn_status cairn_acquire_worker(cairn_client *c, const cairn_acquire_request *
     memset(out, 0, sizeof *out);
     cairn__error_clear(err);
     cairn_v1_AcquireWorkerRequest m = cairn_v1_AcquireWorkerRequest_init_zero;
-    cairn_status rc = cairn__pick_key(m.idempotency_key, req->idempotency_key, err);
+    cairn_status rc = CAIRN__CHECK_RESERVED(req, NULL, CAIRN__NO_INDEX, err);
+    if (!rc)
+        rc = cairn__pick_key(m.idempotency_key, req->idempotency_key, err);
     if (!rc)
         rc = cairn__copy_str(m.run_id, sizeof m.run_id, req->run_id, "run_id", err);
     if (!rc)
@@ -47,45 +75,51 @@ cairn_status cairn_acquire_worker(cairn_client *c, const cairn_acquire_request *
     return rc;
 }
 
-/* Renews under policy p (NULL: the client's). */
+/* Renews under policy p (NULL: the client's). *out may be lease itself:
+ * the lease is read before *out is written, and only on success. */
 static cairn_status renew(cairn_client *c, const cairn_retry_policy *p, const char *key,
-                          cairn_lease *lease, uint32_t ttl_ms, cairn_error *err)
+                          const cairn_lease *lease, uint32_t ttl_ms, cairn_lease *out,
+                          cairn_error *err)
 {
     cairn__error_clear(err);
     cairn_v1_RenewLeaseRequest m = cairn_v1_RenewLeaseRequest_init_zero;
     cairn_status rc = cairn__pick_key(m.idempotency_key, key, err);
+    if (!rc)
+        rc = lease_ids(lease, m.run_id, m.worker_id, m.lease_id, err);
     if (rc)
         return rc;
-    memcpy(m.run_id, lease->run_id, sizeof m.run_id);
-    memcpy(m.worker_id, lease->worker_id, sizeof m.worker_id);
-    memcpy(m.lease_id, lease->lease_id, sizeof m.lease_id);
     m.ttl_ms = ttl_ms;
     cairn_v1_Lease resp = cairn_v1_Lease_init_zero;
     int64_t sent_at = cairn__mono_ms();
     rc = cairn__unary_with(c, p, CAIRN__RENEW_LEASE, cairn_v1_RenewLeaseRequest_fields, &m,
                            m.idempotency_key, cairn_v1_Lease_fields, &resp, err);
     if (!rc)
-        fill_lease(lease, &resp, ttl_ms, sent_at);
+        fill_lease(out, &resp, ttl_ms, sent_at);
     return rc;
 }
 
-cairn_status cairn_renew_lease(cairn_client *c, const char *idempotency_key, cairn_lease *lease,
-                               uint32_t ttl_ms, cairn_error *err)
+cairn_status cairn_renew_lease(cairn_client *c, const cairn_renew_request *req, cairn_lease *out,
+                               cairn_error *err)
 {
-    return renew(c, NULL, idempotency_key, lease, ttl_ms, err);
+    cairn__error_clear(err);
+    cairn_status rc = CAIRN__CHECK_RESERVED(req, NULL, CAIRN__NO_INDEX, err);
+    if (rc)
+        return rc;
+    return renew(c, NULL, req->idempotency_key, req->lease, req->ttl_ms, out, err);
 }
 
-cairn_status cairn_release_worker(cairn_client *c, const char *idempotency_key,
-                                  const cairn_lease *lease, cairn_error *err)
+cairn_status cairn_release_worker(cairn_client *c, const cairn_release_request *req,
+                                  cairn_error *err)
 {
     cairn__error_clear(err);
     cairn_v1_ReleaseWorkerRequest m = cairn_v1_ReleaseWorkerRequest_init_zero;
-    cairn_status rc = cairn__pick_key(m.idempotency_key, idempotency_key, err);
+    cairn_status rc = CAIRN__CHECK_RESERVED(req, NULL, CAIRN__NO_INDEX, err);
+    if (!rc)
+        rc = cairn__pick_key(m.idempotency_key, req->idempotency_key, err);
+    if (!rc)
+        rc = lease_ids(req->lease, m.run_id, m.worker_id, m.lease_id, err);
     if (rc)
         return rc;
-    memcpy(m.run_id, lease->run_id, sizeof m.run_id);
-    memcpy(m.worker_id, lease->worker_id, sizeof m.worker_id);
-    memcpy(m.lease_id, lease->lease_id, sizeof m.lease_id);
     cairn_v1_ReleaseWorkerResponse resp = cairn_v1_ReleaseWorkerResponse_init_zero;
     return cairn__unary(c, CAIRN__RELEASE_WORKER, cairn_v1_ReleaseWorkerRequest_fields, &m,
                         m.idempotency_key, cairn_v1_ReleaseWorkerResponse_fields, &resp, err);
@@ -130,7 +164,7 @@ static void *keep(void *arg)
             p.call_deadline_ms = (uint32_t)left;
             if (p.attempt_deadline_ms > (uint32_t)left)
                 p.attempt_deadline_ms = (uint32_t)left;
-            rc = renew(k->client, &p, NULL, &lease, lease.ttl_ms, &why);
+            rc = renew(k->client, &p, NULL, &lease, lease.ttl_ms, &lease, &why);
         } else {
             cairn__fail(&why, rc, "lease_id: %s expired before a renewal got through",
                         lease.lease_id);

@@ -91,7 +91,7 @@ void cairn_resume_state_free(cairn_resume_state *state)
 {
     if (!state)
         return;
-    cairn_event_page page = {state->events, state->events_count, 0, NULL};
+    cairn_event_page page = {.events = state->events, .events_count = state->events_count};
     cairn_event_page_free(&page);
     cairn_resume_plan_free(&state->plan);
     memset(state, 0, sizeof *state);

@@ -11,6 +11,7 @@
 
 void cairn_retry_policy_init(cairn_retry_policy *p)
 {
+    memset(p, 0, sizeof *p); /* reserved space too */
     p->max_attempts = 10;
     p->base_delay_ms = 100;
     p->multiplier = 2.0;
@@ -164,8 +165,9 @@ cairn_status cairn__invoke_with(cairn_client *c, const cairn_retry_policy *p,
         if (clk->now_ms(clk->ctx) + delay >= deadline)
             return give_up(err, "the call deadline leaves no room for another attempt");
         if (c->on_retry) {
-            cairn_retry_info info = {call->name, attempt, err->status, err->message,
-                                     (uint32_t)delay};
+            cairn_retry_info info = {.method = call->name, .attempt = attempt,
+                                     .status = err->status, .message = err->message,
+                                     .delay_ms = (uint32_t)delay};
             c->on_retry(c->on_retry_user, &info);
         }
         clk->sleep_ms(clk->ctx, delay);

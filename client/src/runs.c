@@ -18,8 +18,8 @@ static cairn_status fill_run(cairn_run *out, cairn_v1_Run *msg, bool owns, cairn
         if (!labels)
             return cairn__fail(err, CAIRN_NO_MEMORY, "out of memory");
         for (pb_size_t i = 0; i < msg->labels_count; i++)
-            labels[i] = (cairn_label){msg->labels[i].key ? msg->labels[i].key : "",
-                                      msg->labels[i].value ? msg->labels[i].value : ""};
+            labels[i] = (cairn_label){.key = msg->labels[i].key ? msg->labels[i].key : "",
+                                      .value = msg->labels[i].value ? msg->labels[i].value : ""};
     }
     memcpy(out->run_id, msg->run_id, sizeof out->run_id);
     memcpy(out->state, msg->state, sizeof out->state);
@@ -69,8 +69,13 @@ cairn_status cairn_create_run(cairn_client *c, const cairn_create_run_request *r
     if (req->workers_count > PB_COUNT_MAX || req->labels_count > PB_COUNT_MAX)
         return cairn__fail(err, CAIRN_INVALID_ARGUMENT,
                            "workers/labels: at most %d items per request", PB_COUNT_MAX);
+    cairn_status rc = CAIRN__CHECK_RESERVED(req, NULL, CAIRN__NO_INDEX, err);
+    for (size_t i = 0; !rc && i < req->labels_count; i++)
+        rc = CAIRN__CHECK_RESERVED(&req->labels[i], "labels", i, err);
+    if (rc)
+        return rc;
     cairn_v1_CreateRunRequest m = cairn_v1_CreateRunRequest_init_zero;
-    cairn_status rc = cairn__pick_key(m.idempotency_key, req->idempotency_key, err);
+    rc = cairn__pick_key(m.idempotency_key, req->idempotency_key, err);
     if (!rc)
         rc = cairn__copy_str(m.run_id, sizeof m.run_id, req->run_id, "run_id", err);
     if (rc)

@@ -64,3 +64,21 @@ cairn_status cairn__fail(cairn_error *err, cairn_status status, const char *fmt,
     }
     return status;
 }
+
+cairn_status cairn__check_reserved(const void *reserved, size_t size, const char *field,
+                                   size_t index, cairn_error *err)
+{
+    static const char how[] = "must be zero (start the struct from {0}, a designated "
+                              "initializer or its _init function)";
+    const unsigned char *p = reserved;
+    for (size_t i = 0; i < size; i++) {
+        if (!p[i])
+            continue;
+        if (!field)
+            return cairn__fail(err, CAIRN_INVALID_ARGUMENT, "reserved: %s", how);
+        if (index == CAIRN__NO_INDEX)
+            return cairn__fail(err, CAIRN_INVALID_ARGUMENT, "%s.reserved: %s", field, how);
+        return cairn__fail(err, CAIRN_INVALID_ARGUMENT, "%s[%zu].reserved: %s", field, index, how);
+    }
+    return CAIRN_OK;
+}

@@ -52,7 +52,9 @@ static cairn_status watch_loop(cairn_client *c, const cairn_watch_request *req,
     const cairn__clock *clk = &c->clock;
     watch_state w = {req, req->from_seq ? req->from_seq : 1, false, false};
     cairn_v1_WatchEventsRequest m = cairn_v1_WatchEventsRequest_init_zero;
-    cairn_status rc = cairn__copy_str(m.run_id, sizeof m.run_id, req->run_id, "run_id", err);
+    cairn_status rc = CAIRN__CHECK_RESERVED(req, NULL, CAIRN__NO_INDEX, err);
+    if (!rc)
+        rc = cairn__copy_str(m.run_id, sizeof m.run_id, req->run_id, "run_id", err);
     if (rc)
         return rc;
     for (int attempt = 1;; attempt++) {
@@ -85,8 +87,9 @@ static cairn_status watch_loop(cairn_client *c, const cairn_watch_request *req,
         int64_t delay = err->has_retry_pushback ? err->retry_pushback_ms
                                                 : cairn_backoff_delay_ms(p, attempt - 1, req->run_id);
         if (c->on_retry) {
-            cairn_retry_info info = {"WatchEvents", attempt, err->status, err->message,
-                                     (uint32_t)delay};
+            cairn_retry_info info = {.method = "WatchEvents", .attempt = attempt,
+                                     .status = err->status, .message = err->message,
+                                     .delay_ms = (uint32_t)delay};
             c->on_retry(c->on_retry_user, &info);
         }
         clk->sleep_ms(clk->ctx, delay);
@@ -119,10 +122,13 @@ cairn_status cairn_watch_start(cairn_client *c, const cairn_watch_request *req,
                                cairn_watcher **out, cairn_error *err)
 {
     cairn__error_clear(err);
+    cairn_status rc = CAIRN__CHECK_RESERVED(req, NULL, CAIRN__NO_INDEX, err);
+    if (rc)
+        return rc;
     cairn_watcher *w = calloc(1, sizeof *w);
     if (!w)
         return cairn__fail(err, CAIRN_NO_MEMORY, "out of memory");
-    cairn_status rc = cairn__copy_str(w->run_id, sizeof w->run_id, req->run_id, "run_id", err);
+    rc = cairn__copy_str(w->run_id, sizeof w->run_id, req->run_id, "run_id", err);
     if (rc) {
         free(w);
         return rc;
@@ -142,6 +148,10 @@ cairn_status cairn_watch_start(cairn_client *c, const cairn_watch_request *req,
 
 cairn_status cairn_watch_stop(cairn_watcher *w, cairn_error *err)
 {
+    if (!w) {
+        cairn__error_clear(err);
+        return CAIRN_OK;
+    }
     cairn__cancel_fire(&w->slot);
     pthread_join(w->thread, NULL);
     cairn_status rc = w->result;

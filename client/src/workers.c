@@ -10,7 +10,9 @@ cairn_status cairn_complete_worker(cairn_client *c, const cairn_complete_request
     memset(out, 0, sizeof *out);
     cairn__error_clear(err);
     cairn_v1_CompleteWorkerRequest m = cairn_v1_CompleteWorkerRequest_init_zero;
-    cairn_status rc = cairn__pick_key(m.idempotency_key, req->idempotency_key, err);
+    cairn_status rc = CAIRN__CHECK_RESERVED(req, NULL, CAIRN__NO_INDEX, err);
+    if (!rc)
+        rc = cairn__pick_key(m.idempotency_key, req->idempotency_key, err);
     if (!rc)
         rc = cairn__copy_str(m.run_id, sizeof m.run_id, req->run_id, "run_id", err);
     if (!rc)

@@ -145,6 +145,14 @@ size_t list_count(cairn_client *c, const char *run_id)
     return n;
 }
 
+cairn_status cleanup(cairn_client *c, const char *key, const char *run_id, uint32_t keep_last_n,
+                     cairn_cleanup_result *out, cairn_error *err)
+{
+    cairn_cleanup_request req = {.idempotency_key = key, .run_id = run_id,
+                                 .keep_last_n = keep_last_n};
+    return cairn_cleanup_checkpoints(c, &req, out, err);
+}
+
 /* Deterministic pseudo-random bytes (xorshift64*). */
 void fill_random(uint8_t *buf, size_t len, uint64_t seed)
 {

@@ -30,6 +30,8 @@ void checkpoint(cairn_client *c, const char *run_id, const char *run_state, uint
 void checkpoint_id_of(cairn_client *c, const char *run_id, const char *text, char id[CAIRN_ID_MAX + 1]);
 void *load(cairn_client *c, const char *run_id, const char *checkpoint_id, cairn_checkpoint *meta, size_t *len);
 size_t list_count(cairn_client *c, const char *run_id);
+/* cairn_cleanup_checkpoints with a request of these fields (key may be NULL). */
+cairn_status cleanup(cairn_client *c, const char *key, const char *run_id, uint32_t keep_last_n, cairn_cleanup_result *out, cairn_error *err);
 void fill_random(uint8_t *buf, size_t len, uint64_t seed);
 void assert_digits(const char *s, size_t from, size_t to);
 void assert_checkpoint_id_format(const char *id);

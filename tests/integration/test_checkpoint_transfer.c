@@ -597,8 +597,7 @@ static void checkpoint_retention_spares_an_open_load(void **state)
     cairn_status listed = cairn_list_checkpoints(c, "cp-pinned", &during, &list_err);
     cairn_cleanup_result cleaned;
     cairn_error clean_err;
-    cairn_status cleanup_rc = cairn_cleanup_checkpoints(c, NULL, "cp-pinned", 1, &cleaned,
-                                                        &clean_err);
+    cairn_status cleanup_rc = cleanup(c, NULL, "cp-pinned", 1, &cleaned, &clean_err);
 
     pthread_mutex_lock(&g.mu);
     g.released = true;
@@ -634,7 +633,7 @@ static void checkpoint_retention_spares_an_open_load(void **state)
 
     /* No longer loading: the next cleanup deletes A. */
     cairn_error err;
-    assert_int_equal(cairn_cleanup_checkpoints(c, NULL, "cp-pinned", 1, &cleaned, &err), CAIRN_OK);
+    assert_int_equal(cleanup(c, NULL, "cp-pinned", 1, &cleaned, &err), CAIRN_OK);
     assert_int_equal(cleaned.deleted_ids_count, 1);
     assert_string_equal(cleaned.deleted_ids[0], a.checkpoint_id);
     cairn_cleanup_result_free(&cleaned);
@@ -710,8 +709,7 @@ static void checkpoint_identical_content_stored_once(void **state)
     /* Deleting one keeps the other loadable. */
     cairn_cleanup_result res;
     cairn_error err;
-    assert_int_equal(cairn_cleanup_checkpoints(f->client, NULL, "cp-dedup", 2, &res, &err),
-                     CAIRN_OK);
+    assert_int_equal(cleanup(f->client, NULL, "cp-dedup", 2, &res, &err), CAIRN_OK);
     assert_int_equal(res.deleted_ids_count, 1);
     assert_string_equal(res.deleted_ids[0], first.checkpoint_id);
     cairn_cleanup_result_free(&res);
@@ -726,8 +724,7 @@ static void checkpoint_identical_content_stored_once(void **state)
     cairn_checkpoint_free(&meta);
 
     /* Deleting this run's last reference keeps the file for the other run. */
-    assert_int_equal(cairn_cleanup_checkpoints(f->client, NULL, "cp-dedup", 1, &res, &err),
-                     CAIRN_OK);
+    assert_int_equal(cleanup(f->client, NULL, "cp-dedup", 1, &res, &err), CAIRN_OK);
     assert_int_equal(res.deleted_ids_count, 1);
     assert_string_equal(res.deleted_ids[0], second.checkpoint_id);
     cairn_cleanup_result_free(&res);
@@ -741,8 +738,7 @@ static void checkpoint_identical_content_stored_once(void **state)
     /* Deleting the last reference anywhere removes the file. */
     char newer[CAIRN_ID_MAX + 1];
     checkpoint_id_of(f->client, "cp-dedup-other", "newer in the other run", newer);
-    assert_int_equal(cairn_cleanup_checkpoints(f->client, NULL, "cp-dedup-other", 1, &res, &err),
-                     CAIRN_OK);
+    assert_int_equal(cleanup(f->client, NULL, "cp-dedup-other", 1, &res, &err), CAIRN_OK);
     assert_int_equal(res.deleted_ids_count, 1);
     assert_string_equal(res.deleted_ids[0], other.checkpoint_id);
     cairn_cleanup_result_free(&res);
@@ -806,9 +802,7 @@ static void checkpoint_cleanup_same_key_replays(void **state)
         checkpoint_id_of(f->client, "cp-clean-idem", "x", ids[i]);
     cairn_cleanup_result first, again;
     cairn_error err;
-    assert_int_equal(cairn_cleanup_checkpoints(f->client, "clean-1", "cp-clean-idem", 2, &first,
-                                               &err),
-                     CAIRN_OK);
+    assert_int_equal(cleanup(f->client, "clean-1", "cp-clean-idem", 2, &first, &err), CAIRN_OK);
     assert_int_equal(first.deleted, 1);
     assert_string_equal(first.deleted_ids[0], ids[0]);
     assert_false(first.replayed);
@@ -816,9 +810,7 @@ static void checkpoint_cleanup_same_key_replays(void **state)
     /* A new checkpoint arrives; the retry must not delete the next oldest. */
     char newer[CAIRN_ID_MAX + 1];
     checkpoint_id_of(f->client, "cp-clean-idem", "y", newer);
-    assert_int_equal(cairn_cleanup_checkpoints(f->client, "clean-1", "cp-clean-idem", 2, &again,
-                                               &err),
-                     CAIRN_OK);
+    assert_int_equal(cleanup(f->client, "clean-1", "cp-clean-idem", 2, &again, &err), CAIRN_OK);
     assert_true(again.replayed);
     assert_int_equal(again.deleted, 1);
     assert_string_equal(again.deleted_ids[0], ids[0]);
@@ -827,8 +819,7 @@ static void checkpoint_cleanup_same_key_replays(void **state)
     assert_int_equal(list_count(f->client, "cp-clean-idem"), 3);
 
     /* The same key with another keep_last_n is a reuse. */
-    assert_int_equal(cairn_cleanup_checkpoints(f->client, "clean-1", "cp-clean-idem", 1, &again,
-                                               &err),
+    assert_int_equal(cleanup(f->client, "clean-1", "cp-clean-idem", 1, &again, &err),
                      CAIRN_ALREADY_EXISTS);
     assert_int_equal(list_count(f->client, "cp-clean-idem"), 3);
 }

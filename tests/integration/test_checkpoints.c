@@ -518,8 +518,7 @@ static void checkpoint_cleanup_keep_all(void **state)
         checkpoint_id_of(f->client, "cp-keep-all", "x", id);
     cairn_cleanup_result res;
     cairn_error err;
-    assert_int_equal(cairn_cleanup_checkpoints(f->client, NULL, "cp-keep-all", 3, &res, &err),
-                     CAIRN_OK);
+    assert_int_equal(cleanup(f->client, NULL, "cp-keep-all", 3, &res, &err), CAIRN_OK);
     assert_int_equal(res.deleted, 0);
     assert_int_equal(res.deleted_ids_count, 0);
     cairn_cleanup_result_free(&res);
@@ -536,15 +535,13 @@ static void checkpoint_cleanup_keep_more_than_exist(void **state)
     checkpoint_id_of(f->client, "cp-keep-more", "b", id);
     cairn_cleanup_result res;
     cairn_error err;
-    assert_int_equal(cairn_cleanup_checkpoints(f->client, NULL, "cp-keep-more", 10, &res, &err),
-                     CAIRN_OK);
+    assert_int_equal(cleanup(f->client, NULL, "cp-keep-more", 10, &res, &err), CAIRN_OK);
     assert_int_equal(res.deleted, 0);
     cairn_cleanup_result_free(&res);
     assert_int_equal(list_count(f->client, "cp-keep-more"), 2);
     /* A run with no checkpoints at all is fine too. */
     create_run(f->client, "cp-keep-none");
-    assert_int_equal(cairn_cleanup_checkpoints(f->client, NULL, "cp-keep-none", 1, &res, &err),
-                     CAIRN_OK);
+    assert_int_equal(cleanup(f->client, NULL, "cp-keep-none", 1, &res, &err), CAIRN_OK);
     assert_int_equal(res.deleted, 0);
     cairn_cleanup_result_free(&res);
 }
@@ -563,8 +560,7 @@ static void checkpoint_cleanup_deletes_oldest(void **state)
     }
     cairn_cleanup_result res;
     cairn_error err;
-    assert_int_equal(cairn_cleanup_checkpoints(f->client, NULL, "cp-oldest", 1, &res, &err),
-                     CAIRN_OK);
+    assert_int_equal(cleanup(f->client, NULL, "cp-oldest", 1, &res, &err), CAIRN_OK);
     assert_int_equal(res.deleted, 3);
     assert_int_equal(res.deleted_ids_count, 3);
     for (int i = 0; i < 3; i++)
@@ -596,13 +592,12 @@ static void checkpoint_cleanup_keep_zero_is_invalid(void **state)
     checkpoint_id_of(f->client, "cp-keep-zero", "only", id);
     cairn_cleanup_result res;
     cairn_error err;
-    assert_int_equal(cairn_cleanup_checkpoints(f->client, NULL, "cp-keep-zero", 0, &res, &err),
+    assert_int_equal(cleanup(f->client, NULL, "cp-keep-zero", 0, &res, &err),
                      CAIRN_INVALID_ARGUMENT);
     assert_non_null(strstr(err.message, "keep_last_n"));
     assert_int_equal(err.attempts, 1);
     assert_int_equal(list_count(f->client, "cp-keep-zero"), 1);
-    assert_int_equal(cairn_cleanup_checkpoints(f->client, NULL, "cp-no-such-run", 1, &res, &err),
-                     CAIRN_NOT_FOUND);
+    assert_int_equal(cleanup(f->client, NULL, "cp-no-such-run", 1, &res, &err), CAIRN_NOT_FOUND);
 }
 
 int main(void)

@@ -297,7 +297,7 @@ static void create_run_is_idempotent_by_definition(void **state)
 {
     fixture *f = *state;
     const char *workers[] = {"a", "b", "a", "c"};
-    cairn_label labels[] = {{"team", "x"}, {"env", "prod"}};
+    cairn_label labels[] = {{.key = "team", .value = "x"}, {.key = "env", .value = "prod"}};
     cairn_create_run_request req = {.idempotency_key = "cr-1", .run_id = "def", .workers = workers,
                                     .workers_count = 4, .labels = labels, .labels_count = 2};
     cairn_run run;

@@ -31,6 +31,19 @@ static cairn_status acquire(cairn_client *c, const char *run, const char *worker
     return cairn_acquire_worker(c, &req, out, err);
 }
 
+/* Renews *lease in place, as a holder does. */
+static cairn_status renew(cairn_client *c, cairn_lease *lease, uint32_t ttl, cairn_error *err)
+{
+    cairn_renew_request req = {.lease = lease, .ttl_ms = ttl};
+    return cairn_renew_lease(c, &req, lease, err);
+}
+
+static cairn_status release(cairn_client *c, const cairn_lease *lease, cairn_error *err)
+{
+    cairn_release_request req = {.lease = lease};
+    return cairn_release_worker(c, &req, err);
+}
+
 static cairn_status fenced_append(cairn_client *c, const char *run, const char *worker,
                                   uint64_t token, cairn_error *err)
 {
@@ -124,8 +137,7 @@ static void an_expired_lease_is_free_and_fenced(void **state)
     assert_true(second.fencing_token > first.fencing_token);
     /* The old holder can neither renew nor write. */
     cairn_lease stale = first;
-    assert_int_equal(cairn_renew_lease(f->client, NULL, &stale, 1000, &err),
-                     CAIRN_FAILED_PRECONDITION);
+    assert_int_equal(renew(f->client, &stale, 1000, &err), CAIRN_FAILED_PRECONDITION);
     assert_int_equal(fenced_append(f->client, "l-expiry", "a", first.fencing_token, &err),
                      CAIRN_FAILED_PRECONDITION);
     assert_non_null(strstr(err.message, "fenced"));
@@ -143,7 +155,7 @@ static void renewal_extends_the_lease(void **state)
     int64_t first_expiry = l.local_expiry_ms_;
     char before[32];
     snprintf(before, sizeof before, "%s", l.expires_at);
-    assert_int_equal(cairn_renew_lease(f->client, NULL, &l, 600000, &err), CAIRN_OK);
+    assert_int_equal(renew(f->client, &l, 600000, &err), CAIRN_OK);
     assert_true(strcmp(l.expires_at, before) > 0);
     assert_int_equal(l.fencing_token, 1); /* renewing keeps the token */
     wait_until(first_expiry + 100); /* past the first ttl */
@@ -152,8 +164,7 @@ static void renewal_extends_the_lease(void **state)
                      CAIRN_FAILED_PRECONDITION); /* still held */
     cairn_lease wrong = l;
     snprintf(wrong.lease_id, sizeof wrong.lease_id, "not-the-lease");
-    assert_int_equal(cairn_renew_lease(f->client, NULL, &wrong, 1000, &err),
-                     CAIRN_FAILED_PRECONDITION);
+    assert_int_equal(renew(f->client, &wrong, 1000, &err), CAIRN_FAILED_PRECONDITION);
     assert_non_null(strstr(err.message, "lease_id"));
 }
 
@@ -164,17 +175,79 @@ static void release_frees_the_worker_at_once(void **state)
     cairn_lease l, next, third;
     cairn_error err;
     assert_int_equal(acquire(f->client, "l-release", "a", "node-1", 600000, &l, &err), CAIRN_OK);
-    assert_int_equal(cairn_release_worker(f->client, NULL, &l, &err), CAIRN_OK);
+    assert_int_equal(release(f->client, &l, &err), CAIRN_OK);
     assert_int_equal(acquire(f->client, "l-release", "a", "node-2", 600000, &next, &err),
                      CAIRN_OK);
     assert_int_equal(next.fencing_token, l.fencing_token + 1);
     /* Releasing a lease that was taken over is refused... */
-    assert_int_equal(cairn_release_worker(f->client, NULL, &l, &err), CAIRN_FAILED_PRECONDITION);
+    assert_int_equal(release(f->client, &l, &err), CAIRN_FAILED_PRECONDITION);
     /* ...releasing one's own twice is done already. */
-    assert_int_equal(cairn_release_worker(f->client, NULL, &next, &err), CAIRN_OK);
-    assert_int_equal(cairn_release_worker(f->client, NULL, &next, &err), CAIRN_OK);
+    assert_int_equal(release(f->client, &next, &err), CAIRN_OK);
+    assert_int_equal(release(f->client, &next, &err), CAIRN_OK);
     assert_int_equal(acquire(f->client, "l-release", "a", "node-3", 1000, &third, &err), CAIRN_OK);
     assert_int_equal(third.fencing_token, next.fencing_token + 1);
+}
+
+static void assert_same_lease(const cairn_lease *a, const cairn_lease *b)
+{
+    assert_string_equal(a->lease_id, b->lease_id);
+    assert_string_equal(a->holder, b->holder);
+    assert_string_equal(a->expires_at, b->expires_at);
+    assert_int_equal(a->fencing_token, b->fencing_token);
+    assert_int_equal(a->ttl_ms, b->ttl_ms);
+    assert_int_equal(a->replayed, b->replayed);
+    assert_int_equal(a->local_expiry_ms_, b->local_expiry_ms_);
+}
+
+static void renew_and_release_requests_carry_their_key_and_lease(void **state)
+{
+    fixture *f = *state;
+    create_run(f->client, "l-requests");
+    cairn_lease l;
+    cairn_error err;
+    assert_int_equal(acquire(f->client, "l-requests", "a", "node-1", 5000, &l, &err), CAIRN_OK);
+
+    /* Renewed into another struct: the request's lease stays as it was. */
+    cairn_lease before = l, renewed, again;
+    cairn_renew_request rr = {.idempotency_key = "renew-1", .lease = &l, .ttl_ms = 600000};
+    assert_int_equal(cairn_renew_lease(f->client, &rr, &renewed, &err), CAIRN_OK);
+    assert_same_lease(&l, &before);
+    assert_false(renewed.replayed);
+    assert_string_equal(renewed.lease_id, l.lease_id);
+    assert_int_equal(renewed.fencing_token, l.fencing_token);
+    assert_int_equal(renewed.ttl_ms, 600000);
+    assert_true(strcmp(renewed.expires_at, l.expires_at) > 0);
+    /* The same request under the same key is answered from the first. */
+    assert_int_equal(cairn_renew_lease(f->client, &rr, &again, &err), CAIRN_OK);
+    assert_true(again.replayed);
+    assert_string_equal(again.expires_at, renewed.expires_at);
+
+    /* A request without a lease fails before any attempt, *out untouched. */
+    cairn_renew_request no_lease = {.ttl_ms = 1000};
+    cairn_lease kept = renewed;
+    assert_int_equal(cairn_renew_lease(f->client, &no_lease, &kept, &err), CAIRN_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "lease"));
+    assert_int_equal(err.attempts, 0);
+    assert_same_lease(&kept, &renewed);
+    cairn_release_request release_none = {.idempotency_key = "release-0"};
+    assert_int_equal(cairn_release_worker(f->client, &release_none, &err), CAIRN_INVALID_ARGUMENT);
+    assert_int_equal(err.attempts, 0);
+
+    /* Released under a key; its retry is a replay, even once the worker
+     * has been taken by another holder... */
+    cairn_release_request rel = {.idempotency_key = "release-1", .lease = &renewed};
+    assert_int_equal(cairn_release_worker(f->client, &rel, &err), CAIRN_OK);
+    cairn_lease next;
+    assert_int_equal(acquire(f->client, "l-requests", "a", "node-2", 5000, &next, &err), CAIRN_OK);
+    assert_int_equal(cairn_release_worker(f->client, &rel, &err), CAIRN_OK);
+    /* ...while a new key is a new release, of a lease taken over. */
+    rel.idempotency_key = "release-2";
+    assert_int_equal(cairn_release_worker(f->client, &rel, &err), CAIRN_FAILED_PRECONDITION);
+    /* A renewal the server refuses leaves the lease renewed in place as it was. */
+    kept = renewed;
+    cairn_renew_request stale = {.idempotency_key = "renew-2", .lease = &kept, .ttl_ms = 1000};
+    assert_int_equal(cairn_renew_lease(f->client, &stale, &kept, &err), CAIRN_FAILED_PRECONDITION);
+    assert_same_lease(&kept, &renewed);
 }
 
 static void fencing_guards_appends_and_completions(void **state)
@@ -184,7 +257,7 @@ static void fencing_guards_appends_and_completions(void **state)
     cairn_lease old, cur;
     cairn_error err;
     assert_int_equal(acquire(f->client, "l-fence", "a", "node-1", 600000, &old, &err), CAIRN_OK);
-    assert_int_equal(cairn_release_worker(f->client, NULL, &old, &err), CAIRN_OK);
+    assert_int_equal(release(f->client, &old, &err), CAIRN_OK);
     assert_int_equal(acquire(f->client, "l-fence", "a", "node-2", 600000, &cur, &err), CAIRN_OK);
 
     assert_int_equal(fenced_append(f->client, "l-fence", "a", old.fencing_token, &err),
@@ -227,7 +300,7 @@ static void a_replay_comes_before_fencing(void **state)
                                 .events_count = 1, .fencing_token = l.fencing_token};
     cairn_append_result res;
     assert_int_equal(cairn_append_events(f->client, &req, &res, &err), CAIRN_OK);
-    assert_int_equal(cairn_release_worker(f->client, NULL, &l, &err), CAIRN_OK);
+    assert_int_equal(release(f->client, &l, &err), CAIRN_OK);
     assert_int_equal(acquire(f->client, "l-replay", "a", "node-2", 600000, &next, &err), CAIRN_OK);
     /* The token is stale now, but this exact request already succeeded. */
     assert_int_equal(cairn_append_events(f->client, &req, &res, &err), CAIRN_OK);
@@ -247,7 +320,7 @@ static void tokens_keep_growing_across_restarts(void **state)
     for (int i = 1; i <= 3; i++) {
         assert_int_equal(acquire(c, "l-restart", "a", "node-1", 600000, &l, &err), CAIRN_OK);
         assert_int_equal(l.fencing_token, (uint64_t)i);
-        assert_int_equal(cairn_release_worker(c, NULL, &l, &err), CAIRN_OK);
+        assert_int_equal(release(c, &l, &err), CAIRN_OK);
     }
     cairn_client_destroy(c);
     ct_server_kill(&s); /* even without a clean stop */
@@ -300,7 +373,7 @@ static void keeper_holds_a_lease_past_its_ttl_and_reports_its_loss(void **state)
 
     /* Taken away (released behind the keeper's back): the next renewal
      * fails and the keeper reports the loss once. */
-    assert_int_equal(cairn_release_worker(f->client, NULL, &l, &err), CAIRN_OK);
+    assert_int_equal(release(f->client, &l, &err), CAIRN_OK);
     pthread_mutex_lock(&x.mu);
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
@@ -340,6 +413,7 @@ int main(void)
         cmocka_unit_test(an_expired_lease_is_free_and_fenced),
         cmocka_unit_test(renewal_extends_the_lease),
         cmocka_unit_test(release_frees_the_worker_at_once),
+        cmocka_unit_test(renew_and_release_requests_carry_their_key_and_lease),
         cmocka_unit_test(fencing_guards_appends_and_completions),
         cmocka_unit_test(a_replay_comes_before_fencing),
         cmocka_unit_test(tokens_keep_growing_across_restarts),

@@ -424,7 +424,7 @@ static void half_open_breaker_lets_one_probe_through(void **state)
 {
     (void)state;
     cairn__breaker br;
-    cairn_circuit_breaker cfg = {true, 2, 500};
+    cairn_circuit_breaker cfg = {.enabled = true, .failure_threshold = 2, .cooldown_ms = 500};
     cairn__breaker_init(&br, &cfg);
     bool probe;
     cairn_error err;

@@ -13,10 +13,31 @@
  * (INVALID_ARGUMENT, NOT_FOUND, ...) fail at once.
  *
  * Ownership: inputs are copied or used only during the call. Outputs are
- * written into caller-supplied structs; those holding lists own memory
- * that the matching *_free function releases. */
+ * written into caller-supplied structs; a struct that holds memory (a run,
+ * a page, a list, a checkpoint, a plan) owns it, and the *_free function
+ * named in the comment above the call releases it; the struct itself stays
+ * the caller's. On failure such an output is zeroed and holds nothing
+ * (cairn_renew_lease alone leaves its *out as it was).
+ * Every function that frees (the *_free functions, cairn_client_destroy,
+ * cairn_lease_keeper_stop, cairn_watch_stop) is a no-op on NULL; a *_free
+ * function is also harmless on a zeroed struct and leaves the struct
+ * zeroed, so freeing twice does no harm.
+ *
+ * ABI: every public struct ends with `uint64_t reserved[...]`, room for the
+ * fields a later minor version adds there, so that within a major version
+ * no struct changes size and no field moves (docs/api.md, "libcairn
+ * ABI"). In a struct you pass in (options, requests, events, labels) the
+ * reserved space must be zero: start it from `= {0}`, a designated
+ * initializer or its _init function, never from uninitialized memory. A
+ * call refuses non-zero reserved space with INVALID_ARGUMENT, so that a
+ * field added later can give zero its old meaning. In a struct the
+ * library fills, it writes zeros there. Handles (cairn_client,
+ * cairn_lease_keeper, cairn_watcher) are opaque and allocated by the
+ * library. */
 #ifndef CAIRN_CAIRN_H
 #define CAIRN_CAIRN_H
+
+#include <cairn/version.h>
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -32,11 +53,15 @@ extern "C" {
 #define CAIRN_API
 #endif
 
-#define CAIRN_VERSION_MAJOR 0
-#define CAIRN_VERSION_MINOR 1
-#define CAIRN_VERSION_PATCH 0
+/* The reserved space each public struct was given: 4 slots of 8 bytes.
+ * A field added later takes a slot's place (within a union with a slot,
+ * so that size and alignment stay), and the array shrinks by one. */
+#define CAIRN_RESERVED_SLOTS 4
 
-/* Returns the library's version, "0.1.0". */
+/* Returns the version of the library running, "MAJOR.MINOR.PATCH", as
+ * static text: the CAIRN_VERSION_STRING it was built with. The macros in
+ * cairn/version.h (CAIRN_VERSION_*, CAIRN_AT_LEAST_VERSION) are those of
+ * the headers the caller was compiled against. */
 CAIRN_API const char *cairn_version(void);
 
 /* ---- status codes ---- */
@@ -85,6 +110,7 @@ typedef struct cairn_error {
     bool has_retry_pushback;      /* the server sent grpc-retry-pushback-ms */
     int64_t retry_pushback_ms;    /* its value; negative means do not retry */
     char message[CAIRN_ERROR_MESSAGE_MAX]; /* server's message, or the local reason */
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* zero; room for later fields */
 } cairn_error;
 
 /* How a status should be treated. */
@@ -120,6 +146,7 @@ typedef struct cairn_retry_policy {
     uint64_t jitter_seed;         /* 0: seed from the idempotency key */
     uint32_t call_deadline_ms;    /* whole logical call, retries included (60000) */
     uint32_t attempt_deadline_ms; /* one attempt (10000) */
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
 } cairn_retry_policy;
 
 /* Fills the defaults above. */
@@ -141,6 +168,7 @@ typedef struct cairn_retry_budget {
     bool enabled;                 /* (false) */
     double max_tokens;            /* (10) */
     double token_ratio;           /* (0.1) */
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
 } cairn_retry_budget;
 
 /* A circuit breaker per client: after failure_threshold transient failures
@@ -152,15 +180,18 @@ typedef struct cairn_circuit_breaker {
     bool enabled;                 /* (false) */
     int failure_threshold;        /* (5) */
     uint32_t cooldown_ms;         /* (5000) */
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
 } cairn_circuit_breaker;
 
-/* What cairn_client_options.on_retry reports, before each retry's wait. */
+/* What cairn_client_options.on_retry reports, before each retry's wait.
+ * It and its strings live during the call. */
 typedef struct cairn_retry_info {
     const char *method;           /* "AppendEvents" */
     int attempt;                  /* the attempt that failed, from 1 */
     cairn_status status;          /* how it failed */
     const char *message;
     uint32_t delay_ms;            /* the wait before the next attempt */
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* zero; room for later fields */
 } cairn_retry_info;
 
 /* Called on the calling thread; must not call back into the client. */
@@ -181,6 +212,7 @@ typedef struct cairn_client_options {
     cairn_circuit_breaker breaker;
     cairn_retry_observer on_retry;  /* optional */
     void *on_retry_user;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
 } cairn_client_options;
 
 /* Fills the defaults. Call before setting fields, so fields added later
@@ -188,11 +220,14 @@ typedef struct cairn_client_options {
 CAIRN_API void cairn_client_options_init(cairn_client_options *opts);
 
 /* Creates a client. No connection is made until the first call. Returns
- * CAIRN_OK and *out, or INVALID_ARGUMENT for bad options (named in err). */
+ * CAIRN_OK and *out, or INVALID_ARGUMENT for bad options (named in err).
+ * Ownership: opts is copied (target too); *out is the caller's, to close
+ * with cairn_client_destroy. */
 CAIRN_API cairn_status cairn_client_create(const cairn_client_options *opts,
                                            cairn_client **out, cairn_error *err);
 
-/* Closes the client. No call may be in progress. NULL is a no-op. */
+/* Closes the client and frees it. No call may be in progress, no keeper
+ * or watcher may still use it. NULL is a no-op. */
 CAIRN_API void cairn_client_destroy(cairn_client *client);
 
 /* ---- idempotency keys ---- */
@@ -214,6 +249,7 @@ CAIRN_API void cairn_random_key(char out[33]);
 typedef struct cairn_label {
     const char *key;
     const char *value;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero; zero in a run's labels */
 } cairn_label;
 
 typedef struct cairn_create_run_request {
@@ -223,9 +259,12 @@ typedef struct cairn_create_run_request {
     size_t workers_count;
     const cairn_label *labels;
     size_t labels_count;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
 } cairn_create_run_request;
 
-/* A run as the server reports it. Free with cairn_run_free. */
+/* A run as the server reports it. Its workers, completed_workers and
+ * labels point into memory the struct owns: they live until
+ * cairn_run_free (or, for the runs of a page, cairn_run_page_free). */
 typedef struct cairn_run {
     char run_id[CAIRN_ID_MAX + 1];
     char state[16];               /* "created", "running" or "completed" */
@@ -240,20 +279,23 @@ typedef struct cairn_run {
     char created_at[CAIRN_TIMESTAMP_MAX + 1];
     bool replayed;                /* answered from an earlier call with the same key */
     void *internal_;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* zero; room for later fields */
 } cairn_run;
 
 /* Creates a run, or returns it when it exists with the same workers and
- * labels (ALREADY_EXISTS when different). On success *out must be freed
- * with cairn_run_free. */
+ * labels (ALREADY_EXISTS when different).
+ * Ownership: on success the caller frees *out with cairn_run_free. */
 CAIRN_API cairn_status cairn_create_run(cairn_client *client, const cairn_create_run_request *req,
                                         cairn_run *out, cairn_error *err);
 
-/* Fetches a run; NOT_FOUND when there is none. Free *out with cairn_run_free. */
+/* Fetches a run; NOT_FOUND when there is none.
+ * Ownership: on success the caller frees *out with cairn_run_free. */
 CAIRN_API cairn_status cairn_get_run(cairn_client *client, const char *run_id, cairn_run *out,
                                      cairn_error *err);
 
-/* Releases what a cairn_run holds; the struct itself is the caller's.
- * Safe on a zeroed struct. */
+/* Releases what a cairn_run from cairn_create_run or cairn_get_run holds
+ * (not a run of a page: its page owns it) and zeroes it; the struct itself
+ * is the caller's. NULL and a zeroed struct are no-ops. */
 CAIRN_API void cairn_run_free(cairn_run *run);
 
 typedef struct cairn_run_page {
@@ -261,13 +303,18 @@ typedef struct cairn_run_page {
     size_t runs_count;
     char next_page_token[64];     /* "" on the last page */
     void *internal_;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* zero; room for later fields */
 } cairn_run_page;
 
 /* Lists runs in creation order. page_size 0 = 100 (at most 1000);
- * page_token NULL or "" for the first page. Free with cairn_run_page_free. */
+ * page_token NULL or "" for the first page.
+ * Ownership: on success the caller frees *out with cairn_run_page_free,
+ * which frees its runs too (do not cairn_run_free them one by one). */
 CAIRN_API cairn_status cairn_list_runs(cairn_client *client, uint32_t page_size,
                                        const char *page_token, cairn_run_page *out,
                                        cairn_error *err);
+/* Releases a page and every run in it, and zeroes it. NULL and a zeroed
+ * page are no-ops. */
 CAIRN_API void cairn_run_page_free(cairn_run_page *page);
 
 /* ---- events ---- */
@@ -281,6 +328,7 @@ typedef struct cairn_event {
     const void *payload;
     size_t payload_len;
     const char *created_at;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero; zero in events read */
 } cairn_event;
 
 typedef struct cairn_append_request {
@@ -290,6 +338,7 @@ typedef struct cairn_append_request {
     size_t events_count;
     uint64_t expected_next_seq;   /* 0 = no check */
     uint64_t fencing_token;       /* 0 = none */
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
 } cairn_append_request;
 
 typedef struct cairn_append_result {
@@ -297,6 +346,7 @@ typedef struct cairn_append_result {
     uint64_t last_seq;
     uint64_t events_since_checkpoint;
     bool replayed;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* zero; room for later fields */
 } cairn_append_result;
 
 /* Appends a batch. FAILED_PRECONDITION when expected_next_seq does not
@@ -309,14 +359,18 @@ typedef struct cairn_event_page {
     size_t events_count;
     uint64_t next_seq;            /* read on from here; the page was empty when == from_seq */
     void *internal_;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* zero; room for later fields */
 } cairn_event_page;
 
 /* Reads events with seq >= from_seq (0 = 1), at most max_events (0 = 100,
  * at most 1000; a page may hold fewer to stay under the message limit).
- * Free *out with cairn_event_page_free. */
+ * Ownership: on success the caller frees *out with cairn_event_page_free;
+ * the events, their strings and payloads live until then. */
 CAIRN_API cairn_status cairn_read_events(cairn_client *client, const char *run_id,
                                          uint64_t from_seq, uint32_t max_events,
                                          cairn_event_page *out, cairn_error *err);
+/* Releases a page and its events (strings and payloads too), and zeroes
+ * it. NULL and a zeroed page are no-ops. */
 CAIRN_API void cairn_event_page_free(cairn_event_page *page);
 
 /* ---- workers ---- */
@@ -326,12 +380,14 @@ typedef struct cairn_complete_request {
     const char *run_id;
     const char *worker_id;        /* one of the run's workers */
     uint64_t fencing_token;       /* 0 = none */
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
 } cairn_complete_request;
 
 typedef struct cairn_complete_result {
     uint64_t seq;                 /* of the worker.completed event */
     char run_state[16];           /* the run's state after this completion */
     bool replayed;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* zero; room for later fields */
 } cairn_complete_result;
 
 /* Marks a worker completed and appends its "worker.completed" event.
@@ -356,6 +412,7 @@ typedef struct cairn_lease {
     uint32_t ttl_ms;              /* as last granted */
     bool replayed;
     int64_t local_expiry_ms_;     /* private: a safe local bound (CLOCK_MONOTONIC) */
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* zero; room for later fields */
 } cairn_lease;
 
 typedef struct cairn_acquire_request {
@@ -364,6 +421,7 @@ typedef struct cairn_acquire_request {
     const char *worker_id;        /* one of the run's workers, not completed */
     const char *holder;           /* who holds it, an id: "node-3" */
     uint32_t ttl_ms;              /* 1000..600000 */
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
 } cairn_acquire_request;
 
 /* Leases a worker. FAILED_PRECONDITION (naming the holder and the expiry)
@@ -372,21 +430,40 @@ typedef struct cairn_acquire_request {
 CAIRN_API cairn_status cairn_acquire_worker(cairn_client *client, const cairn_acquire_request *req,
                                             cairn_lease *out, cairn_error *err);
 
-/* Extends a live lease by ttl_ms from now; updates *lease. FAILED_PRECONDITION
- * when it is no longer live (expired, released, taken over). */
-CAIRN_API cairn_status cairn_renew_lease(cairn_client *client, const char *idempotency_key,
-                                         cairn_lease *lease, uint32_t ttl_ms, cairn_error *err);
+typedef struct cairn_renew_request {
+    const char *idempotency_key;  /* NULL: random per call */
+    const cairn_lease *lease;     /* as acquired or last renewed */
+    uint32_t ttl_ms;              /* from now, 1000..600000 */
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
+} cairn_renew_request;
+
+/* Extends a live lease by ttl_ms from now and writes the renewed lease to
+ * *out, which may be req->lease itself (renewing in place); on failure
+ * *out is left as it was. FAILED_PRECONDITION when the lease is no longer
+ * live (expired, released, taken over). */
+CAIRN_API cairn_status cairn_renew_lease(cairn_client *client, const cairn_renew_request *req,
+                                         cairn_lease *out, cairn_error *err);
+
+typedef struct cairn_release_request {
+    const char *idempotency_key;  /* NULL: random per call */
+    const cairn_lease *lease;     /* as acquired or last renewed */
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
+} cairn_release_request;
 
 /* Gives a lease up, so another holder can take the worker at once. A lease
  * that already lapsed is released already; one taken over is
  * FAILED_PRECONDITION. */
-CAIRN_API cairn_status cairn_release_worker(cairn_client *client, const char *idempotency_key,
-                                            const cairn_lease *lease, cairn_error *err);
+CAIRN_API cairn_status cairn_release_worker(cairn_client *client, const cairn_release_request *req,
+                                            cairn_error *err);
 
 /* Keeps a lease alive from a background thread: renews it every ttl/3.
  * If it cannot (the lease was taken over, or renewals failed until the
  * lease would have expired), it calls on_lost once, on its thread, and
- * stops. From then on the holder must stop writing: its token is fenced. */
+ * stops. From then on the holder must stop writing: its token is fenced.
+ * on_lost's lease and why live during the call.
+ * Ownership: the lease is copied; *out is the caller's, to stop and free
+ * with cairn_lease_keeper_stop (also after on_lost). The client must
+ * outlive the keeper. */
 typedef struct cairn_lease_keeper cairn_lease_keeper;
 typedef void (*cairn_lease_lost_fn)(void *user, const cairn_lease *lease, const cairn_error *why);
 
@@ -410,6 +487,7 @@ typedef struct cairn_watch_request {
     uint64_t from_seq;            /* 0 = 1 */
     cairn_watch_fn on_event;
     void *user;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
 } cairn_watch_request;
 
 /* Streams the run's events from from_seq, then new ones as they commit,
@@ -421,17 +499,23 @@ typedef struct cairn_watch_request {
 CAIRN_API cairn_status cairn_watch(cairn_client *client, const cairn_watch_request *req,
                                    cairn_error *err);
 
-/* The same on a thread of its own (on_event runs there). */
+/* The same on a thread of its own (on_event runs there).
+ * Ownership: req is copied (run_id too; user is passed back as it is);
+ * *out is the caller's, to end with cairn_watch_stop. The client must
+ * outlive the watcher. */
 typedef struct cairn_watcher cairn_watcher;
 CAIRN_API cairn_status cairn_watch_start(cairn_client *client, const cairn_watch_request *req,
                                          cairn_watcher **out, cairn_error *err);
-/* Stops the watch (if on_event has not), waits for its thread, frees it,
- * and returns how it ended (CAIRN_OK when stopped). */
+/* Stops the watch (if on_event has not), waits for its thread, frees the
+ * watcher, and returns how it ended (CAIRN_OK when stopped). NULL is a
+ * no-op that returns CAIRN_OK. */
 CAIRN_API cairn_status cairn_watch_stop(cairn_watcher *watcher, cairn_error *err);
 
 /* ---- checkpoints ---- */
 
-/* A checkpoint's metadata. Free with cairn_checkpoint_free. */
+/* A checkpoint's metadata. Its run_state and completed_workers point into
+ * memory the struct owns: they live until cairn_checkpoint_free (or, for
+ * an entry of a list, cairn_checkpoint_list_free). */
 typedef struct cairn_checkpoint {
     char checkpoint_id[CAIRN_ID_MAX + 1];   /* YYYYMMDD_HHMMSS_ffffff, increasing per run */
     char run_id[CAIRN_ID_MAX + 1];
@@ -444,9 +528,13 @@ typedef struct cairn_checkpoint {
     char snapshot_sha256[65];
     bool replayed;
     void *internal_;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* zero; room for later fields */
 } cairn_checkpoint;
 
-/* Releases what a cairn_checkpoint holds. Safe on a zeroed struct. */
+/* Releases what a cairn_checkpoint returned by a create, get or load call
+ * holds (not an entry of a cairn_checkpoint_list: its list owns it) and
+ * zeroes it; the struct itself is the caller's. NULL and a zeroed struct
+ * are no-ops. */
 CAIRN_API void cairn_checkpoint_free(cairn_checkpoint *checkpoint);
 
 /* Reports transfer progress: bytes done of total. Runs on the calling
@@ -464,13 +552,17 @@ typedef struct cairn_checkpoint_request {
     uint64_t events_count;        /* at most the run's last seq */
     cairn_progress_fn progress;   /* optional */
     void *progress_user;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
 } cairn_checkpoint_request;
 
 /* Uploads a snapshot from memory and creates a checkpoint of it, streamed
  * in 1 MiB chunks with its SHA-256 (computed here) so the server checks it
- * end to end. Every retry sends the same bytes under the same key. On
- * success *out must be freed with cairn_checkpoint_free. The per-attempt
- * deadline does not apply: an upload may take the whole call deadline. */
+ * end to end. Every retry sends the same bytes under the same key. The
+ * per-attempt deadline does not apply: an upload may take the whole call
+ * deadline.
+ * Ownership: snapshot is read during the call only. On success the caller
+ * frees *out with cairn_checkpoint_free (so for the _fd and _path forms
+ * too). */
 CAIRN_API cairn_status cairn_create_checkpoint(cairn_client *client,
                                                const cairn_checkpoint_request *req,
                                                const void *snapshot, size_t len,
@@ -490,15 +582,21 @@ typedef struct cairn_checkpoint_list {
     cairn_checkpoint *checkpoints;  /* oldest first */
     size_t count;
     void *internal_;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* zero; room for later fields */
 } cairn_checkpoint_list;
 
-/* The run's checkpoints, oldest first. Free with cairn_checkpoint_list_free
- * (which frees the entries too). */
+/* The run's checkpoints, oldest first.
+ * Ownership: on success the caller frees *out with
+ * cairn_checkpoint_list_free, which frees the entries too (do not
+ * cairn_checkpoint_free them one by one). */
 CAIRN_API cairn_status cairn_list_checkpoints(cairn_client *client, const char *run_id,
                                               cairn_checkpoint_list *out, cairn_error *err);
+/* Releases a list and every entry in it, and zeroes it. NULL and a zeroed
+ * list are no-ops. */
 CAIRN_API void cairn_checkpoint_list_free(cairn_checkpoint_list *list);
 
-/* The newest checkpoint; NOT_FOUND when the run has none. */
+/* The newest checkpoint; NOT_FOUND when the run has none.
+ * Ownership: on success the caller frees *out with cairn_checkpoint_free. */
 CAIRN_API cairn_status cairn_get_latest_checkpoint(cairn_client *client, const char *run_id,
                                                    cairn_checkpoint *out, cairn_error *err);
 
@@ -507,12 +605,15 @@ typedef struct cairn_load_request {
     const char *checkpoint_id;    /* NULL or "" = the latest */
     cairn_progress_fn progress;   /* optional */
     void *progress_user;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
 } cairn_load_request;
 
-/* Downloads a checkpoint's snapshot into a new buffer (*data, *len; free
- * it with cairn_buffer_free) and its metadata into *meta (free with
- * cairn_checkpoint_free). DATA_LOSS when the stored bytes fail their
- * SHA-256: nothing is returned then. */
+/* Downloads a checkpoint's snapshot into a new buffer (*data, *len) and
+ * its metadata into *meta. DATA_LOSS when the stored bytes fail their
+ * SHA-256: nothing is returned then.
+ * Ownership: on success the caller frees *data with cairn_buffer_free and
+ * *meta with cairn_checkpoint_free (for the _fd and _path forms, *meta
+ * only); on failure *data is NULL and *meta zeroed. */
 CAIRN_API cairn_status cairn_load_checkpoint(cairn_client *client, const cairn_load_request *req,
                                              cairn_checkpoint *meta, void **data, size_t *len,
                                              cairn_error *err);
@@ -529,7 +630,8 @@ CAIRN_API cairn_status cairn_load_checkpoint_path(cairn_client *client,
                                                   const cairn_load_request *req, const char *path,
                                                   cairn_checkpoint *meta, cairn_error *err);
 
-/* Frees a buffer libcairn returned. NULL is a no-op. */
+/* Frees a buffer libcairn returned (cairn_load_checkpoint's *data). NULL
+ * is a no-op. */
 CAIRN_API void cairn_buffer_free(void *data);
 
 typedef struct cairn_cleanup_result {
@@ -538,19 +640,33 @@ typedef struct cairn_cleanup_result {
     size_t deleted_ids_count;
     bool replayed;
     void *internal_;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* zero; room for later fields */
 } cairn_cleanup_result;
 
-/* Deletes all but the newest keep_last_n (>= 1) checkpoints of the run.
- * A checkpoint being downloaded is kept until a later cleanup. Free *out
- * with cairn_cleanup_result_free. */
-CAIRN_API cairn_status cairn_cleanup_checkpoints(cairn_client *client, const char *idempotency_key,
-                                                 const char *run_id, uint32_t keep_last_n,
+typedef struct cairn_cleanup_request {
+    const char *idempotency_key;  /* NULL: random per call */
+    const char *run_id;
+    uint32_t keep_last_n;         /* >= 1: the newest checkpoints to keep */
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
+} cairn_cleanup_request;
+
+/* Deletes all but the newest keep_last_n checkpoints of the run. A
+ * checkpoint being downloaded is kept until a later cleanup.
+ * Ownership: on success the caller frees *out with
+ * cairn_cleanup_result_free; its deleted_ids live until then. */
+CAIRN_API cairn_status cairn_cleanup_checkpoints(cairn_client *client,
+                                                 const cairn_cleanup_request *req,
                                                  cairn_cleanup_result *out, cairn_error *err);
+/* Releases what a cleanup result holds and zeroes it. NULL and a zeroed
+ * result are no-ops. */
 CAIRN_API void cairn_cleanup_result_free(cairn_cleanup_result *result);
 
 /* ---- resume ---- */
 
-/* What a resuming process must do. Free with cairn_resume_plan_free. */
+/* What a resuming process must do. Its resumed_from_state and
+ * workers_to_rerun point into memory the struct owns: they live until
+ * cairn_resume_plan_free (or, for a cairn_resume_state's plan,
+ * cairn_resume_state_free). */
 typedef struct cairn_resume_plan {
     char run_id[CAIRN_ID_MAX + 1];
     char checkpoint_id[CAIRN_ID_MAX + 1];   /* "" without a checkpoint */
@@ -560,15 +676,19 @@ typedef struct cairn_resume_plan {
     uint64_t resume_from_seq;               /* replay events from here */
     bool success;
     void *internal_;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* zero; room for later fields */
 } cairn_resume_plan;
 
 /* Asks the server which workers still need to run: all_workers (or the
  * run's own when all_workers_count is 0) minus those completed in the
  * latest checkpoint and after it, and from which seq to replay. A read:
- * no key, changes nothing. */
+ * no key, changes nothing.
+ * Ownership: on success the caller frees *out with cairn_resume_plan_free. */
 CAIRN_API cairn_status cairn_resume_run(cairn_client *client, const char *run_id,
                                         const char *const *all_workers, size_t all_workers_count,
                                         cairn_resume_plan *out, cairn_error *err);
+/* Releases what a plan from cairn_resume_run holds and zeroes it. NULL and
+ * a zeroed plan are no-ops. */
 CAIRN_API void cairn_resume_plan_free(cairn_resume_plan *plan);
 
 typedef struct cairn_resume_state {
@@ -576,13 +696,19 @@ typedef struct cairn_resume_state {
     cairn_event *events;          /* every event from plan.resume_from_seq on */
     size_t events_count;
     void *internal_;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* zero; room for later fields */
 } cairn_resume_state;
 
 /* cairn_resume_run, then reads every event to replay (ReadEvents, page by
- * page). Free with cairn_resume_state_free. */
+ * page).
+ * Ownership: on success the caller frees *out with
+ * cairn_resume_state_free, which frees its plan and its events (with
+ * their strings and payloads) too. */
 CAIRN_API cairn_status cairn_resume(cairn_client *client, const char *run_id,
                                     const char *const *all_workers, size_t all_workers_count,
                                     cairn_resume_state *out, cairn_error *err);
+/* Releases a resume state, its plan and its events, and zeroes it. NULL
+ * and a zeroed state are no-ops. */
 CAIRN_API void cairn_resume_state_free(cairn_resume_state *state);
 
 /* ---- local helpers ---- */
