@@ -119,6 +119,8 @@ bool dedup_found(fx *f, const srv_dedup_key *k, srv_dedup_record *out);
     XX(identical_content_linked_twice_stays_after_one_unlink_and_goes_after_two, OPEN)       \
     XX(an_unlink_rolled_back_keeps_the_content, OPEN)                                        \
     XX(a_stage_freed_without_link_leaves_nothing, OPEN)                                      \
+    XX(a_rolled_back_link_leaves_no_content_readable, OPEN)                                  \
+    XX(a_link_rolled_back_to_its_savepoint_leaves_no_content_readable, OPEN)                 \
     /* test_transactions.c */                                                                \
     XX(dedup_put_in_a_transaction_is_visible_after_commit, OPEN)                             \
     XX(dedup_records_are_scoped_by_run_method_and_key, OPEN)                                 \

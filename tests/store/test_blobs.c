@@ -140,4 +140,62 @@ void a_stage_freed_without_link_leaves_nothing(void **state)
     ok(srv_store_stage_write(b, data, 70000, &err), &err);
     srv_store_stage_free(b);
     assert_int_equal(count_files(f), before);
+
+    /* linked in a transaction that failed and rolled back, then freed */
+    srv_txn *t = wbegin(f);
+    b = link_bytes(f, t, data, 70000, sha);
+    srv_store_rollback(t);
+    srv_store_stage_free(b);
+    expect_gone(f, sha);
+    assert_int_equal(count_files(f), before);
+}
+
+void a_rolled_back_link_leaves_no_content_readable(void **state)
+{
+    fx *f = *state;
+    const uint8_t *data = pattern(f, 4096, 5), *kept = pattern(f, 100, 6);
+    char sha[65], kept_sha[65];
+
+    srv_txn *t = wbegin(f);
+    srv_blob_stage *b = link_bytes(f, t, data, 4096, sha);
+    srv_store_rollback(t);
+    srv_store_stage_free(b);
+    expect_gone(f, sha);
+
+    /* content stored before and linked again: a rollback keeps it */
+    t = wbegin(f);
+    b = link_bytes(f, t, kept, 100, kept_sha);
+    wcommit(t);
+    srv_store_stage_free(b);
+    t = wbegin(f);
+    b = link_bytes(f, t, kept, 100, kept_sha);
+    srv_store_rollback(t);
+    srv_store_stage_free(b);
+    expect_content(f, kept_sha, kept, 100);
+    unlink_in_txn(f, kept_sha); /* it had one reference, not two */
+    expect_gone(f, kept_sha);
+}
+
+/* The ledger's path: the link belonged to a mutation that failed, the
+ * batch commits without it. */
+void a_link_rolled_back_to_its_savepoint_leaves_no_content_readable(void **state)
+{
+    fx *f = *state;
+    const uint8_t *dropped = pattern(f, 2048, 7), *kept = pattern(f, 1024, 8);
+    char dropped_sha[65], kept_sha[65];
+    srv_error err;
+
+    srv_txn *t = wbegin(f);
+    ok(srv_store_savepoint(t, &err), &err);
+    srv_blob_stage *b1 = link_bytes(f, t, dropped, 2048, dropped_sha);
+    srv_store_rollback_to(t);
+    ok(srv_store_savepoint(t, &err), &err);
+    srv_blob_stage *b2 = link_bytes(f, t, kept, 1024, kept_sha);
+    ok(srv_store_release(t, &err), &err);
+    wcommit(t);
+    srv_store_stage_free(b1);
+    srv_store_stage_free(b2);
+
+    expect_gone(f, dropped_sha);
+    expect_content(f, kept_sha, kept, 1024);
 }

@@ -434,7 +434,7 @@ static void sq_close(srv_store *st)
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->pin_mu);
-    free(s->unlink_after_commit);
+    free(s->recheck);
     free(s->dir);
     if (s->lock_fd >= 0)
         close(s->lock_fd);
