@@ -134,6 +134,39 @@ void reads_see_committed_data_only(void **state)
     assert_int_equal(head_of(f, "run-1").next_seq, 3);
 }
 
+/* One consistent state for the snapshot's whole life, from the moment it
+ * was opened: a commit after that stays invisible to it, whether or not
+ * it had read anything yet. */
+void a_read_snapshot_opened_before_a_commit_does_not_see_it(void **state)
+{
+    fx *f = *state;
+    insert_run(f, "run-1", 1);
+    srv_txn *untouched = rbegin(f); /* nothing read before the commit */
+    srv_txn *reading = rbegin(f);
+    assert_int_equal(head_in(f, reading, "run-1").next_seq, 1);
+
+    append(f, "run-1", make_events(f, 2, 4, 0), 2);
+    insert_run(f, "run-2", 1);
+
+    srv_txn *snaps[] = {untouched, reading};
+    for (size_t i = 0; i < 2; i++) {
+        srv_error err;
+        srv_run_head h = head_in(f, snaps[i], "run-1");
+        if (h.next_seq != 1)
+            fail_msg("snapshot %zu sees the later commit: next_seq %llu", i,
+                     (unsigned long long)h.next_seq);
+        Cairn__V1__Event **v;
+        size_t n = 99;
+        ok(srv_store_events_read(snaps[i], f->a, &h, 1, 100, SIZE_MAX, &v, &n, &err), &err);
+        assert_int_equal(n, 0);
+        bool found = true;
+        ok(srv_store_run_find(snaps[i], f->a, "run-2", &h, &found, &err), &err);
+        assert_false(found);
+        srv_store_read_end(snaps[i]);
+    }
+    assert_int_equal(head_of(f, "run-1").next_seq, 3);
+}
+
 /* The ledger's path for a failing mutation of a batch: its event and its
  * idempotency record go, the batch's other mutations stay. */
 void rollback_to_savepoint_drops_event_and_dedup_record_of_that_mutation_only(void **state)

@@ -22,6 +22,7 @@ typedef enum stmt_id {
     ST_RELEASE,
     ST_ROLLBACK_TO,
     ST_READ_BEGIN,
+    ST_READ_SNAPSHOT,
     ST_READ_END,
     ST_RUN_BY_NAME,
     ST_RUNS_AFTER,
