@@ -274,7 +274,7 @@ static Cairn__V1__ResumeResult resume(fx *f, char **all_workers, size_t n)
     return out;
 }
 
-void resume_without_a_checkpoint_reruns_all_but_the_completed_from_seq_1(void **state)
+static void resume_without_a_checkpoint_reruns_all_but_the_completed_from_seq_1(void **state)
 {
     fx *f = *state;
     create_run(f, "run-1", 3);
@@ -299,7 +299,7 @@ void resume_without_a_checkpoint_reruns_all_but_the_completed_from_seq_1(void **
     assert_string_equal(r.workers_to_rerun[0], "w3");
 }
 
-void resume_with_a_checkpoint_starts_after_its_events(void **state)
+static void resume_with_a_checkpoint_starts_after_its_events(void **state)
 {
     fx *f = *state;
     create_run(f, "run-1", 3);
