@@ -30,6 +30,7 @@ typedef struct call {
     Cairn__V1__AppendEventsRequest req;
     Cairn__V1__Event ev, *evs[1];
     char key[32];
+    char payload[32];
     srv_mutation m;
     /* Filled by done. */
     bool finished;
@@ -169,8 +170,9 @@ static call *prepare(fx *f, int i, const char *key, const char *payload, srv_app
     cairn__v1__event__init(&c->ev);
     c->ev.type = "step";
     c->ev.worker_id = "";
-    c->ev.payload.data = (uint8_t *)payload;
-    c->ev.payload.len = strlen(payload);
+    snprintf(c->payload, sizeof c->payload, "%s", payload);
+    c->ev.payload.data = (uint8_t *)c->payload;
+    c->ev.payload.len = strlen(c->payload);
     c->evs[0] = &c->ev;
     cairn__v1__append_events_request__init(&c->req);
     c->req.run_id = "run-1";

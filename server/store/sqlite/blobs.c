@@ -4,7 +4,9 @@
  * in, fsynced, then moved into place inside the transaction that commits
  * its checkpoint (before the commit, so a committed row always has its
  * file). A file whose last reference is dropped is removed after that
- * transaction commits. What a crash strands (staged uploads, files without
+ * transaction commits; one moved into place by a link that rolled back
+ * (the transaction, or the mutation's savepoint) is removed when the
+ * transaction ends. What a crash strands (staged uploads, files without
  * a row) is swept when the store opens. */
 #include "store/sqlite/sqlite_int.h"
 #include "base/error.h"
@@ -184,6 +186,22 @@ void sq_stage_free(srv_blob_stage *stage)
 
 /* ---- references (writer thread, inside the transaction) ---- */
 
+/* Remembers content whose file may be left without a row when the open
+ * transaction ends. */
+static srv_code recheck_at_end(sqlite_store *s, const char *sha256, srv_error *err)
+{
+    if (s->n_recheck == s->cap_recheck) {
+        size_t cap = s->cap_recheck ? s->cap_recheck * 2 : 16;
+        char(*v)[65] = realloc(s->recheck, cap * sizeof *v);
+        if (!v)
+            return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+        s->recheck = v;
+        s->cap_recheck = cap;
+    }
+    snprintf(s->recheck[s->n_recheck++], 65, "%s", sha256);
+    return SRV_OK;
+}
+
 srv_code sq_blob_link(srv_txn *t, srv_blob_stage *stage, uint64_t size, srv_error *err)
 {
     sqlite_store *s = sq_of(t);
@@ -195,6 +213,10 @@ srv_code sq_blob_link(srv_txn *t, srv_blob_stage *stage, uint64_t size, srv_erro
     char dir[SQ_PATH_MAX], path[SQ_PATH_MAX];
     snprintf(dir, sizeof dir, "%s/blobs/%.2s", s->dir, b->sha256);
     blob_path(s, b->sha256, path, sizeof path);
+    /* If the row below does not survive (an error, a rollback), the file
+     * must not either: checked when the transaction ends. */
+    if (recheck_at_end(s, b->sha256, err))
+        return err->code;
     if (make_dir(dir) < 0 || rename(b->path, path) < 0 || fsync_dir(dir) < 0)
         return io_fail(errno, "storing", path, err);
     b->linked = true;
@@ -246,36 +268,33 @@ srv_code sq_blob_unlink(srv_txn *t, const char *sha256, srv_error *err)
     sq_bind_text(st, 1, sha256);
     if (sq_step_done(w, st, "releasing a snapshot", err))
         return err->code;
+    return recheck_at_end(s, sha256, err);
+}
 
-    if (s->n_unlink == s->cap_unlink) {
-        size_t cap = s->cap_unlink ? s->cap_unlink * 2 : 16;
-        char(*v)[65] = realloc(s->unlink_after_commit, cap * sizeof *v);
-        if (!v)
-            return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
-        s->unlink_after_commit = v;
-        s->cap_unlink = cap;
+/* After the transaction ended, committed or not, the rows say which
+ * content is referenced: a later mutation may have stored content again
+ * that an earlier one dropped, a rollback may have restored a dropped
+ * row or undone a new one. Only files without a row go. */
+static void remove_unreferenced(sqlite_store *s)
+{
+    for (size_t i = 0; i < s->n_recheck; i++) {
+        if (blob_row_exists(s, s->recheck[i]))
+            continue;
+        char path[SQ_PATH_MAX];
+        blob_path(s, s->recheck[i], path, sizeof path);
+        unlink(path);
     }
-    snprintf(s->unlink_after_commit[s->n_unlink++], 65, "%s", sha256);
-    return SRV_OK;
+    s->n_recheck = 0;
 }
 
 void sq_blobs_after_commit(sqlite_store *s)
 {
-    /* A later mutation of the same transaction may have stored the same
-     * content again; only files still without a row go. */
-    for (size_t i = 0; i < s->n_unlink; i++) {
-        if (blob_row_exists(s, s->unlink_after_commit[i]))
-            continue;
-        char path[SQ_PATH_MAX];
-        blob_path(s, s->unlink_after_commit[i], path, sizeof path);
-        unlink(path);
-    }
-    s->n_unlink = 0;
+    remove_unreferenced(s);
 }
 
 void sq_blobs_after_rollback(sqlite_store *s)
 {
-    s->n_unlink = 0;
+    remove_unreferenced(s);
 }
 
 /* ---- reading ---- */

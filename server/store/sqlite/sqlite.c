@@ -118,6 +118,8 @@ static const char *const sql_text[N_STMT] = {
     [ST_RELEASE] = "RELEASE mutation",
     [ST_ROLLBACK_TO] = "ROLLBACK TO mutation",
     [ST_READ_BEGIN] = "BEGIN",
+    /* Any read of the database: it makes a deferred BEGIN take its snapshot. */
+    [ST_READ_SNAPSHOT] = "PRAGMA schema_version",
     [ST_READ_END] = "COMMIT",
     [ST_RUN_BY_NAME] = "SELECT " RUN_COLUMNS " FROM runs WHERE run_id = ?1",
     [ST_RUNS_AFTER] = "SELECT " RUN_COLUMNS " FROM runs WHERE id > ?1 ORDER BY id LIMIT ?2",
@@ -284,9 +286,23 @@ static srv_code sq_read_begin(srv_store *st, srv_txn **out, srv_error *err)
     conn *c = s->free_readers;
     s->free_readers = c->next_free;
     pthread_mutex_unlock(&s->mu);
-    /* A deferred BEGIN takes its snapshot at the first read. */
+    /* A deferred BEGIN takes its snapshot at the first read, which would
+     * let a commit made after read_begin show; one read here takes it. */
     srv_code rc = sq_exec(c, ST_READ_BEGIN, "beginning a read", err);
+    sqlite3_stmt *q = rc ? NULL : sq_stmt(c, ST_READ_SNAPSHOT, err);
+    if (!rc && !q)
+        rc = err->code;
+    if (q) {
+        int step = sqlite3_step(q);
+        if (step != SQLITE_ROW)
+            rc = sq_db_fail(c->db, step, "beginning a read", err);
+        sqlite3_reset(q);
+    }
     if (rc) {
+        if (!sqlite3_get_autocommit(c->db)) {
+            srv_error ignored;
+            sq_exec(c, ST_READ_END, "ending a read", &ignored);
+        }
         pthread_mutex_lock(&s->mu);
         c->next_free = s->free_readers;
         s->free_readers = c;
@@ -434,7 +450,7 @@ static void sq_close(srv_store *st)
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->pin_mu);
-    free(s->unlink_after_commit);
+    free(s->recheck);
     free(s->dir);
     if (s->lock_fd >= 0)
         close(s->lock_fd);

@@ -22,6 +22,7 @@ typedef enum stmt_id {
     ST_RELEASE,
     ST_ROLLBACK_TO,
     ST_READ_BEGIN,
+    ST_READ_SNAPSHOT,
     ST_READ_END,
     ST_RUN_BY_NAME,
     ST_RUNS_AFTER,
@@ -82,10 +83,11 @@ typedef struct sqlite_store {
     pthread_cond_t cv;
     conn pinner;                  /* pin_add / pin_remove, under pin_mu */
     pthread_mutex_t pin_mu;
-    /* Snapshot files whose last reference the open transaction dropped:
-     * removed after it commits (if still unreferenced then). Writer only. */
-    char (*unlink_after_commit)[65];
-    size_t n_unlink, cap_unlink;
+    /* Snapshot files the open transaction moved into place or dropped the
+     * last reference to: removed when it ends (commit or rollback) if no
+     * row references them then. Writer only. */
+    char (*recheck)[65];
+    size_t n_recheck, cap_recheck;
 } sqlite_store;
 
 static inline sqlite_store *sq_from(srv_store *st)
@@ -176,7 +178,8 @@ srv_code sq_pinned(srv_txn *t, const char *run_id, const char *checkpoint_id, in
 /* Creates dir/blobs and its staging area, and removes what a crash left:
  * staged uploads and snapshot files that no row references. */
 srv_code sq_blobs_open(sqlite_store *s, srv_error *err);
-/* After COMMIT: removes files left unreferenced. After ROLLBACK: forgets. */
+/* After COMMIT or ROLLBACK: removes the files the transaction touched
+ * that no row references (dropped, or linked by work that rolled back). */
 void sq_blobs_after_commit(sqlite_store *s);
 void sq_blobs_after_rollback(sqlite_store *s);
 

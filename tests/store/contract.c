@@ -1,0 +1,312 @@
+/* The contract suite's fixture, helpers and main(). */
+#include "contract.h"
+#include "base/sha256.h"
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* Read snapshots a test may hold at once. */
+enum { READERS = 4 };
+
+static const char *backend_name(void)
+{
+    const char *name = getenv("CAIRN_TEST_STORE");
+    return name && *name ? name : "sqlite";
+}
+
+void ok(srv_code rc, const srv_error *err)
+{
+    if (rc != SRV_OK)
+        fail_msg("expected OK, got %s: %s", srv_code_name(rc), err->msg);
+}
+
+void fails_with(srv_code rc, const srv_error *err, srv_code want)
+{
+    if (rc != want)
+        fail_msg("expected %s, got %s: %s", srv_code_name(want), srv_code_name(rc),
+                 rc ? err->msg : "");
+}
+
+void open_store(fx *f)
+{
+    srv_error err;
+    const srv_store_config cfg = {.data_dir = f->dir, .readers = READERS};
+    ok(srv_store_open(f->backend, &cfg, &f->st, &err), &err);
+}
+
+void close_store(fx *f)
+{
+    srv_store_close(f->st);
+    f->st = NULL;
+}
+
+static int files;
+
+static int count_file(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)path;
+    (void)sb;
+    (void)ftw;
+    if (flag == FTW_F)
+        files++;
+    return 0;
+}
+
+int count_files(const fx *f)
+{
+    files = 0;
+    assert_int_equal(nftw(f->dir, count_file, 16, FTW_PHYS), 0);
+    return files;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int setup_dir(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    if (!f)
+        return -1;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(f->dir, sizeof f->dir, "%s/cairn-store-contract-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    f->backend = backend_name();
+    f->a = srv_arena_create();
+    if (!mkdtemp(f->dir) || !f->a) {
+        srv_arena_destroy(f->a);
+        free(f);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+static int setup_open(void **state)
+{
+    if (setup_dir(state))
+        return -1;
+    open_store(*state);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    close_store(f);
+    srv_arena_destroy(f->a);
+    int rc = nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return rc;
+}
+
+/* ---- transactions ---- */
+
+srv_txn *wbegin(fx *f)
+{
+    srv_error err;
+    srv_txn *t = NULL;
+    ok(srv_store_begin(f->st, &t, &err), &err);
+    return t;
+}
+
+void wcommit(srv_txn *t)
+{
+    srv_error err;
+    ok(srv_store_commit(t, &err), &err);
+}
+
+srv_txn *rbegin(fx *f)
+{
+    srv_error err;
+    srv_txn *t = NULL;
+    ok(srv_store_read_begin(f->st, &t, &err), &err);
+    return t;
+}
+
+/* ---- runs and events ---- */
+
+int64_t insert_run(fx *f, const char *run_id, size_t n_workers)
+{
+    char **workers = srv_arena_alloc(f->a, (n_workers + 1) * sizeof *workers);
+    for (size_t i = 0; i < n_workers; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "w%zu", i);
+        workers[i] = srv_arena_strdup(f->a, id);
+    }
+    static const srv_label labels[] = {{"env", "prod"}, {"app", "etl"}, {"zone", ""}};
+    srv_error err;
+    int64_t ref = 0;
+    srv_txn *t = wbegin(f);
+    ok(srv_store_run_insert(t, run_id, workers, n_workers, labels, 3, NOW_US, &ref, &err), &err);
+    wcommit(t);
+    return ref;
+}
+
+srv_run_head head_in(fx *f, srv_txn *t, const char *run_id)
+{
+    srv_error err;
+    srv_run_head h;
+    bool found = false;
+    ok(srv_store_run_find(t, f->a, run_id, &h, &found, &err), &err);
+    if (!found)
+        fail_msg("run %s not found", run_id);
+    return h;
+}
+
+srv_run_head head_of(fx *f, const char *run_id)
+{
+    srv_txn *t = rbegin(f);
+    srv_run_head h = head_in(f, t, run_id);
+    srv_store_read_end(t);
+    return h;
+}
+
+Cairn__V1__Event **make_events(fx *f, size_t n, size_t len, uint8_t tag)
+{
+    Cairn__V1__Event **v = srv_arena_alloc(f->a, (n + 1) * sizeof *v);
+    for (size_t i = 0; i < n; i++) {
+        Cairn__V1__Event *e = srv_arena_alloc(f->a, sizeof *e);
+        cairn__v1__event__init(e);
+        e->type = i % 2 ? "step.done" : "step.started";
+        e->worker_id = i % 3 ? "w1" : "";
+        uint8_t *p = srv_arena_alloc(f->a, len + 2);
+        memset(p, (uint8_t)(tag + i), len);
+        if (len >= 2) {
+            p[0] = 0;
+            p[len - 1] = 0xff;
+        }
+        e->payload.data = p;
+        e->payload.len = len;
+        v[i] = e;
+    }
+    return v;
+}
+
+void append(fx *f, const char *run_id, Cairn__V1__Event **events, size_t n)
+{
+    srv_error err;
+    srv_txn *t = wbegin(f);
+    srv_run_head h = head_in(f, t, run_id);
+    ok(srv_store_events_insert(t, &h, events, n, NOW_US, &err), &err);
+    wcommit(t);
+}
+
+Cairn__V1__Event **read_events(fx *f, const char *run_id, uint64_t from_seq,
+                               uint32_t max_events, size_t max_bytes, size_t *n)
+{
+    srv_error err;
+    Cairn__V1__Event **v = NULL;
+    srv_txn *t = rbegin(f);
+    srv_run_head h = head_in(f, t, run_id);
+    ok(srv_store_events_read(t, f->a, &h, from_seq, max_events, max_bytes, &v, n, &err), &err);
+    srv_store_read_end(t);
+    return v;
+}
+
+/* ---- snapshot bytes ---- */
+
+srv_blob_stage *stage_bytes(fx *f, const uint8_t *data, size_t len, char sha[65])
+{
+    srv_sha256 *h = srv_sha256_new();
+    assert_non_null(h);
+    srv_sha256_update(h, data, len);
+    srv_sha256_final_hex(h, sha);
+    srv_sha256_free(h);
+    srv_error err;
+    srv_blob_stage *b = NULL;
+    ok(srv_store_stage_begin(f->st, &b, &err), &err);
+    /* In pieces, as a stream arrives. */
+    for (size_t off = 0; off < len;) {
+        size_t piece = len - off < 4093 ? len - off : 4093;
+        ok(srv_store_stage_write(b, data + off, piece, &err), &err);
+        off += piece;
+    }
+    ok(srv_store_stage_finish(b, sha, &err), &err);
+    return b;
+}
+
+srv_blob_stage *link_bytes(fx *f, srv_txn *t, const uint8_t *data, size_t len, char sha[65])
+{
+    srv_blob_stage *b = stage_bytes(f, data, len, sha);
+    srv_error err;
+    ok(srv_store_blob_link(t, b, len, &err), &err);
+    return b;
+}
+
+srv_code read_blob(fx *f, const char *sha, size_t chunk, uint8_t **out, size_t *len,
+                   srv_error *err)
+{
+    srv_blob_reader *r = NULL;
+    srv_code rc = srv_store_blob_open(f->st, sha, &r, err);
+    if (rc)
+        return rc;
+    size_t n = 0, cap = 0;
+    uint8_t *v = NULL;
+    for (;;) {
+        while (cap - n < chunk) {
+            size_t ncap = cap ? cap * 2 : chunk * 4;
+            uint8_t *nv = srv_arena_alloc(f->a, ncap);
+            assert_non_null(nv);
+            if (n)
+                memcpy(nv, v, n);
+            v = nv;
+            cap = ncap;
+        }
+        size_t got = 0;
+        rc = srv_store_blob_read(r, v + n, chunk, &got, err);
+        if (rc || got == 0)
+            break;
+        assert_true(got <= chunk);
+        n += got;
+    }
+    srv_store_blob_close(r);
+    *out = v;
+    *len = n;
+    return rc;
+}
+
+/* ---- dedup ---- */
+
+srv_dedup_record record_of(const char *response)
+{
+    srv_dedup_record rec;
+    for (int i = 0; i < 32; i++)
+        rec.fingerprint[i] = (uint8_t)(i * 7 + 1);
+    rec.response = (const uint8_t *)response;
+    rec.response_len = strlen(response);
+    return rec;
+}
+
+bool dedup_found(fx *f, const srv_dedup_key *k, srv_dedup_record *out)
+{
+    srv_error err;
+    bool found = false;
+    srv_txn *t = rbegin(f);
+    ok(srv_store_dedup_get(t, f->a, k, out, &found, &err), &err);
+    srv_store_read_end(t);
+    return found;
+}
+
+/* ---- main ---- */
+
+#define FIXTURE_OPEN setup_open
+#define FIXTURE_DIR setup_dir
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+#define XX(name, fixture) cmocka_unit_test_setup_teardown(name, FIXTURE_##fixture, teardown),
+        CONTRACT_TESTS(XX)
+#undef XX
+    };
+    char group[64];
+    snprintf(group, sizeof group, "store_contract_%s", backend_name());
+    return cmocka_run_group_tests_name(group, tests, NULL, NULL);
+}
