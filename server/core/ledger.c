@@ -138,11 +138,8 @@ static void run_batch(srv_ledger *l, srv_mutation *batch, int n)
     }
     if (!batch_code)
         batch_code = srv_store_commit(t, &batch_err);
-    if (batch_code) {
-        if (t)
-            srv_store_rollback(t);
+    if (batch_code) /* a failed begin or commit leaves no transaction open */
         srv_warn("ledger: a batch of %d failed: %s", n, batch_err.msg);
-    }
     for (int i = 0; !batch_code && l->observer && i < n; i++)
         if (!out[i].code && out[i].grew_run_id)
             l->observer(l->observer_ctx, out[i].grew_run_id, out[i].grew_last_seq);

@@ -138,24 +138,20 @@ void srv_store_get_stats(srv_store *st, srv_store_stats *out)
     out->commit_us_max = atomic_load(&st->commit_us_max);
 }
 
-static srv_code write_only(const srv_txn *t, srv_error *err)
-{
-    if (t->write)
-        return SRV_OK;
-    return srv_fail(err, SRV_INTERNAL, "store: a write on a read snapshot");
-}
-
 /* Counts the call, then runs it unless a fault is armed. */
 #define WRAP(st, OP, call)                                                  \
     do {                                                                    \
         srv_code rc_ = enter((st), SRV_STORE_OP_##OP, err);                 \
         return rc_ ? rc_ : leave((st), SRV_STORE_OP_##OP, (st)->ops->call); \
     } while (0)
-#define WRAP_WRITE(t, OP, call)                                             \
-    do {                                                                    \
-        if (write_only((t), err))                                           \
-            return err->code;                                               \
-        WRAP((t)->store, OP, call);                                         \
+/* The same for an operation that needs the write transaction. */
+#define WRAP_WRITE(t, OP, call)                                                          \
+    do {                                                                                 \
+        srv_code rc_ = enter((t)->store, SRV_STORE_OP_##OP, err);                       \
+        if (!rc_ && !(t)->write)                                                         \
+            rc_ = leave((t)->store, SRV_STORE_OP_##OP,                                   \
+                        srv_fail(err, SRV_INTERNAL, "store: a write on a read snapshot")); \
+        return rc_ ? rc_ : leave((t)->store, SRV_STORE_OP_##OP, (t)->store->ops->call);  \
     } while (0)
 
 /* ---- transactions ---- */
@@ -180,10 +176,14 @@ srv_code srv_store_commit(srv_txn *t, srv_error *err)
 {
     srv_store *st = t->store;
     srv_code rc = enter(st, SRV_STORE_OP_COMMIT, err);
-    if (rc)
+    if (rc) {
+        st->ops->rollback(t);
         return rc;
+    }
     int64_t start = srv_mono_us();
     rc = leave(st, SRV_STORE_OP_COMMIT, st->ops->commit(t, err));
+    if (rc) /* over either way: nothing of it may commit later */
+        st->ops->rollback(t);
     uint64_t took = (uint64_t)(srv_mono_us() - start);
     atomic_fetch_add(&st->commit_us_total, took);
     uint64_t max = atomic_load(&st->commit_us_max);

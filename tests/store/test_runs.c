@@ -333,6 +333,8 @@ void worker_complete_then_completions_are_in_seq_order_and_counted(void **state)
     srv_run_head h = head_in(f, t, "run-1");
     ok(srv_store_worker_complete(t, &h, "w2", 3, &err), &err);
     ok(srv_store_worker_complete(t, &h, "w0", 5, &err), &err);
+    /* one the run does not have is refused and not counted */
+    fails_with(srv_store_worker_complete(t, &h, "stranger", 6, &err), &err, SRV_INTERNAL);
     assert_int_equal(head_in(f, t, "run-1").n_completed, 2); /* the transaction sees its writes */
     wcommit(t);
 

@@ -353,6 +353,11 @@ void a_write_operation_on_a_read_snapshot_fails_internal_and_writes_nothing(void
             fail_msg("write operation %zu on a read snapshot gave %s", i, srv_code_name(got[i]));
     srv_blob_stage *b = stage_bytes(f, (const uint8_t *)"abc", 3, (char[65]){0});
     fails_with(srv_store_blob_link(t, b, 3, &err), &err, SRV_INTERNAL);
+    /* counted like any failed call */
+    srv_store_stats stats;
+    srv_store_get_stats(f->st, &stats);
+    assert_int_equal(stats.failures[SRV_STORE_OP_DEDUP_PUT], 1);
+    assert_int_equal(stats.failures[SRV_STORE_OP_BLOB_LINK], 1);
     srv_store_stage_free(b);
     srv_store_read_end(t);
 

@@ -259,6 +259,8 @@ srv_code sq_worker_complete(srv_txn *t, const srv_run_head *run, const char *wor
     sqlite3_bind_int64(s, 3, (int64_t)seq);
     if (sq_step_done(w, s, "completing a worker", err))
         return err->code;
+    if (sqlite3_changes(w->db) != 1)
+        return srv_fail(err, SRV_INTERNAL, "store: completing a worker the run does not have");
     if (!(s = sq_stmt(w, ST_RUN_COMPLETED, err)))
         return err->code;
     sqlite3_bind_int64(s, 1, run->ref);
