@@ -60,6 +60,16 @@ static srv_code lease_not_current(const srv_lease_rec *l, const char *lease_id,
                     srv_format_time(when, l->expires_us));
 }
 
+/* Stores lease l live for ttl_ms from now and answers with it. */
+static srv_code grant(srv_apply *ap, const srv_run_head *run, const char *worker_id,
+                      srv_lease_rec *l, uint32_t ttl_ms, Cairn__V1__Lease *out, srv_error *err)
+{
+    l->expires_us = ap->now_us + (int64_t)ttl_ms * 1000;
+    if (srv_store_lease_put(ap->txn, run, worker_id, l, err))
+        return err->code;
+    return fill_lease(ap->arena, run->run_id, worker_id, l, out, err);
+}
+
 srv_code srv_lease_acquire(srv_apply *ap, const Cairn__V1__AcquireWorkerRequest *req,
                            Cairn__V1__Lease *out, srv_error *err)
 {
@@ -86,11 +96,8 @@ srv_code srv_lease_acquire(srv_apply *ap, const Cairn__V1__AcquireWorkerRequest 
     l.lease_id = lease_id;
     l.holder = req->holder;
     l.fencing_token = l.found ? l.fencing_token + 1 : 1;
-    l.expires_us = ap->now_us + (int64_t)req->ttl_ms * 1000;
     l.found = true;
-    if (srv_store_lease_put(ap->txn, &run, req->worker_id, &l, err))
-        return err->code;
-    return fill_lease(ap->arena, req->run_id, req->worker_id, &l, out, err);
+    return grant(ap, &run, req->worker_id, &l, req->ttl_ms, out, err);
 }
 
 srv_code srv_lease_renew(srv_apply *ap, const Cairn__V1__RenewLeaseRequest *req,
@@ -103,10 +110,7 @@ srv_code srv_lease_renew(srv_apply *ap, const Cairn__V1__RenewLeaseRequest *req,
         return err->code;
     if (!live(&l, ap->now_us) || strcmp(l.lease_id, req->lease_id) != 0)
         return lease_not_current(&l, req->lease_id, req->worker_id, err);
-    l.expires_us = ap->now_us + (int64_t)req->ttl_ms * 1000;
-    if (srv_store_lease_put(ap->txn, &run, req->worker_id, &l, err))
-        return err->code;
-    return fill_lease(ap->arena, req->run_id, req->worker_id, &l, out, err);
+    return grant(ap, &run, req->worker_id, &l, req->ttl_ms, out, err);
 }
 
 srv_code srv_lease_release(srv_apply *ap, const Cairn__V1__ReleaseWorkerRequest *req,

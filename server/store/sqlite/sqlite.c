@@ -277,6 +277,23 @@ srv_code sq_read_strings(conn *c, srv_arena *a, stmt_id id, int64_t key, char **
 
 /* ---- read snapshots: a reader connection inside BEGIN .. COMMIT ---- */
 
+/* Ends the read transaction, if one is open, and returns the connection
+ * to the pool. */
+static void sq_read_end(srv_txn *t)
+{
+    sqlite_store *s = sq_of(t);
+    conn *c = sq_conn(t);
+    if (c->db && !sqlite3_get_autocommit(c->db)) {
+        srv_error ignored;
+        sq_exec(c, ST_READ_END, "ending a read", &ignored);
+    }
+    pthread_mutex_lock(&s->mu);
+    c->next_free = s->free_readers;
+    s->free_readers = c;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
 static srv_code sq_read_begin(srv_store *st, srv_txn **out, srv_error *err)
 {
     sqlite_store *s = sq_from(st);
@@ -299,34 +316,11 @@ static srv_code sq_read_begin(srv_store *st, srv_txn **out, srv_error *err)
         sqlite3_reset(q);
     }
     if (rc) {
-        if (!sqlite3_get_autocommit(c->db)) {
-            srv_error ignored;
-            sq_exec(c, ST_READ_END, "ending a read", &ignored);
-        }
-        pthread_mutex_lock(&s->mu);
-        c->next_free = s->free_readers;
-        s->free_readers = c;
-        pthread_cond_signal(&s->cv);
-        pthread_mutex_unlock(&s->mu);
+        sq_read_end(&c->txn);
         return rc;
     }
     *out = &c->txn;
     return SRV_OK;
-}
-
-static void sq_read_end(srv_txn *t)
-{
-    sqlite_store *s = sq_of(t);
-    conn *c = sq_conn(t);
-    if (c->db && !sqlite3_get_autocommit(c->db)) {
-        srv_error ignored;
-        sq_exec(c, ST_READ_END, "ending a read", &ignored);
-    }
-    pthread_mutex_lock(&s->mu);
-    c->next_free = s->free_readers;
-    s->free_readers = c;
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
 }
 
 /* ---- the write transaction ---- */
