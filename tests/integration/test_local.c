@@ -38,9 +38,7 @@ static int setup(void **state)
     fixture *f = calloc(1, sizeof *f);
     if (!f)
         return -1;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(f->dir, sizeof f->dir, "%s/cairn-local-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(f->dir))
+    if (ct_temp_dir(f->dir, sizeof f->dir, "cairn-local") < 0)
         return -1;
     *state = f;
     return 0;

@@ -1,6 +1,7 @@
 /* The contract suite's fixture, helpers and main(). */
 #include "contract.h"
-#include "base/sha256.h"
+#include "dirs.h"
+#include "store_support.h"
 
 #include <ftw.h>
 #include <stdio.h>
@@ -62,24 +63,14 @@ int count_files(const fx *f)
     return files;
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int setup_dir(void **state)
 {
     fx *f = calloc(1, sizeof *f);
     if (!f)
         return -1;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(f->dir, sizeof f->dir, "%s/cairn-store-contract-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     f->backend = backend_name();
     f->a = srv_arena_create();
-    if (!mkdtemp(f->dir) || !f->a) {
+    if (ct_temp_dir(f->dir, sizeof f->dir, "cairn-store-contract") < 0 || !f->a) {
         srv_arena_destroy(f->a);
         free(f);
         return -1;
@@ -101,7 +92,7 @@ static int teardown(void **state)
     fx *f = *state;
     close_store(f);
     srv_arena_destroy(f->a);
-    int rc = nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    int rc = ct_rmrf(f->dir);
     free(f);
     return rc;
 }
@@ -170,23 +161,7 @@ srv_run_head head_of(fx *f, const char *run_id)
 
 Cairn__V1__Event **make_events(fx *f, size_t n, size_t len, uint8_t tag)
 {
-    Cairn__V1__Event **v = srv_arena_alloc(f->a, (n + 1) * sizeof *v);
-    for (size_t i = 0; i < n; i++) {
-        Cairn__V1__Event *e = srv_arena_alloc(f->a, sizeof *e);
-        cairn__v1__event__init(e);
-        e->type = i % 2 ? "step.done" : "step.started";
-        e->worker_id = i % 3 ? "w1" : "";
-        uint8_t *p = srv_arena_alloc(f->a, len + 2);
-        memset(p, (uint8_t)(tag + i), len);
-        if (len >= 2) {
-            p[0] = 0;
-            p[len - 1] = 0xff;
-        }
-        e->payload.data = p;
-        e->payload.len = len;
-        v[i] = e;
-    }
-    return v;
+    return ct_make_events(f->a, n, len, tag);
 }
 
 void append(fx *f, const char *run_id, Cairn__V1__Event **events, size_t n)
@@ -214,11 +189,7 @@ Cairn__V1__Event **read_events(fx *f, const char *run_id, uint64_t from_seq,
 
 srv_blob_stage *stage_bytes(fx *f, const uint8_t *data, size_t len, char sha[65])
 {
-    srv_sha256 *h = srv_sha256_new();
-    assert_non_null(h);
-    srv_sha256_update(h, data, len);
-    srv_sha256_final_hex(h, sha);
-    srv_sha256_free(h);
+    ct_sha256_hex(data, len, sha);
     srv_error err;
     srv_blob_stage *b = NULL;
     ok(srv_store_stage_begin(f->st, &b, &err), &err);

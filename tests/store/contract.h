@@ -59,7 +59,8 @@ int64_t insert_run(fx *f, const char *run_id, size_t n_workers);
 srv_run_head head_of(fx *f, const char *run_id);
 /* The run's head inside t. */
 srv_run_head head_in(fx *f, srv_txn *t, const char *run_id);
-/* n events in the arena; payload i is len bytes of (tag + i), starting
+/* n events in the arena, by ct_make_events (tests/support/
+ * store_support.h): payload i is len bytes of (tag + i), starting
  * with NUL and ending with 0xff when len >= 2; type alternates between
  * step.started and step.done, worker_id between "" and w1. */
 Cairn__V1__Event **make_events(fx *f, size_t n, size_t len, uint8_t tag);

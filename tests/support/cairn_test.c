@@ -22,9 +22,7 @@ static void die_with_parent(void)
 int ct_server_init(ct_server *s)
 {
     memset(s, 0, sizeof *s);
-    const char *tmp = getenv("TMPDIR");
-    snprintf(s->dir, sizeof s->dir, "%s/cairn-test-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(s->dir))
+    if (ct_temp_dir(s->dir, sizeof s->dir, "cairn-test") < 0)
         return -1;
     snprintf(s->data_dir, sizeof s->data_dir, "%s/data", s->dir);
     snprintf(s->log_path, sizeof s->log_path, "%s/cairnd.log", s->dir);
@@ -235,43 +233,6 @@ int ct_run_cairnd(const char *const *args, char *out, size_t cap)
     out[n] = '\0';
     close(fd);
     return wait_exit(pid);
-}
-
-static int walk(const char *path, int remove)
-{
-    DIR *d = opendir(path);
-    if (!d)
-        return 0;
-    int count = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        char child[1024];
-        snprintf(child, sizeof child, "%s/%s", path, e->d_name);
-        count++;
-        struct stat st;
-        if (lstat(child, &st) == 0 && S_ISDIR(st.st_mode)) {
-            count += walk(child, remove);
-            if (remove)
-                rmdir(child);
-        } else if (remove) {
-            unlink(child);
-        }
-    }
-    closedir(d);
-    return count;
-}
-
-void ct_rmrf(const char *path)
-{
-    walk(path, 1);
-    rmdir(path);
-}
-
-int ct_count_entries(const char *path)
-{
-    return walk(path, 0);
 }
 
 char *ct_read_file(const char *path, size_t *len)

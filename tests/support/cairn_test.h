@@ -1,7 +1,10 @@
 /* Test support: real cairnd processes on 127.0.0.1 with ephemeral ports
- * and temporary data dirs, stopped by PID. */
+ * and temporary data dirs, stopped by PID. The temp dir helpers are in
+ * dirs.h, included here. */
 #ifndef CAIRN_TEST_H
 #define CAIRN_TEST_H
+
+#include "dirs.h" /* ct_temp_dir, ct_rmrf, ct_count_entries */
 
 #include <cairn/cairn.h>
 
@@ -62,12 +65,6 @@ cairn_client *ct_client(const ct_server *s, const cairn_retry_policy *retry);
  * a locked data dir). Captures up to cap-1 bytes of stdout+stderr into
  * out. Returns the exit status. */
 int ct_run_cairnd(const char *const *args, char *out, size_t cap);
-
-/* Removes a directory tree. */
-void ct_rmrf(const char *path);
-
-/* Returns how many directory entries path holds (recursively). */
-int ct_count_entries(const char *path);
 
 /* Reads the whole file at path into a NUL-terminated malloc'd buffer and
  * sets *len (when len is not NULL). NULL when it cannot be read. */

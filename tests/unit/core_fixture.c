@@ -2,13 +2,12 @@
  * (removed afterwards), and core/'s mutations applied as the ledger
  * applies them. */
 #include "core_fixture.h"
-#include "base/sha256.h"
+#include "dirs.h"
+#include "store_support.h"
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 void ok(srv_code rc, const srv_error *err)
 {
@@ -39,20 +38,10 @@ void close_store(fx *f)
     f->st = NULL;
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 int setup(void **state)
 {
     fx *f = calloc(1, sizeof *f);
-    const char *tmp = getenv("TMPDIR");
-    snprintf(f->dir, sizeof f->dir, "%s/cairn-unit-core-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(f->dir))
+    if (ct_temp_dir(f->dir, sizeof f->dir, "cairn-unit-core") < 0)
         return -1;
     f->a = srv_arena_create();
     open_store(f);
@@ -65,7 +54,7 @@ int teardown(void **state)
     fx *f = *state;
     close_store(f);
     srv_arena_destroy(f->a);
-    int rc = nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    int rc = ct_rmrf(f->dir);
     free(f);
     return rc;
 }
@@ -137,8 +126,9 @@ Cairn__V1__Run get_run(fx *f, const char *run_id)
     return run;
 }
 
-/* n events; the payload of event i is `len` bytes of (tag + i), except
- * that it starts with NUL and ends with 0xff, so binary data is exercised. */
+/* n events, made by ct_make_events (store_support.h): the payload of
+ * event i is `len` bytes of (tag + i), except that it starts with NUL and
+ * ends with 0xff, so binary data is exercised. */
 Cairn__V1__AppendEventsRequest *events_req(fx *f, const char *run_id, size_t n,
                                            size_t len, uint8_t tag)
 {
@@ -147,22 +137,7 @@ Cairn__V1__AppendEventsRequest *events_req(fx *f, const char *run_id, size_t n,
     r->idempotency_key = "k";
     r->run_id = srv_arena_strdup(f->a, run_id);
     r->n_events = n;
-    r->events = srv_arena_alloc(f->a, n * sizeof *r->events);
-    for (size_t i = 0; i < n; i++) {
-        Cairn__V1__Event *e = srv_arena_alloc(f->a, sizeof *e);
-        cairn__v1__event__init(e);
-        e->type = i % 2 ? "step.done" : "step.started";
-        e->worker_id = i % 3 ? "w1" : "";
-        uint8_t *p = srv_arena_alloc(f->a, len + 2);
-        memset(p, (uint8_t)(tag + i), len);
-        if (len >= 2) {
-            p[0] = 0;
-            p[len - 1] = 0xff;
-        }
-        e->payload.data = p;
-        e->payload.len = len;
-        r->events[i] = e;
-    }
+    r->events = ct_make_events(f->a, n, len, tag);
     return r;
 }
 
@@ -221,11 +196,7 @@ srv_code checkpoint(fx *f, int64_t now_us, uint64_t events_count, uint8_t fill,
     uint8_t data[100];
     memset(data, fill, sizeof data);
     char sha[65];
-    srv_sha256 *h = srv_sha256_new();
-    assert_non_null(h);
-    srv_sha256_update(h, data, sizeof data);
-    srv_sha256_final_hex(h, sha);
-    srv_sha256_free(h);
+    ct_sha256_hex(data, sizeof data, sha);
     srv_blob_stage *b = NULL;
     ok(srv_store_stage_begin(f->st, &b, err), err);
     ok(srv_store_stage_write(b, data, sizeof data, err), err);

@@ -3,10 +3,10 @@
  * fails, how a unique-key conflict is retried, replays, and the commit
  * observer. The writer is held on a gate inside a first mutation so the
  * next ones queue up and form one batch (no sleeps). */
-#include "cairn_test.h"
 #include "core/domain.h"
 #include "core/ledger.h"
 #include "base/pbc.h"
+#include "dirs.h"
 #include "store/store.h"
 
 #include <pthread.h>
@@ -41,7 +41,7 @@ typedef struct call {
 } call;
 
 struct fx {
-    ct_server dir;                    /* only its temp dir */
+    char dir[512];                    /* the data dir */
     srv_store *st;
     srv_ledger *ledger;
     pthread_mutex_t mu;
@@ -72,12 +72,12 @@ static void observed(void *ctx, const char *run_id, uint64_t last_seq)
 static int setup(void **state)
 {
     fx *f = calloc(1, sizeof *f);
-    if (ct_server_init(&f->dir) < 0)
+    if (ct_temp_dir(f->dir, sizeof f->dir, "cairn-unit-ledger") < 0)
         return -1;
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->cv, NULL);
     srv_error err;
-    srv_store_config cfg = {.data_dir = f->dir.data_dir, .readers = 2};
+    srv_store_config cfg = {.data_dir = f->dir, .readers = 2};
     ok(srv_store_open("sqlite", &cfg, &f->st, &err), &err);
 
     /* The run every test appends to. */
@@ -111,7 +111,7 @@ static int teardown(void **state)
             cairn__v1__append_events_response__free_unpacked(f->calls[i].resp, NULL);
         srv_arena_destroy(f->calls[i].arena);
     }
-    ct_rmrf(f->dir.dir);
+    ct_rmrf(f->dir);
     pthread_cond_destroy(&f->cv);
     pthread_mutex_destroy(&f->mu);
     free(f);

@@ -4,10 +4,10 @@
  * suite (tests/store/). Each test gets its own mkdtemp directory, removed
  * afterwards. */
 #include "base/arena.h"
+#include "dirs.h"
 #include "store/sqlite/sqlite.h"
 #include "store/store.h"
 
-#include <ftw.h>
 #include <setjmp.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -66,20 +66,10 @@ static void close_store(fx *f)
     f->st = NULL;
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     fx *f = calloc(1, sizeof *f);
-    const char *tmp = getenv("TMPDIR");
-    snprintf(f->dir, sizeof f->dir, "%s/cairn-unit-store-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(f->dir))
+    if (ct_temp_dir(f->dir, sizeof f->dir, "cairn-unit-store") < 0)
         return -1;
     f->a = srv_arena_create();
     *state = f;
@@ -91,7 +81,7 @@ static int teardown(void **state)
     fx *f = *state;
     close_store(f);
     srv_arena_destroy(f->a);
-    int rc = nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    int rc = ct_rmrf(f->dir);
     free(f);
     return rc;
 }

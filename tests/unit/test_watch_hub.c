@@ -11,10 +11,10 @@
 #include "base/pbc.h"
 #include "core/domain.h"
 #include "core/watch.h"
+#include "dirs.h"
 #include "store/store.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,7 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include <cmocka.h>
@@ -349,20 +348,10 @@ static void start_hub(fx *f)
     ok(srv_watch_start(f->st, f->ledger, &f->hub, &err), &err);
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     fx *f = calloc(1, sizeof *f);
-    const char *tmp = getenv("TMPDIR");
-    snprintf(f->dir, sizeof f->dir, "%s/cairn-unit-watch-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(f->dir))
+    if (ct_temp_dir(f->dir, sizeof f->dir, "cairn-unit-watch") < 0)
         return -1;
     srv_error err;
     srv_store_config cfg = {.data_dir = f->dir, .readers = 2};
@@ -387,7 +376,7 @@ static int teardown(void **state)
     srv_arena_destroy(f->a);
     pthread_cond_destroy(&f->cv);
     pthread_mutex_destroy(&f->mu);
-    int rc = nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    int rc = ct_rmrf(f->dir);
     free(f);
     return rc;
 }
