@@ -48,12 +48,13 @@ int main(int argc, char **argv)
         return 1;
     }
     if (srv_ledger_start(app.store, LEDGER_MAX_QUEUE, &app.ledger, &err) ||
-        srv_watch_start(app.store, app.ledger, &app.watch, &err)) {
+        srv_watch_start(app.store, &app.watch, &err)) {
         srv_error_log("%s", err.msg);
         srv_ledger_stop(app.ledger);
         srv_store_close(app.store);
         return 1;
     }
+    srv_ledger_observe(app.ledger, srv_watch_committed, app.watch);
 
     srv_rpc_global_init();
     size_t n_methods;

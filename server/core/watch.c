@@ -468,8 +468,7 @@ static void *dispatcher(void *arg)
     return NULL;
 }
 
-/* The ledger's commit observer: the writer thread, after a commit. */
-static void advance(void *ctx, const char *run_id, uint64_t last_seq)
+void srv_watch_committed(void *ctx, const char *run_id, uint64_t last_seq)
 {
     srv_watch *h = ctx;
     pthread_mutex_lock(&h->mu);
@@ -492,7 +491,7 @@ static void advance(void *ctx, const char *run_id, uint64_t last_seq)
     pthread_mutex_unlock(&h->mu);
 }
 
-srv_code srv_watch_start(srv_store *st, srv_ledger *l, srv_watch **out, srv_error *err)
+srv_code srv_watch_start(srv_store *st, srv_watch **out, srv_error *err)
 {
     srv_watch *h = calloc(1, sizeof *h);
     if (!h)
@@ -506,7 +505,6 @@ srv_code srv_watch_start(srv_store *st, srv_ledger *l, srv_watch **out, srv_erro
         free(h);
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "cannot start the watch thread");
     }
-    srv_ledger_observe(l, advance, h);
     *out = h;
     return SRV_OK;
 }

@@ -14,7 +14,6 @@
 #define CAIRN_SERVER_WATCH_H
 
 #include "base/error.h"
-#include "core/ledger.h"
 #include "store/store.h"
 
 #include <stdbool.h>
@@ -71,8 +70,15 @@ typedef struct srv_watch_stream {
     void (*on_close)(void *ctx, srv_watch_closed_fn fn, void *arg);
 } srv_watch_stream;
 
-/* Starts the dispatcher over st and becomes l's commit observer. */
-srv_code srv_watch_start(srv_store *st, srv_ledger *l, srv_watch **out, srv_error *err);
+/* Starts the dispatcher over st. */
+srv_code srv_watch_start(srv_store *st, srv_watch **out, srv_error *err);
+
+/* Tells the hub that run_id's log holds everything up to last_seq,
+ * committed: a srv_commit_observer with ctx the hub. The ledger calls it
+ * after each commit (main wires them); another commit source (another
+ * replica's notifications) may call it too, from any thread. Must not
+ * block: it only queues the feed for the dispatcher. */
+void srv_watch_committed(void *hub, const char *run_id, uint64_t last_seq);
 
 /* Serves one WatchEvents stream: events from from_seq (>= 1) on, then
  * live ones, until the client goes away or shutdown. run_id is copied.

@@ -345,7 +345,8 @@ static void append(fx *f, size_t n)
 static void start_hub(fx *f)
 {
     srv_error err;
-    ok(srv_watch_start(f->st, f->ledger, &f->hub, &err), &err);
+    ok(srv_watch_start(f->st, &f->hub, &err), &err);
+    srv_ledger_observe(f->ledger, srv_watch_committed, f->hub);
 }
 
 static int setup(void **state)
