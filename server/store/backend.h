@@ -32,9 +32,9 @@
  *   (an idempotency key then replays; a run id then compares definitions);
  * - serialization failures and deadlocks are retried inside the backend,
  *   or reported as ABORTED;
- * - pins are rows with an expiry: every process's cleanup reads them in
- *   its own transaction (pinned), so none deletes a checkpoint another
- *   process is streaming; the expiry frees pins of a process that died;
+ * - pins are rows with an expiry: every process's cleanup reads them
+ *   (pinned), so none deletes a checkpoint another process is streaming;
+ *   the expiry frees pins of a process that died;
  * - snapshot content removed after a commit must be re-checked for
  *   references first (another transaction may have linked it again).
  *

@@ -208,8 +208,11 @@ srv_code srv_store_checkpoints_list(srv_txn *t, srv_arena *a, const srv_run_head
 /* ---- pins: checkpoints being read, which cleanup must not delete ----
  * A pin is a row with an expiry, so every process's cleanup honours it
  * and a pin whose process died lapses by itself. pin_add and pin_remove
- * commit on their own (any thread, outside the write transaction); a
- * write transaction either sees a pin or began before it was added. */
+ * commit on their own (any thread, outside the write transaction) and
+ * should not wait for it. pinned may read pins as committed at the time
+ * of the call rather than in t's snapshot: what makes a download safe is
+ * its order (pin, read the checkpoint again, open its bytes; see
+ * core/snapshots.c), not the isolation of the cleanup's read. */
 
 srv_code srv_store_pin_add(srv_store *st, const char *run_id, const char *checkpoint_id,
                            int64_t expires_us, int64_t *pin, srv_error *err);

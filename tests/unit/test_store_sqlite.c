@@ -24,13 +24,13 @@
 #define NOW_US (1769595330ll * 1000000 + 123456)
 
 /* The schema this build writes: 1 runs and events, 2 checkpoints and
- * snapshots, 3 leases, 4 pins. A new migration updates this and the
- * table list below. */
-#define SCHEMA_VERSION 4
+ * snapshots, 3 leases (pins live in pins.db, outside the schema). A new
+ * migration updates this and the table list below. */
+#define SCHEMA_VERSION 3
 
 static const char *const tables[] = {
     "runs",  "run_workers", "run_labels",         "events", "dedup",
-    "blobs", "checkpoints", "checkpoint_workers", "leases", "pins",
+    "blobs", "checkpoints", "checkpoint_workers", "leases",
 };
 enum { N_TABLES = sizeof tables / sizeof tables[0] };
 
@@ -237,13 +237,13 @@ static void migrate_stops_at_its_target_version(void **state)
     sqlite3 *db;
     assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
     srv_error err;
+    ok(srv_sqlite_migrate(db, 2, &err), &err);
+    assert_int_equal(query_int(db, "PRAGMA user_version"), 2);
+    assert_true(has_table(db, "checkpoints"));
+    assert_false(has_table(db, "leases"));
     ok(srv_sqlite_migrate(db, 3, &err), &err);
     assert_int_equal(query_int(db, "PRAGMA user_version"), 3);
     assert_true(has_table(db, "leases"));
-    assert_false(has_table(db, "pins"));
-    ok(srv_sqlite_migrate(db, 4, &err), &err);
-    assert_int_equal(query_int(db, "PRAGMA user_version"), 4);
-    assert_true(has_table(db, "pins"));
     sqlite3_close(db);
 }
 
@@ -282,9 +282,9 @@ static void open_migrates_a_version_0_database_keeping_its_data(void **state)
     sqlite3_close(db);
 }
 
-/* The database of a cairnd from before pins: its runs stay, and pins
- * work once it is opened. */
-static void open_migrates_a_version_3_database_keeping_its_runs(void **state)
+/* The database of a cairnd from before leases: its runs stay, and pins
+ * (in pins.db) work once it is opened. */
+static void open_migrates_a_version_2_database_keeping_its_runs(void **state)
 {
     fx *f = *state;
     char path[600];
@@ -292,7 +292,7 @@ static void open_migrates_a_version_3_database_keeping_its_runs(void **state)
     sqlite3 *db;
     srv_error err;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    ok(srv_sqlite_migrate(db, 3, &err), &err);
+    ok(srv_sqlite_migrate(db, 2, &err), &err);
     exec(db, "INSERT INTO runs (run_id, created_us, worker_count) VALUES ('old-run', 1, 0)");
     sqlite3_close(db);
 
@@ -309,7 +309,7 @@ static void open_migrates_a_version_3_database_keeping_its_runs(void **state)
     close_store(f);
 
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(query_int(db, "PRAGMA user_version"), 4);
+    assert_int_equal(query_int(db, "PRAGMA user_version"), 3);
     sqlite3_close(db);
 }
 
@@ -375,7 +375,7 @@ int main(void)
         T_DIR(migrate_stops_at_its_target_version),
         T_DIR(migrate_refuses_a_newer_database),
         T_DIR(open_migrates_a_version_0_database_keeping_its_data),
-        T_DIR(open_migrates_a_version_3_database_keeping_its_runs),
+        T_DIR(open_migrates_a_version_2_database_keeping_its_runs),
         T_DIR(open_fails_cleanly_when_cairn_db_cannot_be_opened),
         T_DIR(open_of_a_file_that_is_not_a_database_is_data_loss),
     };

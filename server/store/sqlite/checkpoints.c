@@ -126,8 +126,8 @@ srv_code sq_checkpoints_list(srv_txn *t, srv_arena *a, const srv_run_head *run,
     return read_rows(c, a, q, full, out, n, err);
 }
 
-/* ---- pins: on their own connection, each insert or delete its own
- * transaction ---- */
+/* ---- pins: in pins.db, on a connection of their own, each insert or
+ * delete its own transaction ---- */
 
 srv_code sq_pin_add(srv_store *st, const char *run_id, const char *checkpoint_id,
                     int64_t expires_us, int64_t *pin, srv_error *err)
@@ -164,20 +164,30 @@ srv_code sq_pin_remove(srv_store *st, int64_t pin, srv_error *err)
     return rc;
 }
 
+/* Read on the pin connection, as committed now, whatever t is: pins.db
+ * is not part of cairn.db's transactions. That is enough for the download
+ * protocol (core/snapshots.c): a reader pins, then reads its checkpoint
+ * again and opens its bytes; a cleanup that missed the pin either
+ * committed before that read (the reader sees NOT_FOUND) or after it (the
+ * reader holds the file open, and an unlinked file stays readable). */
 srv_code sq_pinned(srv_txn *t, const char *run_id, const char *checkpoint_id, int64_t now_us,
                    bool *pinned, srv_error *err)
 {
-    conn *c = sq_conn(t);
+    sqlite_store *s = sq_of(t);
+    pthread_mutex_lock(&s->pin_mu);
+    conn *c = &s->pinner;
     sqlite3_stmt *q = sq_stmt(c, ST_PINNED, err);
-    if (!q)
-        return err->code;
-    sq_bind_text(q, 1, run_id);
-    sq_bind_text(q, 2, checkpoint_id);
-    sqlite3_bind_int64(q, 3, now_us);
-    int rc = sqlite3_step(q);
-    *pinned = rc == SQLITE_ROW;
-    sqlite3_reset(q);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return sq_db_fail(c->db, rc, "reading pins", err);
-    return SRV_OK;
+    srv_code rc = q ? SRV_OK : err->code;
+    if (q) {
+        sq_bind_text(q, 1, run_id);
+        sq_bind_text(q, 2, checkpoint_id);
+        sqlite3_bind_int64(q, 3, now_us);
+        int step = sqlite3_step(q);
+        *pinned = step == SQLITE_ROW;
+        sqlite3_reset(q);
+        if (step != SQLITE_ROW && step != SQLITE_DONE)
+            rc = sq_db_fail(c->db, step, "reading pins", err);
+    }
+    pthread_mutex_unlock(&s->pin_mu);
+    return rc;
 }

@@ -2,7 +2,8 @@
  * snapshot files under blobs/. WAL with synchronous=FULL, so a commit is
  * on disk before it is acknowledged. One write connection (the ledger's
  * writer thread), a pool of read-only connections for read snapshots, and
- * one connection for pins. The data dir is locked (flock on LOCK) while
+ * one connection for pins, which live in a database of their own,
+ * pins.db, so that pinning never waits for the writer's transaction. The data dir is locked (flock on LOCK) while
  * the store is open, so one process owns it. This file: schema,
  * statements, connections, transactions, idempotency records, opening;
  * runs.c, leases.c, checkpoints.c and blobs.c hold the rest. */
@@ -93,14 +94,6 @@ static const char *const migrations[] = {
     "  fencing_token INTEGER NOT NULL,"
     "  expires_us INTEGER NOT NULL," /* 0 once released */
     "  PRIMARY KEY (run, worker_id)) WITHOUT ROWID;",
-    /* 3 -> 4: pins, checkpoints being read that cleanup must keep; a pin
-     * lapses at expires_us, so one whose reader died frees itself. */
-    "CREATE TABLE pins ("
-    "  id INTEGER PRIMARY KEY,"
-    "  run_id TEXT NOT NULL,"
-    "  checkpoint_id TEXT NOT NULL,"
-    "  expires_us INTEGER NOT NULL);"
-    "CREATE INDEX pins_by_checkpoint ON pins(run_id, checkpoint_id);",
 };
 enum { SCHEMA_VERSION = sizeof migrations / sizeof migrations[0] };
 
@@ -503,7 +496,7 @@ static srv_code conn_open(sqlite_store *s, conn *c, const char *path, conn_kind 
                           srv_error *err)
 {
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
-                (kind == CONN_WRITER ? SQLITE_OPEN_CREATE : 0);
+                (kind != CONN_READER ? SQLITE_OPEN_CREATE : 0);
     c->txn = (srv_txn){&s->base, kind == CONN_WRITER};
     int rc = sqlite3_open_v2(path, &c->db, flags, NULL);
     if (rc != SQLITE_OK) {
@@ -514,12 +507,22 @@ static srv_code conn_open(sqlite_store *s, conn *c, const char *path, conn_kind 
     }
     sqlite3_extended_result_codes(c->db, 1);
     sqlite3_busy_timeout(c->db, 10000);
-    /* Pins need no fsync of their own: one that is lost with a crash was
-     * held by a reader that died with it. */
+    /* Pins need no fsync: one lost with a crash was held by a reader
+     * that died with it. They start empty: this process owns the store,
+     * so no reader is left from before. */
     const char *pragmas = kind == CONN_WRITER ? "PRAGMA journal_mode = WAL;"
                                                 "PRAGMA synchronous = FULL;"
                                                 "PRAGMA foreign_keys = ON;"
-                          : kind == CONN_PINNER ? "PRAGMA synchronous = OFF;"
+                          : kind == CONN_PINNER ? "PRAGMA journal_mode = WAL;"
+                                                  "PRAGMA synchronous = OFF;"
+                                                  "CREATE TABLE IF NOT EXISTS pins ("
+                                                  "  id INTEGER PRIMARY KEY,"
+                                                  "  run_id TEXT NOT NULL,"
+                                                  "  checkpoint_id TEXT NOT NULL,"
+                                                  "  expires_us INTEGER NOT NULL);"
+                                                  "CREATE INDEX IF NOT EXISTS pins_by_checkpoint"
+                                                  "  ON pins(run_id, checkpoint_id);"
+                                                  "DELETE FROM pins;"
                                                 : "PRAGMA query_only = 1;";
     rc = sqlite3_exec(c->db, pragmas, NULL, NULL, NULL);
     if (rc != SQLITE_OK)
@@ -644,11 +647,10 @@ srv_code srv_sqlite_open(const srv_store_config *cfg, srv_store **out, srv_error
         rc = srv_sqlite_migrate(s->writer.db, SCHEMA_VERSION, err);
     if (!rc)
         rc = sq_blobs_open(s, err);
-    /* This process owns the store now: every pin left is of a reader that died. */
-    if (!rc && sqlite3_exec(s->writer.db, "DELETE FROM pins", NULL, NULL, NULL) != SQLITE_OK)
-        rc = sq_db_fail(s->writer.db, sqlite3_errcode(s->writer.db), "clearing pins", err);
+    char pins_path[SQ_PATH_MAX];
+    snprintf(pins_path, sizeof pins_path, "%s/pins.db", cfg->data_dir);
     if (!rc)
-        rc = conn_open(s, &s->pinner, path, CONN_PINNER, err);
+        rc = conn_open(s, &s->pinner, pins_path, CONN_PINNER, err);
     if (!rc) {
         s->readers = calloc((size_t)readers, sizeof *s->readers);
         if (!s->readers)
