@@ -263,7 +263,8 @@ char *ct_read_file(const char *path, size_t *len)
 
 bool ct_only_store_files(const char *dir)
 {
-    static const char *const known[] = {"LOCK", "cairn.db", "cairn.db-wal", "cairn.db-shm", "blobs"};
+    static const char *const known[] = {"LOCK",    "cairn.db",     "cairn.db-wal", "cairn.db-shm",
+                                        "pins.db", "pins.db-wal", "pins.db-shm",  "blobs"};
     DIR *d = opendir(dir);
     if (!d)
         return false;
