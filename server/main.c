@@ -50,7 +50,7 @@ int main(int argc, char **argv)
     if (srv_ledger_start(app.store, LEDGER_MAX_QUEUE, &app.ledger, &err) ||
         srv_watch_start(app.store, &app.watch, &err)) {
         srv_error_log("%s", err.msg);
-        srv_ledger_stop(app.ledger);
+        srv_ledger_free(app.ledger);
         srv_store_close(app.store);
         return 1;
     }
@@ -85,9 +85,14 @@ int main(int argc, char **argv)
         srv_info("received %s; shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
         atomic_store(&app.serving, false);
         srv_watch_close_all(app.watch); /* parked streams would hold shutdown up */
-        srv_rpc_stop(rpc, cfg.shutdown_grace_ms);
+        srv_rpc_shutdown(rpc, cfg.shutdown_grace_ms);
     }
+    /* In this order: no new calls (above); the ledger answers every call
+     * it holds; then the transport, which waits for every call to be
+     * released; only then may the ledger, which its threads submit to, go. */
     srv_ledger_stop(app.ledger);
+    srv_rpc_stop(rpc);
+    srv_ledger_free(app.ledger);
     srv_watch_stop(app.watch);
     srv_store_close(app.store);
     srv_rpc_global_shutdown();

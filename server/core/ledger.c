@@ -20,6 +20,7 @@ struct srv_ledger {
     int queued;
     int max_queue;
     bool stopping;
+    bool joined;                  /* srv_ledger_stop ran (once) */
     srv_commit_observer observer;
     void *observer_ctx;
 };
@@ -236,10 +237,20 @@ void srv_ledger_stop(srv_ledger *l)
     if (!l)
         return;
     pthread_mutex_lock(&l->mu);
+    bool joined = l->joined;
     l->stopping = true;
+    l->joined = true;
     pthread_cond_signal(&l->cv);
     pthread_mutex_unlock(&l->mu);
-    pthread_join(l->thread, NULL);
+    if (!joined)
+        pthread_join(l->thread, NULL);
+}
+
+void srv_ledger_free(srv_ledger *l)
+{
+    if (!l)
+        return;
+    srv_ledger_stop(l);
     pthread_cond_destroy(&l->cv);
     pthread_mutex_destroy(&l->mu);
     free(l);

@@ -90,8 +90,12 @@ srv_code srv_ledger_lookup(srv_store *st, const srv_mutation *m, srv_arena *a,
 srv_code srv_ledger_replay(const srv_mutation *m, const srv_dedup_record *rec, srv_arena *a,
                            const uint8_t **resp, size_t *len, srv_error *err);
 
-/* Finishes every queued mutation, stops the thread and frees the ledger.
- * Submissions after this starts fail with UNAVAILABLE. NULL is a no-op. */
+/* Finishes every queued mutation (each done is called) and stops the
+ * thread. Submissions from then on fail with UNAVAILABLE, so the ledger
+ * stays valid for callers that may still submit (the transport's threads)
+ * until srv_ledger_free. Call from one thread. NULL is a no-op. */
 void srv_ledger_stop(srv_ledger *l);
+/* Stops the ledger if still running, and frees it. NULL is a no-op. */
+void srv_ledger_free(srv_ledger *l);
 
 #endif

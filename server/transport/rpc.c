@@ -603,19 +603,39 @@ srv_code srv_rpc_start(const srv_rpc_config *cfg, srv_rpc **out,
         rpc->n_threads++;
     }
     if (rpc->n_threads == 0) {
-        srv_rpc_stop(rpc, 0);
+        srv_rpc_shutdown(rpc, 0);
+        srv_rpc_stop(rpc);
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "cannot start threads");
     }
     *out = rpc;
     return SRV_OK;
 }
 
-/* Waits until the shutdown notification came, or (with calls_only) until
- * no call is left, or until deadline_ms (monotonic; < 0: no deadline). */
-static bool wait_shutdown(srv_rpc *rpc, bool calls_only, int64_t deadline_ms)
+typedef enum until {
+    UNTIL_NO_CALL_OR_SHUT_DOWN, /* the grace: in-flight calls done, or gRPC done */
+    UNTIL_SHUT_DOWN,            /* gRPC's shutdown notification */
+    UNTIL_SHUT_DOWN_AND_NO_CALL /* and every call released */
+} until;
+
+static bool reached(const srv_rpc *rpc, until u)
+{
+    switch (u) {
+    case UNTIL_NO_CALL_OR_SHUT_DOWN:
+        return rpc->shutdown_done || rpc->live_calls == 0;
+    case UNTIL_SHUT_DOWN:
+        return rpc->shutdown_done;
+    case UNTIL_SHUT_DOWN_AND_NO_CALL:
+        return rpc->shutdown_done && rpc->live_calls == 0;
+    }
+    return true;
+}
+
+/* Waits until u is reached, or until deadline_ms (monotonic; < 0: no
+ * deadline). Returns whether it was reached. */
+static bool wait_shutdown(srv_rpc *rpc, until u, int64_t deadline_ms)
 {
     pthread_mutex_lock(&rpc->mu);
-    while (!rpc->shutdown_done && !(calls_only && rpc->live_calls == 0)) {
+    while (!reached(rpc, u)) {
         if (deadline_ms < 0) {
             pthread_cond_wait(&rpc->cv, &rpc->mu);
             continue;
@@ -624,12 +644,12 @@ static bool wait_shutdown(srv_rpc *rpc, bool calls_only, int64_t deadline_ms)
         if (pthread_cond_timedwait(&rpc->cv, &rpc->mu, &ts) != 0)
             break;
     }
-    bool done = rpc->shutdown_done || (calls_only && rpc->live_calls == 0);
+    bool done = reached(rpc, u);
     pthread_mutex_unlock(&rpc->mu);
     return done;
 }
 
-void srv_rpc_stop(srv_rpc *rpc, int grace_ms)
+void srv_rpc_shutdown(srv_rpc *rpc, int grace_ms)
 {
     if (!rpc)
         return;
@@ -638,11 +658,20 @@ void srv_rpc_stop(srv_rpc *rpc, int grace_ms)
     /* In-flight calls get the grace period; idle client connections do
      * not (an idle client may not read its socket for seconds): once no
      * call is left, or the grace is over, everything is cut. */
-    if (rpc->n_threads > 0 && !wait_shutdown(rpc, true, srv_monotonic_ms() + grace_ms))
+    if (rpc->n_threads > 0 &&
+        !wait_shutdown(rpc, UNTIL_NO_CALL_OR_SHUT_DOWN, srv_monotonic_ms() + grace_ms))
         srv_warn("shutdown: in-flight calls outlived the %d ms grace; cancelling them", grace_ms);
     grpc_server_cancel_all_calls(rpc->server);
+}
+
+void srv_rpc_stop(srv_rpc *rpc)
+{
+    if (!rpc)
+        return;
+    /* A cancelled call is still ours until its holder (the ledger, a
+     * stream) ends it; its end batch needs the queues running. */
     if (rpc->n_threads > 0)
-        wait_shutdown(rpc, false, -1);
+        wait_shutdown(rpc, UNTIL_SHUT_DOWN_AND_NO_CALL, -1);
     grpc_server_destroy(rpc->server);
     stop_queues(rpc);
     free_rpc(rpc);

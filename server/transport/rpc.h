@@ -50,10 +50,19 @@ typedef struct srv_rpc_config {
 srv_code srv_rpc_start(const srv_rpc_config *cfg, srv_rpc **out,
                        char *bound, size_t bound_cap, srv_error *err);
 
-/* Stops accepting calls, lets in-flight calls reply for up to grace_ms,
- * then cancels what remains, waits until every call has been released,
- * stops the threads and frees the server. NULL is a no-op. */
-void srv_rpc_stop(srv_rpc *rpc, int grace_ms);
+/* Shutdown is two steps, so that whoever holds calls (the ledger, streams)
+ * can answer them in between, while the queues still run:
+ *
+ * srv_rpc_shutdown stops accepting calls, lets in-flight calls reply for
+ * up to grace_ms, then cancels what remains. A cancelled call must still
+ * be ended (srv_call_reply, srv_call_fail, srv_call_finish) by its holder;
+ * the client sees the cancellation. NULL is a no-op.
+ *
+ * srv_rpc_stop waits until every call has been ended and released (so
+ * call it once every holder has let go: the ledger drained, the streams
+ * ended), then stops the threads and frees the server. NULL is a no-op. */
+void srv_rpc_shutdown(srv_rpc *rpc, int grace_ms);
+void srv_rpc_stop(srv_rpc *rpc);
 
 /* Process-wide gRPC setup and teardown (grpc_init / grpc_shutdown). */
 void srv_rpc_global_init(void);

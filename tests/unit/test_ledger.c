@@ -104,7 +104,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx *f = *state;
-    srv_ledger_stop(f->ledger);
+    srv_ledger_free(f->ledger);
     srv_store_close(f->st);
     for (int i = 0; i < MAX_CALLS; i++) {
         if (f->calls[i].resp)

@@ -371,7 +371,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx *f = *state;
-    srv_ledger_stop(f->ledger);
+    srv_ledger_free(f->ledger);
     srv_watch_stop(f->hub);
     srv_store_close(f->st);
     srv_arena_destroy(f->a);
