@@ -11,6 +11,9 @@
 /* A download's pin lapses after this unless renewed; it is renewed while
  * bytes flow, so only a reader that died (or stalled this long) loses it. */
 #define PIN_TTL_US (10 * 60 * 1000000LL)
+/* Each try of "the latest" loses only to a checkpoint committed between
+ * its read and its pin; a few cover any realistic rate of checkpoints. */
+enum { LATEST_TRIES = 3 };
 
 struct srv_upload {
     srv_blob_stage *stage;
@@ -126,27 +129,43 @@ static srv_code pin(srv_download *d, srv_error *err)
     return SRV_OK;
 }
 
+/* Reads the checkpoint and pins it. Pinned now, but a cleanup may have
+ * deleted it just before: read it again under the pin. */
+static srv_code pin_checkpoint(srv_download *d, srv_arena *a, const char *checkpoint_id,
+                               Cairn__V1__Checkpoint *meta, srv_error *err)
+{
+    if (srv_checkpoint_read(d->store, a, d->run_id, checkpoint_id, meta, err))
+        return err->code;
+    free(d->checkpoint_id);
+    if (!(d->checkpoint_id = strdup(meta->checkpoint_id)))
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    if (pin(d, err))
+        return err->code;
+    return srv_checkpoint_read(d->store, a, d->run_id, d->checkpoint_id, meta, err);
+}
+
 srv_code srv_download_open(srv_store *st, srv_arena *a, const char *run_id,
                            const char *checkpoint_id, Cairn__V1__Checkpoint *meta,
                            srv_download **out, srv_error *err)
 {
-    if (srv_checkpoint_read(st, a, run_id, checkpoint_id, meta, err))
-        return err->code;
     srv_download *d = calloc(1, sizeof *d);
     if (!d)
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
     d->store = st;
     d->run_id = strdup(run_id);
-    d->checkpoint_id = strdup(meta->checkpoint_id);
     d->sha = srv_sha256_new();
-    if (!d->run_id || !d->checkpoint_id || !d->sha) {
+    if (!d->run_id || !d->sha) {
         srv_download_close(d);
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
     }
-    /* Pinned now, but a cleanup may have deleted it just before. */
-    if (pin(d, err) || srv_checkpoint_read(st, a, run_id, d->checkpoint_id, meta, err)) {
+    /* "The latest" deleted before the pin took hold was replaced by a newer
+     * one (retention only deletes older ones): that one is the answer. */
+    srv_code rc = pin_checkpoint(d, a, checkpoint_id, meta, err);
+    for (int tries = 1; rc == SRV_NOT_FOUND && !*checkpoint_id && tries < LATEST_TRIES; tries++)
+        rc = pin_checkpoint(d, a, "", meta, err);
+    if (rc) {
         srv_download_close(d);
-        return err->code;
+        return rc;
     }
     if (srv_store_blob_open(st, meta->snapshot_sha256, &d->reader, err)) {
         /* Gone with its checkpoint, or lost under it. */

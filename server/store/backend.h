@@ -60,7 +60,9 @@ struct srv_store {
     _Atomic uint64_t commit_us_total;
     _Atomic uint64_t commit_us_max;
     _Atomic unsigned fault_countdown[SRV_STORE_N_OPS];
-    _Atomic int fault_code[SRV_STORE_N_OPS];
+    _Atomic int fault_code[SRV_STORE_N_OPS];      /* SRV_OK with a hook: go on */
+    srv_store_hook fault_hook[SRV_STORE_N_OPS];   /* set before the countdown */
+    void *fault_hook_ctx[SRV_STORE_N_OPS];
 };
 
 /* First member of every backend's transaction. */

@@ -111,6 +111,10 @@ static srv_code enter(srv_store *st, srv_store_op op, srv_error *err)
     if (left != 1)
         return SRV_OK;
     srv_code code = (srv_code)atomic_load(&st->fault_code[op]);
+    if (st->fault_hook[op])
+        st->fault_hook[op](st->fault_hook_ctx[op]);
+    if (!code)
+        return SRV_OK;
     atomic_fetch_add_explicit(&st->failures[op], 1, memory_order_relaxed);
     return srv_fail(err, code, "store: %s failed (injected fault)", op_names[op]);
 }
@@ -124,8 +128,20 @@ static srv_code leave(srv_store *st, srv_store_op op, srv_code rc)
 
 void srv_store_inject_fault(srv_store *st, srv_store_op op, unsigned nth, srv_code code)
 {
+    atomic_store(&st->fault_countdown[op], 0);
+    st->fault_hook[op] = NULL;
     atomic_store(&st->fault_code[op], (int)code);
     atomic_store(&st->fault_countdown[op], code ? nth : 0);
+}
+
+void srv_store_inject_hook(srv_store *st, srv_store_op op, unsigned nth, srv_store_hook fn,
+                           void *ctx)
+{
+    atomic_store(&st->fault_countdown[op], 0);
+    atomic_store(&st->fault_code[op], (int)SRV_OK);
+    st->fault_hook[op] = fn;
+    st->fault_hook_ctx[op] = ctx;
+    atomic_store(&st->fault_countdown[op], fn ? nth : 0);
 }
 
 void srv_store_get_stats(srv_store *st, srv_store_stats *out)

@@ -304,7 +304,15 @@ void srv_store_get_stats(srv_store *st, srv_store_stats *out);
 
 /* For tests: the nth call (1 = the next) of op from now fails with code
  * and a message saying it was injected, without reaching the backend.
- * code SRV_OK disarms. One armed fault per op. Thread-safe. */
+ * code SRV_OK disarms. One armed fault (or hook) per op. Thread-safe. */
 void srv_store_inject_fault(srv_store *st, srv_store_op op, unsigned nth, srv_code code);
+
+/* For tests of races: fn(ctx) runs on the calling thread just before the
+ * nth call of op reaches the backend, which then goes on as usual; fn may
+ * use the store (another operation, even a write transaction when the
+ * call is not the writer's). Replaces the op's armed fault. */
+typedef void (*srv_store_hook)(void *ctx);
+void srv_store_inject_hook(srv_store *st, srv_store_op op, unsigned nth, srv_store_hook fn,
+                           void *ctx);
 
 #endif

@@ -205,3 +205,24 @@ void a_second_open_of_the_same_data_dir_fails_in_use(void **state)
     open_store(f);
     assert_int_equal(head_of(f, "run-1").next_seq, 1);
 }
+
+static void count_hook(void *ctx)
+{
+    (*(int *)ctx)++;
+}
+
+void inject_hook_runs_before_the_nth_call_which_then_goes_on(void **state)
+{
+    fx *f = *state;
+    insert_run(f, "run-1", 1);
+    int ran = 0;
+    srv_store_inject_hook(f->st, SRV_STORE_OP_EVENTS_INSERT, 2, count_hook, &ran);
+    append(f, "run-1", make_events(f, 1, 4, 0), 1);
+    assert_int_equal(ran, 0);
+    append(f, "run-1", make_events(f, 1, 4, 0), 1);
+    assert_int_equal(ran, 1);
+    append(f, "run-1", make_events(f, 1, 4, 0), 1);
+    assert_int_equal(ran, 1); /* once, then disarmed */
+    assert_int_equal(head_of(f, "run-1").next_seq, 4);
+    assert_int_equal(stats_of(f).failures[SRV_STORE_OP_EVENTS_INSERT], 0);
+}

@@ -350,6 +350,7 @@ int main(void)
         T(checkpoint_create_with_retention_2_keeps_only_the_newest_2),
         T(a_pinned_checkpoint_survives_cleanup_until_unpinned),
         T(cleanup_returns_deleted_ids_oldest_first),
+        T(download_of_the_latest_survives_it_being_replaced_before_the_pin),
         T(resume_without_a_checkpoint_reruns_all_but_the_completed_from_seq_1),
         T(resume_with_a_checkpoint_starts_after_its_events),
     };

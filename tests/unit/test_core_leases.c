@@ -3,6 +3,7 @@
  * core_fixture.h). */
 #include "core_fixture.h"
 #include "base/clock.h"
+#include "core/snapshots.h"
 
 #include <string.h>
 
@@ -342,4 +343,42 @@ void cleanup_returns_deleted_ids_oldest_first(void **state)
     cairn__v1__cleanup_checkpoints_response__init(&out);
     fails(done(f, srv_checkpoints_cleanup(mut(f, NOW_US), "ghost", 1, &out, &err)), &err,
           SRV_NOT_FOUND, "run_id");
+}
+
+/* Retention deletes "the latest" between a download's read and its pin. */
+typedef struct replaced {
+    fx *f;
+    Cairn__V1__Checkpoint newer;
+} replaced;
+
+static void replace_the_latest(void *arg)
+{
+    replaced *r = arg;
+    r->newer = made(r->f, NOW_US + SEC, 2, 1); /* keeps itself only */
+}
+
+void download_of_the_latest_survives_it_being_replaced_before_the_pin(void **state)
+{
+    fx *f = *state;
+    create_run(f, "run-1", 1);
+    Cairn__V1__Checkpoint first = made(f, NOW_US, 1, 10);
+    replaced r = {.f = f};
+    srv_store_inject_hook(f->st, SRV_STORE_OP_PIN_ADD, 1, replace_the_latest, &r);
+
+    srv_error err;
+    Cairn__V1__Checkpoint meta;
+    srv_download *d = NULL;
+    ok(srv_download_open(f->st, f->a, "run-1", "", &meta, &d, &err), &err);
+    assert_false(snapshot_readable(f, first.snapshot_sha256)); /* it did go */
+    assert_string_equal(meta.checkpoint_id, r.newer.checkpoint_id);
+    uint8_t buf[256];
+    size_t n, total = 0;
+    do {
+        ok(srv_download_read(d, buf, sizeof buf, &n, &err), &err);
+        for (size_t i = 0; i < n; i++)
+            assert_int_equal(buf[i], 2);
+        total += n;
+    } while (n > 0);
+    assert_int_equal(total, meta.snapshot_size);
+    srv_download_close(d);
 }
