@@ -363,6 +363,53 @@ static void open_of_a_file_that_is_not_a_database_is_data_loss(void **state)
     assert_null(st);
 }
 
+static int64_t file_size(const fx *f, const char *name)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s", f->dir, name);
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (int64_t)sb.st_size : -1;
+}
+
+/* One batch of 80 MiB grows the WAL past its limit; once checkpointed
+ * (off the writer), the next write starts the WAL over and cuts the file
+ * back to SRV_SQLITE_WAL_LIMIT instead of keeping 80 MiB for ever. */
+static void wal_is_cut_back_after_a_large_batch_is_checkpointed(void **state)
+{
+    fx *f = *state;
+    open_store(f);
+    insert_run(f, "run-1");
+    enum { EVENTS = 80, PAYLOAD = 1024 * 1024 };
+    uint8_t *payload = calloc(1, PAYLOAD);
+    Cairn__V1__Event ev = CAIRN__V1__EVENT__INIT, *evs[EVENTS];
+    ev.type = "bulk";
+    ev.worker_id = "";
+    ev.payload.data = payload;
+    ev.payload.len = PAYLOAD;
+    for (int i = 0; i < EVENTS; i++)
+        evs[i] = &ev;
+    srv_error err;
+    srv_txn *t;
+    srv_run_head h;
+    bool found = false;
+    ok(srv_store_begin(f->st, &t, &err), &err);
+    ok(srv_store_run_find(t, f->a, "run-1", &h, &found, &err), &err);
+    assert_true(found);
+    ok(srv_store_events_insert(t, &h, evs, EVENTS, NOW_US, &err), &err);
+    ok(srv_store_commit(t, &err), &err);
+    free(payload);
+    assert_true(file_size(f, "cairn.db-wal") > (int64_t)EVENTS * PAYLOAD);
+
+    ok(srv_sqlite_checkpoint(f->st, &err), &err);
+    insert_run(f, "run-2"); /* the next write starts the WAL over */
+    int64_t wal = file_size(f, "cairn.db-wal");
+    assert_true(wal >= 0);
+    if (wal > SRV_SQLITE_WAL_LIMIT)
+        fail_msg("cairn.db-wal is %lld bytes, over the %d limit", (long long)wal,
+                 SRV_SQLITE_WAL_LIMIT);
+    assert_true(run_found(f, "run-1") && run_found(f, "run-2"));
+}
+
 #define T_DIR(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -378,6 +425,7 @@ int main(void)
         T_DIR(open_migrates_a_version_2_database_keeping_its_runs),
         T_DIR(open_fails_cleanly_when_cairn_db_cannot_be_opened),
         T_DIR(open_of_a_file_that_is_not_a_database_is_data_loss),
+        T_DIR(wal_is_cut_back_after_a_large_batch_is_checkpointed),
     };
     return cmocka_run_group_tests_name("store_sqlite", tests, NULL, NULL);
 }

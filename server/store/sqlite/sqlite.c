@@ -416,6 +416,8 @@ static srv_code sq_dedup_put(srv_txn *t, const srv_dedup_key *k, const srv_dedup
 
 /* ---- opening and closing ---- */
 
+static void stop_checkpointer(sqlite_store *s);
+
 static void conn_close(conn *c)
 {
     for (int i = 0; i < N_STMT; i++)
@@ -427,6 +429,7 @@ static void conn_close(conn *c)
 static void sq_close(srv_store *st)
 {
     sqlite_store *s = sq_from(st);
+    stop_checkpointer(s);
     if (s->writer.db)
         sq_rollback(&s->writer.txn);
     for (int i = 0; i < s->n_readers; i++)
@@ -437,6 +440,8 @@ static void sq_close(srv_store *st)
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->pin_mu);
+    pthread_cond_destroy(&s->ckpt_cv);
+    pthread_mutex_destroy(&s->ckpt_mu);
     free(s->recheck);
     free(s->dir);
     if (s->lock_fd >= 0)
@@ -490,7 +495,11 @@ srv_code srv_sqlite_migrate(sqlite3 *db, int target, srv_error *err)
     return SRV_OK;
 }
 
-typedef enum conn_kind { CONN_WRITER, CONN_READER, CONN_PINNER } conn_kind;
+#define TEXT_OF(x) #x
+#define TEXT(x) TEXT_OF(x)
+#define WAL_LIMIT_TEXT TEXT(SRV_SQLITE_WAL_LIMIT)
+
+typedef enum conn_kind { CONN_WRITER, CONN_READER, CONN_PINNER, CONN_CHECKPOINTER } conn_kind;
 
 static srv_code conn_open(sqlite_store *s, conn *c, const char *path, conn_kind kind,
                           srv_error *err)
@@ -510,9 +519,15 @@ static srv_code conn_open(sqlite_store *s, conn *c, const char *path, conn_kind 
     /* Pins need no fsync: one lost with a crash was held by a reader
      * that died with it. They start empty: this process owns the store,
      * so no reader is left from before. */
+    /* The writer leaves checkpoints to the checkpointer (no autocheckpoint),
+     * and a WAL grown by a large batch is cut back once it starts over. */
     const char *pragmas = kind == CONN_WRITER ? "PRAGMA journal_mode = WAL;"
                                                 "PRAGMA synchronous = FULL;"
                                                 "PRAGMA foreign_keys = ON;"
+                                                "PRAGMA wal_autocheckpoint = 0;"
+                                                "PRAGMA journal_size_limit = " WAL_LIMIT_TEXT ";"
+                          : kind == CONN_CHECKPOINTER ? "PRAGMA synchronous = FULL;"
+                                                        "PRAGMA journal_size_limit = " WAL_LIMIT_TEXT ";"
                           : kind == CONN_PINNER ? "PRAGMA journal_mode = WAL;"
                                                   "PRAGMA synchronous = OFF;"
                                                   "CREATE TABLE IF NOT EXISTS pins ("
@@ -578,6 +593,82 @@ static srv_code lock_data_dir(sqlite_store *s, srv_error *err)
     return SRV_OK;
 }
 
+/* ---- WAL checkpoints, off the writer's thread ---- */
+
+srv_code srv_sqlite_checkpoint(srv_store *st, srv_error *err)
+{
+    sqlite_store *s = sq_from(st);
+    pthread_mutex_lock(&s->ckpt_mu);
+    int rc = sqlite3_wal_checkpoint_v2(s->checkpointer.db, "main", SQLITE_CHECKPOINT_PASSIVE,
+                                       NULL, NULL);
+    srv_code code = rc == SQLITE_OK ? SRV_OK
+                                    : sq_db_fail(s->checkpointer.db, rc, "checkpointing", err);
+    pthread_mutex_unlock(&s->ckpt_mu);
+    return code;
+}
+
+/* On the writer's thread after each commit: n pages in the WAL. */
+static int wal_grew(void *arg, sqlite3 *db, const char *name, int n)
+{
+    (void)db;
+    (void)name;
+    sqlite_store *s = arg;
+    if (n >= SRV_SQLITE_CHECKPOINT_FRAMES) {
+        pthread_mutex_lock(&s->ckpt_mu);
+        s->ckpt_wanted = true;
+        pthread_cond_signal(&s->ckpt_cv);
+        pthread_mutex_unlock(&s->ckpt_mu);
+    }
+    return SQLITE_OK;
+}
+
+static void *checkpoint_main(void *arg)
+{
+    sqlite_store *s = arg;
+    pthread_mutex_lock(&s->ckpt_mu);
+    for (;;) {
+        while (!s->ckpt_wanted && !s->ckpt_quit)
+            pthread_cond_wait(&s->ckpt_cv, &s->ckpt_mu);
+        if (s->ckpt_quit)
+            break;
+        s->ckpt_wanted = false;
+        pthread_mutex_unlock(&s->ckpt_mu);
+        srv_error err;
+        if (srv_sqlite_checkpoint(&s->base, &err))
+            srv_warn("store: %s", err.msg); /* the WAL grows; the next try may do */
+        pthread_mutex_lock(&s->ckpt_mu);
+    }
+    pthread_mutex_unlock(&s->ckpt_mu);
+    return NULL;
+}
+
+static srv_code start_checkpointer(sqlite_store *s, const char *path, srv_error *err)
+{
+    srv_code rc = conn_open(s, &s->checkpointer, path, CONN_CHECKPOINTER, err);
+    if (rc)
+        return rc;
+    if (pthread_create(&s->ckpt_thread, NULL, checkpoint_main, s) != 0)
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "cannot start the checkpoint thread");
+    s->ckpt_started = true;
+    sqlite3_wal_hook(s->writer.db, wal_grew, s);
+    return SRV_OK;
+}
+
+static void stop_checkpointer(sqlite_store *s)
+{
+    if (s->writer.db)
+        sqlite3_wal_hook(s->writer.db, NULL, NULL);
+    if (s->ckpt_started) {
+        pthread_mutex_lock(&s->ckpt_mu);
+        s->ckpt_quit = true;
+        pthread_cond_signal(&s->ckpt_cv);
+        pthread_mutex_unlock(&s->ckpt_mu);
+        pthread_join(s->ckpt_thread, NULL);
+        s->ckpt_started = false;
+    }
+    conn_close(&s->checkpointer);
+}
+
 static const struct srv_store_ops sqlite_ops = {
     .version = SRV_STORE_OPS_VERSION,
     .name = "sqlite",
@@ -634,6 +725,8 @@ srv_code srv_sqlite_open(const srv_store_config *cfg, srv_store **out, srv_error
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     pthread_mutex_init(&s->pin_mu, NULL);
+    pthread_mutex_init(&s->ckpt_mu, NULL);
+    pthread_cond_init(&s->ckpt_cv, NULL);
     s->dir = strdup(cfg->data_dir);
     int readers = cfg->readers > 0 ? cfg->readers : 1;
 
@@ -651,6 +744,8 @@ srv_code srv_sqlite_open(const srv_store_config *cfg, srv_store **out, srv_error
     snprintf(pins_path, sizeof pins_path, "%s/pins.db", cfg->data_dir);
     if (!rc)
         rc = conn_open(s, &s->pinner, pins_path, CONN_PINNER, err);
+    if (!rc)
+        rc = start_checkpointer(s, path, err);
     if (!rc) {
         s->readers = calloc((size_t)readers, sizeof *s->readers);
         if (!s->readers)

@@ -88,6 +88,14 @@ typedef struct sqlite_store {
      * row references them then. Writer only. */
     char (*recheck)[65];
     size_t n_recheck, cap_recheck;
+    /* WAL checkpoints run on a thread of their own, so the writer never
+     * copies the WAL into cairn.db itself (see sqlite.c). */
+    conn checkpointer;
+    pthread_t ckpt_thread;
+    bool ckpt_started;
+    pthread_mutex_t ckpt_mu;
+    pthread_cond_t ckpt_cv;
+    bool ckpt_wanted, ckpt_quit;
 } sqlite_store;
 
 static inline sqlite_store *sq_from(srv_store *st)
