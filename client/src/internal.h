@@ -186,6 +186,9 @@ typedef struct cairn__call {
  * *out holds the successful reply (free with cairn__reply_free). */
 cairn_status cairn__invoke(cairn_client *c, const cairn__call *call, cairn__reply *out,
                            cairn_error *err);
+/* Parses a grpc-retry-pushback-ms value (n bytes at s, not
+ * NUL-terminated): true with *ms, or false when it is not one. */
+bool cairn__parse_pushback(const char *s, size_t n, int64_t *ms);
 /* Copies one attempt's outcome into err. */
 void cairn__record(cairn_error *err, const cairn__reply *r, int attempts);
 /* The same under another policy (a lease renewal bounded by the lease). */

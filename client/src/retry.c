@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -86,6 +87,20 @@ static void real_sleep_ms(void *ctx, int64_t ms)
 cairn__clock cairn__real_clock(void)
 {
     return (cairn__clock){real_now_ms, real_sleep_ms, NULL};
+}
+
+bool cairn__parse_pushback(const char *s, size_t n, int64_t *ms)
+{
+    char *v = strndup(s, n);
+    if (!v)
+        return false;
+    char *end;
+    long long x = strtoll(v, &end, 10);
+    bool ok = end != v && !*end;
+    if (ok)
+        *ms = x;
+    free(v);
+    return ok;
 }
 
 void cairn__record(cairn_error *err, const cairn__reply *r, int attempts)

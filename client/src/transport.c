@@ -122,18 +122,10 @@ static void read_trailers(const grpc_metadata_array *md, cairn__reply *out)
 {
     for (size_t i = 0; i < md->count; i++) {
         const grpc_metadata *m = &md->metadata[i];
-        if (slice_is(m->key, "grpc-retry-pushback-ms")) {
-            char *v = slice_strdup(m->value);
-            if (v) {
-                char *end;
-                long long ms = strtoll(v, &end, 10);
-                if (end != v && !*end) {
-                    out->has_pushback = true;
-                    out->pushback_ms = ms;
-                }
-                free(v);
-            }
-        }
+        if (slice_is(m->key, "grpc-retry-pushback-ms") &&
+            cairn__parse_pushback((const char *)GRPC_SLICE_START_PTR(m->value),
+                                  GRPC_SLICE_LENGTH(m->value), &out->pushback_ms))
+            out->has_pushback = true;
     }
 }
 
