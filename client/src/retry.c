@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -89,18 +88,25 @@ cairn__clock cairn__real_clock(void)
     return (cairn__clock){real_now_ms, real_sleep_ms, NULL};
 }
 
+/* Digits only, with an optional '-': no whitespace, sign '+', hex or
+ * suffix, which strtoll would let through. Magnitudes past int64 saturate
+ * (a huge wait stays huge, a negative value stays negative). */
 bool cairn__parse_pushback(const char *s, size_t n, int64_t *ms)
 {
-    char *v = strndup(s, n);
-    if (!v)
+    bool negative = n > 0 && s[0] == '-';
+    size_t i = negative ? 1 : 0;
+    if (i == n)
         return false;
-    char *end;
-    long long x = strtoll(v, &end, 10);
-    bool ok = end != v && !*end;
-    if (ok)
-        *ms = x;
-    free(v);
-    return ok;
+    uint64_t limit = negative ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    uint64_t v = 0;
+    for (; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        unsigned d = (unsigned)(s[i] - '0');
+        v = v > (limit - d) / 10 ? limit : v * 10 + d;
+    }
+    *ms = negative ? (v > (uint64_t)INT64_MAX ? INT64_MIN : -(int64_t)v) : (int64_t)v;
+    return true;
 }
 
 void cairn__record(cairn_error *err, const cairn__reply *r, int attempts)
@@ -119,6 +125,15 @@ static cairn_status give_up(cairn_error *err, const char *why)
     size_t n = strlen(err->message);
     snprintf(err->message + n, sizeof err->message - n, " (%s)", why);
     return err->status;
+}
+
+static cairn_status give_up_pushback(cairn_error *err, int64_t left)
+{
+    char why[128];
+    snprintf(why, sizeof why,
+             "the server's retry pushback of %lld ms outlasts the %lld ms left of the call deadline",
+             (long long)err->retry_pushback_ms, (long long)(left > 0 ? left : 0));
+    return give_up(err, why);
 }
 
 cairn_status cairn__invoke(cairn_client *c, const cairn__call *call, cairn__reply *out,
@@ -177,7 +192,13 @@ cairn_status cairn__invoke_with(cairn_client *c, const cairn_retry_policy *p,
             return give_up(err, "retry budget exhausted: not retried");
         int64_t delay = err->has_retry_pushback ? err->retry_pushback_ms
                                                 : cairn_backoff_delay_ms(p, attempt - 1, call->key);
-        if (clk->now_ms(clk->ctx) + delay >= deadline)
+        /* Compared with what is left, never as now + delay: a server's
+         * pushback may be anything up to INT64_MAX. One that outlasts the
+         * deadline ends the call now, with the status that came with it. */
+        left = deadline - clk->now_ms(clk->ctx);
+        if (delay >= left && err->has_retry_pushback)
+            return give_up_pushback(err, left);
+        if (delay >= left)
             return give_up(err, "the call deadline leaves no room for another attempt");
         if (c->on_retry) {
             cairn_retry_info info = {.method = call->name, .attempt = attempt,
