@@ -75,12 +75,64 @@ static int64_t real_now_ms(void *ctx)
     return cairn__mono_ms();
 }
 
-static void real_sleep_ms(void *ctx, int64_t ms)
+static bool real_sleep_ms(void *ctx, int64_t ms, cairn__cancel *stop)
 {
     (void)ctx;
+    if (stop)
+        return cairn__cancel_wait(stop, ms);
+    if (ms <= 0)
+        return false;
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
         ;
+    return false;
+}
+
+void cairn__cancel_init(cairn__cancel *slot)
+{
+    memset(slot, 0, sizeof *slot);
+    pthread_mutex_init(&slot->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* as cairn__mono_ms */
+    pthread_cond_init(&slot->cv, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
+void cairn__cancel_destroy(cairn__cancel *slot)
+{
+    pthread_cond_destroy(&slot->cv);
+    pthread_mutex_destroy(&slot->mu);
+}
+
+bool cairn__cancel_fired(cairn__cancel *slot)
+{
+    pthread_mutex_lock(&slot->mu);
+    bool fired = slot->cancelled;
+    pthread_mutex_unlock(&slot->mu);
+    return fired;
+}
+
+/* The longest single timed wait: a day keeps every absolute time far from
+ * time_t's limits whatever ms is; the loop waits again for the rest. */
+enum { LONGEST_WAIT_MS = 24 * 3600 * 1000 };
+
+bool cairn__cancel_wait(cairn__cancel *slot, int64_t ms)
+{
+    int64_t start = cairn__mono_ms();
+    pthread_mutex_lock(&slot->mu);
+    for (;;) {
+        int64_t waited = cairn__mono_ms() - start;
+        if (slot->cancelled || waited >= ms)
+            break;
+        int64_t step = ms - waited < LONGEST_WAIT_MS ? ms - waited : LONGEST_WAIT_MS;
+        int64_t until = cairn__mono_ms() + step;
+        struct timespec ts = {(time_t)(until / 1000), (long)(until % 1000) * 1000000};
+        pthread_cond_timedwait(&slot->cv, &slot->mu, &ts);
+    }
+    bool fired = slot->cancelled;
+    pthread_mutex_unlock(&slot->mu);
+    return fired;
 }
 
 cairn__clock cairn__real_clock(void)
@@ -127,6 +179,14 @@ static cairn_status give_up(cairn_error *err, const char *why)
     return err->status;
 }
 
+/* The call's stop fired (a keeper being stopped): no further attempt. */
+static cairn_status stopped(cairn_error *err, int attempts)
+{
+    cairn__fail(err, CAIRN_CANCELLED, "stopped");
+    err->attempts = attempts;
+    return CAIRN_CANCELLED;
+}
+
 static cairn_status give_up_pushback(cairn_error *err, int64_t left)
 {
     char why[128];
@@ -153,6 +213,8 @@ cairn_status cairn__invoke_with(cairn_client *c, const cairn_retry_policy *p,
     const int max_attempts = p->max_attempts > 0 ? p->max_attempts : 1;
 
     for (int attempt = 1;; attempt++) {
+        if (call->stop && cairn__cancel_fired(call->stop))
+            return stopped(err, attempt - 1);
         bool probe;
         if (cairn__breaker_admit(&c->breaker, clk->now_ms(clk->ctx), &probe, err)) {
             err->attempts = attempt - 1;
@@ -185,6 +247,8 @@ cairn_status cairn__invoke_with(cairn_client *c, const cairn_retry_policy *p,
             return CAIRN_OK;
         }
         cairn__reply_free(&r);
+        if (call->stop && cairn__cancel_fired(call->stop))
+            return stopped(err, attempt); /* the failure may be the cancel itself */
 
         if (!transient || attempt >= max_attempts)
             return err->status;
@@ -206,6 +270,7 @@ cairn_status cairn__invoke_with(cairn_client *c, const cairn_retry_policy *p,
                                      .delay_ms = (uint32_t)delay};
             c->on_retry(c->on_retry_user, &info);
         }
-        clk->sleep_ms(clk->ctx, delay);
+        if (clk->sleep_ms(clk->ctx, delay, call->stop))
+            return stopped(err, attempt);
     }
 }

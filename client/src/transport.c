@@ -264,15 +264,40 @@ static void take_body(grpc_byte_buffer *recv, cairn__reply *out)
     }
 }
 
+void cairn__cancel_fire(cairn__cancel *slot)
+{
+    pthread_mutex_lock(&slot->mu);
+    slot->cancelled = true;
+    if (slot->call)
+        grpc_call_cancel(slot->call, NULL);
+    pthread_cond_broadcast(&slot->cv);
+    pthread_mutex_unlock(&slot->mu);
+}
+
+/* Publishes (or, with NULL, withdraws) the call another thread may cancel;
+ * false when the slot was cancelled already. */
+static bool publish_call(cairn__cancel *slot, grpc_call *call)
+{
+    if (!slot)
+        return true;
+    pthread_mutex_lock(&slot->mu);
+    slot->call = call;
+    bool go = !slot->cancelled;
+    pthread_mutex_unlock(&slot->mu);
+    return go;
+}
+
 void cairn__transport_unary(cairn__transport *t, cairn__method m, const uint8_t *req,
                             size_t len, uint32_t timeout_ms, bool wait_for_ready,
-                            cairn__reply *out)
+                            cairn__cancel *slot, cairn__reply *out)
 {
     attempt a;
     if (!attempt_start(&a, t, m, timeout_ms, out)) {
         attempt_end(&a);
         return;
     }
+    if (!publish_call(slot, a.call))
+        grpc_call_cancel(a.call, NULL);
     grpc_byte_buffer *send = buffer_from(req, len);
     grpc_byte_buffer *recv = NULL;
     grpc_op ops[6];
@@ -296,6 +321,7 @@ void cairn__transport_unary(cairn__transport *t, cairn__method m, const uint8_t 
     } else {
         local_failure(out, "cannot start a gRPC call");
     }
+    publish_call(slot, NULL);
     if (recv)
         grpc_byte_buffer_destroy(recv);
     grpc_byte_buffer_destroy(send);
@@ -356,28 +382,6 @@ void cairn__transport_upload(cairn__transport *t, cairn__method m, cairn__next_f
     if (recv)
         grpc_byte_buffer_destroy(recv);
     attempt_end(&a);
-}
-
-void cairn__cancel_fire(cairn__cancel *slot)
-{
-    pthread_mutex_lock(&slot->mu);
-    slot->cancelled = true;
-    if (slot->call)
-        grpc_call_cancel(slot->call, NULL);
-    pthread_mutex_unlock(&slot->mu);
-}
-
-/* Publishes (or, with NULL, withdraws) the call another thread may cancel;
- * false when the slot was cancelled already. */
-static bool publish_call(cairn__cancel *slot, grpc_call *call)
-{
-    if (!slot)
-        return true;
-    pthread_mutex_lock(&slot->mu);
-    slot->call = call;
-    bool go = !slot->cancelled;
-    pthread_mutex_unlock(&slot->mu);
-    return go;
 }
 
 void cairn__transport_download(cairn__transport *t, cairn__method m, const uint8_t *req,

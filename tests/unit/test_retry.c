@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,6 +36,9 @@ typedef struct script {
     cairn_retry_info infos[MAX_SCRIPT];
     int n_infos;
     const char *pushback_text;  /* a raw grpc-retry-pushback-ms value */
+    cairn__cancel *stop;        /* fired... */
+    int stop_in_attempt;        /* ...during this attempt (from 1), or */
+    int stop_in_retry_info;     /* ...when on_retry reports this attempt (0: never) */
 } script;
 
 static int64_t fake_now(void *ctx)
@@ -42,11 +46,12 @@ static int64_t fake_now(void *ctx)
     return ((script *)ctx)->now;
 }
 
-static void fake_sleep(void *ctx, int64_t ms)
+static bool fake_sleep(void *ctx, int64_t ms, cairn__cancel *stop)
 {
     script *s = ctx;
     s->sleeps[s->n_sleeps++] = ms;
     s->now += ms;
+    return stop && cairn__cancel_fired(stop);
 }
 
 static void scripted_attempt(void *ctx, cairn__transport *t, uint32_t timeout_ms,
@@ -58,6 +63,8 @@ static void scripted_attempt(void *ctx, cairn__transport *t, uint32_t timeout_ms
     s->timeouts[s->made] = timeout_ms;
     s->wait_for_ready[s->made] = wait_for_ready;
     s->made++;
+    if (s->stop && s->stop_in_attempt == s->made)
+        cairn__cancel_fire(s->stop);
     memset(out, 0, sizeof *out);
     out->grpc_status = st->grpc_status;
     out->has_pushback = st->pushback_ms != -1;
@@ -78,6 +85,8 @@ static void observe(void *user, const cairn_retry_info *info)
 {
     script *s = user;
     s->infos[s->n_infos++] = *info;
+    if (s->stop && s->stop_in_retry_info == info->attempt)
+        cairn__cancel_fire(s->stop);
 }
 
 typedef struct fixture {
@@ -126,7 +135,7 @@ static void set_script(script *s, int n, const step *steps)
 
 static cairn_status invoke(cairn_client *c, script *s, const char *key, cairn_error *err)
 {
-    cairn__call call = {"Test", scripted_attempt, s, key, false};
+    cairn__call call = {"Test", scripted_attempt, s, key, false, s->stop};
     cairn__reply reply;
     cairn_status rc = cairn__invoke(c, &call, &reply, err);
     if (rc == CAIRN_OK)
@@ -443,6 +452,86 @@ static void pushback_is_honoured_only_while_it_fits_the_deadline(void **state)
     cairn_client_destroy(c);
 }
 
+/* A keeper being stopped: its renewal makes no further attempt and does
+ * not wait out its backoff. */
+static void a_stopped_call_makes_no_further_attempt_and_no_further_wait(void **state)
+{
+    fixture *f = *state;
+    step steps[] = {FAIL(14)};
+    cairn__cancel stop;
+    cairn_error err;
+    struct {
+        int in_attempt, in_retry_info, made, sleeps;
+    } cases[] = {
+        {1, 0, 1, 0}, /* during the first attempt: its failure is not retried */
+        {2, 0, 2, 1},
+        {0, 1, 1, 1}, /* just before the first wait: the wait ends at once */
+        {0, 3, 3, 3},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cairn__cancel_init(&stop);
+        set_script(&f->s, 1, steps);
+        f->s.stop = &stop;
+        f->s.stop_in_attempt = cases[i].in_attempt;
+        f->s.stop_in_retry_info = cases[i].in_retry_info;
+        assert_int_equal(invoke(f->client, &f->s, "k", &err), CAIRN_CANCELLED);
+        assert_int_equal(f->s.made, cases[i].made);
+        assert_int_equal(err.attempts, cases[i].made);
+        assert_int_equal(f->s.n_sleeps, cases[i].sleeps);
+        assert_string_equal(err.message, "stopped");
+        cairn__cancel_destroy(&stop);
+    }
+    /* Fired before the call: no attempt at all. */
+    cairn__cancel_init(&stop);
+    cairn__cancel_fire(&stop);
+    set_script(&f->s, 1, steps);
+    f->s.stop = &stop;
+    assert_int_equal(invoke(f->client, &f->s, "k", &err), CAIRN_CANCELLED);
+    assert_int_equal(f->s.made, 0);
+    cairn__cancel_destroy(&stop);
+}
+
+/* The real wait behind a stoppable sleep: it ends when fired, not when
+ * its time is up, whatever that time (INT64_MAX included). */
+typedef struct firer {
+    cairn__cancel *slot;
+    int64_t fired_at;
+} firer;
+
+static void *fire(void *arg)
+{
+    firer *x = arg;
+    x->fired_at = cairn__mono_ms();
+    cairn__cancel_fire(x->slot);
+    return NULL;
+}
+
+static void cancel_wait_ends_when_fired_even_for_an_int64_max_wait(void **state)
+{
+    (void)state;
+    cairn__cancel slot;
+    cairn__cancel_init(&slot);
+    assert_false(cairn__cancel_wait(&slot, 0));
+    assert_false(cairn__cancel_wait(&slot, -5));
+    assert_false(cairn__cancel_wait(&slot, INT64_MIN));
+    int64_t t0 = cairn__mono_ms();
+    assert_false(cairn__cancel_wait(&slot, 30));
+    assert_true(cairn__mono_ms() - t0 >= 29);
+
+    /* Fired before or during the wait (either order): it ends at once. */
+    firer x = {&slot, 0};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, fire, &x), 0);
+    assert_true(cairn__cancel_wait(&slot, INT64_MAX));
+    int64_t woke = cairn__mono_ms();
+    pthread_join(th, NULL);
+    print_message("woke %lld ms after the fire\n", (long long)(woke - x.fired_at));
+    assert_true(woke - x.fired_at < 1000);
+    assert_true(cairn__cancel_fired(&slot));
+    assert_true(cairn__cancel_wait(&slot, INT64_MAX)); /* fired stays fired */
+    cairn__cancel_destroy(&slot);
+}
+
 static void with_budget(cairn_client_options *o)
 {
     o->retry_budget.enabled = true; /* max_tokens 10, ratio 0.1 */
@@ -609,6 +698,9 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test(pushback_values_parse_defensively),
         cmocka_unit_test(pushback_is_honoured_only_while_it_fits_the_deadline),
+        cmocka_unit_test_setup_teardown(a_stopped_call_makes_no_further_attempt_and_no_further_wait,
+                                        setup, teardown),
+        cmocka_unit_test(cancel_wait_ends_when_fired_even_for_an_int64_max_wait),
         cmocka_unit_test(attempts_respect_the_attempt_and_call_deadlines),
         cmocka_unit_test(the_last_attempt_gets_only_what_is_left_of_the_call),
         cmocka_unit_test(budget_exhaustion_stops_retries_and_successes_refill_it),
