@@ -348,7 +348,7 @@ static cairn_status upload_from(cairn_client *c, const cairn_checkpoint_request 
         free(u.header);
         return cairn__fail(err, CAIRN_NO_MEMORY, "out of memory");
     }
-    cairn__call call = {"CreateCheckpoint", attempt_upload, &u, h->idempotency_key, true};
+    cairn__call call = {"CreateCheckpoint", attempt_upload, &u, h->idempotency_key, true, NULL};
     cairn__reply reply;
     rc = cairn__invoke(c, &call, &reply, err);
     free(u.header);
@@ -550,7 +550,7 @@ static cairn_status load_into(cairn_client *c, const cairn_load_request *req, do
         return cairn__fail(err, CAIRN_NO_MEMORY, "out of memory");
     }
     load_attempt la = {d, enc, enc_len};
-    cairn__call call = {"LoadCheckpoint", attempt_download, &la, NULL, true};
+    cairn__call call = {"LoadCheckpoint", attempt_download, &la, NULL, true, NULL};
     cairn__reply reply;
     rc = cairn__invoke(c, &call, &reply, err);
     free(enc);

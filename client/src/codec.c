@@ -63,23 +63,26 @@ typedef struct unary_attempt {
     cairn__method method;
     const uint8_t *req;
     size_t len;
+    cairn__cancel *stop;
 } unary_attempt;
 
 static void attempt_unary(void *ctx, cairn__transport *t, uint32_t timeout_ms,
                           bool wait_for_ready, cairn__reply *out)
 {
     const unary_attempt *u = ctx;
-    cairn__transport_unary(t, u->method, u->req, u->len, timeout_ms, wait_for_ready, out);
+    cairn__transport_unary(t, u->method, u->req, u->len, timeout_ms, wait_for_ready, u->stop,
+                           out);
 }
 
 cairn_status cairn__unary(cairn_client *c, cairn__method m, const pb_msgdesc_t *req_fields,
                           const void *req, const char *key, const pb_msgdesc_t *resp_fields,
                           void *resp, cairn_error *err)
 {
-    return cairn__unary_with(c, NULL, m, req_fields, req, key, resp_fields, resp, err);
+    return cairn__unary_with(c, NULL, NULL, m, req_fields, req, key, resp_fields, resp, err);
 }
 
-cairn_status cairn__unary_with(cairn_client *c, const cairn_retry_policy *p, cairn__method m,
+cairn_status cairn__unary_with(cairn_client *c, const cairn_retry_policy *p,
+                               cairn__cancel *stop, cairn__method m,
                                const pb_msgdesc_t *req_fields, const void *req, const char *key,
                                const pb_msgdesc_t *resp_fields, void *resp, cairn_error *err)
 {
@@ -89,8 +92,8 @@ cairn_status cairn__unary_with(cairn_client *c, const cairn_retry_policy *p, cai
     cairn_status rc = cairn__encode(req_fields, req, &buf, &len, err);
     if (rc)
         return rc;
-    unary_attempt u = {m, buf, len};
-    cairn__call call = {cairn__method_name(m), attempt_unary, &u, key, false};
+    unary_attempt u = {m, buf, len, stop};
+    cairn__call call = {cairn__method_name(m), attempt_unary, &u, key, false, stop};
     cairn__reply reply;
     rc = cairn__invoke_with(c, p ? p : &c->retry, &call, &reply, err);
     free(buf);

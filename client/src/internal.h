@@ -52,12 +52,34 @@ typedef struct cairn__reply {
 
 void cairn__reply_free(cairn__reply *r);
 
+/* Lets another thread stop a watch or a lease keeper: it cancels the
+ * call in progress and wakes any wait on the slot (cairn__cancel_wait). */
+typedef struct cairn__cancel {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;            /* on CLOCK_MONOTONIC; broadcast when fired */
+    void *call;                   /* the attempt's grpc_call, while it runs */
+    bool cancelled;
+} cairn__cancel;
+
+/* Initializes and destroys a slot (retry.c). */
+void cairn__cancel_init(cairn__cancel *slot);
+void cairn__cancel_destroy(cairn__cancel *slot);
+/* Marks the slot cancelled, cancels its call if one runs and wakes its
+ * waiters. Thread-safe; may be called more than once. */
+void cairn__cancel_fire(cairn__cancel *slot);
+/* True once the slot was fired (retry.c). */
+bool cairn__cancel_fired(cairn__cancel *slot);
+/* Waits ms (any value: <= 0 does not wait; huge ones do not overflow), or
+ * less when the slot is fired. Returns true when it was (retry.c). */
+bool cairn__cancel_wait(cairn__cancel *slot, int64_t ms);
+
 /* Makes one unary attempt bounded by timeout_ms. wait_for_ready makes the
  * call wait for a connection (up to the timeout) instead of failing fast.
+ * slot (may be NULL) lets another thread cancel it.
  * Always fills *out; local failures come back as UNAVAILABLE. */
 void cairn__transport_unary(cairn__transport *t, cairn__method m, const uint8_t *req,
                             size_t len, uint32_t timeout_ms, bool wait_for_ready,
-                            cairn__reply *out);
+                            cairn__cancel *slot, cairn__reply *out);
 
 /* Gives the next message of a client stream: 1 with *msg (malloc'd; the
  * transport frees it), 0 at the end, or -1 after a local failure, which
@@ -72,16 +94,6 @@ void cairn__transport_upload(cairn__transport *t, cairn__method m, cairn__next_f
 /* Takes one message of a server stream: 0 to go on, -1 after a local
  * failure (recorded in out), which cancels the call. */
 typedef int (*cairn__msg_fn)(void *ctx, const uint8_t *msg, size_t len, cairn__reply *out);
-
-/* Lets another thread cancel a stream in progress. */
-typedef struct cairn__cancel {
-    pthread_mutex_t mu;
-    void *call;                   /* the attempt's grpc_call, while it runs */
-    bool cancelled;
-} cairn__cancel;
-
-/* Marks the slot cancelled and cancels its call if one runs. */
-void cairn__cancel_fire(cairn__cancel *slot);
 
 /* One server-streaming attempt: sends req, hands each message to on_msg.
  * slot (may be NULL) lets another thread cancel it. */
@@ -125,10 +137,12 @@ void cairn__breaker_record(cairn__breaker *br, bool transient_failure, bool prob
 
 /* ---- client.c ---- */
 
-/* Time as the retry loop sees it; tests replace it with a fake clock. */
+/* Time as the retry loop and the watch see it; tests replace it with a
+ * fake clock. */
 typedef struct cairn__clock {
     int64_t (*now_ms)(void *ctx);  /* monotonic */
-    void (*sleep_ms)(void *ctx, int64_t ms);
+    /* Waits ms, or less once stop (may be NULL) fires: true when it did. */
+    bool (*sleep_ms)(void *ctx, int64_t ms, cairn__cancel *stop);
     void *ctx;
 } cairn__clock;
 
@@ -142,7 +156,8 @@ struct cairn_client {
     cairn__clock clock;
 };
 
-/* The real clock: CLOCK_MONOTONIC and nanosleep. */
+/* The real clock: CLOCK_MONOTONIC; a sleep with a stop slot is a timed
+ * wait on the slot, one without is nanosleep. */
 cairn__clock cairn__real_clock(void);
 /* CLOCK_MONOTONIC in milliseconds: the real clock's now_ms, and the lease
  * keeper's (its condvar waits on CLOCK_MONOTONIC, so no fake clock). */
@@ -180,12 +195,18 @@ typedef struct cairn__call {
     void *ctx;
     const char *key;              /* the idempotency key (seeds jitter); NULL for reads */
     bool streaming;               /* an attempt may take the whole call deadline */
+    cairn__cancel *stop;          /* may be NULL; the attempt must honour it too */
 } cairn__call;
 
 /* Runs a logical call: attempts, classification, backoff. On CAIRN_OK
- * *out holds the successful reply (free with cairn__reply_free). */
+ * *out holds the successful reply (free with cairn__reply_free). Once
+ * call->stop fires, it makes no further attempt and does not wait: it
+ * returns CAIRN_CANCELLED ("stopped"). */
 cairn_status cairn__invoke(cairn_client *c, const cairn__call *call, cairn__reply *out,
                            cairn_error *err);
+/* Parses a grpc-retry-pushback-ms value (n bytes at s, not
+ * NUL-terminated): true with *ms, or false when it is not one. */
+bool cairn__parse_pushback(const char *s, size_t n, int64_t *ms);
 /* Copies one attempt's outcome into err. */
 void cairn__record(cairn_error *err, const cairn__reply *r, int attempts);
 /* The same under another policy (a lease renewal bounded by the lease). */
@@ -210,9 +231,10 @@ cairn_status cairn__copy_str(char *dst, size_t cap, const char *s, const char *f
 
 /* Encodes, invokes and decodes a unary call in one step: the request
  * message is encoded, the call made with retries (under policy p, or the
- * client's when NULL), and the reply decoded into resp (initialized by
- * the caller). */
-cairn_status cairn__unary_with(cairn_client *c, const cairn_retry_policy *p, cairn__method m,
+ * client's when NULL; stop may be NULL, see cairn__call), and the reply
+ * decoded into resp (initialized by the caller). */
+cairn_status cairn__unary_with(cairn_client *c, const cairn_retry_policy *p,
+                               cairn__cancel *stop, cairn__method m,
                                const pb_msgdesc_t *req_fields, const void *req, const char *key,
                                const pb_msgdesc_t *resp_fields, void *resp, cairn_error *err);
 cairn_status cairn__unary(cairn_client *c, cairn__method m, const pb_msgdesc_t *req_fields,

@@ -2,10 +2,8 @@
 #include "internal.h"
 #include "cairn/v1/coordinator.pb.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* The lease is live until at least sent_at + ttl on our clock: the server
  * started its ttl after it received the request. */
@@ -75,11 +73,12 @@ cairn_status cairn_acquire_worker(cairn_client *c, const cairn_acquire_request *
     return rc;
 }
 
-/* Renews under policy p (NULL: the client's). *out may be lease itself:
- * the lease is read before *out is written, and only on success. */
-static cairn_status renew(cairn_client *c, const cairn_retry_policy *p, const char *key,
-                          const cairn_lease *lease, uint32_t ttl_ms, cairn_lease *out,
-                          cairn_error *err)
+/* Renews under policy p (NULL: the client's), stopped by stop (may be
+ * NULL). *out may be lease itself: the lease is read before *out is
+ * written, and only on success. */
+static cairn_status renew(cairn_client *c, const cairn_retry_policy *p, cairn__cancel *stop,
+                          const char *key, const cairn_lease *lease, uint32_t ttl_ms,
+                          cairn_lease *out, cairn_error *err)
 {
     cairn__error_clear(err);
     cairn_v1_RenewLeaseRequest m = cairn_v1_RenewLeaseRequest_init_zero;
@@ -91,7 +90,7 @@ static cairn_status renew(cairn_client *c, const cairn_retry_policy *p, const ch
     m.ttl_ms = ttl_ms;
     cairn_v1_Lease resp = cairn_v1_Lease_init_zero;
     int64_t sent_at = cairn__mono_ms();
-    rc = cairn__unary_with(c, p, CAIRN__RENEW_LEASE, cairn_v1_RenewLeaseRequest_fields, &m,
+    rc = cairn__unary_with(c, p, stop, CAIRN__RENEW_LEASE, cairn_v1_RenewLeaseRequest_fields, &m,
                            m.idempotency_key, cairn_v1_Lease_fields, &resp, err);
     if (!rc)
         fill_lease(out, &resp, ttl_ms, sent_at);
@@ -105,7 +104,7 @@ cairn_status cairn_renew_lease(cairn_client *c, const cairn_renew_request *req, 
     cairn_status rc = CAIRN__CHECK_RESERVED(req, NULL, CAIRN__NO_INDEX, err);
     if (rc)
         return rc;
-    return renew(c, NULL, req->idempotency_key, req->lease, req->ttl_ms, out, err);
+    return renew(c, NULL, NULL, req->idempotency_key, req->lease, req->ttl_ms, out, err);
 }
 
 cairn_status cairn_release_worker(cairn_client *c, const cairn_release_request *req,
@@ -129,62 +128,71 @@ cairn_status cairn_release_worker(cairn_client *c, const cairn_release_request *
 
 struct cairn_lease_keeper {
     cairn_client *client;
-    cairn_lease lease;
+    cairn_lease lease;            /* the keeper thread's own */
     cairn_lease_lost_fn on_lost;
     void *user;
     pthread_t thread;
+    /* cairn_lease_keeper_stop fires it: it ends every wait of the keeper,
+     * a renewal's retry backoff included, and cancels a renewal in flight. */
+    cairn__cancel stop;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool stop, lost;
+    bool lost;
 };
+
+/* When a lease is due for renewal: a third of the way through, as seen on
+ * our own clock. */
+static int64_t renewal_due(const cairn_lease *l)
+{
+    return l->local_expiry_ms_ - 2 * (int64_t)l->ttl_ms / 3;
+}
 
 static void *keep(void *arg)
 {
     cairn_lease_keeper *k = arg;
+    cairn_lease *lease = &k->lease;
     cairn_error why;
     cairn__error_clear(&why);
-    pthread_mutex_lock(&k->mu);
+    int64_t next = renewal_due(lease);
     for (;;) {
-        /* Renew a third of the way through, as seen on our own clock. */
-        int64_t due = k->lease.local_expiry_ms_ - 2 * (int64_t)k->lease.ttl_ms / 3;
-        while (!k->stop && cairn__mono_ms() < due) {
-            struct timespec ts = {(time_t)(due / 1000), (long)(due % 1000) * 1000000};
-            pthread_cond_timedwait(&k->cv, &k->mu, &ts);
-        }
-        if (k->stop)
-            break;
-        cairn_lease lease = k->lease;
-        pthread_mutex_unlock(&k->mu);
+        if (cairn__cancel_wait(&k->stop, next - cairn__mono_ms()))
+            return NULL;
 
         /* Retries only while the lease can still be live. */
-        int64_t left = lease.local_expiry_ms_ - cairn__mono_ms();
+        int64_t left = lease->local_expiry_ms_ - cairn__mono_ms();
         cairn_status rc = CAIRN_DEADLINE_EXCEEDED;
         if (left > 0) {
             cairn_retry_policy p = k->client->retry;
             p.call_deadline_ms = (uint32_t)left;
             if (p.attempt_deadline_ms > (uint32_t)left)
                 p.attempt_deadline_ms = (uint32_t)left;
-            rc = renew(k->client, &p, NULL, &lease, lease.ttl_ms, &lease, &why);
+            rc = renew(k->client, &p, &k->stop, NULL, lease, lease->ttl_ms, lease, &why);
         } else {
             cairn__fail(&why, rc, "lease_id: %s expired before a renewal got through",
-                        lease.lease_id);
+                        lease->lease_id);
         }
-        pthread_mutex_lock(&k->mu);
+        if (cairn__cancel_fired(&k->stop))
+            return NULL;
         if (rc == CAIRN_OK) {
-            k->lease = lease;
+            next = renewal_due(lease);
             continue;
         }
-        if (cairn_classify(rc, &why) == CAIRN_CLASS_TRANSIENT &&
-            cairn__mono_ms() < k->lease.local_expiry_ms_)
-            continue; /* still live: try again at once */
+        int64_t now = cairn__mono_ms();
+        if (cairn_classify(rc, &why) == CAIRN_CLASS_TRANSIENT && now < lease->local_expiry_ms_) {
+            /* Still live: try again at once, or once the server's pushback
+             * (which outlasted the renewal's deadline) is over, if the
+             * lease is still live by then. */
+            int64_t until_expiry = lease->local_expiry_ms_ - now;
+            int64_t wait = why.has_retry_pushback ? why.retry_pushback_ms : 0;
+            next = now + (wait < until_expiry ? wait : until_expiry);
+            continue;
+        }
+        pthread_mutex_lock(&k->mu);
         k->lost = true;
         pthread_mutex_unlock(&k->mu);
         if (k->on_lost)
-            k->on_lost(k->user, &lease, &why);
+            k->on_lost(k->user, lease, &why);
         return NULL;
     }
-    pthread_mutex_unlock(&k->mu);
-    return NULL;
 }
 
 cairn_status cairn_lease_keeper_start(cairn_client *c, const cairn_lease *lease,
@@ -202,13 +210,9 @@ cairn_status cairn_lease_keeper_start(cairn_client *c, const cairn_lease *lease,
     k->on_lost = on_lost;
     k->user = user;
     pthread_mutex_init(&k->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&k->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    cairn__cancel_init(&k->stop);
     if (pthread_create(&k->thread, NULL, keep, k) != 0) {
-        pthread_cond_destroy(&k->cv);
+        cairn__cancel_destroy(&k->stop);
         pthread_mutex_destroy(&k->mu);
         free(k);
         return cairn__fail(err, CAIRN_NO_MEMORY, "cannot start the keeper thread");
@@ -229,12 +233,9 @@ void cairn_lease_keeper_stop(cairn_lease_keeper *k)
 {
     if (!k)
         return;
-    pthread_mutex_lock(&k->mu);
-    k->stop = true;
-    pthread_cond_signal(&k->cv);
-    pthread_mutex_unlock(&k->mu);
+    cairn__cancel_fire(&k->stop);
     pthread_join(k->thread, NULL);
-    pthread_cond_destroy(&k->cv);
+    cairn__cancel_destroy(&k->stop);
     pthread_mutex_destroy(&k->mu);
     free(k);
 }

@@ -75,17 +75,90 @@ static int64_t real_now_ms(void *ctx)
     return cairn__mono_ms();
 }
 
-static void real_sleep_ms(void *ctx, int64_t ms)
+static bool real_sleep_ms(void *ctx, int64_t ms, cairn__cancel *stop)
 {
     (void)ctx;
+    if (stop)
+        return cairn__cancel_wait(stop, ms);
+    if (ms <= 0)
+        return false;
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
         ;
+    return false;
+}
+
+void cairn__cancel_init(cairn__cancel *slot)
+{
+    memset(slot, 0, sizeof *slot);
+    pthread_mutex_init(&slot->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* as cairn__mono_ms */
+    pthread_cond_init(&slot->cv, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
+void cairn__cancel_destroy(cairn__cancel *slot)
+{
+    pthread_cond_destroy(&slot->cv);
+    pthread_mutex_destroy(&slot->mu);
+}
+
+bool cairn__cancel_fired(cairn__cancel *slot)
+{
+    pthread_mutex_lock(&slot->mu);
+    bool fired = slot->cancelled;
+    pthread_mutex_unlock(&slot->mu);
+    return fired;
+}
+
+/* The longest single timed wait: a day keeps every absolute time far from
+ * time_t's limits whatever ms is; the loop waits again for the rest. */
+enum { LONGEST_WAIT_MS = 24 * 3600 * 1000 };
+
+bool cairn__cancel_wait(cairn__cancel *slot, int64_t ms)
+{
+    int64_t start = cairn__mono_ms();
+    pthread_mutex_lock(&slot->mu);
+    for (;;) {
+        int64_t waited = cairn__mono_ms() - start;
+        if (slot->cancelled || waited >= ms)
+            break;
+        int64_t step = ms - waited < LONGEST_WAIT_MS ? ms - waited : LONGEST_WAIT_MS;
+        int64_t until = cairn__mono_ms() + step;
+        struct timespec ts = {(time_t)(until / 1000), (long)(until % 1000) * 1000000};
+        pthread_cond_timedwait(&slot->cv, &slot->mu, &ts);
+    }
+    bool fired = slot->cancelled;
+    pthread_mutex_unlock(&slot->mu);
+    return fired;
 }
 
 cairn__clock cairn__real_clock(void)
 {
     return (cairn__clock){real_now_ms, real_sleep_ms, NULL};
+}
+
+/* Digits only, with an optional '-': no whitespace, sign '+', hex or
+ * suffix, which strtoll would let through. Magnitudes past int64 saturate
+ * (a huge wait stays huge, a negative value stays negative). */
+bool cairn__parse_pushback(const char *s, size_t n, int64_t *ms)
+{
+    bool negative = n > 0 && s[0] == '-';
+    size_t i = negative ? 1 : 0;
+    if (i == n)
+        return false;
+    uint64_t limit = negative ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    uint64_t v = 0;
+    for (; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        unsigned d = (unsigned)(s[i] - '0');
+        v = v > (limit - d) / 10 ? limit : v * 10 + d;
+    }
+    *ms = negative ? (v > (uint64_t)INT64_MAX ? INT64_MIN : -(int64_t)v) : (int64_t)v;
+    return true;
 }
 
 void cairn__record(cairn_error *err, const cairn__reply *r, int attempts)
@@ -106,6 +179,23 @@ static cairn_status give_up(cairn_error *err, const char *why)
     return err->status;
 }
 
+/* The call's stop fired (a keeper being stopped): no further attempt. */
+static cairn_status stopped(cairn_error *err, int attempts)
+{
+    cairn__fail(err, CAIRN_CANCELLED, "stopped");
+    err->attempts = attempts;
+    return CAIRN_CANCELLED;
+}
+
+static cairn_status give_up_pushback(cairn_error *err, int64_t left)
+{
+    char why[128];
+    snprintf(why, sizeof why,
+             "the server's retry pushback of %lld ms outlasts the %lld ms left of the call deadline",
+             (long long)err->retry_pushback_ms, (long long)(left > 0 ? left : 0));
+    return give_up(err, why);
+}
+
 cairn_status cairn__invoke(cairn_client *c, const cairn__call *call, cairn__reply *out,
                            cairn_error *errp)
 {
@@ -123,6 +213,8 @@ cairn_status cairn__invoke_with(cairn_client *c, const cairn_retry_policy *p,
     const int max_attempts = p->max_attempts > 0 ? p->max_attempts : 1;
 
     for (int attempt = 1;; attempt++) {
+        if (call->stop && cairn__cancel_fired(call->stop))
+            return stopped(err, attempt - 1);
         bool probe;
         if (cairn__breaker_admit(&c->breaker, clk->now_ms(clk->ctx), &probe, err)) {
             err->attempts = attempt - 1;
@@ -155,6 +247,8 @@ cairn_status cairn__invoke_with(cairn_client *c, const cairn_retry_policy *p,
             return CAIRN_OK;
         }
         cairn__reply_free(&r);
+        if (call->stop && cairn__cancel_fired(call->stop))
+            return stopped(err, attempt); /* the failure may be the cancel itself */
 
         if (!transient || attempt >= max_attempts)
             return err->status;
@@ -162,7 +256,13 @@ cairn_status cairn__invoke_with(cairn_client *c, const cairn_retry_policy *p,
             return give_up(err, "retry budget exhausted: not retried");
         int64_t delay = err->has_retry_pushback ? err->retry_pushback_ms
                                                 : cairn_backoff_delay_ms(p, attempt - 1, call->key);
-        if (clk->now_ms(clk->ctx) + delay >= deadline)
+        /* Compared with what is left, never as now + delay: a server's
+         * pushback may be anything up to INT64_MAX. One that outlasts the
+         * deadline ends the call now, with the status that came with it. */
+        left = deadline - clk->now_ms(clk->ctx);
+        if (delay >= left && err->has_retry_pushback)
+            return give_up_pushback(err, left);
+        if (delay >= left)
             return give_up(err, "the call deadline leaves no room for another attempt");
         if (c->on_retry) {
             cairn_retry_info info = {.method = call->name, .attempt = attempt,
@@ -170,6 +270,7 @@ cairn_status cairn__invoke_with(cairn_client *c, const cairn_retry_policy *p,
                                      .delay_ms = (uint32_t)delay};
             c->on_retry(c->on_retry_user, &info);
         }
-        clk->sleep_ms(clk->ctx, delay);
+        if (clk->sleep_ms(clk->ctx, delay, call->stop))
+            return stopped(err, attempt);
     }
 }

@@ -122,18 +122,10 @@ static void read_trailers(const grpc_metadata_array *md, cairn__reply *out)
 {
     for (size_t i = 0; i < md->count; i++) {
         const grpc_metadata *m = &md->metadata[i];
-        if (slice_is(m->key, "grpc-retry-pushback-ms")) {
-            char *v = slice_strdup(m->value);
-            if (v) {
-                char *end;
-                long long ms = strtoll(v, &end, 10);
-                if (end != v && !*end) {
-                    out->has_pushback = true;
-                    out->pushback_ms = ms;
-                }
-                free(v);
-            }
-        }
+        if (slice_is(m->key, "grpc-retry-pushback-ms") &&
+            cairn__parse_pushback((const char *)GRPC_SLICE_START_PTR(m->value),
+                                  GRPC_SLICE_LENGTH(m->value), &out->pushback_ms))
+            out->has_pushback = true;
     }
 }
 
@@ -272,15 +264,40 @@ static void take_body(grpc_byte_buffer *recv, cairn__reply *out)
     }
 }
 
+void cairn__cancel_fire(cairn__cancel *slot)
+{
+    pthread_mutex_lock(&slot->mu);
+    slot->cancelled = true;
+    if (slot->call)
+        grpc_call_cancel(slot->call, NULL);
+    pthread_cond_broadcast(&slot->cv);
+    pthread_mutex_unlock(&slot->mu);
+}
+
+/* Publishes (or, with NULL, withdraws) the call another thread may cancel;
+ * false when the slot was cancelled already. */
+static bool publish_call(cairn__cancel *slot, grpc_call *call)
+{
+    if (!slot)
+        return true;
+    pthread_mutex_lock(&slot->mu);
+    slot->call = call;
+    bool go = !slot->cancelled;
+    pthread_mutex_unlock(&slot->mu);
+    return go;
+}
+
 void cairn__transport_unary(cairn__transport *t, cairn__method m, const uint8_t *req,
                             size_t len, uint32_t timeout_ms, bool wait_for_ready,
-                            cairn__reply *out)
+                            cairn__cancel *slot, cairn__reply *out)
 {
     attempt a;
     if (!attempt_start(&a, t, m, timeout_ms, out)) {
         attempt_end(&a);
         return;
     }
+    if (!publish_call(slot, a.call))
+        grpc_call_cancel(a.call, NULL);
     grpc_byte_buffer *send = buffer_from(req, len);
     grpc_byte_buffer *recv = NULL;
     grpc_op ops[6];
@@ -304,6 +321,7 @@ void cairn__transport_unary(cairn__transport *t, cairn__method m, const uint8_t 
     } else {
         local_failure(out, "cannot start a gRPC call");
     }
+    publish_call(slot, NULL);
     if (recv)
         grpc_byte_buffer_destroy(recv);
     grpc_byte_buffer_destroy(send);
@@ -364,28 +382,6 @@ void cairn__transport_upload(cairn__transport *t, cairn__method m, cairn__next_f
     if (recv)
         grpc_byte_buffer_destroy(recv);
     attempt_end(&a);
-}
-
-void cairn__cancel_fire(cairn__cancel *slot)
-{
-    pthread_mutex_lock(&slot->mu);
-    slot->cancelled = true;
-    if (slot->call)
-        grpc_call_cancel(slot->call, NULL);
-    pthread_mutex_unlock(&slot->mu);
-}
-
-/* Publishes (or, with NULL, withdraws) the call another thread may cancel;
- * false when the slot was cancelled already. */
-static bool publish_call(cairn__cancel *slot, grpc_call *call)
-{
-    if (!slot)
-        return true;
-    pthread_mutex_lock(&slot->mu);
-    slot->call = call;
-    bool go = !slot->cancelled;
-    pthread_mutex_unlock(&slot->mu);
-    return go;
 }
 
 void cairn__transport_download(cairn__transport *t, cairn__method m, const uint8_t *req,

@@ -69,9 +69,9 @@ static cairn_status watch_loop(cairn_client *c, const cairn_watch_request *req,
         cairn__transport_download(c->transport, CAIRN__WATCH_EVENTS, enc, len, on_msg, &w,
                                   UINT32_MAX, attempt > 1, slot, &r);
         free(enc);
-        bool cancelled = slot && slot->cancelled;
-        if (w.stopped || cancelled) {
+        if (w.stopped || (slot && cairn__cancel_fired(slot))) {
             cairn__reply_free(&r);
+            cairn__error_clear(err);
             return CAIRN_OK;
         }
         cairn__record(err, &r, attempt);
@@ -84,15 +84,20 @@ static cairn_status watch_loop(cairn_client *c, const cairn_watch_request *req,
             attempt = 1; /* events flowed: this is a fresh failure */
         if (attempt >= p->max_attempts)
             return err->status;
+        /* A watch has no deadline to hold a pushback to: it waits as long
+         * as the server asks; cairn_watch_stop ends the wait at once. */
         int64_t delay = err->has_retry_pushback ? err->retry_pushback_ms
                                                 : cairn_backoff_delay_ms(p, attempt - 1, req->run_id);
         if (c->on_retry) {
             cairn_retry_info info = {.method = "WatchEvents", .attempt = attempt,
                                      .status = err->status, .message = err->message,
-                                     .delay_ms = (uint32_t)delay};
+                                     .delay_ms = delay < UINT32_MAX ? (uint32_t)delay : UINT32_MAX};
             c->on_retry(c->on_retry_user, &info);
         }
-        clk->sleep_ms(clk->ctx, delay);
+        if (clk->sleep_ms(clk->ctx, delay, slot)) { /* stopped while waiting to reconnect */
+            cairn__error_clear(err);
+            return CAIRN_OK;
+        }
     }
 }
 
@@ -136,9 +141,9 @@ cairn_status cairn_watch_start(cairn_client *c, const cairn_watch_request *req,
     w->client = c;
     w->req = *req;
     w->req.run_id = w->run_id;
-    pthread_mutex_init(&w->slot.mu, NULL);
+    cairn__cancel_init(&w->slot);
     if (pthread_create(&w->thread, NULL, watch_thread, w) != 0) {
-        pthread_mutex_destroy(&w->slot.mu);
+        cairn__cancel_destroy(&w->slot);
         free(w);
         return cairn__fail(err, CAIRN_NO_MEMORY, "cannot start the watch thread");
     }
@@ -157,7 +162,7 @@ cairn_status cairn_watch_stop(cairn_watcher *w, cairn_error *err)
     cairn_status rc = w->result;
     if (err)
         *err = w->err;
-    pthread_mutex_destroy(&w->slot.mu);
+    cairn__cancel_destroy(&w->slot);
     free(w);
     return rc;
 }

@@ -1,6 +1,7 @@
 /* WatchEvents through cairn_watch against a real cairnd: catch-up then
  * live with no gap or duplicate, under concurrent appends, 1,000 watchers,
- * a slow watcher, cancel, a restart in the middle, and shutdown. */
+ * a slow watcher, cancel, a restart in the middle, shutdown, and a stop
+ * while the server is down and the watch waits to reconnect. */
 #include "cairn_test.h"
 
 #include <setjmp.h>
@@ -295,6 +296,82 @@ static void a_watch_rides_through_a_server_restart(void **state)
     ct_server_cleanup(&srv);
 }
 
+/* What on_retry reported: the watch is about to wait to reconnect. */
+typedef struct backoff_seen {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int count;
+    uint32_t delay_ms;
+} backoff_seen;
+
+static void on_retry(void *user, const cairn_retry_info *info)
+{
+    backoff_seen *b = user;
+    pthread_mutex_lock(&b->mu);
+    b->count++;
+    b->delay_ms = info->delay_ms;
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void stopping_a_watch_in_its_reconnect_backoff_is_prompt(void **state)
+{
+    (void)state;
+    ct_server srv;
+    assert_int_equal(ct_server_init(&srv), 0);
+    assert_int_equal(ct_server_start(&srv, 0, NULL), 0);
+    /* A 20 s backoff before the first reconnect: the stop must not wait
+     * it out. */
+    backoff_seen b = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+    cairn_client_options opts;
+    cairn_client_options_init(&opts);
+    opts.target = srv.target;
+    opts.retry.base_delay_ms = 20000;
+    opts.retry.max_delay_ms = 20000;
+    opts.retry.jitter = CAIRN_JITTER_NONE;
+    opts.on_retry = on_retry;
+    opts.on_retry_user = &b;
+    cairn_client *c;
+    cairn_error err;
+    assert_int_equal(cairn_client_create(&opts, &c, &err), CAIRN_OK);
+    create_run(c, "w-backoff");
+    append(c, "w-backoff", 1);
+    seen s;
+    seen_init(&s, 1, 0);
+    cairn_watcher *w = watch(c, "w-backoff", 1, &s);
+    assert_true(wait_next(&s, 2)); /* connected and caught up */
+
+    ct_server_kill(&srv); /* down, and it stays down */
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += WAIT_S;
+    pthread_mutex_lock(&b.mu);
+    while (b.count == 0 && pthread_cond_timedwait(&b.cv, &b.mu, &deadline) != ETIMEDOUT)
+        ;
+    int reported = b.count;
+    uint32_t delay = b.delay_ms;
+    pthread_mutex_unlock(&b.mu);
+    assert_int_equal(reported, 1); /* on_retry: the backoff starts now */
+    assert_int_equal(delay, 20000);
+
+    int64_t start = mono_ms();
+    assert_int_equal(cairn_watch_stop(w, &err), CAIRN_OK);
+    int64_t ms = mono_ms() - start;
+    print_message("cairn_watch_stop in a 20000 ms reconnect backoff returned after %lld ms\n",
+                  (long long)ms);
+    assert_true(ms < 1000); /* well under 100 ms; 1 s for a loaded machine */
+    assert_int_equal(s.errors, 0);
+    cairn_client_destroy(c);
+    ct_server_cleanup(&srv);
+}
+
 typedef struct blocking_watch {
     cairn_client *client;
     cairn_watch_request req;
@@ -348,6 +425,7 @@ int main(void)
         cmocka_unit_test(stopping_a_parked_watch_is_prompt),
         cmocka_unit_test(a_watch_rides_through_a_server_restart),
         cmocka_unit_test(shutdown_ends_watches_with_unavailable),
+        cmocka_unit_test(stopping_a_watch_in_its_reconnect_backoff_is_prompt),
     };
     return cmocka_run_group_tests_name("watch", tests, ct_fixture_setup, ct_fixture_teardown);
 }

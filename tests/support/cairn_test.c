@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -29,43 +30,57 @@ int ct_server_init(ct_server *s)
     return 0;
 }
 
-/* Reads cairnd's stdout until "listening on HOST:PORT\n". */
-static int read_address(int fd, ct_server *s)
+/* Reads one line (up to cap - 1 bytes, without its '\n') a byte at a
+ * time, so what follows stays in the pipe. -1 at the end of the pipe. */
+static ssize_t read_line(int fd, char *buf, size_t cap)
 {
-    char buf[256];
     size_t n = 0;
-    while (n < sizeof buf - 1) {
-        ssize_t r = read(fd, buf + n, 1);
+    while (n < cap - 1) {
+        char c;
+        ssize_t r = read(fd, &c, 1);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
-            return -1;
-        if (buf[n++] == '\n')
+            return n ? (ssize_t)n : -1;
+        if (c == '\n')
             break;
+        buf[n++] = c;
     }
     buf[n] = '\0';
+    return (ssize_t)n;
+}
+
+/* Reads a child's stdout until "listening on HOST:PORT\n": the port, or -1. */
+static int read_port(int fd)
+{
+    char buf[256];
+    if (read_line(fd, buf, sizeof buf) < 0)
+        return -1;
     const char *p = strstr(buf, "listening on ");
     const char *colon = p ? strrchr(buf, ':') : NULL;
-    if (!colon)
-        return -1;
-    s->port = atoi(colon + 1);
+    int port = colon ? atoi(colon + 1) : 0;
+    return port > 0 ? port : -1;
+}
+
+static int read_address(int fd, ct_server *s)
+{
+    s->port = read_port(fd);
     snprintf(s->target, sizeof s->target, "127.0.0.1:%d", s->port);
     return s->port > 0 ? 0 : -1;
 }
 
-/* Forks cairnd with `args` (NULL-ended, at most 62) and the "KEY=VALUE"
- * strings of `env` (NULL-ended, at most 8; may be NULL). Its stdout goes to
- * the pipe whose read end lands in *out; its stderr to `log_path`, or to
- * the same pipe when NULL. Returns the pid, or -1. */
-static pid_t spawn_cairnd(const char *const *args, const char *const *env, const char *log_path,
-                          int *out)
-{
-    const char *argv[64] = {CT_CAIRND_PATH};
-    int argc = 1;
-    for (int i = 0; args && args[i] && argc < 63; i++)
-        argv[argc++] = args[i];
-    argv[argc] = NULL;
+/* What spawn does with the child's stderr when log_path is this: it
+ * keeps the test's. */
+static const char inherit_stderr[] = "";
 
+/* Forks argv (NULL-ended; argv[0] a path) with the "KEY=VALUE" strings of
+ * `env` (NULL-ended, at most 8; may be NULL). Its stdout goes to the pipe
+ * whose read end lands in *out; its stderr to `log_path`, to the same
+ * pipe when NULL, or stays the test's with inherit_stderr. Returns the
+ * pid, or -1. */
+static pid_t spawn(const char *const *argv, const char *const *env, const char *log_path,
+                   int *out)
+{
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0)
         return -1;
@@ -80,15 +95,29 @@ static pid_t spawn_cairnd(const char *const *args, const char *const *env, const
         for (int i = 0; env && i < 8 && env[i]; i++)
             putenv((char *)env[i]);
         dup2(p[1], STDOUT_FILENO);
-        int err = log_path ? open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644) : p[1];
-        if (err >= 0)
-            dup2(err, STDERR_FILENO);
+        if (log_path != inherit_stderr) {
+            int err = log_path ? open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644) : p[1];
+            if (err >= 0)
+                dup2(err, STDERR_FILENO);
+        }
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }
     close(p[1]);
     *out = p[0];
     return pid;
+}
+
+/* spawn for cairnd with `args` (NULL-ended, at most 62). */
+static pid_t spawn_cairnd(const char *const *args, const char *const *env, const char *log_path,
+                          int *out)
+{
+    const char *argv[64] = {CT_CAIRND_PATH};
+    int argc = 1;
+    for (int i = 0; args && args[i] && argc < 63; i++)
+        argv[argc++] = args[i];
+    argv[argc] = NULL;
+    return spawn(argv, env, log_path, out);
 }
 
 int ct_server_start(ct_server *s, int port, const char *const *extra_args)
@@ -135,6 +164,52 @@ int ct_server_stop(ct_server *s)
     kill(s->pid, SIGTERM);
     int rc = wait_exit(s->pid);
     s->pid = 0;
+    return rc;
+}
+
+int ct_helper_start(ct_helper *h, const char *const *argv)
+{
+    memset(h, 0, sizeof *h);
+    h->out = -1;
+    /* Not into a pipe nobody reads (a chatty helper would block): its
+     * stderr is the test's. */
+    int out;
+    pid_t pid = spawn(argv, NULL, inherit_stderr, &out);
+    if (pid < 0)
+        return -1;
+    h->pid = pid;
+    h->out = out;
+    h->port = read_port(out);
+    if (h->port < 0) {
+        ct_helper_stop(h);
+        return -1;
+    }
+    snprintf(h->target, sizeof h->target, "127.0.0.1:%d", h->port);
+    return 0;
+}
+
+int ct_helper_read_line(ct_helper *h, char *buf, size_t cap, int timeout_ms)
+{
+    struct pollfd pfd = {h->out, POLLIN, 0};
+    int r;
+    while ((r = poll(&pfd, 1, timeout_ms)) < 0 && errno == EINTR)
+        ;
+    if (r <= 0)
+        return -1;
+    return (int)read_line(h->out, buf, cap);
+}
+
+int ct_helper_stop(ct_helper *h)
+{
+    int rc = -1;
+    if (h->pid) {
+        kill(h->pid, SIGTERM);
+        rc = wait_exit(h->pid);
+        h->pid = 0;
+    }
+    if (h->out >= 0)
+        close(h->out);
+    h->out = -1;
     return rc;
 }
 

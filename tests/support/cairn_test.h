@@ -39,6 +39,29 @@ void ct_server_kill(ct_server *s);
 /* Stops s if it runs and removes its temp dir. */
 void ct_server_cleanup(ct_server *s);
 
+/* A helper process of a test, a fake server: it listens on 127.0.0.1
+ * and prints "listening on 127.0.0.1:PORT" as its first line. */
+typedef struct ct_helper {
+    pid_t pid;                 /* 0 when not running */
+    int out;                   /* its stdout past that line; -1 once closed */
+    int port;
+    char target[64];           /* "127.0.0.1:PORT" */
+} ct_helper;
+
+/* Starts argv (NULL-ended; argv[0] a path, run with execv; it dies with
+ * the test) and waits for its listening line; its stderr is the test's.
+ * Returns 0, or -1 when it exited or printed something else first. */
+int ct_helper_start(ct_helper *h, const char *const *argv);
+
+/* Reads its next stdout line (without '\n', cut at cap - 1 bytes),
+ * waiting at most timeout_ms. Returns the length, or -1 at its end or
+ * when nothing came in time. */
+int ct_helper_read_line(ct_helper *h, char *buf, size_t cap, int timeout_ms);
+
+/* SIGTERM, then waits; closes its stdout. Returns its exit status (or
+ * 128+signal), -1 when it was not running. */
+int ct_helper_stop(ct_helper *h);
+
 /* A cmocka fixture: one cairnd (started with extra flags args, may be
  * NULL) and a client for it. */
 typedef struct ct_fixture {

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +21,9 @@ typedef struct step {
     cairn_status local;         /* a local failure instead */
 } step;
 
+/* A step's pushback_ms that stands for the script's pushback_text. */
+#define PUSHBACK_TEXT INT64_MIN
+
 typedef struct script {
     step steps[MAX_SCRIPT];
     int n;                      /* scripted; later attempts repeat the last */
@@ -31,6 +35,10 @@ typedef struct script {
     int n_sleeps;
     cairn_retry_info infos[MAX_SCRIPT];
     int n_infos;
+    const char *pushback_text;  /* a raw grpc-retry-pushback-ms value */
+    cairn__cancel *stop;        /* fired... */
+    int stop_in_attempt;        /* ...during this attempt (from 1), or */
+    int stop_in_retry_info;     /* ...when on_retry reports this attempt (0: never) */
 } script;
 
 static int64_t fake_now(void *ctx)
@@ -38,11 +46,12 @@ static int64_t fake_now(void *ctx)
     return ((script *)ctx)->now;
 }
 
-static void fake_sleep(void *ctx, int64_t ms)
+static bool fake_sleep(void *ctx, int64_t ms, cairn__cancel *stop)
 {
     script *s = ctx;
     s->sleeps[s->n_sleeps++] = ms;
     s->now += ms;
+    return stop && cairn__cancel_fired(stop);
 }
 
 static void scripted_attempt(void *ctx, cairn__transport *t, uint32_t timeout_ms,
@@ -54,10 +63,15 @@ static void scripted_attempt(void *ctx, cairn__transport *t, uint32_t timeout_ms
     s->timeouts[s->made] = timeout_ms;
     s->wait_for_ready[s->made] = wait_for_ready;
     s->made++;
+    if (s->stop && s->stop_in_attempt == s->made)
+        cairn__cancel_fire(s->stop);
     memset(out, 0, sizeof *out);
     out->grpc_status = st->grpc_status;
     out->has_pushback = st->pushback_ms != -1;
     out->pushback_ms = st->pushback_ms;
+    if (st->pushback_ms == PUSHBACK_TEXT) /* read as transport.c reads the trailer */
+        out->has_pushback = cairn__parse_pushback(s->pushback_text, strlen(s->pushback_text),
+                                                  &out->pushback_ms);
     out->details = strdup("scripted");
     out->local = st->local;
     if (st->grpc_status == 0) {
@@ -71,6 +85,8 @@ static void observe(void *user, const cairn_retry_info *info)
 {
     script *s = user;
     s->infos[s->n_infos++] = *info;
+    if (s->stop && s->stop_in_retry_info == info->attempt)
+        cairn__cancel_fire(s->stop);
 }
 
 typedef struct fixture {
@@ -119,7 +135,7 @@ static void set_script(script *s, int n, const step *steps)
 
 static cairn_status invoke(cairn_client *c, script *s, const char *key, cairn_error *err)
 {
-    cairn__call call = {"Test", scripted_attempt, s, key, false};
+    cairn__call call = {"Test", scripted_attempt, s, key, false, s->stop};
     cairn__reply reply;
     cairn_status rc = cairn__invoke(c, &call, &reply, err);
     if (rc == CAIRN_OK)
@@ -285,6 +301,94 @@ static void resource_exhausted_without_pushback_is_not_retried(void **state)
     assert_int_equal(f->s.made, 1);
 }
 
+/* What the server may send as grpc-retry-pushback-ms: INT64_MAX, one past
+ * it, UINT64_MAX, and more digits than any integer type holds. */
+static const char *const huge_pushbacks[] = {
+    "9223372036854775807", "9223372036854775808", "18446744073709551615",
+    "99999999999999999999", "9223372036854775806",
+};
+
+static void huge_pushback_fails_at_once_with_the_last_status_inside_the_deadline(void **state)
+{
+    fixture *f = *state;
+    int wrong = 0;
+    for (size_t i = 0; i < sizeof huge_pushbacks / sizeof huge_pushbacks[0]; i++) {
+        step steps[] = {{14, PUSHBACK_TEXT, 1, CAIRN_OK}, OK_STEP};
+        set_script(&f->s, 2, steps);
+        f->s.pushback_text = huge_pushbacks[i];
+        cairn_error err;
+        cairn_status rc = invoke(f->client, &f->s, "k", &err);
+        /* The last status at once: no retry, no wait, well inside the
+         * default 60 s call deadline. */
+        bool right = rc == CAIRN_UNAVAILABLE && f->s.made == 1 && f->s.n_sleeps == 0 &&
+                     f->s.n_infos == 0 && f->s.now >= 0 && f->s.now <= 60000 &&
+                     err.grpc_status == 14 && err.has_retry_pushback &&
+                     err.retry_pushback_ms > 60000 && strstr(err.message, "pushback");
+        print_message("%s pushback %s: %s after %d attempt(s), %d sleep(s), fake clock at %lld ms:"
+                      " %s\n", right ? "ok  " : "FAIL", huge_pushbacks[i], cairn_strerror(rc),
+                      f->s.made, f->s.n_sleeps, (long long)f->s.now, err.message);
+        wrong += !right;
+    }
+    assert_int_equal(wrong, 0);
+}
+
+static void huge_int64_pushback_after_a_slow_attempt_does_not_overflow(void **state)
+{
+    /* The clock far from 0 when the pushback arrives: now + pushback would
+     * overflow int64. */
+    fixture *f = *state;
+    step steps[] = {{14, INT64_MAX, 1, CAIRN_OK}, OK_STEP};
+    set_script(&f->s, 2, steps);
+    f->s.now = INT64_MAX / 2;
+    cairn_error err;
+    assert_int_equal(invoke(f->client, &f->s, "k", &err), CAIRN_UNAVAILABLE);
+    assert_int_equal(f->s.made, 1);
+    assert_int_equal(f->s.n_sleeps, 0);
+    assert_true(f->s.now <= INT64_MAX / 2 + 60000);
+}
+
+static void pushback_values_parse_defensively(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        size_t len;               /* 0: strlen */
+        bool ok;
+        int64_t ms;
+    } cases[] = {
+        {"250", 0, true, 250},
+        {"0", 0, true, 0},
+        {"-5", 0, true, -5},
+        {"-1", 0, true, -1},
+        {"9223372036854775807", 0, true, INT64_MAX},
+        {"9223372036854775808", 0, true, INT64_MAX},
+        {"18446744073709551615", 0, true, INT64_MAX},
+        {"99999999999999999999", 0, true, INT64_MAX},
+        {"000000000000000000000000000042", 0, true, 42},
+        {"-9223372036854775808", 0, true, INT64_MIN},
+        {"-99999999999999999999", 0, true, INT64_MIN}, /* still negative: do not retry */
+        {"", 0, false, 0},
+        {"-", 0, false, 0},
+        {"abc", 0, false, 0},
+        {"5ms", 0, false, 0},
+        {" 5", 0, false, 0},
+        {"+5", 0, false, 0},
+        {"0x10", 0, false, 0},
+        {"1e3", 0, false, 0},
+        {"5\0" "7", 3, false, 0}, /* a NUL inside the value */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int64_t ms = 12345;
+        size_t len = cases[i].len ? cases[i].len : strlen(cases[i].text);
+        bool ok = cairn__parse_pushback(cases[i].text, len, &ms);
+        if (ok != cases[i].ok || (ok && ms != cases[i].ms))
+            fail_msg("\"%s\": got %s %lld, want %s %lld", cases[i].text, ok ? "ok" : "rejected",
+                     (long long)ms, cases[i].ok ? "ok" : "rejected", (long long)cases[i].ms);
+        if (!ok)
+            assert_int_equal(ms, 12345); /* left alone */
+    }
+}
+
 static void short_deadlines(cairn_client_options *o)
 {
     o->retry.call_deadline_ms = 3000;
@@ -323,6 +427,109 @@ static void the_last_attempt_gets_only_what_is_left_of_the_call(void **state)
     assert_true(s.timeouts[1] < 1000); /* 3000 - 2500 - the backoff */
     assert_true(s.now <= 3000 + 1000);
     cairn_client_destroy(c);
+}
+
+static void pushback_is_honoured_only_while_it_fits_the_deadline(void **state)
+{
+    (void)state;
+    script s;
+    cairn_client *c = make_client(&s, short_deadlines);
+    /* The attempt takes 1 ms of the 3000: 2999 are left. */
+    step fits[] = {{14, 2998, 1, CAIRN_OK}, OK_STEP};
+    set_script(&s, 2, fits);
+    cairn_error err;
+    assert_int_equal(invoke(c, &s, "k", &err), CAIRN_OK);
+    assert_int_equal(s.n_sleeps, 1);
+    assert_int_equal(s.sleeps[0], 2998);
+    assert_true(s.now <= 3000);
+
+    step too_long[] = {{14, 2999, 1, CAIRN_OK}, OK_STEP};
+    set_script(&s, 2, too_long);
+    assert_int_equal(invoke(c, &s, "k", &err), CAIRN_UNAVAILABLE);
+    assert_int_equal(s.made, 1);
+    assert_int_equal(s.n_sleeps, 0);
+    assert_non_null(strstr(err.message, "deadline"));
+    cairn_client_destroy(c);
+}
+
+/* A keeper being stopped: its renewal makes no further attempt and does
+ * not wait out its backoff. */
+static void a_stopped_call_makes_no_further_attempt_and_no_further_wait(void **state)
+{
+    fixture *f = *state;
+    step steps[] = {FAIL(14)};
+    cairn__cancel stop;
+    cairn_error err;
+    struct {
+        int in_attempt, in_retry_info, made, sleeps;
+    } cases[] = {
+        {1, 0, 1, 0}, /* during the first attempt: its failure is not retried */
+        {2, 0, 2, 1},
+        {0, 1, 1, 1}, /* just before the first wait: the wait ends at once */
+        {0, 3, 3, 3},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cairn__cancel_init(&stop);
+        set_script(&f->s, 1, steps);
+        f->s.stop = &stop;
+        f->s.stop_in_attempt = cases[i].in_attempt;
+        f->s.stop_in_retry_info = cases[i].in_retry_info;
+        assert_int_equal(invoke(f->client, &f->s, "k", &err), CAIRN_CANCELLED);
+        assert_int_equal(f->s.made, cases[i].made);
+        assert_int_equal(err.attempts, cases[i].made);
+        assert_int_equal(f->s.n_sleeps, cases[i].sleeps);
+        assert_string_equal(err.message, "stopped");
+        cairn__cancel_destroy(&stop);
+    }
+    /* Fired before the call: no attempt at all. */
+    cairn__cancel_init(&stop);
+    cairn__cancel_fire(&stop);
+    set_script(&f->s, 1, steps);
+    f->s.stop = &stop;
+    assert_int_equal(invoke(f->client, &f->s, "k", &err), CAIRN_CANCELLED);
+    assert_int_equal(f->s.made, 0);
+    cairn__cancel_destroy(&stop);
+}
+
+/* The real wait behind a stoppable sleep: it ends when fired, not when
+ * its time is up, whatever that time (INT64_MAX included). */
+typedef struct firer {
+    cairn__cancel *slot;
+    int64_t fired_at;
+} firer;
+
+static void *fire(void *arg)
+{
+    firer *x = arg;
+    x->fired_at = cairn__mono_ms();
+    cairn__cancel_fire(x->slot);
+    return NULL;
+}
+
+static void cancel_wait_ends_when_fired_even_for_an_int64_max_wait(void **state)
+{
+    (void)state;
+    cairn__cancel slot;
+    cairn__cancel_init(&slot);
+    assert_false(cairn__cancel_wait(&slot, 0));
+    assert_false(cairn__cancel_wait(&slot, -5));
+    assert_false(cairn__cancel_wait(&slot, INT64_MIN));
+    int64_t t0 = cairn__mono_ms();
+    assert_false(cairn__cancel_wait(&slot, 30));
+    assert_true(cairn__mono_ms() - t0 >= 29);
+
+    /* Fired before or during the wait (either order): it ends at once. */
+    firer x = {&slot, 0};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, fire, &x), 0);
+    assert_true(cairn__cancel_wait(&slot, INT64_MAX));
+    int64_t woke = cairn__mono_ms();
+    pthread_join(th, NULL);
+    print_message("woke %lld ms after the fire\n", (long long)(woke - x.fired_at));
+    assert_true(woke - x.fired_at < 1000);
+    assert_true(cairn__cancel_fired(&slot));
+    assert_true(cairn__cancel_wait(&slot, INT64_MAX)); /* fired stays fired */
+    cairn__cancel_destroy(&slot);
 }
 
 static void with_budget(cairn_client_options *o)
@@ -485,6 +692,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(negative_pushback_stops_retrying, setup, teardown),
         cmocka_unit_test_setup_teardown(resource_exhausted_without_pushback_is_not_retried, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            huge_pushback_fails_at_once_with_the_last_status_inside_the_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(huge_int64_pushback_after_a_slow_attempt_does_not_overflow,
+                                        setup, teardown),
+        cmocka_unit_test(pushback_values_parse_defensively),
+        cmocka_unit_test(pushback_is_honoured_only_while_it_fits_the_deadline),
+        cmocka_unit_test_setup_teardown(a_stopped_call_makes_no_further_attempt_and_no_further_wait,
+                                        setup, teardown),
+        cmocka_unit_test(cancel_wait_ends_when_fired_even_for_an_int64_max_wait),
         cmocka_unit_test(attempts_respect_the_attempt_and_call_deadlines),
         cmocka_unit_test(the_last_attempt_gets_only_what_is_left_of_the_call),
         cmocka_unit_test(budget_exhaustion_stops_retries_and_successes_refill_it),

@@ -108,7 +108,7 @@ typedef struct cairn_error {
     int attempts;                 /* attempts made, including the first */
     bool needs_attention;         /* INTERNAL/UNKNOWN: a server bug; retried, but flag it */
     bool has_retry_pushback;      /* the server sent grpc-retry-pushback-ms */
-    int64_t retry_pushback_ms;    /* its value; negative means do not retry */
+    int64_t retry_pushback_ms;    /* its value, saturated to int64; negative: do not retry */
     char message[CAIRN_ERROR_MESSAGE_MAX]; /* server's message, or the local reason */
     uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* zero; room for later fields */
 } cairn_error;
@@ -144,7 +144,9 @@ typedef struct cairn_retry_policy {
     uint32_t max_delay_ms;        /* cap on any delay (5000) */
     cairn_jitter jitter;          /* (CAIRN_JITTER_EQUAL) */
     uint64_t jitter_seed;         /* 0: seed from the idempotency key */
-    uint32_t call_deadline_ms;    /* whole logical call, retries included (60000) */
+    uint32_t call_deadline_ms;    /* whole logical call, retries included (60000); a
+                                   * server pushback longer than what is left ends
+                                   * the call at once with the status it came with */
     uint32_t attempt_deadline_ms; /* one attempt (10000) */
     uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
 } cairn_retry_policy;
@@ -473,7 +475,9 @@ CAIRN_API cairn_status cairn_lease_keeper_start(cairn_client *client, const cair
 /* True until the lease is lost. Thread-safe. */
 CAIRN_API bool cairn_lease_keeper_alive(cairn_lease_keeper *keeper);
 /* Stops renewing (it does not release the lease) and frees the keeper.
- * Must not be called from on_lost. NULL is a no-op. */
+ * Returns at once, even while the keeper waits out a retry backoff or a
+ * server pushback (a renewal in flight is cancelled). Must not be called
+ * from on_lost. NULL is a no-op. */
 CAIRN_API void cairn_lease_keeper_stop(cairn_lease_keeper *keeper);
 
 /* ---- watch ---- */
@@ -507,8 +511,9 @@ typedef struct cairn_watcher cairn_watcher;
 CAIRN_API cairn_status cairn_watch_start(cairn_client *client, const cairn_watch_request *req,
                                          cairn_watcher **out, cairn_error *err);
 /* Stops the watch (if on_event has not), waits for its thread, frees the
- * watcher, and returns how it ended (CAIRN_OK when stopped). NULL is a
- * no-op that returns CAIRN_OK. */
+ * watcher, and returns how it ended (CAIRN_OK when stopped). Returns at
+ * once, even while the watch waits to reconnect (backoff or a server
+ * pushback, however long). NULL is a no-op that returns CAIRN_OK. */
 CAIRN_API cairn_status cairn_watch_stop(cairn_watcher *watcher, cairn_error *err);
 
 /* ---- checkpoints ---- */
