@@ -95,5 +95,6 @@ void complete_worker_appends_worker_completed_ends_the_lease_and_reports_growth(
 void checkpoint_create_with_retention_2_keeps_only_the_newest_2(void **state);
 void a_pinned_checkpoint_survives_cleanup_until_unpinned(void **state);
 void cleanup_returns_deleted_ids_oldest_first(void **state);
+void list_checkpoints_pages_by_bytes_with_at_least_one_checkpoint(void **state);
 
 #endif
