@@ -40,7 +40,8 @@ static const struct setting {
     const char *help;
 } settings[] = {
     {OPT_LISTEN, "listen", "CAIRN_LISTEN", "HOST:PORT",
-     "address to serve gRPC on (default " SRV_DEFAULT_LISTEN "; port 0 picks a free port)"},
+     "address to serve gRPC on, or unix:PATH for a socket file made 0600 (default "
+     SRV_DEFAULT_LISTEN "; port 0 picks a free port)"},
     {OPT_DATA_DIR, "data-dir", "CAIRN_DATA_DIR", "DIR",
      "where the embedded store lives (default " SRV_DEFAULT_DATA_DIR ", created if missing)"},
     {OPT_STORE, "store", "CAIRN_STORE", "NAME",
@@ -58,8 +59,8 @@ static const struct setting {
     {OPT_MAX_SNAPSHOT, "max-snapshot-bytes", "CAIRN_MAX_SNAPSHOT_BYTES", "BYTES",
      "largest checkpoint snapshot accepted, 0..2^62 (default 1073741824)"},
     {OPT_INSECURE, "insecure", "CAIRN_INSECURE", "true|false",
-     "serve a --listen address other than 127.0.0.0/8, [::1] or localhost without TLS or "
-     "tokens (default false)"},
+     "serve a --listen address other than 127.0.0.0/8, [::1], localhost or unix:PATH, "
+     "without TLS or tokens (default false)"},
 };
 enum { N_SETTINGS = sizeof settings / sizeof settings[0] };
 
@@ -225,6 +226,8 @@ srv_config_result srv_config_parse(srv_config *cfg, int argc, char **argv)
 
 /* ---- is --listen loopback? ---- */
 
+#define UNIX_PREFIX "unix:"
+
 static bool is_loopback_v4(const struct in_addr *a)
 {
     return (ntohl(a->s_addr) >> 24) == 127;
@@ -290,10 +293,13 @@ __attribute__((format(printf, 3, 4))) static bool refuse(char *why, size_t cap,
 
 bool srv_listen_is_loopback(const char *listen, char *why, size_t cap)
 {
+    size_t unix_len = strlen(UNIX_PREFIX);
+    if (strncmp(listen, UNIX_PREFIX, unix_len) == 0 && listen[unix_len])
+        return true; /* a socket file only this user may open (transport/rpc.c) */
     char host[256];
     bool bracketed;
     if (split_host(listen, host, sizeof host, &bracketed) < 0)
-        return refuse(why, cap, "%s is not HOST:PORT or [IPv6]:PORT", listen);
+        return refuse(why, cap, "%s is not HOST:PORT, [IPv6]:PORT or unix:PATH", listen);
     struct in_addr v4;
     struct in6_addr v6;
     if (bracketed) {

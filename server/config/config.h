@@ -24,7 +24,8 @@
  * - HOST:PORT with an IPv4 address in 127.0.0.0/8 ("127.1.2.3:7070");
  * - [::1]:PORT;
  * - localhost (or a name under .localhost) when every address it
- *   resolves to (getaddrinfo) is one of those.
+ *   resolves to (getaddrinfo) is one of those;
+ * - unix:PATH (the transport creates the socket file 0600).
  * Other names are refused without being looked up, whatever DNS would
  * say ("127.example", "127.0.0.1.nip.io"). Otherwise false, with a
  * one-line message in why (cap bytes, NUL-terminated) that names --listen,

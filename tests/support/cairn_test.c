@@ -29,10 +29,11 @@ int ct_server_init(ct_server *s)
     return 0;
 }
 
-/* Reads cairnd's stdout until "listening on HOST:PORT\n". */
+/* Reads cairnd's stdout until "listening on HOST:PORT\n" (or
+ * "listening on unix:PATH\n"). */
 static int read_address(int fd, ct_server *s)
 {
-    char buf[256];
+    char buf[400];
     size_t n = 0;
     while (n < sizeof buf - 1) {
         ssize_t r = read(fd, buf + n, 1);
@@ -45,6 +46,11 @@ static int read_address(int fd, ct_server *s)
     }
     buf[n] = '\0';
     const char *p = strstr(buf, "listening on ");
+    if (p && strncmp(p + 13, "unix:", 5) == 0) {
+        snprintf(s->target, sizeof s->target, "%.*s", (int)strcspn(p + 13, "\n"), p + 13);
+        s->port = 0;
+        return 0;
+    }
     const char *colon = p ? strrchr(buf, ':') : NULL;
     if (!colon)
         return -1;
@@ -93,8 +99,11 @@ static pid_t spawn_cairnd(const char *const *args, const char *const *env, const
 
 int ct_server_start(ct_server *s, int port, const char *const *extra_args)
 {
-    char listen[64];
-    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    char listen[sizeof s->listen];
+    if (s->listen[0])
+        snprintf(listen, sizeof listen, "%s", s->listen);
+    else
+        snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
     const char *args[63] = {"--listen", listen, "--data-dir", s->data_dir, "--threads", "2"};
     int argc = 6;
     for (int i = 0; extra_args && extra_args[i] && argc < 62; i++)

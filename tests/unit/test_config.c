@@ -123,8 +123,9 @@ static void each_refusal_says_why_and_names_insecure(void **state)
     assert_refused("[localhost]:1", "not the loopback address [::1]");
     assert_refused("127.example:1", "127.example:1 names a host other than localhost");
     assert_refused("127.0.0.1.nip.io:1", "other than localhost");
-    assert_refused("::1:1", "is not HOST:PORT or [IPv6]:PORT");
+    assert_refused("::1:1", "is not HOST:PORT, [IPv6]:PORT or unix:PATH");
     assert_refused(":1", "is not HOST:PORT");
+    assert_refused("unix:", "unix: names a host other than localhost"); /* no path */
 }
 
 /* A localhost name that does not resolve is refused, not assumed to be
@@ -140,13 +141,15 @@ static void a_localhost_name_that_does_not_resolve_is_refused(void **state)
     assert_refused(listen, ".localhost to check that it is loopback (");
 }
 
-static void localhost_names_count_as_loopback(void **state)
+static void localhost_and_unix_sockets_count_as_loopback(void **state)
 {
     (void)state;
     char why[512];
     assert_true(srv_listen_is_loopback("localhost:7070", why, sizeof why));
     assert_true(srv_listen_is_loopback("LocalHost:7070", why, sizeof why));
     assert_true(srv_listen_is_loopback("127.0.0.1", why, sizeof why)); /* gRPC's default port */
+    assert_true(srv_listen_is_loopback("unix:/run/cairn/cairnd.sock", why, sizeof why));
+    assert_true(srv_listen_is_loopback("unix:cairnd.sock", why, sizeof why));
 }
 
 int main(void)
@@ -156,7 +159,7 @@ int main(void)
         cmocka_unit_test(other_addresses_and_names_are_refused_without_insecure),
         cmocka_unit_test(each_refusal_says_why_and_names_insecure),
         cmocka_unit_test(a_localhost_name_that_does_not_resolve_is_refused),
-        cmocka_unit_test(localhost_names_count_as_loopback),
+        cmocka_unit_test(localhost_and_unix_sockets_count_as_loopback),
     };
     return cmocka_run_group_tests_name("config", tests, setup, NULL);
 }
