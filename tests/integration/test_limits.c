@@ -203,24 +203,29 @@ static void list_runs_of_100_runs_of_1200_long_worker_ids_lists_each_run_once(vo
 
 /* ---- the largest run: GetRun and ListRuns ---- */
 
-/* Two runs at every limit: 10,000 workers of 128 characters, every
- * one completed, and 64 labels of 128 + 1024 bytes. Each is about
- * 2.7 MB as a Run, the largest GetRun there is (docs/api.md, "Limits");
- * together they are past one message, so ListRuns gives each a page of
- * its own. */
+/* Three runs at every limit of CreateRun: 10,000 workers of 128
+ * characters and 64 labels of 128 + 1024 bytes; the first has every
+ * worker completed too. It is the largest Run there is, 2,694,478 bytes
+ * (docs/api.md, "Limits"); the others are about 1.4 MB each. ListRuns
+ * gives the first a page of its own (it and the next are past the page
+ * budget) and the other two the next page; before pages had a byte
+ * budget, the three were one 5.4 MB message and the call failed. */
 static void get_run_and_list_runs_of_the_largest_runs_fit_the_message_limit(void **state)
 {
     fixture *f = *state;
+    enum { RUNS = 3 };
     char **workers = make_ids("w-", WORKERS_MAX, ID_MAX);
     big_labels *labels = make_labels();
-    char run_ids[2][ID_MAX + 1];
-    for (int r = 0; r < 2; r++) {
+    char run_ids[RUNS][ID_MAX + 1];
+    for (int r = 0; r < RUNS; r++) {
         memset(run_ids[r], 'r', ID_MAX);
         run_ids[r][ID_MAX] = '\0';
-        memcpy(run_ids[r], r ? "max-001-" : "max-000-", 8);
+        char prefix[16];
+        snprintf(prefix, sizeof prefix, "max-%03d-", r);
+        memcpy(run_ids[r], prefix, strlen(prefix));
         create_run(f->client, run_ids[r], workers, WORKERS_MAX, labels->labels, LABELS_MAX);
-        complete_all(f->client, run_ids[r], workers, WORKERS_MAX);
     }
+    complete_all(f->client, run_ids[0], workers, WORKERS_MAX);
 
     cairn_run run;
     cairn_error err;
@@ -238,21 +243,27 @@ static void get_run_and_list_runs_of_the_largest_runs_fit_the_message_limit(void
     assert_string_equal(run.labels[LABELS_MAX - 1].value, labels->values[LABELS_MAX - 1]);
     cairn_run_free(&run);
 
+    static const size_t page_runs[] = {1, 2};
     char token[64] = "";
+    size_t seen = 0;
     for (int i = 0; i < 2; i++) {
         cairn_run_page page;
         rc = cairn_list_runs(f->client, 1000, token, &page, &err);
         if (rc != CAIRN_OK)
             fprintf(stderr, "list_runs: %s\n", err.message);
         assert_int_equal(rc, CAIRN_OK);
-        assert_int_equal(page.runs_count, 1);
-        assert_string_equal(page.runs[0].run_id, run_ids[i]);
-        assert_int_equal(page.runs[0].completed_workers_count, WORKERS_MAX);
-        assert_int_equal(page.runs[0].labels_count, LABELS_MAX);
+        assert_int_equal(page.runs_count, page_runs[i]);
+        for (size_t k = 0; k < page.runs_count; k++, seen++) {
+            assert_string_equal(page.runs[k].run_id, run_ids[seen]);
+            assert_int_equal(page.runs[k].workers_count, WORKERS_MAX);
+            assert_int_equal(page.runs[k].completed_workers_count, seen == 0 ? WORKERS_MAX : 0);
+            assert_int_equal(page.runs[k].labels_count, LABELS_MAX);
+        }
         memcpy(token, page.next_page_token, sizeof token);
         cairn_run_page_free(&page);
         assert_true(i == 0 ? *token != '\0' : *token == '\0');
     }
+    assert_int_equal(seen, RUNS);
     free(labels);
     free_ids(workers, WORKERS_MAX);
 }
