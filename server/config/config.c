@@ -1,10 +1,16 @@
 #include "config/config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #ifndef CAIRN_VERSION_STRING
@@ -34,7 +40,8 @@ static const struct setting {
     const char *help;
 } settings[] = {
     {OPT_LISTEN, "listen", "CAIRN_LISTEN", "HOST:PORT",
-     "address to serve gRPC on (default " SRV_DEFAULT_LISTEN "; port 0 picks a free port)"},
+     "address to serve gRPC on, or unix:PATH for a socket file made 0600 (default "
+     SRV_DEFAULT_LISTEN "; port 0 picks a free port)"},
     {OPT_DATA_DIR, "data-dir", "CAIRN_DATA_DIR", "DIR",
      "where the embedded store lives (default " SRV_DEFAULT_DATA_DIR ", created if missing)"},
     {OPT_STORE, "store", "CAIRN_STORE", "NAME",
@@ -52,7 +59,8 @@ static const struct setting {
     {OPT_MAX_SNAPSHOT, "max-snapshot-bytes", "CAIRN_MAX_SNAPSHOT_BYTES", "BYTES",
      "largest checkpoint snapshot accepted, 0..2^62 (default 1073741824)"},
     {OPT_INSECURE, "insecure", "CAIRN_INSECURE", "true|false",
-     "allow --listen off loopback without TLS or tokens (default false)"},
+     "serve a --listen address other than 127.0.0.0/8, [::1], localhost or unix:PATH, "
+     "without TLS or tokens (default false)"},
 };
 enum { N_SETTINGS = sizeof settings / sizeof settings[0] };
 
@@ -208,25 +216,119 @@ srv_config_result srv_config_parse(srv_config *cfg, int argc, char **argv)
         fprintf(stderr, "cairnd: unexpected argument \"%s\" (see cairnd --help)\n", argv[optind]);
         return SRV_CONFIG_EXIT_USAGE;
     }
-    if (!cfg->insecure && !srv_listen_is_loopback(cfg->listen)) {
-        fprintf(stderr,
-                "cairnd: --listen: %s is not a loopback address, and cairnd has no TLS or "
-                "tokens yet; pass --insecure true to serve it anyway\n",
-                cfg->listen);
+    char why[512];
+    if (!cfg->insecure && !srv_listen_is_loopback(cfg->listen, why, sizeof why)) {
+        fprintf(stderr, "cairnd: %s\n", why);
         return SRV_CONFIG_EXIT_USAGE;
     }
     return SRV_CONFIG_RUN;
 }
 
-bool srv_listen_is_loopback(const char *listen)
+/* ---- is --listen loopback? ---- */
+
+#define UNIX_PREFIX "unix:"
+
+static bool is_loopback_v4(const struct in_addr *a)
 {
-    const char *colon = strrchr(listen, ':');
-    size_t n = colon ? (size_t)(colon - listen) : strlen(listen);
-    char host[256];
-    if (n >= sizeof host)
-        return false;
-    memcpy(host, listen, n);
+    return (ntohl(a->s_addr) >> 24) == 127;
+}
+
+static bool is_loopback_sockaddr(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return is_loopback_v4(&((const struct sockaddr_in *)sa)->sin_addr);
+    if (sa->sa_family == AF_INET6)
+        return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+    return false;
+}
+
+/* "localhost", or a name under it (RFC 6761 keeps them for loopback). */
+static bool is_localhost_name(const char *host)
+{
+    size_t n = strlen(host), k = strlen(".localhost");
+    return strcasecmp(host, "localhost") == 0 ||
+           (n > k && strcasecmp(host + n - k, ".localhost") == 0);
+}
+
+/* The host of HOST:PORT, [V6]:PORT or HOST (brackets kept out; *bracketed
+ * says they were there). -1 when it has none or is malformed. */
+static int split_host(const char *listen, char *host, size_t cap, bool *bracketed)
+{
+    const char *start = listen, *end;
+    *bracketed = *listen == '[';
+    if (*bracketed) {
+        start = listen + 1;
+        end = strchr(start, ']');
+        if (!end || (end[1] != '\0' && end[1] != ':'))
+            return -1;
+    } else {
+        const char *colon = strrchr(listen, ':');
+        end = colon ? colon : listen + strlen(listen);
+        if (memchr(listen, ':', (size_t)(end - listen))) /* IPv6 needs brackets */
+            return -1;
+    }
+    size_t n = (size_t)(end - start);
+    if (n == 0 || n >= cap)
+        return -1;
+    memcpy(host, start, n);
     host[n] = '\0';
-    return strncmp(host, "127.", 4) == 0 || strcmp(host, "localhost") == 0 ||
-           strcmp(host, "[::1]") == 0;
+    return 0;
+}
+
+/* Returns false after writing why: the reason, and what --insecure does. */
+__attribute__((format(printf, 3, 4))) static bool refuse(char *why, size_t cap,
+                                                         const char *fmt, ...)
+{
+    char reason[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof reason, fmt, ap);
+    va_end(ap);
+    snprintf(why, cap,
+             "--listen: %s; cairnd has no TLS or tokens yet: pass --insecure true to serve it "
+             "anyway",
+             reason);
+    return false;
+}
+
+bool srv_listen_is_loopback(const char *listen, char *why, size_t cap)
+{
+    size_t unix_len = strlen(UNIX_PREFIX);
+    if (strncmp(listen, UNIX_PREFIX, unix_len) == 0 && listen[unix_len])
+        return true; /* a socket file only this user may open (transport/rpc.c) */
+    char host[256];
+    bool bracketed;
+    if (split_host(listen, host, sizeof host, &bracketed) < 0)
+        return refuse(why, cap, "%s is not HOST:PORT, [IPv6]:PORT or unix:PATH", listen);
+    struct in_addr v4;
+    struct in6_addr v6;
+    if (bracketed) {
+        if (inet_pton(AF_INET6, host, &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6))
+            return true;
+        return refuse(why, cap, "%s is not the loopback address [::1]", listen);
+    }
+    if (inet_pton(AF_INET, host, &v4) == 1) {
+        if (is_loopback_v4(&v4))
+            return true;
+        return refuse(why, cap, "%s is not a loopback address (127.0.0.0/8)", listen);
+    }
+    /* Other names are not looked up: DNS could answer anything, now or
+     * when gRPC resolves the name again to bind. */
+    if (!is_localhost_name(host))
+        return refuse(why, cap,
+                      "%s names a host other than localhost (only 127.0.0.0/8, [::1] and "
+                      "localhost count as loopback)",
+                      listen);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
+    int rc = getaddrinfo(host, NULL, &hints, &res);
+    if (rc != 0)
+        return refuse(why, cap, "cannot resolve %s to check that it is loopback (%s)", host,
+                      gai_strerror(rc));
+    bool all = true;
+    for (const struct addrinfo *ai = res; ai && all; ai = ai->ai_next)
+        all = is_loopback_sockaddr(ai->ai_addr);
+    freeaddrinfo(res);
+    if (!all)
+        return refuse(why, cap, "%s resolves to an address off loopback", host);
+    return true;
 }

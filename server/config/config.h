@@ -6,6 +6,7 @@
 #include "base/log.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define SRV_DEFAULT_LISTEN "127.0.0.1:7070"
@@ -18,8 +19,18 @@
 #define SRV_RETENTION_MAX 100000     /* so a cleanup's deleted_ids fit one message */
 #define SRV_DEFAULT_MAX_SNAPSHOT (1024LL * 1024 * 1024)
 
-/* True when the host of a HOST:PORT address is a loopback address. */
-bool srv_listen_is_loopback(const char *listen);
+/* True when cairnd may serve on listen without --insecure, because only
+ * this machine can reach it:
+ * - HOST:PORT with an IPv4 address in 127.0.0.0/8 ("127.1.2.3:7070");
+ * - [::1]:PORT;
+ * - localhost (or a name under .localhost) when every address it
+ *   resolves to (getaddrinfo) is one of those;
+ * - unix:PATH (the transport creates the socket file 0600).
+ * Other names are refused without being looked up, whatever DNS would
+ * say ("127.example", "127.0.0.1.nip.io"). Otherwise false, with a
+ * one-line message in why (cap bytes, NUL-terminated) that names --listen,
+ * the reason and --insecure. Blocks while localhost resolves. */
+bool srv_listen_is_loopback(const char *listen, char *why, size_t cap);
 
 typedef struct srv_config {
     char listen[256];

@@ -8,8 +8,18 @@
 #include <string.h>
 #include <time.h>
 
-/* A cleanup lists every checkpoint of a run at most this many at a time. */
+/* A cleanup lists every checkpoint of a run at most this many at a time,
+ * and a ListCheckpoints page holds at most this many. */
 enum { LIST_PAGE = 1000 };
+/* A ListCheckpoints page reads checkpoints with their completed workers
+ * this many at a time and stops reading once its byte budget is spent, so
+ * a call holds its page and at most one batch beyond it (one checkpoint
+ * can reach about 1.3 MiB encoded: SRV_CHECKPOINT_WIRE_MAX in
+ * service/contract.h). */
+enum { READ_BATCH = 4 };
+/* What a message in a repeated field costs besides its own bytes: a tag
+ * and its length. */
+enum { ENTRY_FRAMING = 8 };
 
 /* YYYYMMDD_HHMMSS_ffffff in UTC. */
 static char *checkpoint_id_for(srv_arena *a, int64_t us)
@@ -174,37 +184,52 @@ srv_code srv_checkpoints_read(srv_store *st, srv_arena *a, const char *run_id,
                               const char *after, size_t max_bytes,
                               Cairn__V1__ListCheckpointsResponse *out, srv_error *err)
 {
+    out->checkpoints = srv_arena_alloc(a, LIST_PAGE * sizeof *out->checkpoints);
+    if (!out->checkpoints)
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
     srv_txn *t;
     if (srv_store_read_begin(st, &t, err))
         return err->code;
     srv_run_head run;
-    srv_checkpoint_rec *rows = NULL;
-    size_t n = 0;
-    /* One more than a page tells whether another follows. */
     srv_code rc = srv_run_require(t, a, run_id, &run, err);
-    if (!rc)
-        rc = srv_store_checkpoints_list(t, a, &run, after, LIST_PAGE + 1, true, &rows, &n, err);
+    size_t bytes = 0;
+    bool more = false, end = false;
+    while (!rc && !more && !end) {
+        /* Up to one past the page, which tells whether another follows. */
+        uint32_t want = LIST_PAGE - (uint32_t)out->n_checkpoints + 1;
+        if (want > READ_BATCH)
+            want = READ_BATCH;
+        srv_checkpoint_rec *rows = NULL;
+        size_t n = 0;
+        rc = srv_store_checkpoints_list(t, a, &run, after, want, true, &rows, &n, err);
+        end = !rc && n < want;
+        for (size_t i = 0; !rc && i < n; i++) {
+            if (out->n_checkpoints == LIST_PAGE) {
+                more = true;
+                break;
+            }
+            Cairn__V1__Checkpoint *cp = srv_arena_alloc(a, sizeof *cp);
+            if (!cp) {
+                rc = srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+                break;
+            }
+            if ((rc = fill_checkpoint(a, run_id, &rows[i], cp, err)))
+                break;
+            size_t size = protobuf_c_message_get_packed_size(&cp->base) + ENTRY_FRAMING;
+            if (out->n_checkpoints > 0 && bytes + size > max_bytes) {
+                more = true;
+                break;
+            }
+            bytes += size;
+            out->checkpoints[out->n_checkpoints++] = cp;
+            after = rows[i].checkpoint_id;
+        }
+    }
     srv_store_read_end(t);
     if (rc)
         return rc;
-    out->checkpoints = srv_arena_alloc(a, (n ? n : 1) * sizeof *out->checkpoints);
-    if (!out->checkpoints)
-        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
-    size_t bytes = 0;
-    for (size_t i = 0; i < n; i++) {
-        Cairn__V1__Checkpoint *cp = srv_arena_alloc(a, sizeof *cp);
-        if (!cp)
-            return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
-        if (fill_checkpoint(a, run_id, &rows[i], cp, err))
-            return err->code;
-        size_t size = protobuf_c_message_get_packed_size(&cp->base) + 8;
-        if (i == LIST_PAGE || (i > 0 && bytes + size > max_bytes)) {
-            out->next_page_token = (char *)rows[i - 1].checkpoint_id;
-            break;
-        }
-        bytes += size;
-        out->checkpoints[out->n_checkpoints++] = cp;
-    }
+    if (more)
+        out->next_page_token = (char *)after;
     return SRV_OK;
 }
 

@@ -32,9 +32,12 @@ srv_code srv_run_create(srv_apply *ap, const Cairn__V1__CreateRunRequest *req,
 srv_code srv_run_read(srv_store *st, srv_arena *a, const char *run_id, Cairn__V1__Run *out,
                       srv_error *err);
 /* Runs in creation order after position after (0: the first), at most
- * limit; *next is the position to go on from, 0 at the end. */
+ * limit (>= 1) and about max_bytes encoded (at least one); *next is the
+ * position to go on from, 0 at the end. Reads the store a few runs at a
+ * time and stops once the page is full, so memory stays near max_bytes. */
 srv_code srv_runs_read(srv_store *st, srv_arena *a, uint64_t after, uint32_t limit,
-                       Cairn__V1__ListRunsResponse *out, uint64_t *next, srv_error *err);
+                       size_t max_bytes, Cairn__V1__ListRunsResponse *out, uint64_t *next,
+                       srv_error *err);
 /* "created" before the first event, "completed" once every worker
  * completed, "running" between. */
 const char *srv_run_state(const srv_run_head *run);
@@ -93,7 +96,8 @@ srv_code srv_checkpoints_cleanup(srv_apply *ap, const char *run_id, uint32_t kee
                                  Cairn__V1__CleanupCheckpointsResponse *out, srv_error *err);
 /* Checkpoints after checkpoint_id `after` ("" = from the first), oldest
  * first, at most 1000 and about max_bytes encoded (at least one);
- * next_page_token set when more follow. */
+ * next_page_token set when more follow. Reads the store a few at a time
+ * and stops once the page is full, so memory stays near max_bytes. */
 srv_code srv_checkpoints_read(srv_store *st, srv_arena *a, const char *run_id,
                               const char *after, size_t max_bytes,
                               Cairn__V1__ListCheckpointsResponse *out, srv_error *err);

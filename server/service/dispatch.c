@@ -1,5 +1,6 @@
 #include "service/dispatch.h"
 #include "grpc/health/v1/health.pb-c.h"
+#include "service/contract.h"
 #include "service/handlers/handlers.h"
 #include "service/validate.h"
 #include "base/pbc.h"
@@ -146,6 +147,14 @@ static srv_code answer_read(srv_app *app, srv_call *call, const row *r,
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
     if (r->read(app, a, req, resp, err) || srv_pack(a, resp, &buf, &len, err))
         return err->code;
+    /* Pages stop under the limit and the largest single answers fit it
+     * (contract.h); should one ever not, the caller learns which limit,
+     * not gRPC's "Sent message larger than max". Without a pushback the
+     * client does not retry it. */
+    if (len > SRV_MESSAGE_MAX)
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED,
+                        "%s: the response would be %zu bytes, over the %d-byte message limit",
+                        r->name, len, SRV_MESSAGE_MAX);
     srv_call_reply(call, buf, len, false);
     return SRV_OK;
 }

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 /* Calls waiting to be accepted, per method and per queue; one is re-posted
@@ -490,8 +491,17 @@ static void on_shutdown(srv_tag *t, bool ok)
 }
 
 /* "host:port" -> "host:<bound port>" */
+static bool is_unix_socket(const char *listen)
+{
+    return strncmp(listen, "unix:", 5) == 0;
+}
+
 static void bound_address(const char *listen, int port, char *out, size_t cap)
 {
+    if (is_unix_socket(listen)) {
+        snprintf(out, cap, "%s", listen);
+        return;
+    }
     const char *colon = strrchr(listen, ':');
     int host_len = colon ? (int)(colon - listen) : (int)strlen(listen);
     snprintf(out, cap, "%.*s:%d", host_len, listen, port);
@@ -570,7 +580,14 @@ srv_code srv_rpc_start(const srv_rpc_config *cfg, srv_rpc **out,
     }
 
     grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    /* A unix socket file is created 0600, so only this user may connect
+     * (config.c serves it without --insecure). gRPC binds within this
+     * call, and no other thread creates files while cairnd starts, so the
+     * process-wide umask is safe to narrow for it. */
+    mode_t mask = is_unix_socket(cfg->listen) ? umask(0177) : 0;
     int port = grpc_server_add_http2_port(rpc->server, cfg->listen, creds);
+    if (is_unix_socket(cfg->listen))
+        umask(mask);
     grpc_server_credentials_release(creds);
     if (port == 0) {
         grpc_server_destroy(rpc->server);

@@ -35,7 +35,8 @@ typedef struct srv_rpc_method {
 typedef void (*srv_rpc_on_call)(void *app, srv_call *call, size_t index);
 
 typedef struct srv_rpc_config {
-    const char *listen;           /* "127.0.0.1:7070"; port 0 = any free port */
+    const char *listen;           /* "127.0.0.1:7070" (port 0 = any free port) or
+                                   * "unix:PATH" (a socket file, made 0600) */
     int threads;                  /* completion queues, one thread each */
     size_t max_message_bytes;     /* receive and send limit per message */
     const srv_rpc_method *methods;
@@ -46,7 +47,7 @@ typedef struct srv_rpc_config {
 
 /* Creates and starts the server. On success *out serves and bound (at
  * least 64 bytes) holds the listening address as HOST:PORT with the real
- * port. Requires grpc_init to have been called by srv_rpc_global_init. */
+ * port, or unix:PATH as given. Requires grpc_init to have been called by srv_rpc_global_init. */
 srv_code srv_rpc_start(const srv_rpc_config *cfg, srv_rpc **out,
                        char *bound, size_t bound_cap, srv_error *err);
 

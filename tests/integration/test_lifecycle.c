@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 enum { LOAD_THREADS = 8, MAX_BATCHES = 400, BATCH = 3, ACKS_BEFORE_STOP = 300 };
 
@@ -249,6 +250,47 @@ static void restart_on_the_same_port_serves_again(void **state)
     ct_server_cleanup(&s);
 }
 
+/* --listen unix:PATH needs no --insecure: the socket file is made 0600
+ * whatever the umask, so only this user can connect; libcairn talks to
+ * it with a unix:PATH target. */
+static void a_unix_socket_is_served_without_insecure_and_made_0600(void **state)
+{
+    (void)state;
+    ct_server s;
+    assert_int_equal(ct_server_init(&s), 0);
+    snprintf(s.listen, sizeof s.listen, "unix:%s/cairnd.sock", s.dir); /* dir: 255 at most */
+    const char *path = s.listen + 5;
+    mode_t old = umask(022);
+    int started = ct_server_start(&s, 0, NULL);
+    umask(old);
+    assert_int_equal(started, 0);
+    assert_string_equal(s.target, s.listen);
+
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(S_ISSOCK(st.st_mode));
+    assert_int_equal(st.st_mode & 0777, 0600);
+
+    cairn_client *c = ct_client(&s, NULL);
+    assert_non_null(c);
+    const char *workers[] = {"w1"};
+    assert_int_equal(ct_create_run(c, "over-unix", workers, 1), CAIRN_OK);
+    cairn_event ev = {.type = "step", .payload = "hello", .payload_len = 5};
+    cairn_append_request req = {.run_id = "over-unix", .events = &ev, .events_count = 1};
+    cairn_append_result res;
+    cairn_error err;
+    assert_int_equal(cairn_append_events(c, &req, &res, &err), CAIRN_OK);
+    assert_int_equal(res.first_seq, 1);
+    cairn_event_page page;
+    assert_int_equal(cairn_read_events(c, "over-unix", 1, 0, &page, &err), CAIRN_OK);
+    assert_int_equal(page.events_count, 1);
+    assert_memory_equal(page.events[0].payload, "hello", 5);
+    cairn_event_page_free(&page);
+    cairn_client_destroy(c);
+    assert_int_equal(ct_server_stop(&s), 0);
+    ct_server_cleanup(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -257,6 +299,7 @@ int main(void)
         cmocka_unit_test(second_cairnd_on_the_same_data_dir_refuses_to_start),
         cmocka_unit_test(flags_are_checked_and_documented),
         cmocka_unit_test(restart_on_the_same_port_serves_again),
+        cmocka_unit_test(a_unix_socket_is_served_without_insecure_and_made_0600),
     };
     return cmocka_run_group_tests_name("lifecycle", tests, NULL, NULL);
 }

@@ -50,21 +50,37 @@ static ssize_t read_line(int fd, char *buf, size_t cap)
     return (ssize_t)n;
 }
 
-/* Reads a child's stdout until "listening on HOST:PORT\n": the port, or -1. */
+/* The address after "listening on " in a child's first line, or NULL. */
+static const char *listening_on(int fd, char *buf, size_t cap)
+{
+    if (read_line(fd, buf, cap) < 0)
+        return NULL;
+    const char *p = strstr(buf, "listening on ");
+    return p ? p + 13 : NULL;
+}
+
+/* Reads a child's stdout until "listening on HOST:PORT": the port, or -1. */
 static int read_port(int fd)
 {
-    char buf[256];
-    if (read_line(fd, buf, sizeof buf) < 0)
-        return -1;
-    const char *p = strstr(buf, "listening on ");
-    const char *colon = p ? strrchr(buf, ':') : NULL;
+    char buf[400];
+    const char *addr = listening_on(fd, buf, sizeof buf);
+    const char *colon = addr ? strrchr(addr, ':') : NULL;
     int port = colon ? atoi(colon + 1) : 0;
     return port > 0 ? port : -1;
 }
 
+/* cairnd's address: HOST:PORT (then s->port), or unix:PATH (port 0). */
 static int read_address(int fd, ct_server *s)
 {
-    s->port = read_port(fd);
+    char buf[400];
+    const char *addr = listening_on(fd, buf, sizeof buf);
+    if (addr && strncmp(addr, "unix:", 5) == 0) {
+        snprintf(s->target, sizeof s->target, "%s", addr);
+        s->port = 0;
+        return 0;
+    }
+    const char *colon = addr ? strrchr(addr, ':') : NULL;
+    s->port = colon ? atoi(colon + 1) : -1;
     snprintf(s->target, sizeof s->target, "127.0.0.1:%d", s->port);
     return s->port > 0 ? 0 : -1;
 }
@@ -122,8 +138,11 @@ static pid_t spawn_cairnd(const char *const *args, const char *const *env, const
 
 int ct_server_start(ct_server *s, int port, const char *const *extra_args)
 {
-    char listen[64];
-    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    char listen[sizeof s->listen];
+    if (s->listen[0])
+        snprintf(listen, sizeof listen, "%s", s->listen);
+    else
+        snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
     const char *args[63] = {"--listen", listen, "--data-dir", s->data_dir, "--threads", "2"};
     int argc = 6;
     for (int i = 0; extra_args && extra_args[i] && argc < 62; i++)

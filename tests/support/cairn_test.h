@@ -14,7 +14,8 @@
 typedef struct ct_server {
     pid_t pid;                 /* 0 when not running */
     int port;
-    char target[64];           /* "127.0.0.1:PORT" */
+    char target[300];          /* "127.0.0.1:PORT", or "unix:PATH" */
+    char listen[300];          /* "unix:PATH" to listen there; "" = 127.0.0.1:port */
     char dir[256];             /* temp dir: holds data/ and cairnd.log */
     char data_dir[300];        /* dir/data */
     char log_path[300];        /* dir/cairnd.log, appended by every start */
@@ -24,7 +25,8 @@ typedef struct ct_server {
 /* Creates a fresh temp dir for s (not started yet). Returns 0 or -1. */
 int ct_server_init(ct_server *s);
 
-/* Starts cairnd on s->data_dir, on 127.0.0.1:port (0 = any free port),
+/* Starts cairnd on s->data_dir, on 127.0.0.1:port (0 = any free port)
+ * or on s->listen when set,
  * with extra flags (NULL-terminated, may be NULL). Waits until cairnd
  * prints its address, so the server accepts calls on return. Returns 0, or
  * -1 when cairnd exited first (its log says why). */

@@ -96,5 +96,6 @@ void checkpoint_create_with_retention_2_keeps_only_the_newest_2(void **state);
 void a_pinned_checkpoint_survives_cleanup_until_unpinned(void **state);
 void cleanup_returns_deleted_ids_oldest_first(void **state);
 void download_of_the_latest_survives_it_being_replaced_before_the_pin(void **state);
+void list_checkpoints_pages_by_bytes_with_at_least_one_checkpoint(void **state);
 
 #endif

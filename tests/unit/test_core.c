@@ -80,7 +80,7 @@ static void list_runs_pages_in_creation_order(void **state)
     for (int page = 0; page < 3; page++) {
         Cairn__V1__ListRunsResponse out;
         cairn__v1__list_runs_response__init(&out);
-        ok(srv_runs_read(f->st, f->a, after, 3, &out, &next, &err), &err);
+        ok(srv_runs_read(f->st, f->a, after, 3, SIZE_MAX, &out, &next, &err), &err);
         assert_int_equal(out.n_runs, page < 2 ? 3 : 1);
         for (size_t i = 0; i < out.n_runs; i++, seen++) {
             assert_string_equal(out.runs[i]->run_id, ids[seen]);
@@ -104,7 +104,7 @@ static void list_runs_last_full_page_has_no_next(void **state)
     uint64_t next = 99;
     Cairn__V1__ListRunsResponse out;
     cairn__v1__list_runs_response__init(&out);
-    ok(srv_runs_read(f->st, f->a, 0, 10, &out, &next, &err), &err);
+    ok(srv_runs_read(f->st, f->a, 0, 10, SIZE_MAX, &out, &next, &err), &err);
     assert_int_equal(out.n_runs, 0);
     assert_int_equal(next, 0);
     for (int i = 0; i < 4; i++) {
@@ -113,14 +113,66 @@ static void list_runs_last_full_page_has_no_next(void **state)
         create_run(f, id, 1);
     }
     cairn__v1__list_runs_response__init(&out);
-    ok(srv_runs_read(f->st, f->a, 0, 2, &out, &next, &err), &err);
+    ok(srv_runs_read(f->st, f->a, 0, 2, SIZE_MAX, &out, &next, &err), &err);
     assert_int_equal(out.n_runs, 2);
     assert_true(next != 0);
     cairn__v1__list_runs_response__init(&out);
-    ok(srv_runs_read(f->st, f->a, next, 2, &out, &next, &err), &err);
+    ok(srv_runs_read(f->st, f->a, next, 2, SIZE_MAX, &out, &next, &err), &err);
     assert_int_equal(out.n_runs, 2);
     assert_string_equal(out.runs[1]->run_id, "run-3");
     assert_int_equal(next, 0);
+}
+
+/* Runs r-0..r-(n-1), each listed with max_bytes and limit, page after
+ * page; returns the number of pages and checks each run came once, in
+ * order, and that only the last page has no next position. */
+static size_t list_runs_by(fx *f, size_t n, uint32_t limit, size_t max_bytes, size_t *largest)
+{
+    srv_error err;
+    uint64_t after = 0, next = 0;
+    size_t seen = 0, pages = 0;
+    *largest = 0;
+    do {
+        Cairn__V1__ListRunsResponse out;
+        cairn__v1__list_runs_response__init(&out);
+        ok(srv_runs_read(f->st, f->a, after, limit, max_bytes, &out, &next, &err), &err);
+        assert_true(out.n_runs >= 1);
+        assert_true(out.n_runs <= limit);
+        for (size_t i = 0; i < out.n_runs; i++, seen++) {
+            char id[16];
+            snprintf(id, sizeof id, "r-%zu", seen);
+            assert_string_equal(out.runs[i]->run_id, id);
+        }
+        size_t size = protobuf_c_message_get_packed_size(&out.base);
+        if (size > *largest)
+            *largest = size;
+        pages++;
+        assert_true(seen == n ? next == 0 : next != 0);
+        after = next;
+    } while (next);
+    assert_int_equal(seen, n);
+    return pages;
+}
+
+static void list_runs_stops_at_the_byte_budget_with_at_least_one_run(void **state)
+{
+    fx *f = *state;
+    for (size_t i = 0; i < 9; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "r-%zu", i);
+        create_run(f, id, 50);
+    }
+    Cairn__V1__Run one = get_run(f, "r-0");
+    size_t run_size = protobuf_c_message_get_packed_size(&one.base), largest;
+    /* A budget under one run still gives one a page. */
+    assert_int_equal(list_runs_by(f, 9, 1000, 1, &largest), 9);
+    /* Room for two runs and a half: pages of two. */
+    assert_int_equal(list_runs_by(f, 9, 1000, 2 * run_size + run_size / 2, &largest), 5);
+    assert_true(largest < 3 * run_size);
+    /* The count decides when it comes first. */
+    assert_int_equal(list_runs_by(f, 9, 4, SIZE_MAX, &largest), 3);
+    assert_int_equal(list_runs_by(f, 9, 9, SIZE_MAX, &largest), 1);
+    assert_int_equal(list_runs_by(f, 9, 1000, SIZE_MAX, &largest), 1);
 }
 
 /* ---- events ---- */
@@ -333,6 +385,7 @@ int main(void)
         T(get_run_of_an_unknown_run_is_not_found),
         T(list_runs_pages_in_creation_order),
         T(list_runs_last_full_page_has_no_next),
+        T(list_runs_stops_at_the_byte_budget_with_at_least_one_run),
         T(append_gives_dense_seqs_across_batches),
         T(append_with_wrong_expected_next_seq_fails_and_stores_nothing),
         T(append_to_an_unknown_run_is_not_found),
@@ -351,6 +404,7 @@ int main(void)
         T(a_pinned_checkpoint_survives_cleanup_until_unpinned),
         T(cleanup_returns_deleted_ids_oldest_first),
         T(download_of_the_latest_survives_it_being_replaced_before_the_pin),
+        T(list_checkpoints_pages_by_bytes_with_at_least_one_checkpoint),
         T(resume_without_a_checkpoint_reruns_all_but_the_completed_from_seq_1),
         T(resume_with_a_checkpoint_starts_after_its_events),
     };

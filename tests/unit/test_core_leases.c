@@ -5,6 +5,7 @@
 #include "base/clock.h"
 #include "core/snapshots.h"
 
+#include <stdio.h>
 #include <string.h>
 
 /* ---- leases and fencing ---- */
@@ -381,4 +382,48 @@ void download_of_the_latest_survives_it_being_replaced_before_the_pin(void **sta
     } while (n > 0);
     assert_int_equal(total, meta.snapshot_size);
     srv_download_close(d);
+}
+
+/* Pages of checkpoints read with max_bytes: their ids in order, one
+ * string a page, "|" between pages. */
+static void list_pages(fx *f, size_t max_bytes, char *out, size_t cap)
+{
+    const char *after = "";
+    size_t len = 0;
+    out[0] = '\0';
+    do {
+        srv_error err;
+        Cairn__V1__ListCheckpointsResponse page;
+        cairn__v1__list_checkpoints_response__init(&page);
+        ok(srv_checkpoints_read(f->st, f->a, "run-1", after, max_bytes, &page, &err), &err);
+        assert_true(page.n_checkpoints >= 1);
+        for (size_t i = 0; i < page.n_checkpoints; i++)
+            len += (size_t)snprintf(out + len, cap - len, "%s%c", page.checkpoints[i]->checkpoint_id,
+                                    i + 1 < page.n_checkpoints ? ',' : '|');
+        after = page.next_page_token;
+    } while (*after);
+}
+
+void list_checkpoints_pages_by_bytes_with_at_least_one_checkpoint(void **state)
+{
+    fx *f = *state;
+    create_run(f, "run-1", 1);
+    Cairn__V1__Checkpoint cps[5];
+    for (int i = 0; i < 5; i++)
+        cps[i] = made(f, NOW_US + i * SEC, (uint8_t)i, 10);
+    size_t size = protobuf_c_message_get_packed_size(&cps[0].base);
+    char want[512], got[512];
+    const char *ids[5];
+    for (int i = 0; i < 5; i++)
+        ids[i] = cps[i].checkpoint_id;
+
+    snprintf(want, sizeof want, "%s|%s|%s|%s|%s|", ids[0], ids[1], ids[2], ids[3], ids[4]);
+    list_pages(f, 1, got, sizeof got); /* under one: one a page */
+    assert_string_equal(got, want);
+    snprintf(want, sizeof want, "%s,%s|%s,%s|%s|", ids[0], ids[1], ids[2], ids[3], ids[4]);
+    list_pages(f, 2 * size + size / 2, got, sizeof got);
+    assert_string_equal(got, want);
+    snprintf(want, sizeof want, "%s,%s,%s,%s,%s|", ids[0], ids[1], ids[2], ids[3], ids[4]);
+    list_pages(f, SIZE_MAX, got, sizeof got);
+    assert_string_equal(got, want);
 }

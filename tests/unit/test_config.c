@@ -1,0 +1,165 @@
+/* cairnd's settings (config/config.c): which --listen addresses need
+ * --insecure. No TLS or tokens yet, so only loopback is served without
+ * it: 127.0.0.0/8 and ::1 written as addresses, or localhost names whose
+ * every address is loopback. Names are never looked up in DNS here:
+ * "localhost" resolves from /etc/hosts, and any other name is refused
+ * before a lookup. */
+#include "config/config.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+/* ---- helpers ---- */
+
+/* srv_config_parse of "cairnd --listen listen [--insecure true]", with
+ * what it printed on stderr in out. */
+static srv_config_result parse_listen(const char *listen, bool insecure, char *out, size_t cap)
+{
+    char *argv[] = {"cairnd", "--listen", (char *)listen, "--insecure", "true", NULL};
+    int argc = insecure ? 5 : 3;
+    argv[argc] = NULL;
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    dup2(fileno(tmp), STDERR_FILENO);
+    srv_config cfg;
+    srv_config_result rc = srv_config_parse(&cfg, argc, argv);
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    rewind(tmp);
+    size_t n = fread(out, 1, cap - 1, tmp);
+    out[n] = '\0';
+    fclose(tmp);
+    if (rc == SRV_CONFIG_RUN)
+        assert_string_equal(cfg.listen, listen);
+    return rc;
+}
+
+static const char *const LOOPBACK[] = {
+    "127.0.0.1:1", "127.1.2.3:1", "127.255.255.254:7070", "[::1]:1", "localhost:1",
+};
+
+/* Not loopback, or not known to be: names other than localhost are
+ * refused without a lookup (127.example, 127.0.0.1.nip.io), whatever
+ * DNS would say. */
+static const char *const EXPOSED[] = {
+    "127.example:1", "127.0.0.1.nip.io:1", "0.0.0.0:1",  "[::]:1",        "10.0.0.1:1",
+    "128.0.0.1:1",   "[::ffff:10.0.0.1]:1", ":1",         "[::1:1",        "localhost.example:1",
+    "example.com:1", "1.127.0.0:1", "127.0.0.1x:1",
+};
+
+enum { N_LOOPBACK = sizeof LOOPBACK / sizeof LOOPBACK[0] };
+enum { N_EXPOSED = sizeof EXPOSED / sizeof EXPOSED[0] };
+
+static int setup(void **state)
+{
+    (void)state;
+    unsetenv("CAIRN_LISTEN");
+    unsetenv("CAIRN_INSECURE");
+    return 0;
+}
+
+/* ---- through srv_config_parse ---- */
+
+static void loopback_addresses_and_localhost_are_served_without_insecure(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < N_LOOPBACK; i++) {
+        char out[512];
+        srv_config_result rc = parse_listen(LOOPBACK[i], false, out, sizeof out);
+        if (rc != SRV_CONFIG_RUN)
+            fail_msg("--listen %s should be accepted: %s", LOOPBACK[i], out);
+        assert_string_equal(out, "");
+    }
+}
+
+static void other_addresses_and_names_are_refused_without_insecure(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < N_EXPOSED; i++) {
+        char out[512];
+        srv_config_result rc = parse_listen(EXPOSED[i], false, out, sizeof out);
+        if (rc != SRV_CONFIG_EXIT_USAGE)
+            fail_msg("--listen %s should be refused without --insecure", EXPOSED[i]);
+        if (!strstr(out, "--insecure") || !strstr(out, "--listen"))
+            fail_msg("the refusal of %s should name --listen and --insecure: %s", EXPOSED[i],
+                     out);
+        /* --insecure serves them (gRPC decides then whether it can). */
+        assert_int_equal(parse_listen(EXPOSED[i], true, out, sizeof out), SRV_CONFIG_RUN);
+    }
+}
+
+/* ---- srv_listen_is_loopback's reasons ---- */
+
+/* listen must be refused with a message that starts with "--listen: ",
+ * contains text, and ends naming --insecure. */
+static void assert_refused(const char *listen, const char *text)
+{
+    char why[512] = "";
+    if (srv_listen_is_loopback(listen, why, sizeof why))
+        fail_msg("%s should not count as loopback", listen);
+    if (strncmp(why, "--listen: ", 10) != 0 || !strstr(why, text) ||
+        !strstr(why, "pass --insecure true"))
+        fail_msg("refusing %s: expected \"--listen: ...%s...--insecure\", got: %s", listen,
+                 text, why);
+}
+
+static void each_refusal_says_why_and_names_insecure(void **state)
+{
+    (void)state;
+    assert_refused("0.0.0.0:1", "0.0.0.0:1 is not a loopback address (127.0.0.0/8)");
+    assert_refused("10.0.0.1:1", "not a loopback address");
+    assert_refused("[::]:1", "[::]:1 is not the loopback address [::1]");
+    assert_refused("[localhost]:1", "not the loopback address [::1]");
+    assert_refused("127.example:1", "127.example:1 names a host other than localhost");
+    assert_refused("127.0.0.1.nip.io:1", "other than localhost");
+    assert_refused("::1:1", "is not HOST:PORT, [IPv6]:PORT or unix:PATH");
+    assert_refused(":1", "is not HOST:PORT");
+    assert_refused("unix:", "unix: names a host other than localhost"); /* no path */
+}
+
+/* A localhost name that does not resolve is refused, not assumed to be
+ * loopback. A label over 63 bytes fails inside the resolver, before any
+ * query leaves the machine. */
+static void a_localhost_name_that_does_not_resolve_is_refused(void **state)
+{
+    (void)state;
+    char listen[128];
+    memset(listen, 'a', 64);
+    strcpy(listen + 64, ".localhost:1");
+    assert_refused(listen, "cannot resolve aaaa");
+    assert_refused(listen, ".localhost to check that it is loopback (");
+}
+
+static void localhost_and_unix_sockets_count_as_loopback(void **state)
+{
+    (void)state;
+    char why[512];
+    assert_true(srv_listen_is_loopback("localhost:7070", why, sizeof why));
+    assert_true(srv_listen_is_loopback("LocalHost:7070", why, sizeof why));
+    assert_true(srv_listen_is_loopback("127.0.0.1", why, sizeof why)); /* gRPC's default port */
+    assert_true(srv_listen_is_loopback("unix:/run/cairn/cairnd.sock", why, sizeof why));
+    assert_true(srv_listen_is_loopback("unix:cairnd.sock", why, sizeof why));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(loopback_addresses_and_localhost_are_served_without_insecure),
+        cmocka_unit_test(other_addresses_and_names_are_refused_without_insecure),
+        cmocka_unit_test(each_refusal_says_why_and_names_insecure),
+        cmocka_unit_test(a_localhost_name_that_does_not_resolve_is_refused),
+        cmocka_unit_test(localhost_and_unix_sockets_count_as_loopback),
+    };
+    return cmocka_run_group_tests_name("config", tests, setup, NULL);
+}
