@@ -4,7 +4,8 @@
  * write too, and cairnd exits 1 by itself; after a restart on a healthy
  * disk nothing unacknowledged is half there and retries apply. The shim's
  * record of synced directories shows that a new directory's parent is
- * synced. */
+ * synced. libcairn's atomic write is checked in this process, which runs
+ * with the shim preloaded (main re-executes itself so). */
 #include "cairn_test.h"
 
 #include <setjmp.h>
@@ -13,6 +14,8 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -330,13 +333,133 @@ static void new_directories_are_made_durable_by_syncing_their_parents(void **sta
     ct_server_cleanup(&s);
 }
 
-int main(void)
+/* ---- libcairn's atomic write, in this process ---- */
+
+typedef struct local {
+    char dir[256];
+} local;
+
+static int local_setup(void **state)
 {
+    local *l = calloc(1, sizeof *l);
+    if (!l || ct_temp_dir(l->dir, sizeof l->dir, "cairn-fsync") < 0)
+        return -1;
+    *state = l;
+    return 0;
+}
+
+static int local_teardown(void **state)
+{
+    local *l = *state;
+    unsetenv("CAIRN_FAULT_FSYNC_EIO");
+    unsetenv("CAIRN_FAULT_FSYNC_LOG");
+    int rc = ct_rmrf(l->dir);
+    free(l);
+    return rc;
+}
+
+static void assert_holds(const char *path, const char *text)
+{
+    size_t n;
+    char *got = ct_read_file(path, &n);
+    assert_non_null(got);
+    assert_int_equal(n, strlen(text));
+    assert_memory_equal(got, text, n);
+    free(got);
+}
+
+/* Before: the result of the directory's fsync was ignored, so a rename
+ * that may not survive a power cut was reported as written. */
+static void write_if_changed_fails_when_fsync_of_its_directory_fails(void **state)
+{
+    local *l = *state;
+    char path[400];
+    snprintf(path, sizeof path, "%s/out.txt", l->dir);
+    cairn_error err;
+    bool written = false;
+    assert_int_equal(cairn_write_if_changed(path, "old", 3, &written, &err), CAIRN_OK);
+    assert_true(written);
+    setenv("CAIRN_FAULT_FSYNC_EIO", l->dir, 1);
+    written = true;
+    cairn_status st = cairn_write_if_changed(path, "new", 3, &written, &err);
+    unsetenv("CAIRN_FAULT_FSYNC_EIO");
+    assert_int_equal(st, CAIRN_IO);
+    assert_false(written);
+    assert_non_null(strstr(err.message, l->dir));
+    assert_non_null(strstr(err.message, strerror(EIO)));
+    assert_int_equal(ct_count_entries(l->dir), 1); /* no temporary file left */
+}
+
+static void write_if_changed_fails_when_fsync_of_the_file_fails(void **state)
+{
+    local *l = *state;
+    char path[400];
+    snprintf(path, sizeof path, "%s/out.txt", l->dir);
+    cairn_error err;
+    assert_int_equal(cairn_write_if_changed(path, "old", 3, NULL, &err), CAIRN_OK);
+    setenv("CAIRN_FAULT_FSYNC_EIO", "*/out.txt.tmp-*", 1);
+    bool written = true;
+    cairn_status st = cairn_write_if_changed(path, "new", 3, &written, &err);
+    unsetenv("CAIRN_FAULT_FSYNC_EIO");
+    assert_int_equal(st, CAIRN_IO);
+    assert_false(written);
+    assert_non_null(strstr(err.message, strerror(EIO)));
+    assert_holds(path, "old");
+    assert_int_equal(ct_count_entries(l->dir), 1);
+}
+
+/* Before: the directories made for the file were not synced into their
+ * parents. */
+static void write_if_changed_syncs_the_parents_of_directories_it_makes(void **state)
+{
+    local *l = *state;
+    char path[400], log[300], a[300], b[320];
+    snprintf(path, sizeof path, "%s/a/b/out.txt", l->dir);
+    snprintf(log, sizeof log, "%s.synced", l->dir);
+    snprintf(a, sizeof a, "%s/a", l->dir);
+    snprintf(b, sizeof b, "%s/a/b", l->dir);
+    setenv("CAIRN_FAULT_FSYNC_LOG", log, 1);
+    cairn_error err;
+    cairn_status st = cairn_write_if_changed(path, "deep", 4, NULL, &err);
+    unsetenv("CAIRN_FAULT_FSYNC_LOG");
+    assert_int_equal(st, CAIRN_OK);
+    char *synced = log_from(log, 0);
+    unlink(log);
+    expect_line(synced, l->dir, "the parent of the new a/");
+    expect_line(synced, a, "the parent of the new a/b/");
+    expect_line(synced, b, "the directory of the file");
+    free(synced);
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    /* The libcairn tests need the shim in this very process. */
+    if (!dlsym(RTLD_DEFAULT, "cairn_fault_fsync_shim")) {
+        if (getenv("CAIRN_FSYNC_TEST_REEXEC")) {
+            fprintf(stderr, "the shim %s did not load\n", CT_FSYNC_SHIM);
+            return 1;
+        }
+        setenv("CAIRN_FSYNC_TEST_REEXEC", "1", 1);
+        setenv("LD_PRELOAD", CT_FSYNC_SHIM, 1);
+        setenv("ASAN_OPTIONS", "verify_asan_link_order=0", 1);
+        execv("/proc/self/exe", argv);
+        perror("re-executing with the shim");
+        return 1;
+    }
+    unsetenv("LD_PRELOAD"); /* each cairnd says for itself whether it wants the shim */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(failed_fsync_of_a_snapshot_directory_fails_the_upload_and_stops_cairnd),
         cmocka_unit_test(failed_fsync_of_a_staged_upload_fails_it_and_stops_cairnd),
         cmocka_unit_test(failed_fsync_of_the_wal_fails_the_append_and_stops_cairnd),
         cmocka_unit_test(new_directories_are_made_durable_by_syncing_their_parents),
+        cmocka_unit_test_setup_teardown(write_if_changed_fails_when_fsync_of_its_directory_fails,
+                                        local_setup, local_teardown),
+        cmocka_unit_test_setup_teardown(write_if_changed_fails_when_fsync_of_the_file_fails,
+                                        local_setup, local_teardown),
+        cmocka_unit_test_setup_teardown(
+            write_if_changed_syncs_the_parents_of_directories_it_makes, local_setup,
+            local_teardown),
     };
     return cmocka_run_group_tests_name("fsync", tests, NULL, NULL);
 }
