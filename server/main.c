@@ -1,6 +1,14 @@
 /* cairnd: wiring only. Parse settings, open the store (the backend locks
  * its data), start the ledger, the watch hub and the gRPC transport, then
- * wait for SIGTERM/SIGINT and shut down in reverse order. */
+ * wait for SIGTERM/SIGINT and shut down in reverse order.
+ *
+ * A failed fsync stops the store (store.h, "Fail-stop"): the write in hand
+ * and every later one fail UNAVAILABLE, and cairnd shuts down as on
+ * SIGTERM (calls in flight get the grace period) and exits 1. It does not
+ * go on serving: after a failed fsync the page cache may hold what the disk
+ * lost, and only a new process, started by the supervisor, reads the
+ * store again from what is really on disk (SQLite's WAL recovery, the
+ * sweep of stranded files). */
 #include "service/app.h"
 #include "config/config.h"
 #include "service/dispatch.h"
@@ -10,13 +18,29 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* Writes waiting for the writer at most; past it, callers get
  * RESOURCE_EXHAUSTED with a pushback. */
 enum { LEDGER_MAX_QUEUE = 10000 };
 
+/* The store's on_failed: stop as on SIGTERM, taken by main's sigwait
+ * (the signal is blocked in every thread, so it waits for it if main has
+ * not got there yet), and exit 1. */
+static void store_failed(void *ctx, const srv_error *why)
+{
+    (void)why; /* the store logged it */
+    srv_app *app = ctx;
+    atomic_store(&app->store_failed, true);
+    kill(getpid(), SIGTERM);
+}
+
 int main(int argc, char **argv)
 {
+    /* The data dir is cairnd's alone: whatever is created in it (SQLite's
+     * files included) is 0600, directories 0700. */
+    umask(077);
     srv_config cfg;
     switch (srv_config_parse(&cfg, argc, argv)) {
     case SRV_CONFIG_EXIT_OK:
@@ -42,7 +66,10 @@ int main(int argc, char **argv)
 
     srv_error err;
     srv_app app = {.cfg = &cfg};
-    const srv_store_config store_cfg = {.data_dir = cfg.data_dir, .readers = cfg.threads};
+    const srv_store_config store_cfg = {.data_dir = cfg.data_dir,
+                                        .readers = cfg.threads,
+                                        .on_failed = store_failed,
+                                        .on_failed_ctx = &app};
     if (srv_store_open(cfg.store, &store_cfg, &app.store, &err)) {
         srv_error_log("%s", err.msg);
         return 1;
@@ -82,7 +109,10 @@ int main(int argc, char **argv)
 
         int sig = 0;
         sigwait(&stop_signals, &sig);
-        srv_info("received %s; shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        if (atomic_load(&app.store_failed))
+            srv_error_log("the store takes no more writes; shutting down to exit 1");
+        else
+            srv_info("received %s; shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
         atomic_store(&app.serving, false);
         srv_watch_close_all(app.watch); /* parked streams would hold shutdown up */
         srv_rpc_shutdown(rpc, cfg.shutdown_grace_ms);
@@ -96,6 +126,8 @@ int main(int argc, char **argv)
     srv_watch_stop(app.watch);
     srv_store_close(app.store);
     srv_rpc_global_shutdown();
+    if (atomic_load(&app.store_failed))
+        status = 1;
     if (!status)
         srv_info("cairnd stopped cleanly");
     return status;

@@ -28,6 +28,34 @@ static cairn_status io_fail(cairn_error *err, const char *what, const char *path
     return cairn__fail(err, CAIRN_IO, "%s %s: %s", what, path, strerror(e));
 }
 
+/* fsync of the directory dir; an error names it. */
+static cairn_status sync_dir(const char *dir, cairn_error *err)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return io_fail(err, "cannot open directory", dir, errno);
+    cairn_status rc = fsync(fd) < 0 ? io_fail(err, "cannot sync directory", dir, errno) : CAIRN_OK;
+    close(fd);
+    return rc;
+}
+
+/* Makes directory dir if missing; a new one is synced into its parent,
+ * so that it outlives a power cut with the file written into it. */
+static cairn_status make_dir(char *dir, cairn_error *err)
+{
+    if (mkdir(dir, 0755) < 0)
+        return errno == EEXIST ? CAIRN_OK : io_fail(err, "cannot create directory", dir, errno);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        return sync_dir(".", err);
+    if (slash == dir)
+        return sync_dir("/", err);
+    *slash = '\0';
+    cairn_status rc = sync_dir(dir, err);
+    *slash = '/';
+    return rc;
+}
+
 /* mkdir -p of path's parent directory. */
 static cairn_status make_parents(const char *path, cairn_error *err)
 {
@@ -40,12 +68,11 @@ static cairn_status make_parents(const char *path, cairn_error *err)
         if (*p != '/')
             continue;
         *p = '\0';
-        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-            rc = io_fail(err, "cannot create directory", dir, errno);
+        rc = make_dir(dir, err);
         *p = '/';
     }
-    if (!rc && mkdir(dir, 0755) < 0 && errno != EEXIST)
-        rc = io_fail(err, "cannot create directory", dir, errno);
+    if (!rc)
+        rc = make_dir(dir, err);
     free(copy);
     return rc;
 }
@@ -88,13 +115,12 @@ cairn_status cairn__atomic_commit(const char *path, char *tmp, int fd, cairn_err
     if (rc) {
         unlink(tmp);
     } else {
-        /* The rename is durable once the directory is. */
+        /* The rename is durable once the directory is: until then the
+         * write is not done, and a failed sync is reported (the new
+         * content may already be in place, but not known to last). */
         char *copy = strdup(path);
-        int dfd = copy ? open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
+        rc = copy ? sync_dir(dirname(copy), err)
+                  : cairn__fail(err, CAIRN_NO_MEMORY, "out of memory");
         free(copy);
     }
     free(tmp);

@@ -15,6 +15,7 @@ typedef struct srv_app {
     srv_ledger *ledger;
     srv_watch *watch;         /* WatchEvents streams */
     atomic_bool serving;      /* false once shutdown begins (health) */
+    atomic_bool store_failed; /* the store stopped taking writes: exit 1 */
 } srv_app;
 
 #endif

@@ -63,7 +63,20 @@ struct srv_store {
     _Atomic int fault_code[SRV_STORE_N_OPS];      /* SRV_OK with a hook: go on */
     srv_store_hook fault_hook[SRV_STORE_N_OPS];   /* set before the countdown */
     void *fault_hook_ctx[SRV_STORE_N_OPS];
+    /* Fail-stop (srv_store_fail_stop): 0 running, 1 being recorded, 2
+     * stopped with stop_err; the callback comes from srv_store_config. */
+    _Atomic int stopped;
+    srv_error stop_err;
+    void (*on_failed)(void *ctx, const srv_error *why);
+    void *on_failed_ctx;
 };
+
+/* For a backend whose fsync failed (of data, of a directory, inside its
+ * database engine): records why (the first call only), logs it at error
+ * level and tells the store's on_failed; from then on the wrappers refuse
+ * begin, commit and stage_begin (see "Fail-stop" in store.h). The
+ * operation in hand still returns its own error. Any thread. */
+void srv_store_fail_stop(srv_store *st, const srv_error *why);
 
 /* First member of every backend's transaction. */
 struct srv_txn {

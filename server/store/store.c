@@ -4,6 +4,7 @@
  * and (for tests) injects faults. */
 #include "store/backend.h"
 #include "base/clock.h"
+#include "base/log.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -87,6 +88,8 @@ srv_code srv_store_open(const char *name, const srv_store_config *cfg, srv_store
                 ops->close(st);
             return rc;
         }
+        st->on_failed = cfg->on_failed;
+        st->on_failed_ctx = cfg->on_failed_ctx;
         *out = st;
         return SRV_OK;
     }
@@ -98,6 +101,36 @@ void srv_store_close(srv_store *st)
 {
     if (st)
         st->ops->close(st);
+}
+
+/* ---- fail-stop ---- */
+
+void srv_store_fail_stop(srv_store *st, const srv_error *why)
+{
+    int running = 0;
+    if (!atomic_compare_exchange_strong(&st->stopped, &running, 1))
+        return;
+    st->stop_err = *why;
+    atomic_store(&st->stopped, 2);
+    srv_error_log("%s; the store takes no more writes (after a failed fsync what was written "
+                  "may be lost, and only a restart that reads the disk again can tell)",
+                  why->msg);
+    if (st->on_failed)
+        st->on_failed(st->on_failed_ctx, why);
+}
+
+/* SRV_OK while the store takes writes; afterwards the refusal. */
+static srv_code refuse_if_stopped(srv_store *st, srv_error *err)
+{
+    switch (atomic_load(&st->stopped)) {
+    case 0:
+        return SRV_OK;
+    case 2:
+        return srv_fail(err, SRV_UNAVAILABLE, "store: no more writes after a failed fsync (%s)",
+                        st->stop_err.msg);
+    default:
+        return srv_fail(err, SRV_UNAVAILABLE, "store: no more writes after a failed fsync");
+    }
 }
 
 /* ---- counting and fault injection ---- */
@@ -185,13 +218,18 @@ void srv_store_read_end(srv_txn *t)
 
 srv_code srv_store_begin(srv_store *st, srv_txn **out, srv_error *err)
 {
-    WRAP(st, BEGIN, begin(st, out, err));
+    srv_code rc = enter(st, SRV_STORE_OP_BEGIN, err);
+    if (!rc)
+        rc = leave(st, SRV_STORE_OP_BEGIN, refuse_if_stopped(st, err));
+    return rc ? rc : leave(st, SRV_STORE_OP_BEGIN, st->ops->begin(st, out, err));
 }
 
 srv_code srv_store_commit(srv_txn *t, srv_error *err)
 {
     srv_store *st = t->store;
     srv_code rc = enter(st, SRV_STORE_OP_COMMIT, err);
+    if (!rc) /* a stop during the transaction: nothing of it commits */
+        rc = leave(st, SRV_STORE_OP_COMMIT, refuse_if_stopped(st, err));
     if (rc) {
         st->ops->rollback(t);
         return rc;
@@ -350,7 +388,10 @@ srv_code srv_store_pinned(srv_txn *t, const char *run_id, const char *checkpoint
 
 srv_code srv_store_stage_begin(srv_store *st, srv_blob_stage **out, srv_error *err)
 {
-    WRAP(st, STAGE_BEGIN, stage_begin(st, out, err));
+    srv_code rc = enter(st, SRV_STORE_OP_STAGE_BEGIN, err);
+    if (!rc)
+        rc = leave(st, SRV_STORE_OP_STAGE_BEGIN, refuse_if_stopped(st, err));
+    return rc ? rc : leave(st, SRV_STORE_OP_STAGE_BEGIN, st->ops->stage_begin(st, out, err));
 }
 
 srv_code srv_store_stage_write(srv_blob_stage *b, const uint8_t *data, size_t len,

@@ -19,7 +19,15 @@
  * full, DATA_LOSS when stored data is corrupt, ABORTED when another
  * process raced this one on a unique key (the ledger retries the mutation
  * once; see backend.h). "Not there" is never an error: finders report it
- * through *found, and core/ words the error. */
+ * through *found, and core/ words the error.
+ *
+ * Fail-stop: once an fsync of what the store writes has failed (data, a
+ * directory, the database's own), the store takes no more writes: begin,
+ * commit and stage_begin fail UNAVAILABLE from then on, reads go on. After
+ * a failed fsync the kernel may have dropped the dirty pages and report a
+ * later fsync as a success, so nothing written since the last good one can
+ * be vouched for; only a process that reads the disk again can tell what is
+ * there. The owner hears of it through srv_store_config's on_failed. */
 #ifndef CAIRN_SERVER_STORE_STORE_H
 #define CAIRN_SERVER_STORE_STORE_H
 
@@ -43,6 +51,11 @@ typedef struct srv_blob_reader srv_blob_reader;
 typedef struct srv_store_config {
     const char *data_dir;     /* sqlite: cairn.db, blobs/ and LOCK live here */
     int readers;              /* connections for read snapshots */
+    /* Told once, on the thread that met it, when the store stopped taking
+     * writes (fail-stop, above); why says what failed. May be NULL. Must
+     * not block. */
+    void (*on_failed)(void *ctx, const srv_error *why);
+    void *on_failed_ctx;
 } srv_store_config;
 
 /* Opens the backend registered as name ("sqlite"), creating or migrating

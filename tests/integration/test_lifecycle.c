@@ -204,6 +204,34 @@ static void second_cairnd_on_the_same_data_dir_refuses_to_start(void **state)
     ct_server_cleanup(&s);
 }
 
+/* A data dir its group may write is refused before anything is made in
+ * it: cairnd exits 1 with one line naming the directory and the reason. */
+static void group_writable_data_dir_makes_cairnd_exit_1_with_one_line_naming_it(void **state)
+{
+    (void)state;
+    ct_server s;
+    assert_int_equal(ct_server_init(&s), 0);
+    assert_int_equal(mkdir(s.data_dir, 0700), 0);
+    assert_int_equal(chmod(s.data_dir, 0770), 0); /* chmod: the umask cannot hide it */
+    if (ct_server_start(&s, 0, NULL) == 0) {
+        ct_server_stop(&s);
+        ct_server_cleanup(&s);
+        fail_msg("cairnd served the group-writable data dir %s", s.data_dir);
+    }
+    assert_int_equal(s.exit_status, 1);
+    char *log = ct_read_file(s.log_path, NULL);
+    assert_non_null(log);
+    const char *nl = strchr(log, '\n');
+    if (!nl || nl[1] != '\0')
+        fail_msg("want exactly one line, got: %s", log);
+    assert_non_null(strstr(log, "error"));
+    assert_non_null(strstr(log, s.data_dir));
+    assert_non_null(strstr(log, "writable by group or others"));
+    free(log);
+    assert_int_equal(ct_count_entries(s.data_dir), 0);
+    ct_server_cleanup(&s);
+}
+
 static void flags_are_checked_and_documented(void **state)
 {
     (void)state;
@@ -297,6 +325,7 @@ int main(void)
         cmocka_unit_test(kill_9_then_restart_keeps_acknowledged_events_and_keys),
         cmocka_unit_test(sigterm_during_load_exits_cleanly),
         cmocka_unit_test(second_cairnd_on_the_same_data_dir_refuses_to_start),
+        cmocka_unit_test(group_writable_data_dir_makes_cairnd_exit_1_with_one_line_naming_it),
         cmocka_unit_test(flags_are_checked_and_documented),
         cmocka_unit_test(restart_on_the_same_port_serves_again),
         cmocka_unit_test(a_unix_socket_is_served_without_insecure_and_made_0600),

@@ -136,6 +136,17 @@ static pid_t spawn_cairnd(const char *const *args, const char *const *env, const
     return spawn(argv, env, log_path, out);
 }
 
+static int wait_exit(pid_t pid)
+{
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    return 128 + WTERMSIG(status);
+}
+
 int ct_server_start(ct_server *s, int port, const char *const *extra_args)
 {
     char listen[sizeof s->listen];
@@ -157,23 +168,11 @@ int ct_server_start(ct_server *s, int port, const char *const *extra_args)
     int rc = read_address(out, s);
     close(out);
     if (rc < 0) {
-        int status;
-        waitpid(pid, &status, 0);
+        s->exit_status = wait_exit(pid);
         s->pid = 0;
         return -1;
     }
     return 0;
-}
-
-static int wait_exit(pid_t pid)
-{
-    int status;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            return -1;
-    if (WIFEXITED(status))
-        return WEXITSTATUS(status);
-    return 128 + WTERMSIG(status);
 }
 
 int ct_server_stop(ct_server *s)
@@ -229,6 +228,15 @@ int ct_helper_stop(ct_helper *h)
     if (h->out >= 0)
         close(h->out);
     h->out = -1;
+    return rc;
+}
+
+int ct_server_wait(ct_server *s)
+{
+    if (!s->pid)
+        return -1;
+    int rc = wait_exit(s->pid);
+    s->pid = 0;
     return rc;
 }
 

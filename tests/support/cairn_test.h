@@ -20,6 +20,7 @@ typedef struct ct_server {
     char data_dir[300];        /* dir/data */
     char log_path[300];        /* dir/cairnd.log, appended by every start */
     const char *env[8];        /* "KEY=VALUE" added to cairnd's environment, NULL-ended */
+    int exit_status;           /* when ct_server_start returned -1: cairnd's, or 128+signal */
 } ct_server;
 
 /* Creates a fresh temp dir for s (not started yet). Returns 0 or -1. */
@@ -34,6 +35,10 @@ int ct_server_start(ct_server *s, int port, const char *const *extra_args);
 
 /* SIGTERM, then waits. Returns cairnd's exit status, or 128+signal. */
 int ct_server_stop(ct_server *s);
+
+/* Waits, without a signal, for a cairnd that is to exit by itself.
+ * Returns its exit status, or 128+signal. */
+int ct_server_wait(ct_server *s);
 
 /* SIGKILL, then waits. */
 void ct_server_kill(ct_server *s);

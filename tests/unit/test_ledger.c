@@ -1,12 +1,14 @@
 /* The ledger over a real SQLite store, with faults injected through the
  * store wrappers: what every caller of a batch is told when its commit
- * fails, how a unique-key conflict is retried, replays, and the commit
- * observer. The writer is held on a gate inside a first mutation so the
- * next ones queue up and form one batch (no sleeps). */
+ * fails, how a unique-key conflict is retried, replays, the commit
+ * observer, and a store that stops after a failed fsync. The writer is
+ * held on a gate inside a first mutation so the next ones queue up and
+ * form one batch (no sleeps). */
 #include "core/domain.h"
 #include "core/ledger.h"
 #include "base/pbc.h"
 #include "dirs.h"
+#include "store/backend.h" /* to play a backend whose fsync failed */
 #include "store/store.h"
 
 #include <pthread.h>
@@ -51,6 +53,7 @@ struct fx {
     call calls[MAX_CALLS];
     int n_grew;
     uint64_t grew_last_seq;
+    int n_failed;                     /* the store's on_failed calls */
 };
 
 static void ok(srv_code rc, const srv_error *err)
@@ -381,6 +384,66 @@ static void same_key_replays_and_another_request_under_it_is_already_exists(void
     assert_int_equal(log_length(f), 1);
 }
 
+/* Plays a backend whose fsync failed while this mutation wrote; told
+ * twice, as a backend may be. */
+static srv_code apply_fsync_failed(srv_apply *ap, const ProtobufCMessage *req,
+                                   ProtobufCMessage *resp, srv_error *err)
+{
+    (void)req;
+    (void)resp;
+    srv_fail(err, SRV_UNAVAILABLE, "store: syncing /data/blobs/ab failed: Input/output error");
+    srv_store_fail_stop(ap->txn->store, err);
+    srv_store_fail_stop(ap->txn->store, err);
+    return err->code;
+}
+
+static void store_failed(void *ctx, const srv_error *why)
+{
+    fx *f = ctx;
+    assert_non_null(strstr(why->msg, "/data/blobs/ab"));
+    pthread_mutex_lock(&f->mu);
+    f->n_failed++;
+    pthread_mutex_unlock(&f->mu);
+}
+
+static void store_stopped_by_a_failed_fsync_fails_its_whole_batch_and_every_later_write(
+    void **state)
+{
+    fx *f = *state;
+    f->st->on_failed = store_failed; /* as srv_store_open sets it from the config */
+    f->st->on_failed_ctx = f;
+    hold_writer(f);
+    submit(f, prepare(f, 1, "k1", "p1", apply_append));
+    submit(f, prepare(f, 2, "k2", "p2", apply_fsync_failed));
+    submit(f, prepare(f, 3, "k3", "p3", apply_append));
+    open_gate(f);
+    for (int i = 0; i <= 3; i++)
+        await(f, &f->calls[i]);
+
+    assert_int_equal(f->calls[0].code, SRV_OK); /* its batch committed before */
+    for (int i = 1; i <= 3; i++) {
+        assert_int_equal(f->calls[i].code, SRV_UNAVAILABLE);
+        assert_non_null(strstr(f->calls[i].msg, "no more writes after a failed fsync"));
+        assert_false(key_recorded(f, f->calls[i].key));
+    }
+    assert_int_equal(log_length(f), 1);
+    assert_int_equal(f->n_grew, 1);
+    assert_int_equal(f->n_failed, 1);
+
+    /* Later writes are refused; reads go on. */
+    call *c = prepare(f, 1, "k1", "p1", apply_append);
+    submit(f, c);
+    await(f, c);
+    assert_int_equal(c->code, SRV_UNAVAILABLE);
+    assert_non_null(strstr(c->msg, "/data/blobs/ab"));
+    srv_error err;
+    srv_blob_stage *b = NULL;
+    assert_int_equal(srv_store_stage_begin(f->st, &b, &err), SRV_UNAVAILABLE);
+    assert_null(b);
+    assert_int_equal(log_length(f), 1);
+    assert_int_equal(f->n_failed, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -393,6 +456,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(second_conflict_is_not_retried_again, setup, teardown),
         cmocka_unit_test_setup_teardown(
             same_key_replays_and_another_request_under_it_is_already_exists, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            store_stopped_by_a_failed_fsync_fails_its_whole_batch_and_every_later_write, setup,
+            teardown),
     };
     return cmocka_run_group_tests_name("ledger", tests, NULL, NULL);
 }

@@ -1,9 +1,11 @@
 /* What only the SQLite backend has: its schema version, the migrations
- * that carry an older cairn.db forward, and how opening fails on a
- * database it cannot use. Everything a backend must do is in the contract
- * suite (tests/store/). Each test gets its own mkdtemp directory, removed
- * afterwards. */
+ * that carry an older cairn.db forward, how opening fails on a database
+ * it cannot use, and the data dir it refuses to trust (symbolic links,
+ * directories others may write) and the modes it creates. Everything a
+ * backend must do is in the contract suite (tests/store/). Each test gets
+ * its own mkdtemp directory, removed afterwards. */
 #include "base/arena.h"
+#include "base/sha256.h"
 #include "dirs.h"
 #include "store/sqlite/sqlite.h"
 #include "store/store.h"
@@ -20,6 +22,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include <dirent.h>
+#include <fcntl.h>
 
 #define NOW_US (1769595330ll * 1000000 + 123456)
 
@@ -410,6 +415,342 @@ static void wal_is_cut_back_after_a_large_batch_is_checkpointed(void **state)
     assert_true(run_found(f, "run-1") && run_found(f, "run-2"));
 }
 
+/* ---- a data dir it does not trust ---- */
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+}
+
+static void assert_file_is(const char *path, const char *text)
+{
+    char buf[256] = "";
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    size_t n = fread(buf, 1, sizeof buf - 1, fp);
+    fclose(fp);
+    buf[n] = '\0';
+    assert_string_equal(buf, text);
+}
+
+/* f->dir/victim: a directory of files the store must never touch. */
+static void make_victim_dir(const fx *f, char out[600])
+{
+    snprintf(out, 600, "%s/victim", f->dir);
+    assert_int_equal(mkdir(out, 0700), 0);
+    const char *names[] = {"a", "b", "0123"};
+    for (size_t i = 0; i < 3; i++) {
+        char p[700];
+        snprintf(p, sizeof p, "%s/%s", out, names[i]);
+        write_file(p, "precious\n");
+    }
+}
+
+static void assert_victim_dir_intact(const char *victim)
+{
+    assert_int_equal(ct_count_entries(victim), 3);
+    char p[700];
+    snprintf(p, sizeof p, "%s/a", victim);
+    assert_file_is(p, "precious\n");
+}
+
+/* Tries to open data as the store; one that opens all the same is left
+ * in f->st for teardown. */
+static srv_code try_open(fx *f, const char *data, srv_error *err)
+{
+    memset(err, 0, sizeof *err);
+    return open_dir(data, &f->st, err);
+}
+
+/* Expects rc and err from try_open to be a refusal naming what (a path
+ * under data, or "" for data itself) and saying why, on one line. */
+static void check_refused(fx *f, srv_code rc, const srv_error *err, const char *data,
+                          const char *what, const char *why)
+{
+    char want[700];
+    snprintf(want, sizeof want, "%s%s%s", data, *what ? "/" : "", what);
+    if (rc == SRV_OK)
+        fail_msg("the store opened %s in spite of %s", data, want);
+    assert_int_equal(rc, SRV_FAILED_PRECONDITION);
+    assert_null(f->st);
+    if (!strstr(err->msg, want) || !strstr(err->msg, why))
+        fail_msg("message should name %s and say \"%s\": %s", want, why, err->msg);
+    assert_null(strchr(err->msg, '\n'));
+}
+
+static void expect_refused(fx *f, const char *data, const char *what, const char *why)
+{
+    srv_error err;
+    srv_code rc = try_open(f, data, &err);
+    check_refused(f, rc, &err, data, what, why);
+}
+
+static void open_data(fx *f, const char *data)
+{
+    srv_error err;
+    ok(open_dir(data, &f->st, &err), &err);
+}
+
+static void data_dir(const fx *f, char out[600])
+{
+    snprintf(out, 600, "%s/data", f->dir);
+    assert_int_equal(mkdir(out, 0700), 0);
+}
+
+/* Before: the store opened LOCK through the link and truncated the
+ * victim to write its pid. */
+static void lock_that_is_a_symlink_is_refused_and_its_target_left_untouched(void **state)
+{
+    fx *f = *state;
+    char data[600], victim[600], lock[700];
+    data_dir(f, data);
+    snprintf(victim, sizeof victim, "%s/victim-file", f->dir);
+    write_file(victim, "precious\n");
+    snprintf(lock, sizeof lock, "%s/LOCK", data);
+    assert_int_equal(symlink(victim, lock), 0);
+    srv_error err;
+    srv_code rc = try_open(f, data, &err);
+    assert_file_is(victim, "precious\n");
+    check_refused(f, rc, &err, data, "LOCK", "symbolic link");
+
+    /* a dangling link: nothing is created at its target either */
+    char missing[700];
+    snprintf(missing, sizeof missing, "%s/not-there", f->dir);
+    assert_int_equal(unlink(lock), 0);
+    assert_int_equal(symlink(missing, lock), 0);
+    expect_refused(f, data, "LOCK", "symbolic link");
+    assert_int_equal(access(missing, F_OK), -1);
+}
+
+/* Before: the sweep of staged uploads at open followed the link and
+ * deleted every file in the victim directory. */
+static void staging_dir_that_is_a_symlink_is_refused_and_the_target_files_kept(void **state)
+{
+    fx *f = *state;
+    char data[600], victim[600], blobs[700], staging[800];
+    data_dir(f, data);
+    make_victim_dir(f, victim);
+    snprintf(blobs, sizeof blobs, "%s/blobs", data);
+    assert_int_equal(mkdir(blobs, 0700), 0);
+    snprintf(staging, sizeof staging, "%s/staging", blobs);
+    assert_int_equal(symlink(victim, staging), 0);
+    srv_error err;
+    srv_code rc = try_open(f, data, &err);
+    assert_victim_dir_intact(victim);
+    check_refused(f, rc, &err, data, "blobs/staging", "symbolic link");
+}
+
+static void data_dir_that_is_a_symlink_is_refused(void **state)
+{
+    fx *f = *state;
+    char real[600], link[600];
+    data_dir(f, real);
+    snprintf(link, sizeof link, "%s/link", f->dir);
+    assert_int_equal(symlink(real, link), 0);
+    expect_refused(f, link, "", "symbolic link");
+    assert_int_equal(ct_count_entries(real), 0);
+}
+
+/* Before: any mode was accepted. chmod, not mkdir's mode, so the umask
+ * cannot hide the bits. */
+static void group_or_other_writable_data_dir_is_refused_naming_it(void **state)
+{
+    fx *f = *state;
+    char data[600], blobs[700];
+    data_dir(f, data);
+    assert_int_equal(chmod(data, 0770), 0);
+    expect_refused(f, data, "", "writable by group or others");
+    assert_int_equal(chmod(data, 0703), 0);
+    expect_refused(f, data, "", "writable by group or others");
+    assert_int_equal(ct_count_entries(data), 0); /* refused before anything was made */
+
+    /* the same for a directory beneath */
+    assert_int_equal(chmod(data, 0700), 0);
+    snprintf(blobs, sizeof blobs, "%s/blobs", data);
+    assert_int_equal(mkdir(blobs, 0700), 0);
+    assert_int_equal(chmod(blobs, 0775), 0);
+    expect_refused(f, data, "blobs", "writable by group or others");
+
+    /* a mode that only reads is fine (a data dir of an older cairnd) */
+    assert_int_equal(chmod(blobs, 0755), 0);
+    assert_int_equal(chmod(data, 0755), 0);
+    open_data(f, data);
+}
+
+/* Before: SQLite opened cairn.db through a link (or failed on a WAL link
+ * with an unrelated error). */
+static void database_files_that_are_symlinks_are_refused(void **state)
+{
+    fx *f = *state;
+    static const char *const names[] = {"cairn.db", "cairn.db-wal", "cairn.db-shm",
+                                        "pins.db", "pins.db-wal"};
+    char data[600], victim[600];
+    data_dir(f, data);
+    snprintf(victim, sizeof victim, "%s/victim-file", f->dir);
+    write_file(victim, "precious\n");
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char link[700];
+        snprintf(link, sizeof link, "%s/%s", data, names[i]);
+        assert_int_equal(symlink(victim, link), 0);
+        srv_error err;
+        srv_code rc = try_open(f, data, &err);
+        assert_file_is(victim, "precious\n");
+        check_refused(f, rc, &err, data, names[i], "symbolic link");
+        assert_int_equal(unlink(link), 0);
+    }
+}
+
+/* Stages, links and commits data as the upload of a checkpoint would;
+ * writes its SHA-256 into sha. */
+static void store_blob(fx *f, const char *data, char sha[65])
+{
+    srv_sha256 *h = srv_sha256_new();
+    assert_non_null(h);
+    srv_sha256_update(h, data, strlen(data));
+    srv_sha256_final_hex(h, sha);
+    srv_sha256_free(h);
+    srv_error err;
+    srv_blob_stage *b = NULL;
+    ok(srv_store_stage_begin(f->st, &b, &err), &err);
+    ok(srv_store_stage_write(b, (const uint8_t *)data, strlen(data), &err), &err);
+    ok(srv_store_stage_finish(b, sha, &err), &err);
+    srv_txn *t;
+    ok(srv_store_begin(f->st, &t, &err), &err);
+    srv_code rc = srv_store_blob_link(t, b, strlen(data), &err);
+    if (rc) {
+        srv_store_rollback(t);
+        srv_store_stage_free(b);
+        fail_msg("linking a snapshot: %s", err.msg);
+    }
+    ok(srv_store_commit(t, &err), &err);
+    srv_store_stage_free(b);
+}
+
+/* Checks every entry below path (itself included): directories 0700,
+ * regular files 0600, nothing else. Returns how many it saw. */
+static int check_modes(const char *path)
+{
+    struct stat st;
+    assert_int_equal(lstat(path, &st), 0);
+    if (S_ISREG(st.st_mode)) {
+        if ((st.st_mode & 07777) != 0600)
+            fail_msg("%s has mode 0%o, want 0600", path, st.st_mode & 07777);
+        return 1;
+    }
+    if (!S_ISDIR(st.st_mode))
+        fail_msg("%s is neither a file nor a directory", path);
+    if ((st.st_mode & 07777) != 0700)
+        fail_msg("%s has mode 0%o, want 0700", path, st.st_mode & 07777);
+    int n = 1;
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        char child[1024];
+        snprintf(child, sizeof child, "%s/%s", path, e->d_name);
+        n += check_modes(child);
+    }
+    closedir(d);
+    return n;
+}
+
+/* Before: 0644 files and 0755 directories (whatever the umask let
+ * through). The umask here lets everything through, so the modes are the
+ * store's own. */
+static void files_are_created_0600_and_directories_0700(void **state)
+{
+    fx *f = *state;
+    mode_t old = umask(0);
+    char data[600];
+    snprintf(data, sizeof data, "%s/new/data", f->dir); /* parents made too */
+    srv_error err;
+    ok(open_dir(data, &f->st, &err), &err);
+    char sha[65];
+    store_blob(f, "checkpoint bytes", sha);
+    insert_run(f, "run-1");
+    int64_t pin;
+    ok(srv_store_pin_add(f->st, "run-1", "cp", NOW_US, &pin, &err), &err);
+
+    static const char *const expected[] = {"LOCK",    "cairn.db",    "cairn.db-wal",
+                                           "cairn.db-shm", "pins.db", "pins.db-wal",
+                                           "pins.db-shm",  "blobs",   "blobs/staging"};
+    for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++) {
+        char p[700];
+        snprintf(p, sizeof p, "%s/%s", data, expected[i]);
+        if (access(p, F_OK) != 0)
+            fail_msg("%s missing", p);
+    }
+    char blob[800];
+    snprintf(blob, sizeof blob, "%s/blobs/%.2s/%s", data, sha, sha);
+    assert_int_equal(access(blob, F_OK), 0);
+    char parent[700];
+    snprintf(parent, sizeof parent, "%s/new", f->dir);
+    assert_true(check_modes(parent) >= 13);
+    umask(old);
+}
+
+/* Before: the sweep at open followed the link and deleted the victim's
+ * files, which no snapshot row names. */
+static void fan_out_dir_that_is_a_symlink_is_refused_at_open_and_the_target_files_kept(
+    void **state)
+{
+    fx *f = *state;
+    char data[600], victim[600], sha[65];
+    data_dir(f, data);
+    make_victim_dir(f, victim);
+    open_data(f, data);
+    store_blob(f, "checkpoint bytes", sha);
+    close_store(f);
+
+    char fan[700], sub[16];
+    snprintf(sub, sizeof sub, "blobs/%.2s", sha);
+    snprintf(fan, sizeof fan, "%s/%s", data, sub);
+    assert_int_equal(ct_rmrf(fan), 0);
+    assert_int_equal(symlink(victim, fan), 0);
+    srv_error err;
+    srv_code rc = try_open(f, data, &err);
+    assert_victim_dir_intact(victim);
+    check_refused(f, rc, &err, data, sub, "symbolic link");
+}
+
+/* Before: the snapshot was renamed through the link into the victim. */
+static void link_into_a_fan_out_dir_that_is_a_symlink_is_refused(void **state)
+{
+    fx *f = *state;
+    char data[600], victim[600], sha[65];
+    data_dir(f, data);
+    make_victim_dir(f, victim);
+    open_data(f, data);
+    const char *bytes = "other checkpoint bytes";
+    srv_sha256 *h = srv_sha256_new();
+    srv_sha256_update(h, bytes, strlen(bytes));
+    srv_sha256_final_hex(h, sha);
+    srv_sha256_free(h);
+    char fan[700];
+    snprintf(fan, sizeof fan, "%s/blobs/%.2s", data, sha);
+    assert_int_equal(symlink(victim, fan), 0);
+
+    srv_error err;
+    srv_blob_stage *b = NULL;
+    ok(srv_store_stage_begin(f->st, &b, &err), &err);
+    ok(srv_store_stage_write(b, (const uint8_t *)bytes, strlen(bytes), &err), &err);
+    ok(srv_store_stage_finish(b, sha, &err), &err);
+    srv_txn *t;
+    ok(srv_store_begin(f->st, &t, &err), &err);
+    srv_code rc = srv_store_blob_link(t, b, strlen(bytes), &err);
+    srv_store_rollback(t);
+    srv_store_stage_free(b);
+    assert_victim_dir_intact(victim);
+    assert_int_equal(rc, SRV_FAILED_PRECONDITION);
+    if (!strstr(err.msg, fan) || !strstr(err.msg, "symbolic link"))
+        fail_msg("message should name %s: %s", fan, err.msg);
+}
+
 #define T_DIR(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -426,6 +767,14 @@ int main(void)
         T_DIR(open_fails_cleanly_when_cairn_db_cannot_be_opened),
         T_DIR(open_of_a_file_that_is_not_a_database_is_data_loss),
         T_DIR(wal_is_cut_back_after_a_large_batch_is_checkpointed),
+        T_DIR(lock_that_is_a_symlink_is_refused_and_its_target_left_untouched),
+        T_DIR(staging_dir_that_is_a_symlink_is_refused_and_the_target_files_kept),
+        T_DIR(data_dir_that_is_a_symlink_is_refused),
+        T_DIR(group_or_other_writable_data_dir_is_refused_naming_it),
+        T_DIR(database_files_that_are_symlinks_are_refused),
+        T_DIR(files_are_created_0600_and_directories_0700),
+        T_DIR(fan_out_dir_that_is_a_symlink_is_refused_at_open_and_the_target_files_kept),
+        T_DIR(link_into_a_fan_out_dir_that_is_a_symlink_is_refused),
     };
     return cmocka_run_group_tests_name("store_sqlite", tests, NULL, NULL);
 }

@@ -629,8 +629,10 @@ CAIRN_API cairn_status cairn_load_checkpoint_fd(cairn_client *client,
                                                 const cairn_load_request *req, int fd,
                                                 cairn_checkpoint *meta, cairn_error *err);
 /* The same into a file, atomically: a temporary file beside it, fsync,
- * rename; parent directories are created. On failure the file is as it
- * was. */
+ * rename, fsync of the directory; parent directories are created. On
+ * failure the file is as it was, unless only that last fsync failed (IO
+ * naming the directory): then it may hold the new content, not known to
+ * survive a power cut. */
 CAIRN_API cairn_status cairn_load_checkpoint_path(cairn_client *client,
                                                   const cairn_load_request *req, const char *path,
                                                   cairn_checkpoint *meta, cairn_error *err);
@@ -723,9 +725,12 @@ CAIRN_API void cairn_content_hash(const void *data, size_t len, char out[65]);
 
 /* Writes data to path unless the file already holds exactly that: a
  * temporary file beside it, fsync, rename (so a reader sees the old or the
- * new content, never a mix), parent directories created. *written (may be
+ * new content, never a mix), then fsync of the directory; parent
+ * directories created, each synced into its own parent. *written (may be
  * NULL) says whether it wrote. IO with the path and the reason (e.g.
- * "permission denied") when it cannot. */
+ * "permission denied") when it cannot; when only the last fsync of the
+ * directory failed, the new content may be in place but is not known to
+ * survive a power cut, and *written is false. */
 CAIRN_API cairn_status cairn_write_if_changed(const char *path, const void *data, size_t len,
                                               bool *written, cairn_error *err);
 

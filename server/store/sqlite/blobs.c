@@ -1,7 +1,9 @@
 /* SQLite store: snapshot bytes as files, content-addressed by SHA-256:
  * dir/blobs/<first two hex digits>/<sha256>, reference-counted in the
- * blobs table. An upload is staged in dir/blobs/staging/ while it streams
- * in, fsynced, then moved into place inside the transaction that commits
+ * blobs table; every file is reached through the fd of its directory,
+ * checked as files.c says. An upload is staged in dir/blobs/staging/
+ * while it streams in, fsynced, then moved into place (a new fan-out
+ * directory synced into blobs/ first) inside the transaction that commits
  * its checkpoint (before the commit, so a committed row always has its
  * file). A file whose last reference is dropped is removed after that
  * transaction commits; one moved into place by a link that rolled back
@@ -22,15 +24,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* A disk that cannot take more comes back later: retry after this. */
-enum { DISK_FULL_PUSHBACK_MS = 1000 };
-
 typedef struct sq_stage {
     srv_blob_stage base;
     int fd;
     bool linked;              /* moved into place: nothing to remove */
     char sha256[65];
-    char path[SQ_PATH_MAX];
+    char name[17];            /* in blobs/staging */
+    char path[SQ_PATH_MAX];   /* for messages */
 } sq_stage;
 
 typedef struct sq_reader {
@@ -38,32 +38,15 @@ typedef struct sq_reader {
     int fd;
 } sq_reader;
 
-static srv_code io_fail(int e, const char *what, const char *path, srv_error *err)
+/* Opens the fan-out directory blobs/<first two hex digits of sha> (checked
+ * as every directory of the data dir; with create, made when missing and
+ * synced into blobs/). */
+static srv_code open_fan(sqlite_store *s, const char *sha, bool create, int *fd, srv_error *err)
 {
-    if (e == ENOSPC || e == EDQUOT || e == EFBIG)
-        return srv_fail_pushback(err, SRV_RESOURCE_EXHAUSTED, DISK_FULL_PUSHBACK_MS,
-                                 "store: disk full while %s; retry later", what);
-    return srv_fail(err, SRV_UNAVAILABLE, "store: %s %s failed: %s", what, path, strerror(e));
-}
-
-static void blob_path(const sqlite_store *s, const char *sha, char *out, size_t cap)
-{
-    snprintf(out, cap, "%s/blobs/%.2s/%s", s->dir, sha, sha);
-}
-
-static int fsync_dir(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
-static int make_dir(const char *path)
-{
-    return mkdir(path, 0755) == 0 || errno == EEXIST ? 0 : -1;
+    char blobs[SQ_PATH_MAX], name[3];
+    snprintf(blobs, sizeof blobs, "%s/blobs", s->dir);
+    snprintf(name, sizeof name, "%.2s", sha);
+    return sq_open_dir(s, s->blobs_fd, blobs, name, create, fd, err);
 }
 
 static bool blob_row_exists(sqlite_store *s, const char *sha)
@@ -78,50 +61,59 @@ static bool blob_row_exists(sqlite_store *s, const char *sha)
     return rc != SQLITE_DONE;
 }
 
-/* Removes every file in dir for which keep() says no. */
-static void sweep(sqlite_store *s, const char *dir, bool (*keep)(sqlite_store *, const char *))
+/* Removes every entry of the directory fd for which keep() says no
+ * (unlinkat removes a symbolic link itself, never what it points to). */
+static void sweep(sqlite_store *s, int fd, bool (*keep)(sqlite_store *, const char *))
 {
-    DIR *d = opendir(dir);
-    if (!d)
+    int own = dup(fd);
+    DIR *d = own >= 0 ? fdopendir(own) : NULL;
+    if (!d) {
+        if (own >= 0)
+            close(own);
         return;
+    }
+    rewinddir(d); /* a dup shares the offset */
     struct dirent *e;
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.' || (keep && keep(s, e->d_name)))
             continue;
-        char path[SQ_PATH_MAX];
-        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) < (int)sizeof path)
-            unlink(path);
+        unlinkat(fd, e->d_name, 0);
     }
     closedir(d);
 }
 
 srv_code sq_blobs_open(sqlite_store *s, srv_error *err)
 {
-    char path[SQ_PATH_MAX];
-    snprintf(path, sizeof path, "%s/blobs", s->dir);
-    if (make_dir(path) < 0)
-        return io_fail(errno, "creating", path, err);
-    snprintf(path, sizeof path, "%s/blobs/staging", s->dir);
-    if (make_dir(path) < 0)
-        return io_fail(errno, "creating", path, err);
-    sweep(s, path, NULL);
+    char blobs[SQ_PATH_MAX];
+    snprintf(blobs, sizeof blobs, "%s/blobs", s->dir);
+    if (sq_open_dir(s, s->dir_fd, s->dir, "blobs", true, &s->blobs_fd, err) ||
+        sq_open_dir(s, s->blobs_fd, blobs, "staging", true, &s->staging_fd, err))
+        return err->code;
+    sweep(s, s->staging_fd, NULL);
 
-    snprintf(path, sizeof path, "%s/blobs", s->dir);
-    DIR *d = opendir(path);
-    if (!d)
-        return io_fail(errno, "reading", path, err);
+    int own = dup(s->blobs_fd);
+    DIR *d = own >= 0 ? fdopendir(own) : NULL;
+    if (!d) {
+        srv_code rc = sq_io_fail(errno, "reading", blobs, err);
+        if (own >= 0)
+            close(own);
+        return rc;
+    }
+    srv_code rc = SRV_OK;
     struct dirent *e;
-    while ((e = readdir(d))) {
+    while (!rc && (e = readdir(d))) {
         /* Only the two-hex-digit fan-out directories: never "..". */
         const char *n = e->d_name;
         if (strlen(n) != 2 || !isxdigit((unsigned char)n[0]) || !isxdigit((unsigned char)n[1]))
             continue;
-        char sub[SQ_PATH_MAX];
-        if (snprintf(sub, sizeof sub, "%s/%s", path, e->d_name) < (int)sizeof sub)
-            sweep(s, sub, blob_row_exists);
+        int fan;
+        if (!(rc = sq_open_dir(s, s->blobs_fd, blobs, n, false, &fan, err))) {
+            sweep(s, fan, blob_row_exists);
+            close(fan);
+        }
     }
     closedir(d);
-    return SRV_OK;
+    return rc;
 }
 
 /* ---- staging ---- */
@@ -132,13 +124,13 @@ srv_code sq_stage_begin(srv_store *st, srv_blob_stage **out, srv_error *err)
     sq_stage *b = calloc(1, sizeof *b);
     if (!b)
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
-    char name[17];
-    srv_random_hex(name, 8);
-    snprintf(b->path, sizeof b->path, "%s/blobs/staging/%s", s->dir, name);
+    srv_random_hex(b->name, 8);
+    snprintf(b->path, sizeof b->path, "%s/blobs/staging/%s", s->dir, b->name);
     b->base.store = st;
-    b->fd = open(b->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    b->fd = openat(s->staging_fd, b->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                   0600);
     if (b->fd < 0) {
-        srv_code rc = io_fail(errno, "staging", b->path, err);
+        srv_code rc = sq_io_fail(errno, "staging", b->path, err);
         free(b);
         return rc;
     }
@@ -154,7 +146,7 @@ srv_code sq_stage_write(srv_blob_stage *stage, const uint8_t *data, size_t len, 
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
-            return io_fail(n < 0 ? errno : ENOSPC, "writing", b->path, err);
+            return sq_io_fail(n < 0 ? errno : ENOSPC, "writing", b->path, err);
         data += n;
         len -= (size_t)n;
     }
@@ -164,10 +156,12 @@ srv_code sq_stage_write(srv_blob_stage *stage, const uint8_t *data, size_t len, 
 srv_code sq_stage_finish(srv_blob_stage *stage, const char *sha256, srv_error *err)
 {
     sq_stage *b = (sq_stage *)stage;
-    if (fsync(b->fd) < 0)
-        return io_fail(errno, "syncing", b->path, err);
-    close(b->fd);
+    if (sq_sync(sq_from(b->base.store), b->fd, b->path, err))
+        return err->code;
+    int rc = close(b->fd);
     b->fd = -1;
+    if (rc < 0)
+        return sq_io_fail(errno, "closing", b->path, err);
     snprintf(b->sha256, sizeof b->sha256, "%s", sha256);
     return SRV_OK;
 }
@@ -180,7 +174,7 @@ void sq_stage_free(srv_blob_stage *stage)
     if (b->fd >= 0)
         close(b->fd);
     if (!b->linked)
-        unlink(b->path);
+        unlinkat(sq_from(b->base.store)->staging_fd, b->name, 0);
     free(b);
 }
 
@@ -210,16 +204,30 @@ srv_code sq_blob_link(srv_txn *t, srv_blob_stage *stage, uint64_t size, srv_erro
      * stored already: it was just received, hashed and fsynced, while the
      * stored file may have rotted since (same content, so replacing it is
      * always safe; open readers keep the file they opened). */
-    char dir[SQ_PATH_MAX], path[SQ_PATH_MAX];
+    char dir[SQ_PATH_MAX];
     snprintf(dir, sizeof dir, "%s/blobs/%.2s", s->dir, b->sha256);
-    blob_path(s, b->sha256, path, sizeof path);
     /* If the row below does not survive (an error, a rollback), the file
      * must not either: checked when the transaction ends. */
     if (recheck_at_end(s, b->sha256, err))
         return err->code;
-    if (make_dir(dir) < 0 || rename(b->path, path) < 0 || fsync_dir(dir) < 0)
-        return io_fail(errno, "storing", path, err);
-    b->linked = true;
+    /* A new fan-out directory is synced into blobs/ (open_fan), and the
+     * file's entry into it, before the row commits. */
+    int fan;
+    if (open_fan(s, b->sha256, true, &fan, err))
+        return err->code;
+    srv_code code = SRV_OK;
+    if (renameat(s->staging_fd, b->name, fan, b->sha256) < 0) {
+        char path[SQ_PATH_MAX];
+        snprintf(path, sizeof path, "%s/blobs/%.2s/%s", s->dir, b->sha256, b->sha256);
+        code = sq_io_fail(errno, "storing", path, err);
+    }
+    else
+        b->linked = true;
+    if (!code)
+        code = sq_sync(s, fan, dir, err);
+    close(fan);
+    if (code)
+        return code;
 
     conn *w = &s->writer;
     sqlite3_stmt *st = sq_stmt(w, ST_BLOB_REFS, err);
@@ -278,11 +286,12 @@ srv_code sq_blob_unlink(srv_txn *t, const char *sha256, srv_error *err)
 static void remove_unreferenced(sqlite_store *s)
 {
     for (size_t i = 0; i < s->n_recheck; i++) {
-        if (blob_row_exists(s, s->recheck[i]))
+        int fan;
+        srv_error ignored;
+        if (blob_row_exists(s, s->recheck[i]) || open_fan(s, s->recheck[i], false, &fan, &ignored))
             continue;
-        char path[SQ_PATH_MAX];
-        blob_path(s, s->recheck[i], path, sizeof path);
-        unlink(path);
+        unlinkat(fan, s->recheck[i], 0);
+        close(fan);
     }
     s->n_recheck = 0;
 }
@@ -301,14 +310,21 @@ void sq_blobs_after_rollback(sqlite_store *s)
 
 srv_code sq_blob_open(srv_store *st, const char *sha256, srv_blob_reader **out, srv_error *err)
 {
+    sqlite_store *s = sq_from(st);
     char path[SQ_PATH_MAX];
-    blob_path(sq_from(st), sha256, path, sizeof path);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return srv_fail(err, SRV_NOT_FOUND, "snapshot %.16s...: deleted", sha256);
-        return io_fail(errno, "opening", path, err);
+    snprintf(path, sizeof path, "%s/blobs/%.2s/%s", s->dir, sha256, sha256);
+    int fan, fd = -1;
+    srv_code rc = open_fan(s, sha256, false, &fan, err);
+    if (!rc) {
+        fd = openat(fan, sha256, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            rc = errno == ENOENT ? SRV_NOT_FOUND : sq_io_fail(errno, "opening", path, err);
+        close(fan);
     }
+    if (rc == SRV_NOT_FOUND)
+        return srv_fail(err, SRV_NOT_FOUND, "snapshot %.16s...: deleted", sha256);
+    if (rc)
+        return rc;
     sq_reader *r = malloc(sizeof *r);
     if (!r) {
         close(fd);

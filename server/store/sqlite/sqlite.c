@@ -6,7 +6,8 @@
  * pins.db, so that pinning never waits for the writer's transaction. The data dir is locked (flock on LOCK) while
  * the store is open, so one process owns it. This file: schema,
  * statements, connections, transactions, idempotency records, opening;
- * runs.c, leases.c, checkpoints.c and blobs.c hold the rest. */
+ * runs.c, leases.c, checkpoints.c and blobs.c hold the rest, and files.c
+ * the data dir's checks (what cairnd trusts in it). */
 #include "store/sqlite/sqlite_int.h"
 #include "store/sqlite/sqlite.h"
 #include "base/clock.h"
@@ -14,12 +15,9 @@
 #include "base/log.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 /* Forward-only migrations: migrations[v] takes user_version v to v + 1. */
@@ -327,13 +325,36 @@ static srv_code sq_begin(srv_store *st, srv_txn **out, srv_error *err)
     return rc;
 }
 
+/* A failed fsync inside SQLite (of the WAL, or of the directory that got
+ * it) on COMMIT stops the store like one of ours. The checkpointer's need
+ * no such care (it warns and tries again later): a checkpoint whose fsync
+ * failed does not advance the WAL's backfill mark, so the next copies the
+ * same pages again, and the WAL only starts over after one that synced. */
+static bool is_fsync_error(int rc)
+{
+    return rc == SQLITE_IOERR_FSYNC || rc == SQLITE_IOERR_DIR_FSYNC;
+}
+
 static srv_code sq_commit(srv_txn *t, srv_error *err)
 {
     sqlite_store *s = sq_of(t);
-    srv_code rc = sq_exec(&s->writer, ST_COMMIT, "committing", err);
-    if (!rc)
+    conn *w = &s->writer;
+    sqlite3_stmt *q = sq_stmt(w, ST_COMMIT, err);
+    if (!q)
+        return err->code;
+    int rc = sqlite3_step(q);
+    srv_code code = SRV_OK;
+    if (rc != SQLITE_DONE && is_fsync_error(rc)) {
+        code = srv_fail(err, SRV_UNAVAILABLE, "store: syncing %s/cairn.db (its WAL) failed: %s",
+                        s->dir, sqlite3_errmsg(w->db));
+        srv_store_fail_stop(&s->base, err);
+    } else if (rc != SQLITE_DONE) {
+        code = sq_db_fail(w->db, rc, "committing", err);
+    }
+    sqlite3_reset(q);
+    if (!code)
         sq_blobs_after_commit(s);
-    return rc;
+    return code;
 }
 
 static void sq_rollback(srv_txn *t)
@@ -446,6 +467,11 @@ static void sq_close(srv_store *st)
     free(s->dir);
     if (s->lock_fd >= 0)
         close(s->lock_fd);
+    for (int i = 0; i < 3; i++) {
+        int fd = i == 0 ? s->staging_fd : i == 1 ? s->blobs_fd : s->dir_fd;
+        if (fd >= 0)
+            close(fd);
+    }
     free(s);
 }
 
@@ -504,7 +530,7 @@ typedef enum conn_kind { CONN_WRITER, CONN_READER, CONN_PINNER, CONN_CHECKPOINTE
 static srv_code conn_open(sqlite_store *s, conn *c, const char *path, conn_kind kind,
                           srv_error *err)
 {
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW |
                 (kind != CONN_READER ? SQLITE_OPEN_CREATE : 0);
     c->txn = (srv_txn){&s->base, kind == CONN_WRITER};
     int rc = sqlite3_open_v2(path, &c->db, flags, NULL);
@@ -542,54 +568,6 @@ static srv_code conn_open(sqlite_store *s, conn *c, const char *path, conn_kind 
     rc = sqlite3_exec(c->db, pragmas, NULL, NULL, NULL);
     if (rc != SQLITE_OK)
         return sq_db_fail(c->db, rc, "configuring cairn.db", err);
-    return SRV_OK;
-}
-
-/* mkdir -p */
-static int make_dirs(const char *path)
-{
-    char buf[4096];
-    size_t n = strlen(path);
-    if (n >= sizeof buf)
-        return -1;
-    memcpy(buf, path, n + 1);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    return mkdir(buf, 0755) < 0 && errno != EEXIST ? -1 : 0;
-}
-
-/* Holds an exclusive lock on dir/LOCK while the store is open, so two
- * processes never share one store. */
-static srv_code lock_data_dir(sqlite_store *s, srv_error *err)
-{
-    char path[SQ_PATH_MAX];
-    snprintf(path, sizeof path, "%s/LOCK", s->dir);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return srv_fail(err, SRV_UNAVAILABLE, "--data-dir: cannot open %s: %s", path,
-                        strerror(errno));
-    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        char pid[32] = "";
-        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
-        pid[n > 0 ? n : 0] = '\0';
-        pid[strcspn(pid, "\n")] = '\0';
-        close(fd);
-        return srv_fail(err, SRV_FAILED_PRECONDITION,
-                        "data dir %s is in use by another cairnd%s%s%s; "
-                        "stop it or choose another --data-dir",
-                        s->dir, *pid ? " (pid " : "", pid, *pid ? ")" : "");
-    }
-    char pid[32];
-    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-    if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) < 0)
-        srv_warn("cannot write the pid into %s: %s", path, strerror(errno));
-    s->lock_fd = fd;
     return SRV_OK;
 }
 
@@ -712,36 +690,49 @@ static const struct srv_store_ops sqlite_ops = {
     .dedup_put = sq_dedup_put,
 };
 
+/* The data dir without trailing slashes ("/" stays), in a new string. */
+static char *dir_name(const char *path)
+{
+    char *d = strdup(path);
+    for (size_t n = d ? strlen(d) : 0; n > 1 && d[n - 1] == '/'; n--)
+        d[n - 1] = '\0';
+    return d;
+}
+
 srv_code srv_sqlite_open(const srv_store_config *cfg, srv_store **out, srv_error *err)
 {
-    if (make_dirs(cfg->data_dir) < 0)
-        return srv_fail(err, SRV_UNAVAILABLE, "--data-dir: cannot create %s: %s", cfg->data_dir,
-                        strerror(errno));
     sqlite_store *s = calloc(1, sizeof *s);
     if (!s)
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
     s->base.ops = &sqlite_ops;
-    s->lock_fd = -1;
+    s->lock_fd = s->dir_fd = s->blobs_fd = s->staging_fd = -1;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     pthread_mutex_init(&s->pin_mu, NULL);
     pthread_mutex_init(&s->ckpt_mu, NULL);
     pthread_cond_init(&s->ckpt_cv, NULL);
-    s->dir = strdup(cfg->data_dir);
+    s->dir = dir_name(cfg->data_dir);
     int readers = cfg->readers > 0 ? cfg->readers : 1;
 
-    char path[SQ_PATH_MAX];
-    snprintf(path, sizeof path, "%s/cairn.db", cfg->data_dir);
-    srv_code rc = s->dir ? lock_data_dir(s, err)
+    char path[SQ_PATH_MAX], pins_path[SQ_PATH_MAX];
+    snprintf(path, sizeof path, "%s/cairn.db", s->dir ? s->dir : "");
+    snprintf(pins_path, sizeof pins_path, "%s/pins.db", s->dir ? s->dir : "");
+    /* The data dir and LOCK are checked before anything is written; the
+     * database files before SQLite opens them by path. */
+    srv_code rc = s->dir ? sq_data_dir_open(s, err)
                          : srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    if (!rc)
+        rc = sq_lock_data_dir(s, err);
+    if (!rc)
+        rc = sq_db_files_prepare(s, "cairn.db", err);
+    if (!rc)
+        rc = sq_db_files_prepare(s, "pins.db", err);
     if (!rc)
         rc = conn_open(s, &s->writer, path, CONN_WRITER, err);
     if (!rc)
         rc = srv_sqlite_migrate(s->writer.db, SCHEMA_VERSION, err);
     if (!rc)
         rc = sq_blobs_open(s, err);
-    char pins_path[SQ_PATH_MAX];
-    snprintf(pins_path, sizeof pins_path, "%s/pins.db", cfg->data_dir);
     if (!rc)
         rc = conn_open(s, &s->pinner, pins_path, CONN_PINNER, err);
     if (!rc)
@@ -763,6 +754,7 @@ srv_code srv_sqlite_open(const srv_store_config *cfg, srv_store **out, srv_error
         sq_close(&s->base);
         return rc;
     }
+    s->opened = true;
     *out = &s->base;
     return SRV_OK;
 }

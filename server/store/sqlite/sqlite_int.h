@@ -73,7 +73,11 @@ typedef struct conn {
 
 typedef struct sqlite_store {
     srv_store base;
-    char *dir;                    /* the data dir */
+    char *dir;                    /* the data dir, without a trailing '/' */
+    int dir_fd;                   /* the data dir, blobs/, blobs/staging: every */
+    int blobs_fd;                 /* file is made, found and removed relative */
+    int staging_fd;               /* to these, never through a symbolic link */
+    bool opened;                  /* open finished: a failed fsync now stops the store */
     int lock_fd;                  /* flock on dir/LOCK while open */
     conn writer;
     conn *readers;
@@ -180,6 +184,35 @@ srv_code sq_pin_add(srv_store *st, const char *run_id, const char *checkpoint_id
 srv_code sq_pin_remove(srv_store *st, int64_t pin, srv_error *err);
 srv_code sq_pinned(srv_txn *t, const char *run_id, const char *checkpoint_id, int64_t now_us,
                    bool *pinned, srv_error *err);
+
+/* ---- files.c: the data dir, trusted only as cairnd's own ---- */
+
+/* Creates the data dir when missing (mkdir -p, 0700, each new directory
+ * synced into its parent), opens it into s->dir_fd and checks it
+ * (sq_open_dir). */
+srv_code sq_data_dir_open(sqlite_store *s, srv_error *err);
+/* Opens directory name of the directory fd at (whose path is at_path, for
+ * messages) into *out, without following a symbolic link: refused
+ * (FAILED_PRECONDITION, one line naming the path and why) when it is a
+ * symbolic link, not a directory, not owned by the effective user, or
+ * writable by group or others; NOT_FOUND when missing. With create, a
+ * missing one is made 0700 and synced into at first. */
+srv_code sq_open_dir(sqlite_store *s, int at, const char *at_path, const char *name,
+                     bool create, int *out, srv_error *err);
+/* Takes the exclusive lock on dir/LOCK (opened without following a link)
+ * and writes the pid into it. */
+srv_code sq_lock_data_dir(sqlite_store *s, srv_error *err);
+/* Before SQLite opens name (cairn.db, pins.db) by path: refuses when it
+ * or its -wal, -shm or -journal is a symbolic link or not owned by the
+ * effective user, and creates a missing name 0600, which its -wal and
+ * -shm then take from it whatever the umask. */
+srv_code sq_db_files_prepare(sqlite_store *s, const char *name, srv_error *err);
+/* fsync of fd (path for messages). Once the store is open a failure
+ * stops it (srv_store_fail_stop): see store.h. */
+srv_code sq_sync(sqlite_store *s, int fd, const char *path, srv_error *err);
+/* A failed I/O call as an error: disk full is RESOURCE_EXHAUSTED with a
+ * pushback, the rest UNAVAILABLE naming what and path. */
+srv_code sq_io_fail(int e, const char *what, const char *path, srv_error *err);
 
 /* ---- blobs.c: snapshot files ---- */
 
