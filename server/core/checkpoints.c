@@ -1,6 +1,7 @@
 /* Checkpoints: ids, the completed-worker set, retention and cleanup
  * (never a pinned checkpoint), and the reads. */
 #include "core/domain.h"
+#include "core/page.h"
 #include "base/clock.h"
 #include "base/limits.h"
 
@@ -11,15 +12,6 @@
 /* A cleanup lists every checkpoint of a run at most this many at a time,
  * and a ListCheckpoints page holds at most this many. */
 enum { LIST_PAGE = 1000 };
-/* A ListCheckpoints page reads checkpoints with their completed workers
- * this many at a time and stops reading once its byte budget is spent, so
- * a call holds its page and at most one batch beyond it (one checkpoint
- * can reach about 1.3 MiB encoded: SRV_CHECKPOINT_WIRE_MAX in
- * service/contract.h). */
-enum { READ_BATCH = 4 };
-/* What a message in a repeated field costs besides its own bytes: a tag
- * and its length. */
-enum { ENTRY_FRAMING = 8 };
 
 /* YYYYMMDD_HHMMSS_ffffff in UTC. */
 static char *checkpoint_id_for(srv_arena *a, int64_t us)
@@ -192,35 +184,23 @@ srv_code srv_checkpoints_read(srv_store *st, srv_arena *a, const char *run_id,
         return err->code;
     srv_run_head run;
     srv_code rc = srv_run_require(t, a, run_id, &run, err);
-    size_t bytes = 0;
-    bool more = false, end = false;
-    while (!rc && !more && !end) {
-        /* Up to one past the page, which tells whether another follows. */
-        uint32_t want = LIST_PAGE - (uint32_t)out->n_checkpoints + 1;
-        if (want > READ_BATCH)
-            want = READ_BATCH;
+    srv_page page = {.max_count = LIST_PAGE, .max_bytes = max_bytes};
+    bool end = false;
+    while (!rc && !page.full && !end) {
+        uint32_t want = srv_page_want(&page);
         srv_checkpoint_rec *rows = NULL;
         size_t n = 0;
         rc = srv_store_checkpoints_list(t, a, &run, after, want, true, &rows, &n, err);
         end = !rc && n < want;
         for (size_t i = 0; !rc && i < n; i++) {
-            if (out->n_checkpoints == LIST_PAGE) {
-                more = true;
-                break;
-            }
             Cairn__V1__Checkpoint *cp = srv_arena_alloc(a, sizeof *cp);
             if (!cp) {
                 rc = srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
                 break;
             }
-            if ((rc = fill_checkpoint(a, run_id, &rows[i], cp, err)))
+            if ((rc = fill_checkpoint(a, run_id, &rows[i], cp, err)) ||
+                !srv_page_admit(&page, &cp->base))
                 break;
-            size_t size = protobuf_c_message_get_packed_size(&cp->base) + ENTRY_FRAMING;
-            if (out->n_checkpoints > 0 && bytes + size > max_bytes) {
-                more = true;
-                break;
-            }
-            bytes += size;
             out->checkpoints[out->n_checkpoints++] = cp;
             after = rows[i].checkpoint_id;
         }
@@ -228,7 +208,7 @@ srv_code srv_checkpoints_read(srv_store *st, srv_arena *a, const char *run_id,
     srv_store_read_end(t);
     if (rc)
         return rc;
-    if (more)
+    if (page.full)
         out->next_page_token = (char *)after;
     return SRV_OK;
 }

@@ -1,6 +1,7 @@
 /* Runs: creation with the same-definition rule, the derived run state,
  * and the reads GetRun and ListRuns. */
 #include "core/domain.h"
+#include "core/page.h"
 #include "base/clock.h"
 
 #include <string.h>
@@ -121,16 +122,6 @@ srv_code srv_run_read(srv_store *st, srv_arena *a, const char *run_id, Cairn__V1
     return found ? fill_run(a, &rec, out, err) : no_run(run_id, err);
 }
 
-/* A page reads runs from the store this many at a time and stops reading
- * once its byte budget is spent, so a call holds its page and at most one
- * batch beyond it, however large the runs (one can reach about 2.6 MiB
- * encoded: SRV_RUN_WIRE_MAX in service/contract.h). */
-enum { RUNS_BATCH = 4 };
-
-/* What a message in a repeated field costs besides its own bytes: a tag
- * and its length. */
-enum { ENTRY_FRAMING = 8 };
-
 srv_code srv_runs_read(srv_store *st, srv_arena *a, uint64_t after, uint32_t limit,
                        size_t max_bytes, Cairn__V1__ListRunsResponse *out, uint64_t *next,
                        srv_error *err)
@@ -146,36 +137,22 @@ srv_code srv_runs_read(srv_store *st, srv_arena *a, uint64_t after, uint32_t lim
         return err->code;
     srv_code rc = SRV_OK;
     int64_t pos = (int64_t)after;
-    size_t bytes = 0;
-    bool more = false, end = false;
-    while (!rc && !more && !end) {
-        /* Up to one run past the page, which tells whether another follows. */
-        uint32_t want = limit - (uint32_t)out->n_runs + 1;
-        if (want > RUNS_BATCH)
-            want = RUNS_BATCH;
+    srv_page page = {.max_count = limit, .max_bytes = max_bytes};
+    bool end = false;
+    while (!rc && !page.full && !end) {
+        uint32_t want = srv_page_want(&page);
         srv_run_rec *recs = NULL;
         size_t n = 0;
         rc = srv_store_runs_list(t, a, pos, want, &recs, &n, err);
         end = !rc && n < want;
         for (size_t i = 0; !rc && i < n; i++) {
-            if (out->n_runs == limit) {
-                more = true;
-                break;
-            }
             Cairn__V1__Run *run = srv_arena_alloc(a, sizeof *run);
             if (!run) {
                 rc = srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory listing runs");
                 break;
             }
-            if ((rc = fill_run(a, &recs[i], run, err)))
+            if ((rc = fill_run(a, &recs[i], run, err)) || !srv_page_admit(&page, &run->base))
                 break;
-            /* At least one run a page: any one fits a message. */
-            size_t size = protobuf_c_message_get_packed_size(&run->base) + ENTRY_FRAMING;
-            if (out->n_runs > 0 && bytes + size > max_bytes) {
-                more = true;
-                break;
-            }
-            bytes += size;
             out->runs[out->n_runs++] = run;
             pos = recs[i].head.ref;
         }
@@ -183,7 +160,7 @@ srv_code srv_runs_read(srv_store *st, srv_arena *a, uint64_t after, uint32_t lim
     srv_store_read_end(t);
     if (rc)
         return rc;
-    if (more)
+    if (page.full)
         *next = (uint64_t)pos;
     return SRV_OK;
 }
