@@ -106,21 +106,25 @@ static void attempt(srv_txn *t, srv_mutation *m, int64_t now_us, outcome *o)
 
 /* Applies one mutation inside its savepoint. ABORTED means another
  * process took a unique key first (backend.h): undone and tried once
- * more, when it sees the winner's row. */
-static void apply_one(srv_txn *t, srv_mutation *m, int64_t now_us, outcome *o)
+ * more, when it sees the winner's row. Returns false when the failure
+ * took the whole transaction with it (srv_store_txn_active). */
+static bool apply_one(srv_txn *t, srv_mutation *m, int64_t now_us, outcome *o)
 {
     for (int tries = 0; tries < 2; tries++) {
         memset(o, 0, sizeof *o);
         o->code = srv_store_savepoint(t, &o->err);
-        if (o->code)
-            return;
-        attempt(t, m, now_us, o);
-        if (!o->code && (o->code = srv_store_release(t, &o->err)) == SRV_OK)
-            return;
+        if (!o->code) {
+            attempt(t, m, now_us, o);
+            if (!o->code && (o->code = srv_store_release(t, &o->err)) == SRV_OK)
+                return true;
+        }
+        if (!srv_store_txn_active(t))
+            return false;
         srv_store_rollback_to(t);
         if (o->code != SRV_ABORTED)
-            return;
+            return true;
     }
+    return true;
 }
 
 static void run_batch(srv_ledger *l, srv_mutation *batch, int n)
@@ -134,8 +138,14 @@ static void run_batch(srv_ledger *l, srv_mutation *batch, int n)
     srv_mutation *m = batch;
     for (int i = 0; i < n; i++, m = m->next) {
         memset(&out[i], 0, sizeof out[i]);
-        if (!batch_code)
-            apply_one(t, m, now_us, &out[i]);
+        if (!batch_code && !apply_one(t, m, now_us, &out[i])) {
+            /* The store undid the whole batch: every mutation of it fails
+             * with this error (and its pushback), and nothing more runs,
+             * for outside a transaction each would commit by itself. */
+            batch_code = out[i].code;
+            batch_err = out[i].err;
+            srv_store_rollback(t);
+        }
     }
     if (!batch_code)
         batch_code = srv_store_commit(t, &batch_err);

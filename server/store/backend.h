@@ -162,6 +162,8 @@ struct srv_store_ops {
                           srv_dedup_record *out, bool *found, srv_error *err);
     srv_code (*dedup_put)(srv_txn *t, const srv_dedup_key *k, const srv_dedup_record *rec,
                           int64_t now_us, srv_error *err);
+
+    bool (*txn_active)(srv_txn *t);
 };
 
 /* Stages and readers start with this, so the wrappers find the store. */

@@ -55,7 +55,8 @@ const char *srv_store_names(void)
     XX(lease_get) XX(lease_put) XX(checkpoint_insert) XX(checkpoint_delete)                   \
     XX(checkpoint_get) XX(checkpoints_list) XX(pin_add) XX(pin_remove) XX(pinned)             \
     XX(stage_begin) XX(stage_write) XX(stage_finish) XX(stage_free) XX(blob_link)             \
-    XX(blob_unlink) XX(blob_open) XX(blob_read) XX(blob_close) XX(dedup_get) XX(dedup_put)
+    XX(blob_unlink) XX(blob_open) XX(blob_read) XX(blob_close) XX(dedup_get) XX(dedup_put)   \
+    XX(txn_active)
 
 static const char *missing_op(const struct srv_store_ops *ops)
 {
@@ -259,6 +260,11 @@ srv_code srv_store_savepoint(srv_txn *t, srv_error *err)
 srv_code srv_store_release(srv_txn *t, srv_error *err)
 {
     WRAP_WRITE(t, RELEASE, release(t, err));
+}
+
+bool srv_store_txn_active(srv_txn *t)
+{
+    return t->store->ops->txn_active(t);
 }
 
 void srv_store_rollback_to(srv_txn *t)

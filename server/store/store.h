@@ -262,6 +262,14 @@ srv_code srv_store_blob_read(srv_blob_reader *r, uint8_t *buf, size_t cap, size_
 /* NULL is a no-op. */
 void srv_store_blob_close(srv_blob_reader *r);
 
+/* False when the backend lost the write transaction t under a failed
+ * operation: SQLite rolls a transaction back whole on some errors (I/O
+ * errors; a full disk or no memory without a statement journal). Then
+ * everything since begin is undone, and nothing more may run in t (a
+ * savepoint would start a transaction of its own and commit by itself):
+ * the caller fails the whole batch and rolls back. Writer thread. */
+bool srv_store_txn_active(srv_txn *t);
+
 /* ---- idempotency records: (run, method, key) -> fingerprint, response ---- */
 
 typedef struct srv_dedup_key {

@@ -140,6 +140,7 @@ bool dedup_found(fx *f, const srv_dedup_key *k, srv_dedup_record *out);
     XX(inject_fault_fails_exactly_the_nth_call_with_its_code_then_disarms, OPEN)             \
     XX(an_injected_fault_on_a_write_never_reaches_the_backend, OPEN)                         \
     XX(inject_fault_with_code_ok_disarms, OPEN)                                              \
+    XX(txn_active_holds_through_a_failed_operation_that_keeps_the_transaction, OPEN)        \
     XX(inject_hook_runs_before_the_nth_call_which_then_goes_on, OPEN)                       \
     XX(store_open_of_an_unknown_backend_is_invalid_argument_naming_store, DIR)               \
     XX(store_names_and_op_names_name_the_backend_and_each_op, DIR)                           \

@@ -375,3 +375,24 @@ void a_write_operation_on_a_read_snapshot_fails_internal_and_writes_nothing(void
     srv_store_read_end(t);
     assert_false(dedup_found(f, &k, &rec));
 }
+
+void txn_active_holds_through_a_failed_operation_that_keeps_the_transaction(void **state)
+{
+    fx *f = *state;
+    insert_run(f, "run-1", 1);
+    srv_error err;
+    srv_txn *t = wbegin(f);
+    assert_true(srv_store_txn_active(t));
+    srv_run_head h = head_in(f, t, "run-1");
+    ok(srv_store_savepoint(t, &err), &err);
+    int64_t ref;
+    char *workers[] = {"w0"};
+    /* a taken id: the statement fails, the transaction stays */
+    fails_with(srv_store_run_insert(t, "run-1", workers, 1, NULL, 0, NOW_US, &ref, &err), &err,
+               SRV_ABORTED);
+    assert_true(srv_store_txn_active(t));
+    srv_store_rollback_to(t);
+    ok(srv_store_events_insert(t, &h, make_events(f, 1, 4, 0), 1, NOW_US, &err), &err);
+    wcommit(t);
+    assert_int_equal(head_of(f, "run-1").next_seq, 2);
+}

@@ -324,6 +324,52 @@ static void failed_statement_fails_only_its_mutation(void **state)
     assert_int_equal(f->calls[3].resp->first_seq, 3);
 }
 
+/* An append whose statement fails and takes the whole transaction with
+ * it, as SQLite does on an I/O error or a full disk. */
+static srv_code apply_losing_the_transaction(srv_apply *ap, const ProtobufCMessage *req,
+                                             ProtobufCMessage *resp, srv_error *err)
+{
+    (void)req;
+    (void)resp;
+    srv_store_rollback(ap->txn);
+    return srv_fail_pushback(err, SRV_RESOURCE_EXHAUSTED, 1000,
+                             "store: disk full while appending events; retry later");
+}
+
+static void lost_transaction_fails_every_caller_of_the_batch_and_nothing_commits_by_itself(
+    void **state)
+{
+    fx *f = *state;
+    hold_writer(f);
+    submit(f, prepare(f, 1, "k1", "p1", apply_append));
+    submit(f, prepare(f, 2, "k2", "p2", apply_losing_the_transaction));
+    submit(f, prepare(f, 3, "k3", "p3", apply_append));
+    open_gate(f);
+    for (int i = 0; i <= 3; i++)
+        await(f, &f->calls[i]);
+
+    assert_int_equal(f->calls[0].code, SRV_OK);
+    for (int i = 1; i <= 3; i++) {
+        assert_int_equal(f->calls[i].code, SRV_RESOURCE_EXHAUSTED);
+        assert_non_null(strstr(f->calls[i].msg, "disk full"));
+        assert_false(key_recorded(f, f->calls[i].key));
+    }
+    assert_int_equal(log_length(f), 1); /* k3 did not commit on its own */
+    assert_int_equal(f->n_grew, 1);
+
+    /* Each retried with its key applies once. */
+    for (int i = 1; i <= 3; i += 2) {
+        char key[8];
+        snprintf(key, sizeof key, "k%d", i);
+        call *c = prepare(f, i, key, "again", apply_append);
+        submit(f, c);
+        await(f, c);
+        assert_int_equal(c->code, SRV_OK);
+        assert_false(c->replayed);
+    }
+    assert_int_equal(log_length(f), 3);
+}
+
 static void conflict_with_another_process_is_retried_once(void **state)
 {
     fx *f = *state;
@@ -451,6 +497,9 @@ int main(void)
             failed_commit_fails_every_caller_of_the_batch_and_keeps_none_of_their_effects, setup,
             teardown),
         cmocka_unit_test_setup_teardown(failed_statement_fails_only_its_mutation, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            lost_transaction_fails_every_caller_of_the_batch_and_nothing_commits_by_itself, setup,
+            teardown),
         cmocka_unit_test_setup_teardown(conflict_with_another_process_is_retried_once, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(second_conflict_is_not_retried_again, setup, teardown),

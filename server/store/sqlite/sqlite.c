@@ -378,6 +378,11 @@ static srv_code sq_release(srv_txn *t, srv_error *err)
     return sq_exec(sq_conn(t), ST_RELEASE, "releasing a savepoint", err);
 }
 
+static bool sq_txn_active(srv_txn *t)
+{
+    return !sqlite3_get_autocommit(sq_conn(t)->db);
+}
+
 static void sq_rollback_to(srv_txn *t)
 {
     srv_error ignored;
@@ -688,6 +693,7 @@ static const struct srv_store_ops sqlite_ops = {
     .blob_close = sq_blob_close,
     .dedup_get = sq_dedup_get,
     .dedup_put = sq_dedup_put,
+    .txn_active = sq_txn_active,
 };
 
 /* The data dir without trailing slashes ("/" stays), in a new string. */
