@@ -28,6 +28,10 @@ enum {
     OPT_INSECURE,
     OPT_RETENTION,
     OPT_MAX_SNAPSHOT,
+    OPT_MAX_STREAMS,
+    OPT_KEEPALIVE_TIME,
+    OPT_KEEPALIVE_TIMEOUT,
+    OPT_MAX_IDLE,
 };
 
 /* One row per setting: flag, env twin, help. The table drives getopt, the
@@ -58,6 +62,17 @@ static const struct setting {
      "checkpoints kept per run, newest first, 2..100000 (default 5)"},
     {OPT_MAX_SNAPSHOT, "max-snapshot-bytes", "CAIRN_MAX_SNAPSHOT_BYTES", "BYTES",
      "largest checkpoint snapshot accepted, 0..2^62 (default 1073741824)"},
+    {OPT_MAX_STREAMS, "max-concurrent-streams", "CAIRN_MAX_CONCURRENT_STREAMS", "N",
+     "calls open at once on one client connection, 1..1000000; more wait for one to end "
+     "(default 1000)"},
+    {OPT_KEEPALIVE_TIME, "keepalive-time-ms", "CAIRN_KEEPALIVE_TIME_MS", "MS",
+     "ping each connection after this long without reads, 100..86400000 (default 60000)"},
+    {OPT_KEEPALIVE_TIMEOUT, "keepalive-timeout-ms", "CAIRN_KEEPALIVE_TIMEOUT_MS", "MS",
+     "close a connection (ending its calls, watches and pins) when a ping goes "
+     "unanswered this long, 100..86400000 (default 20000)"},
+    {OPT_MAX_IDLE, "max-connection-idle-ms", "CAIRN_MAX_CONNECTION_IDLE_MS", "MS",
+     "send GOAWAY to a connection without calls for this long, 0 (never) or "
+     "100..86400000 (default 300000)"},
     {OPT_INSECURE, "insecure", "CAIRN_INSECURE", "true|false",
      "serve a --listen address other than 127.0.0.0/8, [::1], localhost or unix:PATH, "
      "without TLS or tokens (default false)"},
@@ -145,6 +160,19 @@ static int apply(srv_config *cfg, const struct setting *st, const char *v,
     case OPT_MAX_SNAPSHOT:
         ok = parse_i64(v, 0, 1LL << 62, &cfg->max_snapshot_bytes) == 0;
         break;
+    case OPT_MAX_STREAMS:
+        ok = parse_int(v, 1, 1000000, &cfg->max_concurrent_streams) == 0;
+        break;
+    case OPT_KEEPALIVE_TIME:
+        ok = parse_int(v, 100, 86400000, &cfg->keepalive_time_ms) == 0;
+        break;
+    case OPT_KEEPALIVE_TIMEOUT:
+        ok = parse_int(v, 100, 86400000, &cfg->keepalive_timeout_ms) == 0;
+        break;
+    case OPT_MAX_IDLE:
+        ok = parse_int(v, 0, 86400000, &cfg->max_connection_idle_ms) == 0 &&
+             (cfg->max_connection_idle_ms == 0 || cfg->max_connection_idle_ms >= 100);
+        break;
     case OPT_INSECURE:
         ok = strcmp(v, "true") == 0 || strcmp(v, "false") == 0;
         cfg->insecure = strcmp(v, "true") == 0;
@@ -170,6 +198,10 @@ static void defaults(srv_config *cfg)
     cfg->shutdown_grace_ms = SRV_DEFAULT_SHUTDOWN_GRACE_MS;
     cfg->checkpoint_retention = SRV_DEFAULT_RETENTION;
     cfg->max_snapshot_bytes = SRV_DEFAULT_MAX_SNAPSHOT;
+    cfg->max_concurrent_streams = SRV_DEFAULT_MAX_CONCURRENT_STREAMS;
+    cfg->keepalive_time_ms = SRV_DEFAULT_KEEPALIVE_TIME_MS;
+    cfg->keepalive_timeout_ms = SRV_DEFAULT_KEEPALIVE_TIMEOUT_MS;
+    cfg->max_connection_idle_ms = SRV_DEFAULT_MAX_CONNECTION_IDLE_MS;
 }
 
 srv_config_result srv_config_parse(srv_config *cfg, int argc, char **argv)

@@ -556,14 +556,34 @@ srv_code srv_rpc_start(const srv_rpc_config *cfg, srv_rpc **out,
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
     }
 
-    grpc_arg args[2];
-    args[0].type = GRPC_ARG_INTEGER;
-    args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-    args[0].value.integer = (int)cfg->max_message_bytes;
-    args[1].type = GRPC_ARG_INTEGER;
-    args[1].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
-    args[1].value.integer = (int)cfg->max_message_bytes;
-    grpc_channel_args cargs = {2, args};
+    /* Limits per connection. Keepalive: the server pings after
+     * keepalive_time_ms without reads, whether or not calls are open and
+     * however long no data flowed (MAX_PINGS_WITHOUT_DATA 0), and closes
+     * the connection when a ping goes unanswered keepalive_timeout_ms:
+     * a peer that vanished (a host gone, a process stopped) loses its
+     * calls, hence its watches and pins, within about the two. Clients may
+     * ping as often as every 10 s without being sent GOAWAY. */
+    grpc_arg args[16];
+    size_t na = 0;
+#define INT_ARG(k, v)                                                                    \
+    (args[na].type = GRPC_ARG_INTEGER, args[na].key = (char *)(k),                       \
+     args[na].value.integer = (int)(v), na++)
+    INT_ARG(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, cfg->max_message_bytes);
+    INT_ARG(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, cfg->max_message_bytes);
+    if (cfg->max_concurrent_streams > 0)
+        INT_ARG(GRPC_ARG_MAX_CONCURRENT_STREAMS, cfg->max_concurrent_streams);
+    if (cfg->keepalive_time_ms > 0) {
+        INT_ARG(GRPC_ARG_KEEPALIVE_TIME_MS, cfg->keepalive_time_ms);
+        INT_ARG(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, cfg->keepalive_timeout_ms);
+        INT_ARG(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+        INT_ARG(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+        INT_ARG(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+        INT_ARG(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
+    }
+    if (cfg->max_connection_idle_ms > 0)
+        INT_ARG(GRPC_ARG_MAX_CONNECTION_IDLE_MS, cfg->max_connection_idle_ms);
+#undef INT_ARG
+    grpc_channel_args cargs = {na, args};
     rpc->server = grpc_server_create(&cargs, NULL);
 
     for (int i = 0; i < cfg->threads; i++) {

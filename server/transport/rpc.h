@@ -39,6 +39,10 @@ typedef struct srv_rpc_config {
                                    * "unix:PATH" (a socket file, made 0600) */
     int threads;                  /* completion queues, one thread each */
     size_t max_message_bytes;     /* receive and send limit per message */
+    int max_concurrent_streams;   /* calls open at once per connection (> 0) */
+    int keepalive_time_ms;        /* ping a connection after this long without reads */
+    int keepalive_timeout_ms;     /* close it when the ping is unanswered this long */
+    int max_connection_idle_ms;   /* GOAWAY a connection without calls; 0 never */
     const srv_rpc_method *methods;
     size_t n_methods;
     srv_rpc_on_call on_call;

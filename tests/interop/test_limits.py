@@ -1,0 +1,195 @@
+#!/usr/bin/python3
+"""Interop tests for cairnd's resource limits (flags of docs/operations.md):
+concurrent streams per connection, keepalive, idle connections.
+
+Each test starts a cairnd of its own with the flag under test (the Cairnd
+class of test_checkpoints.py) and drives it with Python grpcio. Nothing
+sleeps to synchronise: the tests wait on events (a call's end, a
+connectivity change, a line from a client process), or poll the server's
+log with a deadline where there is nothing to wait on.
+
+Run (ctest does this, see CMakeLists.txt):
+
+    /usr/bin/python3 test_limits.py --cairnd PATH --proto-dir DIR \
+        --protoc PATH --grpc-plugin PATH [unittest args...]
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+import grpc
+
+sys.dont_write_bytecode = True  # nothing written next to the sources
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_coordinator as tc  # noqa: E402  (the shared harness)
+from test_coordinator import RPC_TIMEOUT_S  # noqa: E402
+from test_checkpoints import Cairnd  # noqa: E402
+import test_leases_watch as tlw  # noqa: E402  (Watcher, LeaseTestCase, read_line)
+
+pb = None
+
+
+def setUpModule():
+    global pb
+    tlw.setUpModule()
+    pb = tc.pb
+
+
+def tearDownModule():
+    tlw.tearDownModule()
+
+
+def own_channel(address):
+    """A channel with a subchannel (connection) of its own: grpcio shares
+    connections between channels of one process by default."""
+    return grpc.insecure_channel(address, options=[
+        ("grpc.enable_http_proxy", 0),
+        ("grpc.enable_retries", 0),
+        ("grpc.use_local_subchannel_pool", 1),
+    ])
+
+
+def wait_log(server, text, timeout):
+    """Polls the server's log (bounded) until text shows; the time it took,
+    or None."""
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    while time.monotonic() < deadline:
+        with open(server.log_path, errors="replace") as f:
+            if text in f.read():
+                return time.monotonic() - t0
+        time.sleep(0.02)  # polling the log, bounded by the deadline
+    return None
+
+
+# A client process watching a run: prints "event N" per event. The test
+# SIGSTOPs it so that it answers nothing, not even pings.
+WATCH_CLIENT = r"""
+import sys, grpc
+address, request = sys.argv[1], bytes.fromhex(sys.argv[2])
+channel = grpc.insecure_channel(address, options=[("grpc.enable_http_proxy", 0),
+                                                  ("grpc.enable_retries", 0)])
+call = channel.unary_stream("/cairn.v1.Coordinator/WatchEvents")(request, timeout=120)
+n = 0
+try:
+    for _ in call:
+        n += 1
+        print("event %d" % n, flush=True)
+except grpc.RpcError as e:
+    print("ended %s" % e.code().name, flush=True)
+"""
+
+
+class LimitsTestCase(tlw.LeaseTestCase):
+
+    def server(self, name, flags):
+        s = Cairnd(name, flags)
+        self.addCleanup(s.stop)
+        return s
+
+    def parked_run(self, server):
+        """A run with one event: a watcher from seq 1 gets it and parks."""
+        rid = self.run_id()
+        server.stub.CreateRun(pb.CreateRunRequest(idempotency_key=self.key(), run_id=rid,
+                                                  workers=["w1"]), timeout=RPC_TIMEOUT_S)
+        self.append_n(rid, 1, stub=server.stub)
+        return rid
+
+
+class MaxConcurrentStreamsTest(LimitsTestCase):
+
+    def test_two_streams_open_third_call_waits_until_one_ends(self):
+        server = self.server("streams", ["--max-concurrent-streams", "2"])
+        rid = self.parked_run(server)
+        w1 = self.watcher(rid, stub=server.stub)
+        w2 = self.watcher(rid, stub=server.stub)
+        self.assertTrue(w1.wait_count(1), w1.error)
+        self.assertTrue(w2.wait_count(1), w2.error)
+        get = pb.GetRunRequest(run_id=rid)
+        # A third call on the same connection is not started: the client
+        # holds it until a stream ends, here past its deadline.
+        with self.assertRaises(grpc.RpcError) as cm:
+            server.stub.GetRun(get, timeout=1.0)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+        # The limit is per connection: another connection is served.
+        other = own_channel(server.address)
+        try:
+            tc.pb_grpc.CoordinatorStub(other).GetRun(get, timeout=RPC_TIMEOUT_S)
+        finally:
+            other.close()
+        # Once one stream ends, the waiting call goes through.
+        fut = server.stub.GetRun.future(get, timeout=RPC_TIMEOUT_S)
+        w1.close()
+        self.assertEqual(fut.result().run_id, rid)
+
+
+class KeepaliveTest(LimitsTestCase):
+
+    def test_stopped_client_watch_ended_within_two_keepalive_periods(self):
+        period_ms = 1000
+        server = self.server("keepalive", [
+            "--keepalive-time-ms", str(period_ms), "--keepalive-timeout-ms", str(period_ms),
+            "--log-level", "debug"])
+        rid = self.parked_run(server)
+        req = pb.WatchEventsRequest(run_id=rid, from_seq=1).SerializeToString().hex()
+        client = subprocess.Popen([sys.executable, "-c", WATCH_CLIENT, server.address, req],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  preexec_fn=tc.die_with_parent)
+
+        def cleanup():
+            client.kill()
+            client.wait()
+            client.stdout.close()
+        self.addCleanup(cleanup)
+        self.assertEqual(tlw.read_line(client), "event 1\n")
+        # The client's watch is parked; the client stops answering anything.
+        os.kill(client.pid, signal.SIGSTOP)
+        left = "watch %s: the client left" % rid
+        took = wait_log(server, left, 20)
+        self.assertIsNotNone(took, "watch not ended; log:\n" + server.log())
+        # A ping after at most one period without reads, unanswered for one
+        # more: two periods, plus scheduling slack.
+        self.assertLess(took, 2 * period_ms / 1000 + 1.0, server.log())
+        self.assertEqual(server.log().count(left), 1)
+
+
+class MaxConnectionIdleTest(LimitsTestCase):
+
+    def test_idle_connection_gets_goaway_channel_goes_idle(self):
+        idle_ms = 500
+        server = self.server("idle", ["--max-connection-idle-ms", str(idle_ms)])
+        ch = own_channel(server.address)
+        self.addCleanup(ch.close)
+        states = []
+        cond = threading.Condition()
+
+        def on_state(s):
+            with cond:
+                states.append((time.monotonic(), s))
+                cond.notify_all()
+        ch.subscribe(on_state, try_to_connect=False)
+        self.addCleanup(ch.unsubscribe, on_state)
+        health = tc.health_grpc.HealthStub(ch)
+        health.Check(tc.health_pb.HealthCheckRequest(service=""), timeout=RPC_TIMEOUT_S)
+        done = time.monotonic()
+        with cond:
+            self.assertTrue(cond.wait_for(
+                lambda: states and states[-1][1] == grpc.ChannelConnectivity.READY,
+                RPC_TIMEOUT_S), states)
+            # The server closes the idle connection (GOAWAY): the channel
+            # goes IDLE, as it never would on its own.
+            self.assertTrue(cond.wait_for(
+                lambda: states[-1][1] == grpc.ChannelConnectivity.IDLE, 10), states)
+            went_idle = states[-1][0]
+        self.assertGreaterEqual(went_idle - done, idle_ms / 1000 * 0.8)
+        # And a new call reconnects.
+        health.Check(tc.health_pb.HealthCheckRequest(service=""), timeout=RPC_TIMEOUT_S)
+
+
+if __name__ == "__main__":
+    tc.main()
