@@ -66,6 +66,7 @@ int main(int argc, char **argv)
 
     srv_error err;
     srv_app app = {.cfg = &cfg};
+    srv_upload_gate_init(&app.uploads, cfg.max_uploads, (uint64_t)cfg.max_staged_bytes);
     const srv_store_config store_cfg = {.data_dir = cfg.data_dir,
                                         .readers = cfg.threads,
                                         .on_failed = store_failed,
@@ -129,6 +130,7 @@ int main(int argc, char **argv)
     srv_ledger_free(app.ledger);
     srv_watch_stop(app.watch);
     srv_store_close(app.store);
+    srv_upload_gate_destroy(&app.uploads);
     srv_rpc_global_shutdown();
     if (atomic_load(&app.store_failed))
         status = 1;

@@ -32,6 +32,8 @@ enum {
     OPT_KEEPALIVE_TIME,
     OPT_KEEPALIVE_TIMEOUT,
     OPT_MAX_IDLE,
+    OPT_MAX_UPLOADS,
+    OPT_MAX_STAGED,
 };
 
 /* One row per setting: flag, env twin, help. The table drives getopt, the
@@ -73,6 +75,12 @@ static const struct setting {
     {OPT_MAX_IDLE, "max-connection-idle-ms", "CAIRN_MAX_CONNECTION_IDLE_MS", "MS",
      "send GOAWAY to a connection without calls for this long, 0 (never) or "
      "100..86400000 (default 300000)"},
+    {OPT_MAX_UPLOADS, "max-uploads", "CAIRN_MAX_UPLOADS", "N",
+     "CreateCheckpoint uploads in progress at once, 1..100000; more get RESOURCE_EXHAUSTED "
+     "with a pushback (default 16)"},
+    {OPT_MAX_STAGED, "max-staged-bytes", "CAIRN_MAX_STAGED_BYTES", "BYTES",
+     "snapshot bytes (declared sizes) staged by uploads in progress, all together, 0..2^62; "
+     "past it RESOURCE_EXHAUSTED with a pushback (default 8589934592)"},
     {OPT_INSECURE, "insecure", "CAIRN_INSECURE", "true|false",
      "serve a --listen address other than 127.0.0.0/8, [::1], localhost or unix:PATH, "
      "without TLS or tokens (default false)"},
@@ -173,6 +181,12 @@ static int apply(srv_config *cfg, const struct setting *st, const char *v,
         ok = parse_int(v, 0, 86400000, &cfg->max_connection_idle_ms) == 0 &&
              (cfg->max_connection_idle_ms == 0 || cfg->max_connection_idle_ms >= 100);
         break;
+    case OPT_MAX_UPLOADS:
+        ok = parse_int(v, 1, 100000, &cfg->max_uploads) == 0;
+        break;
+    case OPT_MAX_STAGED:
+        ok = parse_i64(v, 0, 1LL << 62, &cfg->max_staged_bytes) == 0;
+        break;
     case OPT_INSECURE:
         ok = strcmp(v, "true") == 0 || strcmp(v, "false") == 0;
         cfg->insecure = strcmp(v, "true") == 0;
@@ -202,6 +216,8 @@ static void defaults(srv_config *cfg)
     cfg->keepalive_time_ms = SRV_DEFAULT_KEEPALIVE_TIME_MS;
     cfg->keepalive_timeout_ms = SRV_DEFAULT_KEEPALIVE_TIMEOUT_MS;
     cfg->max_connection_idle_ms = SRV_DEFAULT_MAX_CONNECTION_IDLE_MS;
+    cfg->max_uploads = SRV_DEFAULT_MAX_UPLOADS;
+    cfg->max_staged_bytes = SRV_DEFAULT_MAX_STAGED_BYTES;
 }
 
 srv_config_result srv_config_parse(srv_config *cfg, int argc, char **argv)

@@ -19,6 +19,8 @@
 #define SRV_RETENTION_MAX 100000     /* so a cleanup's deleted_ids fit one message */
 #define SRV_DEFAULT_MAX_SNAPSHOT (1024LL * 1024 * 1024)
 #define SRV_DEFAULT_MAX_CONCURRENT_STREAMS 1000
+#define SRV_DEFAULT_MAX_UPLOADS 16
+#define SRV_DEFAULT_MAX_STAGED_BYTES (8LL * 1024 * 1024 * 1024)
 #define SRV_DEFAULT_KEEPALIVE_TIME_MS 60000
 #define SRV_DEFAULT_KEEPALIVE_TIMEOUT_MS 20000
 #define SRV_DEFAULT_MAX_CONNECTION_IDLE_MS 300000
@@ -50,6 +52,8 @@ typedef struct srv_config {
     int max_concurrent_streams;    /* calls open at once on one connection */
     int keepalive_time_ms;         /* ping an idle connection this often */
     int keepalive_timeout_ms;      /* and close it when a ping goes unanswered this long */
+    int max_uploads;               /* CreateCheckpoint streams at once */
+    int64_t max_staged_bytes;      /* their declared snapshot sizes, summed */
     int max_connection_idle_ms;    /* GOAWAY a connection without calls this long; 0 never */
 } srv_config;
 

@@ -191,5 +191,90 @@ class MaxConnectionIdleTest(LimitsTestCase):
         health.Check(tc.health_pb.HealthCheckRequest(service=""), timeout=RPC_TIMEOUT_S)
 
 
+MiB = 1024 * 1024
+
+
+class UploadLimitsTestCase(LimitsTestCase):
+
+    def new_run(self, server):
+        rid = self.run_id()
+        server.stub.CreateRun(pb.CreateRunRequest(idempotency_key=self.key(), run_id=rid,
+                                                  workers=["w1"]), timeout=RPC_TIMEOUT_S)
+        return rid
+
+    def header(self, rid, size):
+        return pb.CheckpointHeader(idempotency_key=self.key(), run_id=rid,
+                                   run_state="running", snapshot_size=size)
+
+    def upload(self, server, rid, data):
+        def reqs():
+            yield pb.CreateCheckpointRequest(header=self.header(rid, len(data)))
+            for i in range(0, len(data), MiB):
+                yield pb.CreateCheckpointRequest(chunk=data[i:i + MiB])
+        return server.stub.CreateCheckpoint.with_call(reqs(), timeout=RPC_TIMEOUT_S)
+
+    def stalled_upload(self, server, rid, data, first):
+        """An upload that sends its header and first bytes of data, then
+        waits for the returned event before it sends the rest."""
+        go_on = threading.Event()
+        self.addCleanup(go_on.set)
+
+        def reqs():
+            yield pb.CreateCheckpointRequest(header=self.header(rid, len(data)))
+            yield pb.CreateCheckpointRequest(chunk=data[:first])
+            if go_on.wait(RPC_TIMEOUT_S):
+                yield pb.CreateCheckpointRequest(chunk=data[first:])
+        return server.stub.CreateCheckpoint.future(reqs(), timeout=RPC_TIMEOUT_S), go_on
+
+    @staticmethod
+    def staging(server):
+        return sorted(os.listdir(os.path.join(server.data_dir, "blobs", "staging")))
+
+    def wait_staging(self, server, nonempty, timeout=RPC_TIMEOUT_S):
+        """Polls blobs/staging (bounded) until it holds a file or is empty."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if bool(self.staging(server)) == nonempty:
+                return True
+            time.sleep(0.01)  # polling the directory, bounded by the deadline
+        return False
+
+    def assertExhaustedWithPushback(self, fn, *args):
+        with self.assertRaises(grpc.RpcError) as cm:
+            fn(*args)
+        e = cm.exception
+        self.assertEqual(e.code(), grpc.StatusCode.RESOURCE_EXHAUSTED, e.details())
+        self.assertIn(("grpc-retry-pushback-ms", "1000"), tuple(e.trailing_metadata() or ()))
+        return e
+
+
+class UploadCapTest(UploadLimitsTestCase):
+
+    def test_cap_1_second_upload_refused_with_pushback_until_first_ends(self):
+        server = self.server("uploads", ["--max-uploads", "1"])
+        rid = self.new_run(server)
+        data = os.urandom(2 * MiB)
+        first, go_on = self.stalled_upload(server, rid, data, MiB)
+        # The first upload is admitted (its stage exists) and mid-stream.
+        self.assertTrue(self.wait_staging(server, True), server.log())
+        e = self.assertExhaustedWithPushback(self.upload, server, rid, b"second")
+        self.assertIn("--max-uploads", e.details())
+        go_on.set()
+        cp = first.result()
+        self.assertEqual(cp.snapshot_size, len(data))
+        # Its place is free again.
+        cp2, _ = self.upload(server, rid, b"third")
+        self.assertEqual(cp2.snapshot_size, 5)
+
+    def test_staged_bytes_cap_refuses_upload_past_it(self):
+        server = self.server("staged", ["--max-staged-bytes", "1000"])
+        rid = self.new_run(server)
+        e = self.assertExhaustedWithPushback(self.upload, server, rid, b"x" * 1001)
+        self.assertIn("--max-staged-bytes", e.details())
+        cp, _ = self.upload(server, rid, b"x" * 1000)
+        self.assertEqual(cp.snapshot_size, 1000)
+        self.assertEqual(self.staging(server), [])
+
+
 if __name__ == "__main__":
     tc.main()

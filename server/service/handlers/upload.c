@@ -178,7 +178,7 @@ static void on_header(srv_call *c, void *arg, const uint8_t *msg, size_t len, bo
             fail(u, &err);
         return;
     }
-    if (srv_upload_begin(u->app->store, u->header->snapshot_size, !u->seen, &u->bytes, &err)) {
+    if (srv_upload_begin(u->app->store, &u->app->uploads, u->header->snapshot_size, !u->seen, &u->bytes, &err)) {
         fail(u, &err);
         return;
     }
