@@ -34,6 +34,7 @@ enum {
     OPT_MAX_IDLE,
     OPT_MAX_UPLOADS,
     OPT_MAX_STAGED,
+    OPT_TRANSFER_IDLE,
 };
 
 /* One row per setting: flag, env twin, help. The table drives getopt, the
@@ -81,6 +82,9 @@ static const struct setting {
     {OPT_MAX_STAGED, "max-staged-bytes", "CAIRN_MAX_STAGED_BYTES", "BYTES",
      "snapshot bytes (declared sizes) staged by uploads in progress, all together, 0..2^62; "
      "past it RESOURCE_EXHAUSTED with a pushback (default 8589934592)"},
+    {OPT_TRANSFER_IDLE, "transfer-idle-ms", "CAIRN_TRANSFER_IDLE_MS", "MS",
+     "cancel a CreateCheckpoint or LoadCheckpoint stream after this long without a message "
+     "in or out, 100..86400000; its staged bytes or pin go with it (default 30000)"},
     {OPT_INSECURE, "insecure", "CAIRN_INSECURE", "true|false",
      "serve a --listen address other than 127.0.0.0/8, [::1], localhost or unix:PATH, "
      "without TLS or tokens (default false)"},
@@ -187,6 +191,9 @@ static int apply(srv_config *cfg, const struct setting *st, const char *v,
     case OPT_MAX_STAGED:
         ok = parse_i64(v, 0, 1LL << 62, &cfg->max_staged_bytes) == 0;
         break;
+    case OPT_TRANSFER_IDLE:
+        ok = parse_int(v, 100, 86400000, &cfg->transfer_idle_ms) == 0;
+        break;
     case OPT_INSECURE:
         ok = strcmp(v, "true") == 0 || strcmp(v, "false") == 0;
         cfg->insecure = strcmp(v, "true") == 0;
@@ -217,6 +224,7 @@ static void defaults(srv_config *cfg)
     cfg->keepalive_timeout_ms = SRV_DEFAULT_KEEPALIVE_TIMEOUT_MS;
     cfg->max_connection_idle_ms = SRV_DEFAULT_MAX_CONNECTION_IDLE_MS;
     cfg->max_uploads = SRV_DEFAULT_MAX_UPLOADS;
+    cfg->transfer_idle_ms = SRV_DEFAULT_TRANSFER_IDLE_MS;
     cfg->max_staged_bytes = SRV_DEFAULT_MAX_STAGED_BYTES;
 }
 

@@ -115,6 +115,11 @@ void srv_call_send(srv_call *c, const uint8_t *msg, size_t len, srv_sent_fn fn, 
 /* Ends a server stream with OK. */
 void srv_call_finish(srv_call *c);
 
+/* Cancels the call with DEADLINE_EXCEEDED once no message went in or out
+ * for ms (> 0) milliseconds: its pending recv or send then fails, and its
+ * holder ends it as for a lost client. Once per call; any thread. */
+void srv_call_idle_timeout(srv_call *c, int ms);
+
 /* Registers fn to run once the client side of a streaming call is closed:
  * cancelled is true for a cancel, a deadline or a lost connection, false
  * after the call ended normally. Runs at once if that already happened.

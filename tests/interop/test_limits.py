@@ -221,7 +221,8 @@ class UploadLimitsTestCase(LimitsTestCase):
 
         def reqs():
             yield pb.CreateCheckpointRequest(header=self.header(rid, len(data)))
-            yield pb.CreateCheckpointRequest(chunk=data[:first])
+            if first:
+                yield pb.CreateCheckpointRequest(chunk=data[:first])
             if go_on.wait(RPC_TIMEOUT_S):
                 yield pb.CreateCheckpointRequest(chunk=data[first:])
         return server.stub.CreateCheckpoint.future(reqs(), timeout=RPC_TIMEOUT_S), go_on
@@ -274,6 +275,61 @@ class UploadCapTest(UploadLimitsTestCase):
         cp, _ = self.upload(server, rid, b"x" * 1000)
         self.assertEqual(cp.snapshot_size, 1000)
         self.assertEqual(self.staging(server), [])
+
+
+class TransferIdleTest(UploadLimitsTestCase):
+
+    def test_upload_header_then_stall_cancelled_and_staging_emptied(self):
+        idle_ms = 300
+        server = self.server("upload-idle", ["--transfer-idle-ms", str(idle_ms)])
+        rid = self.new_run(server)
+        t0 = time.monotonic()
+        call, _ = self.stalled_upload(server, rid, b"x" * MiB, 0)
+        self.assertTrue(self.wait_staging(server, True), server.log())
+        e = call.exception(timeout=RPC_TIMEOUT_S)
+        took = time.monotonic() - t0
+        self.assertIsNotNone(e, "the stalled upload was not cancelled")
+        self.assertEqual(e.code(), grpc.StatusCode.DEADLINE_EXCEEDED, e.details())
+        self.assertIn("no progress for %d ms" % idle_ms, e.details())
+        self.assertGreaterEqual(took, idle_ms / 1000 * 0.9)
+        self.assertTrue(self.wait_staging(server, False), self.staging(server))
+        # Still serving uploads.
+        cp, _ = self.upload(server, rid, b"after")
+        self.assertEqual(cp.snapshot_size, 5)
+
+    def test_download_reader_stalls_cancelled_and_pin_dropped(self):
+        server = self.server("download-idle", ["--transfer-idle-ms", "500"])
+        rid = self.new_run(server)
+        # More than grpcio takes in before its app reads (about 4 MB).
+        old, _ = self.upload(server, rid, os.urandom(16 * MiB))
+        new, _ = self.upload(server, rid, b"new")
+        stream = server.stub.LoadCheckpoint(
+            pb.LoadCheckpointRequest(run_id=rid, checkpoint_id=old.checkpoint_id),
+            timeout=RPC_TIMEOUT_S)
+        first = next(stream)  # the metadata; then this reader stalls
+        self.assertEqual(first.checkpoint.checkpoint_id, old.checkpoint_id)
+
+        def cleanup():
+            return server.stub.CleanupCheckpoints(
+                pb.CleanupCheckpointsRequest(idempotency_key=self.key(), run_id=rid,
+                                             keep_last_n=1), timeout=RPC_TIMEOUT_S)
+        # Pinned while it streams: cleanup keeps it.
+        self.assertEqual(list(cleanup().deleted_ids), [])
+        self.assertIsNotNone(wait_log(server, "no progress for 500 ms", RPC_TIMEOUT_S),
+                             server.log())
+        # The pin goes with the cancelled call (polling, bounded).
+        deadline = time.monotonic() + RPC_TIMEOUT_S
+        deleted = []
+        while not deleted and time.monotonic() < deadline:
+            deleted = list(cleanup().deleted_ids)
+            if not deleted:
+                time.sleep(0.02)  # polling the server, bounded by the deadline
+        self.assertEqual(deleted, [old.checkpoint_id])
+        with self.assertRaises(grpc.RpcError) as cm:
+            for _ in stream:
+                pass
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+        self.assertEqual(new.snapshot_size, 3)
 
 
 if __name__ == "__main__":

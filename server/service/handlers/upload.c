@@ -198,5 +198,7 @@ void srv_start_create_checkpoint(srv_app *app, srv_call *call, srv_mutation *m)
     u->app = app;
     u->call = call;
     u->m = m;
+    /* A stalled upload is cancelled: its stage goes with it (fail). */
+    srv_call_idle_timeout(call, app->cfg->transfer_idle_ms);
     srv_call_recv(call, on_header, u);
 }
