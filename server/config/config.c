@@ -35,6 +35,7 @@ enum {
     OPT_MAX_UPLOADS,
     OPT_MAX_STAGED,
     OPT_TRANSFER_IDLE,
+    OPT_MAX_WATCHERS,
 };
 
 /* One row per setting: flag, env twin, help. The table drives getopt, the
@@ -85,6 +86,9 @@ static const struct setting {
     {OPT_TRANSFER_IDLE, "transfer-idle-ms", "CAIRN_TRANSFER_IDLE_MS", "MS",
      "cancel a CreateCheckpoint or LoadCheckpoint stream after this long without a message "
      "in or out, 100..86400000; its staged bytes or pin go with it (default 30000)"},
+    {OPT_MAX_WATCHERS, "max-watchers", "CAIRN_MAX_WATCHERS", "N",
+     "WatchEvents streams open at once, 1..1000000; more get RESOURCE_EXHAUSTED with a "
+     "pushback (default 10000)"},
     {OPT_INSECURE, "insecure", "CAIRN_INSECURE", "true|false",
      "serve a --listen address other than 127.0.0.0/8, [::1], localhost or unix:PATH, "
      "without TLS or tokens (default false)"},
@@ -194,6 +198,9 @@ static int apply(srv_config *cfg, const struct setting *st, const char *v,
     case OPT_TRANSFER_IDLE:
         ok = parse_int(v, 100, 86400000, &cfg->transfer_idle_ms) == 0;
         break;
+    case OPT_MAX_WATCHERS:
+        ok = parse_int(v, 1, 1000000, &cfg->max_watchers) == 0;
+        break;
     case OPT_INSECURE:
         ok = strcmp(v, "true") == 0 || strcmp(v, "false") == 0;
         cfg->insecure = strcmp(v, "true") == 0;
@@ -224,6 +231,7 @@ static void defaults(srv_config *cfg)
     cfg->keepalive_timeout_ms = SRV_DEFAULT_KEEPALIVE_TIMEOUT_MS;
     cfg->max_connection_idle_ms = SRV_DEFAULT_MAX_CONNECTION_IDLE_MS;
     cfg->max_uploads = SRV_DEFAULT_MAX_UPLOADS;
+    cfg->max_watchers = SRV_DEFAULT_MAX_WATCHERS;
     cfg->transfer_idle_ms = SRV_DEFAULT_TRANSFER_IDLE_MS;
     cfg->max_staged_bytes = SRV_DEFAULT_MAX_STAGED_BYTES;
 }

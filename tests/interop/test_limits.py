@@ -191,6 +191,38 @@ class MaxConnectionIdleTest(LimitsTestCase):
         health.Check(tc.health_pb.HealthCheckRequest(service=""), timeout=RPC_TIMEOUT_S)
 
 
+class WatcherCapTest(LimitsTestCase):
+
+    def test_cap_2_third_watch_resource_exhausted_until_one_ends(self):
+        server = self.server("watchers", ["--max-watchers", "2"])
+        rid = self.parked_run(server)
+        w1 = self.watcher(rid, stub=server.stub)
+        w2 = self.watcher(rid, stub=server.stub)
+        self.assertTrue(w1.wait_count(1), w1.error)
+        self.assertTrue(w2.wait_count(1), w2.error)
+        w3 = self.watcher(rid, stub=server.stub)
+        self.assertTrue(w3.join())
+        self.assertEqual(w3.seqs(), [])
+        self.assertEqual(w3.error.code(), grpc.StatusCode.RESOURCE_EXHAUSTED, w3.error.details())
+        self.assertIn("--max-watchers", w3.error.details())
+        self.assertIn(("grpc-retry-pushback-ms", "1000"),
+                      tuple(w3.error.trailing_metadata() or ()))
+        # Other calls are served meanwhile.
+        server.stub.GetRun(pb.GetRunRequest(run_id=rid), timeout=RPC_TIMEOUT_S)
+        # Once one watch ended (the server learns of it a moment after the
+        # client: polling, bounded), a new one is served.
+        w1.close()
+        deadline = time.monotonic() + RPC_TIMEOUT_S
+        while True:
+            w4 = self.watcher(rid, stub=server.stub)
+            if w4.wait_count(1):
+                break
+            self.assertEqual(w4.error.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+            self.assertLess(time.monotonic(), deadline, "no watch admitted after one ended")
+            time.sleep(0.02)  # polling the server, bounded by the deadline
+        self.assertEqual(w4.seqs(), [1])
+
+
 MiB = 1024 * 1024
 
 
