@@ -83,6 +83,7 @@ int main(int argc, char **argv)
         return 1;
     }
     srv_ledger_observe(app.ledger, srv_watch_committed, app.watch);
+    srv_ledger_limit_bytes(app.ledger, (size_t)cfg.ledger_max_queue_bytes);
     srv_watch_limit(app.watch, cfg.max_watchers);
 
     srv_rpc_global_init();

@@ -35,6 +35,7 @@ enum {
     OPT_MAX_UPLOADS,
     OPT_MAX_STAGED,
     OPT_TRANSFER_IDLE,
+    OPT_LEDGER_QUEUE_BYTES,
     OPT_MAX_WATCHERS,
 };
 
@@ -89,6 +90,9 @@ static const struct setting {
     {OPT_MAX_WATCHERS, "max-watchers", "CAIRN_MAX_WATCHERS", "N",
      "WatchEvents streams open at once, 1..1000000; more get RESOURCE_EXHAUSTED with a "
      "pushback (default 10000)"},
+    {OPT_LEDGER_QUEUE_BYTES, "max-queued-write-bytes", "CAIRN_MAX_QUEUED_WRITE_BYTES", "BYTES",
+     "writes waiting for the writer, by their requests' size, 1..2^40; past it "
+     "RESOURCE_EXHAUSTED with a pushback (default 268435456)"},
     {OPT_INSECURE, "insecure", "CAIRN_INSECURE", "true|false",
      "serve a --listen address other than 127.0.0.0/8, [::1], localhost or unix:PATH, "
      "without TLS or tokens (default false)"},
@@ -201,6 +205,9 @@ static int apply(srv_config *cfg, const struct setting *st, const char *v,
     case OPT_MAX_WATCHERS:
         ok = parse_int(v, 1, 1000000, &cfg->max_watchers) == 0;
         break;
+    case OPT_LEDGER_QUEUE_BYTES:
+        ok = parse_i64(v, 1, 1LL << 40, &cfg->ledger_max_queue_bytes) == 0;
+        break;
     case OPT_INSECURE:
         ok = strcmp(v, "true") == 0 || strcmp(v, "false") == 0;
         cfg->insecure = strcmp(v, "true") == 0;
@@ -231,6 +238,7 @@ static void defaults(srv_config *cfg)
     cfg->keepalive_timeout_ms = SRV_DEFAULT_KEEPALIVE_TIMEOUT_MS;
     cfg->max_connection_idle_ms = SRV_DEFAULT_MAX_CONNECTION_IDLE_MS;
     cfg->max_uploads = SRV_DEFAULT_MAX_UPLOADS;
+    cfg->ledger_max_queue_bytes = SRV_DEFAULT_LEDGER_MAX_QUEUE_BYTES;
     cfg->max_watchers = SRV_DEFAULT_MAX_WATCHERS;
     cfg->transfer_idle_ms = SRV_DEFAULT_TRANSFER_IDLE_MS;
     cfg->max_staged_bytes = SRV_DEFAULT_MAX_STAGED_BYTES;

@@ -20,6 +20,7 @@
 #define SRV_DEFAULT_MAX_SNAPSHOT (1024LL * 1024 * 1024)
 #define SRV_DEFAULT_MAX_CONCURRENT_STREAMS 1000
 #define SRV_DEFAULT_MAX_UPLOADS 16
+#define SRV_DEFAULT_LEDGER_MAX_QUEUE_BYTES (256LL * 1024 * 1024)
 #define SRV_DEFAULT_MAX_WATCHERS 10000
 #define SRV_DEFAULT_TRANSFER_IDLE_MS 30000
 #define SRV_DEFAULT_MAX_STAGED_BYTES (8LL * 1024 * 1024 * 1024)
@@ -58,6 +59,7 @@ typedef struct srv_config {
     int64_t max_staged_bytes;      /* their declared snapshot sizes, summed */
     int transfer_idle_ms;          /* cancel an upload or download without progress */
     int max_watchers;              /* WatchEvents streams at once */
+    int64_t ledger_max_queue_bytes; /* writes waiting for the writer, by size */
     int max_connection_idle_ms;    /* GOAWAY a connection without calls this long; 0 never */
 } srv_config;
 
