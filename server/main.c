@@ -66,6 +66,7 @@ int main(int argc, char **argv)
 
     srv_error err;
     srv_app app = {.cfg = &cfg};
+    srv_upload_gate_init(&app.uploads, cfg.max_uploads, (uint64_t)cfg.max_staged_bytes);
     const srv_store_config store_cfg = {.data_dir = cfg.data_dir,
                                         .readers = cfg.threads,
                                         .on_failed = store_failed,
@@ -82,6 +83,8 @@ int main(int argc, char **argv)
         return 1;
     }
     srv_ledger_observe(app.ledger, srv_watch_committed, app.watch);
+    srv_ledger_limit_bytes(app.ledger, (size_t)cfg.ledger_max_queue_bytes);
+    srv_watch_limit(app.watch, cfg.max_watchers);
 
     srv_rpc_global_init();
     size_t n_methods;
@@ -89,6 +92,10 @@ int main(int argc, char **argv)
         .listen = cfg.listen,
         .threads = cfg.threads,
         .max_message_bytes = SRV_MESSAGE_MAX,
+        .max_concurrent_streams = cfg.max_concurrent_streams,
+        .keepalive_time_ms = cfg.keepalive_time_ms,
+        .keepalive_timeout_ms = cfg.keepalive_timeout_ms,
+        .max_connection_idle_ms = cfg.max_connection_idle_ms,
         .methods = srv_dispatch_methods(&n_methods),
         .on_call = srv_dispatch_call,
         .app = &app,
@@ -125,6 +132,7 @@ int main(int argc, char **argv)
     srv_ledger_free(app.ledger);
     srv_watch_stop(app.watch);
     srv_store_close(app.store);
+    srv_upload_gate_destroy(&app.uploads);
     srv_rpc_global_shutdown();
     if (atomic_load(&app.store_failed))
         status = 1;

@@ -28,6 +28,15 @@ enum {
     OPT_INSECURE,
     OPT_RETENTION,
     OPT_MAX_SNAPSHOT,
+    OPT_MAX_STREAMS,
+    OPT_KEEPALIVE_TIME,
+    OPT_KEEPALIVE_TIMEOUT,
+    OPT_MAX_IDLE,
+    OPT_MAX_UPLOADS,
+    OPT_MAX_STAGED,
+    OPT_TRANSFER_IDLE,
+    OPT_LEDGER_QUEUE_BYTES,
+    OPT_MAX_WATCHERS,
 };
 
 /* One row per setting: flag, env twin, help. The table drives getopt, the
@@ -58,6 +67,32 @@ static const struct setting {
      "checkpoints kept per run, newest first, 2..100000 (default 5)"},
     {OPT_MAX_SNAPSHOT, "max-snapshot-bytes", "CAIRN_MAX_SNAPSHOT_BYTES", "BYTES",
      "largest checkpoint snapshot accepted, 0..2^62 (default 1073741824)"},
+    {OPT_MAX_STREAMS, "max-concurrent-streams", "CAIRN_MAX_CONCURRENT_STREAMS", "N",
+     "calls open at once on one client connection, 1..1000000; more wait for one to end "
+     "(default 1000)"},
+    {OPT_KEEPALIVE_TIME, "keepalive-time-ms", "CAIRN_KEEPALIVE_TIME_MS", "MS",
+     "ping each connection after this long without reads, 100..86400000 (default 60000)"},
+    {OPT_KEEPALIVE_TIMEOUT, "keepalive-timeout-ms", "CAIRN_KEEPALIVE_TIMEOUT_MS", "MS",
+     "close a connection (ending its calls, watches and pins) when a ping goes "
+     "unanswered this long, 100..86400000 (default 20000)"},
+    {OPT_MAX_IDLE, "max-connection-idle-ms", "CAIRN_MAX_CONNECTION_IDLE_MS", "MS",
+     "send GOAWAY to a connection without calls for this long, 0 (never) or "
+     "100..86400000 (default 300000)"},
+    {OPT_MAX_UPLOADS, "max-uploads", "CAIRN_MAX_UPLOADS", "N",
+     "CreateCheckpoint uploads in progress at once, 1..100000; more get RESOURCE_EXHAUSTED "
+     "with a pushback (default 16)"},
+    {OPT_MAX_STAGED, "max-staged-bytes", "CAIRN_MAX_STAGED_BYTES", "BYTES",
+     "snapshot bytes (declared sizes) staged by uploads in progress, all together, 0..2^62; "
+     "past it RESOURCE_EXHAUSTED with a pushback (default 8589934592)"},
+    {OPT_TRANSFER_IDLE, "transfer-idle-ms", "CAIRN_TRANSFER_IDLE_MS", "MS",
+     "cancel a CreateCheckpoint or LoadCheckpoint stream after this long without a message "
+     "in or out, 100..86400000; its staged bytes or pin go with it (default 30000)"},
+    {OPT_MAX_WATCHERS, "max-watchers", "CAIRN_MAX_WATCHERS", "N",
+     "WatchEvents streams open at once, 1..1000000; more get RESOURCE_EXHAUSTED with a "
+     "pushback (default 10000)"},
+    {OPT_LEDGER_QUEUE_BYTES, "max-queued-write-bytes", "CAIRN_MAX_QUEUED_WRITE_BYTES", "BYTES",
+     "writes waiting for the writer, by their requests' size, 1..2^40; past it "
+     "RESOURCE_EXHAUSTED with a pushback (default 268435456)"},
     {OPT_INSECURE, "insecure", "CAIRN_INSECURE", "true|false",
      "serve a --listen address other than 127.0.0.0/8, [::1], localhost or unix:PATH, "
      "without TLS or tokens (default false)"},
@@ -145,6 +180,34 @@ static int apply(srv_config *cfg, const struct setting *st, const char *v,
     case OPT_MAX_SNAPSHOT:
         ok = parse_i64(v, 0, 1LL << 62, &cfg->max_snapshot_bytes) == 0;
         break;
+    case OPT_MAX_STREAMS:
+        ok = parse_int(v, 1, 1000000, &cfg->max_concurrent_streams) == 0;
+        break;
+    case OPT_KEEPALIVE_TIME:
+        ok = parse_int(v, 100, 86400000, &cfg->keepalive_time_ms) == 0;
+        break;
+    case OPT_KEEPALIVE_TIMEOUT:
+        ok = parse_int(v, 100, 86400000, &cfg->keepalive_timeout_ms) == 0;
+        break;
+    case OPT_MAX_IDLE:
+        ok = parse_int(v, 0, 86400000, &cfg->max_connection_idle_ms) == 0 &&
+             (cfg->max_connection_idle_ms == 0 || cfg->max_connection_idle_ms >= 100);
+        break;
+    case OPT_MAX_UPLOADS:
+        ok = parse_int(v, 1, 100000, &cfg->max_uploads) == 0;
+        break;
+    case OPT_MAX_STAGED:
+        ok = parse_i64(v, 0, 1LL << 62, &cfg->max_staged_bytes) == 0;
+        break;
+    case OPT_TRANSFER_IDLE:
+        ok = parse_int(v, 100, 86400000, &cfg->transfer_idle_ms) == 0;
+        break;
+    case OPT_MAX_WATCHERS:
+        ok = parse_int(v, 1, 1000000, &cfg->max_watchers) == 0;
+        break;
+    case OPT_LEDGER_QUEUE_BYTES:
+        ok = parse_i64(v, 1, 1LL << 40, &cfg->ledger_max_queue_bytes) == 0;
+        break;
     case OPT_INSECURE:
         ok = strcmp(v, "true") == 0 || strcmp(v, "false") == 0;
         cfg->insecure = strcmp(v, "true") == 0;
@@ -170,6 +233,15 @@ static void defaults(srv_config *cfg)
     cfg->shutdown_grace_ms = SRV_DEFAULT_SHUTDOWN_GRACE_MS;
     cfg->checkpoint_retention = SRV_DEFAULT_RETENTION;
     cfg->max_snapshot_bytes = SRV_DEFAULT_MAX_SNAPSHOT;
+    cfg->max_concurrent_streams = SRV_DEFAULT_MAX_CONCURRENT_STREAMS;
+    cfg->keepalive_time_ms = SRV_DEFAULT_KEEPALIVE_TIME_MS;
+    cfg->keepalive_timeout_ms = SRV_DEFAULT_KEEPALIVE_TIMEOUT_MS;
+    cfg->max_connection_idle_ms = SRV_DEFAULT_MAX_CONNECTION_IDLE_MS;
+    cfg->max_uploads = SRV_DEFAULT_MAX_UPLOADS;
+    cfg->ledger_max_queue_bytes = SRV_DEFAULT_LEDGER_MAX_QUEUE_BYTES;
+    cfg->max_watchers = SRV_DEFAULT_MAX_WATCHERS;
+    cfg->transfer_idle_ms = SRV_DEFAULT_TRANSFER_IDLE_MS;
+    cfg->max_staged_bytes = SRV_DEFAULT_MAX_STAGED_BYTES;
 }
 
 srv_config_result srv_config_parse(srv_config *cfg, int argc, char **argv)

@@ -18,6 +18,15 @@
 #define SRV_RETENTION_MIN 2          /* a bad latest checkpoint can be rolled back */
 #define SRV_RETENTION_MAX 100000     /* so a cleanup's deleted_ids fit one message */
 #define SRV_DEFAULT_MAX_SNAPSHOT (1024LL * 1024 * 1024)
+#define SRV_DEFAULT_MAX_CONCURRENT_STREAMS 1000
+#define SRV_DEFAULT_MAX_UPLOADS 16
+#define SRV_DEFAULT_LEDGER_MAX_QUEUE_BYTES (256LL * 1024 * 1024)
+#define SRV_DEFAULT_MAX_WATCHERS 10000
+#define SRV_DEFAULT_TRANSFER_IDLE_MS 30000
+#define SRV_DEFAULT_MAX_STAGED_BYTES (8LL * 1024 * 1024 * 1024)
+#define SRV_DEFAULT_KEEPALIVE_TIME_MS 60000
+#define SRV_DEFAULT_KEEPALIVE_TIMEOUT_MS 20000
+#define SRV_DEFAULT_MAX_CONNECTION_IDLE_MS 300000
 
 /* True when cairnd may serve on listen without --insecure, because only
  * this machine can reach it:
@@ -43,6 +52,15 @@ typedef struct srv_config {
     bool insecure;                 /* allow a non-loopback --listen without TLS */
     int checkpoint_retention;      /* newest checkpoints kept per run */
     int64_t max_snapshot_bytes;    /* largest snapshot CreateCheckpoint takes */
+    int max_concurrent_streams;    /* calls open at once on one connection */
+    int keepalive_time_ms;         /* ping an idle connection this often */
+    int keepalive_timeout_ms;      /* and close it when a ping goes unanswered this long */
+    int max_uploads;               /* CreateCheckpoint streams at once */
+    int64_t max_staged_bytes;      /* their declared snapshot sizes, summed */
+    int transfer_idle_ms;          /* cancel an upload or download without progress */
+    int max_watchers;              /* WatchEvents streams at once */
+    int64_t ledger_max_queue_bytes; /* writes waiting for the writer, by size */
+    int max_connection_idle_ms;    /* GOAWAY a connection without calls this long; 0 never */
 } srv_config;
 
 typedef enum srv_config_result {

@@ -19,6 +19,8 @@ struct srv_ledger {
     srv_mutation *head, *tail;
     int queued;
     int max_queue;
+    size_t queued_bytes;          /* requests' packed sizes of the queued */
+    size_t max_queue_bytes;       /* 0: no bound */
     bool stopping;
     bool joined;                  /* srv_ledger_stop ran (once) */
     srv_commit_observer observer;
@@ -188,6 +190,8 @@ static void *writer_main(void *arg)
             l->tail = NULL;
         last->next = NULL;
         l->queued -= n;
+        for (srv_mutation *m = batch; m; m = m->next)
+            l->queued_bytes -= m->bytes;
         pthread_mutex_unlock(&l->mu);
 
         run_batch(l, batch, n);
@@ -213,6 +217,13 @@ srv_code srv_ledger_start(srv_store *st, int max_queue, srv_ledger **out, srv_er
     return SRV_OK;
 }
 
+void srv_ledger_limit_bytes(srv_ledger *l, size_t max_queue_bytes)
+{
+    pthread_mutex_lock(&l->mu);
+    l->max_queue_bytes = max_queue_bytes;
+    pthread_mutex_unlock(&l->mu);
+}
+
 void srv_ledger_observe(srv_ledger *l, srv_commit_observer fn, void *ctx)
 {
     l->observer = fn;
@@ -223,13 +234,22 @@ srv_code srv_ledger_submit(srv_ledger *l, srv_mutation *m, srv_error *err)
 {
     srv_code rc = SRV_OK;
     m->next = NULL;
+    m->bytes = m->request ? protobuf_c_message_get_packed_size(m->request) : 0;
     pthread_mutex_lock(&l->mu);
     if (l->stopping) {
         rc = srv_fail(err, SRV_UNAVAILABLE, "cairnd is shutting down");
     } else if (l->queued >= l->max_queue) {
         rc = srv_fail_pushback(err, SRV_RESOURCE_EXHAUSTED, OVERLOAD_PUSHBACK_MS,
                                "overloaded: %d writes queued; retry later", l->queued);
+    } else if (l->max_queue_bytes && l->queued_bytes &&
+               l->queued_bytes + m->bytes > l->max_queue_bytes) {
+        /* (A write alone in the queue is taken whatever its size.) */
+        rc = srv_fail_pushback(err, SRV_RESOURCE_EXHAUSTED, OVERLOAD_PUSHBACK_MS,
+                               "overloaded: %zu bytes of writes queued, %zu more would pass "
+                               "%zu; retry later",
+                               l->queued_bytes, m->bytes, l->max_queue_bytes);
     } else {
+        l->queued_bytes += m->bytes;
         if (l->tail)
             l->tail->next = m;
         else

@@ -62,11 +62,18 @@ typedef struct srv_mutation {
     void *ctx;
     /* Owned by the ledger. */
     struct srv_mutation *next;
+    size_t bytes;                                /* request's packed size, while queued */
 } srv_mutation;
 
 /* Starts the writer thread over st. max_queue bounds waiting mutations;
  * past it, submissions fail with RESOURCE_EXHAUSTED and a pushback. */
 srv_code srv_ledger_start(srv_store *st, int max_queue, srv_ledger **out, srv_error *err);
+
+/* Bounds the waiting mutations by their requests' packed sizes as well
+ * (0, the default: by count only); past it, submissions fail with
+ * RESOURCE_EXHAUSTED and a pushback. A write is taken into an empty queue
+ * whatever its size (messages are bounded by the transport). Call before the first submission. */
+void srv_ledger_limit_bytes(srv_ledger *l, size_t max_queue_bytes);
 
 /* Sets the one commit observer; call before the first submission. */
 void srv_ledger_observe(srv_ledger *l, srv_commit_observer fn, void *ctx);

@@ -16,20 +16,74 @@
 enum { LATEST_TRIES = 3 };
 
 struct srv_upload {
+    srv_upload_gate *gate;        /* holds a place in it when set */
     srv_blob_stage *stage;
     srv_sha256 *sha;
     uint64_t size, received;
+    bool staging;                 /* counted in the gate's staged bytes */
     char sha_hex[65];
 };
 
-srv_code srv_upload_begin(srv_store *st, uint64_t size, bool stage, srv_upload **out,
-                          srv_error *err)
+void srv_upload_gate_init(srv_upload_gate *g, int max_uploads, uint64_t max_staged_bytes)
 {
+    memset(g, 0, sizeof *g);
+    pthread_mutex_init(&g->mu, NULL);
+    g->max_uploads = max_uploads;
+    g->max_staged_bytes = max_staged_bytes;
+}
+
+void srv_upload_gate_destroy(srv_upload_gate *g)
+{
+    pthread_mutex_destroy(&g->mu);
+}
+
+static srv_code gate_enter(srv_upload_gate *g, uint64_t staged, srv_error *err)
+{
+    srv_code rc = SRV_OK;
+    pthread_mutex_lock(&g->mu);
+    if (g->uploads >= g->max_uploads)
+        rc = srv_fail_pushback(err, SRV_RESOURCE_EXHAUSTED, SRV_UPLOAD_PUSHBACK_MS,
+                               "CreateCheckpoint: %d uploads are in progress, the most "
+                               "--max-uploads allows; retry later",
+                               g->uploads);
+    else if (staged > g->max_staged_bytes - g->staged_bytes)
+        rc = srv_fail_pushback(err, SRV_RESOURCE_EXHAUSTED, SRV_UPLOAD_PUSHBACK_MS,
+                               "CreateCheckpoint: %llu bytes more would pass the "
+                               "%llu staged bytes --max-staged-bytes allows (%llu in use); "
+                               "retry later",
+                               (unsigned long long)staged,
+                               (unsigned long long)g->max_staged_bytes,
+                               (unsigned long long)g->staged_bytes);
+    else {
+        g->uploads++;
+        g->staged_bytes += staged;
+    }
+    pthread_mutex_unlock(&g->mu);
+    return rc;
+}
+
+static void gate_leave(srv_upload_gate *g, uint64_t staged)
+{
+    pthread_mutex_lock(&g->mu);
+    g->uploads--;
+    g->staged_bytes -= staged;
+    pthread_mutex_unlock(&g->mu);
+}
+
+srv_code srv_upload_begin(srv_store *st, srv_upload_gate *gate, uint64_t size, bool stage,
+                          srv_upload **out, srv_error *err)
+{
+    if (gate && gate_enter(gate, stage ? size : 0, err))
+        return err->code;
     srv_upload *u = calloc(1, sizeof *u);
     if (!u || !(u->sha = srv_sha256_new())) {
-        srv_upload_free(u);
+        free(u);
+        if (gate)
+            gate_leave(gate, stage ? size : 0);
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
     }
+    u->gate = gate;
+    u->staging = stage;
     u->size = size;
     if (stage && srv_store_stage_begin(st, &u->stage, err)) {
         srv_upload_free(u);
@@ -86,6 +140,8 @@ void srv_upload_free(srv_upload *u)
         return;
     srv_store_stage_free(u->stage);
     srv_sha256_free(u->sha);
+    if (u->gate)
+        gate_leave(u->gate, u->staging ? u->size : 0);
     free(u);
 }
 

@@ -8,16 +8,36 @@
 
 #include "store/store.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 typedef struct srv_upload srv_upload;
 
+/* How long a refused upload is told to wait (grpc-retry-pushback-ms). */
+#define SRV_UPLOAD_PUSHBACK_MS 1000
+
+/* The uploads in progress, all of them: at most max_uploads at once, and
+ * at most max_staged_bytes of declared snapshot_size among those staging.
+ * An upload is counted from srv_upload_begin to srv_upload_free. */
+typedef struct srv_upload_gate {
+    pthread_mutex_t mu;
+    int max_uploads;
+    uint64_t max_staged_bytes;
+    int uploads;                  /* under mu */
+    uint64_t staged_bytes;        /* under mu: declared sizes */
+} srv_upload_gate;
+
+void srv_upload_gate_init(srv_upload_gate *g, int max_uploads, uint64_t max_staged_bytes);
+void srv_upload_gate_destroy(srv_upload_gate *g);
+
 /* Starts receiving exactly size bytes. With stage false the bytes are
  * only hashed, not stored (the idempotency key was used already: they are
- * needed only to tell a retry from a reuse). */
-srv_code srv_upload_begin(srv_store *st, uint64_t size, bool stage, srv_upload **out,
-                          srv_error *err);
+ * needed only to tell a retry from a reuse). With a gate (may be NULL),
+ * RESOURCE_EXHAUSTED with a SRV_UPLOAD_PUSHBACK_MS pushback when it is
+ * full; srv_upload_free gives the place back. */
+srv_code srv_upload_begin(srv_store *st, srv_upload_gate *gate, uint64_t size, bool stage,
+                          srv_upload **out, srv_error *err);
 /* Takes the next bytes; INVALID_ARGUMENT when they pass size. */
 srv_code srv_upload_write(srv_upload *u, const uint8_t *data, size_t len, srv_error *err);
 uint64_t srv_upload_received(const srv_upload *u);

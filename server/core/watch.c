@@ -74,6 +74,8 @@ struct srv_watch {
     feed *buckets[BUCKETS];
     feed *qhead, *qtail;
     watcher *all;
+    int watchers;                 /* served or being set up (under mu) */
+    int max_watchers;             /* 0: no cap */
     atomic_bool stopping;
     bool quit;
     pthread_t thread;
@@ -171,6 +173,7 @@ static void finish_locked(watcher *w)
         h->all = w->anext;
     if (w->anext)
         w->anext->aprev = w->aprev;
+    h->watchers--;
     feed_unref(h, w->feed);
     pthread_mutex_unlock(&h->mu);
 }
@@ -343,11 +346,28 @@ void srv_watch_serve(srv_watch *h, const srv_watch_stream *stream, const char *r
         end_stream(stream, SRV_UNAVAILABLE, "cairnd is shutting down");
         return;
     }
+    /* A place among the watchers, given back by finish_locked or below. */
+    pthread_mutex_lock(&h->mu);
+    bool full = h->max_watchers > 0 && h->watchers >= h->max_watchers;
+    if (!full)
+        h->watchers++;
+    pthread_mutex_unlock(&h->mu);
+    if (full) {
+        srv_fail_pushback(&err, SRV_RESOURCE_EXHAUSTED, SRV_WATCH_PUSHBACK_MS,
+                          "WatchEvents: %d watches are open, the most --max-watchers allows; "
+                          "retry later",
+                          h->max_watchers);
+        stream->fail(stream->ctx, &err);
+        return;
+    }
     watcher *w = calloc(1, sizeof *w);
     srv_arena *a = srv_arena_create(); /* the run read below, until serve returns */
     if (!w || !a) {
         free(w);
         srv_arena_destroy(a);
+        pthread_mutex_lock(&h->mu);
+        h->watchers--;
+        pthread_mutex_unlock(&h->mu);
         end_stream(stream, SRV_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
@@ -367,6 +387,8 @@ void srv_watch_serve(srv_watch *h, const srv_watch_stream *stream, const char *r
     }
     if (f)
         f->refs++;
+    else
+        h->watchers--;
     pthread_mutex_unlock(&h->mu);
     if (!f) {
         free(w);
@@ -377,6 +399,7 @@ void srv_watch_serve(srv_watch *h, const srv_watch_stream *stream, const char *r
     if (srv_run_read(h->store, a, run_id, &run, &err)) {
         pthread_mutex_lock(&h->mu);
         feed_unref(h, f);
+        h->watchers--;
         pthread_mutex_unlock(&h->mu);
         free(w);
         srv_arena_destroy(a);
@@ -507,6 +530,13 @@ srv_code srv_watch_start(srv_store *st, srv_watch **out, srv_error *err)
     }
     *out = h;
     return SRV_OK;
+}
+
+void srv_watch_limit(srv_watch *h, int max_watchers)
+{
+    pthread_mutex_lock(&h->mu);
+    h->max_watchers = max_watchers;
+    pthread_mutex_unlock(&h->mu);
 }
 
 void srv_watch_close_all(srv_watch *h)

@@ -87,6 +87,14 @@ void srv_watch_committed(void *hub, const char *run_id, uint64_t last_seq);
 void srv_watch_serve(srv_watch *w, const srv_watch_stream *stream, const char *run_id,
                      uint64_t from_seq);
 
+/* How long a watch refused by the cap is told to wait. */
+#define SRV_WATCH_PUSHBACK_MS 1000
+
+/* Caps the streams served at once: past max_watchers (> 0; 0, the
+ * default, is no cap) srv_watch_serve fails a new one with
+ * RESOURCE_EXHAUSTED and a SRV_WATCH_PUSHBACK_MS pushback. */
+void srv_watch_limit(srv_watch *w, int max_watchers);
+
 /* Ends every stream with UNAVAILABLE and refuses new ones; call before the
  * transport stops, so parked streams do not hold shutdown up. */
 void srv_watch_close_all(srv_watch *w);

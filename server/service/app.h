@@ -6,6 +6,7 @@
 #include "core/ledger.h"
 #include "store/store.h"
 #include "core/watch.h"
+#include "core/snapshots.h"
 
 #include <stdatomic.h>
 
@@ -14,6 +15,7 @@ typedef struct srv_app {
     srv_store *store;
     srv_ledger *ledger;
     srv_watch *watch;         /* WatchEvents streams */
+    srv_upload_gate uploads;  /* CreateCheckpoint streams in progress */
     atomic_bool serving;      /* false once shutdown begins (health) */
     atomic_bool store_failed; /* the store stopped taking writes: exit 1 */
 } srv_app;

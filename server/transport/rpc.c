@@ -72,6 +72,11 @@ struct srv_call {
     grpc_byte_buffer *send_buf;
     srv_sent_fn send_fn;
     void *send_arg;
+    /* the idle watchdog (srv_call_idle_timeout): in rpc's list while set */
+    int idle_ms;                  /* 0: not watched */
+    atomic_llong progress_ms;     /* monotonic ms of the last message in or out */
+    struct srv_call *wd_prev, *wd_next; /* under rpc->wd_mu */
+    bool idle_cancelled;          /* under rpc->wd_mu */
 };
 
 struct srv_rpc {
@@ -91,6 +96,13 @@ struct srv_rpc {
     pthread_cond_t cv;
     bool shutdown_done;
     long live_calls;              /* adopted and not yet destroyed (under mu) */
+    /* The idle watchdog: one thread over the calls with an idle timeout. */
+    pthread_mutex_t wd_mu;
+    pthread_cond_t wd_cv;
+    srv_call *wd_head;            /* under wd_mu */
+    bool wd_stop;                 /* under wd_mu */
+    bool wd_started;
+    pthread_t wd_thread;
 };
 
 void srv_rpc_global_init(void)
@@ -108,6 +120,16 @@ void srv_rpc_global_shutdown(void)
 static void call_destroy(srv_call *c)
 {
     srv_rpc *rpc = c->rpc;
+    if (c->idle_ms) { /* out of the watchdog's list before the call goes */
+        pthread_mutex_lock(&rpc->wd_mu);
+        if (c->wd_prev)
+            c->wd_prev->wd_next = c->wd_next;
+        else
+            rpc->wd_head = c->wd_next;
+        if (c->wd_next)
+            c->wd_next->wd_prev = c->wd_prev;
+        pthread_mutex_unlock(&rpc->wd_mu);
+    }
     pthread_mutex_lock(&rpc->mu);
     if (--rpc->live_calls == 0)
         pthread_cond_broadcast(&rpc->cv);
@@ -268,9 +290,69 @@ void srv_call_on_close(srv_call *c, srv_close_fn fn, void *arg)
         fn(c, arg, c->cancelled != 0);
 }
 
+static void progressed(srv_call *c)
+{
+    if (c->idle_ms)
+        atomic_store(&c->progress_ms, srv_monotonic_ms());
+}
+
+void srv_call_idle_timeout(srv_call *c, int ms)
+{
+    if (ms <= 0 || c->idle_ms)
+        return;
+    srv_rpc *rpc = c->rpc;
+    atomic_store(&c->progress_ms, srv_monotonic_ms());
+    pthread_mutex_lock(&rpc->wd_mu);
+    c->idle_ms = ms;
+    c->wd_prev = NULL;
+    c->wd_next = rpc->wd_head;
+    if (rpc->wd_head)
+        rpc->wd_head->wd_prev = c;
+    rpc->wd_head = c;
+    pthread_cond_signal(&rpc->wd_cv);
+    pthread_mutex_unlock(&rpc->wd_mu);
+}
+
+/* Cancels each watched call that made no progress for its idle time, and
+ * waits until the next one could be due. A call stays in the list until
+ * it is destroyed (call_destroy takes wd_mu), so c->call is valid here;
+ * the cancel only queues completions for the cq threads. */
+static void *watchdog_thread(void *arg)
+{
+    srv_rpc *rpc = arg;
+    pthread_mutex_lock(&rpc->wd_mu);
+    while (!rpc->wd_stop) {
+        int64_t now = srv_monotonic_ms(), next = -1;
+        for (srv_call *c = rpc->wd_head; c; c = c->wd_next) {
+            if (c->idle_cancelled)
+                continue;
+            int64_t due = atomic_load(&c->progress_ms) + c->idle_ms;
+            if (due <= now) {
+                c->idle_cancelled = true;
+                srv_info("rpc: a transfer made no progress for %d ms; cancelling it", c->idle_ms);
+                char msg[96];
+                snprintf(msg, sizeof msg, "cairnd: no progress for %d ms", c->idle_ms);
+                grpc_call_cancel_with_status(c->call, GRPC_STATUS_DEADLINE_EXCEEDED, msg, NULL);
+            } else if (next < 0 || due < next) {
+                next = due;
+            }
+        }
+        if (next < 0) {
+            pthread_cond_wait(&rpc->wd_cv, &rpc->wd_mu);
+        } else {
+            struct timespec ts = {(time_t)(next / 1000), (long)(next % 1000) * 1000000};
+            pthread_cond_timedwait(&rpc->wd_cv, &rpc->wd_mu, &ts);
+        }
+    }
+    pthread_mutex_unlock(&rpc->wd_mu);
+    return NULL;
+}
+
 static void on_recv(srv_tag *t, bool ok)
 {
     srv_call *c = container_of(t, srv_call, recv_tag);
+    if (ok)
+        progressed(c);
     grpc_byte_buffer *b = c->recv_buf;
     c->recv_buf = NULL;
     uint8_t *msg = NULL;
@@ -310,6 +392,8 @@ void srv_call_recv(srv_call *c, srv_recv_fn fn, void *arg)
 static void on_sent(srv_tag *t, bool ok)
 {
     srv_call *c = container_of(t, srv_call, send_tag);
+    if (ok)
+        progressed(c);
     if (c->send_buf)
         grpc_byte_buffer_destroy(c->send_buf);
     c->send_buf = NULL;
@@ -514,6 +598,15 @@ static void free_rpc(srv_rpc *rpc)
     free(rpc->cqs);
     free(rpc->threads);
     free(rpc->handles);
+    if (rpc->wd_started) {
+        pthread_mutex_lock(&rpc->wd_mu);
+        rpc->wd_stop = true;
+        pthread_cond_signal(&rpc->wd_cv);
+        pthread_mutex_unlock(&rpc->wd_mu);
+        pthread_join(rpc->wd_thread, NULL);
+    }
+    pthread_cond_destroy(&rpc->wd_cv);
+    pthread_mutex_destroy(&rpc->wd_mu);
     pthread_cond_destroy(&rpc->cv);
     pthread_mutex_destroy(&rpc->mu);
     free(rpc);
@@ -542,6 +635,8 @@ srv_code srv_rpc_start(const srv_rpc_config *cfg, srv_rpc **out,
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&rpc->cv, &ca);
+    pthread_cond_init(&rpc->wd_cv, &ca);
+    pthread_mutex_init(&rpc->wd_mu, NULL);
     pthread_condattr_destroy(&ca);
     rpc->methods = cfg->methods;
     rpc->n_methods = cfg->n_methods;
@@ -556,14 +651,34 @@ srv_code srv_rpc_start(const srv_rpc_config *cfg, srv_rpc **out,
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
     }
 
-    grpc_arg args[2];
-    args[0].type = GRPC_ARG_INTEGER;
-    args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-    args[0].value.integer = (int)cfg->max_message_bytes;
-    args[1].type = GRPC_ARG_INTEGER;
-    args[1].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
-    args[1].value.integer = (int)cfg->max_message_bytes;
-    grpc_channel_args cargs = {2, args};
+    /* Limits per connection. Keepalive: the server pings after
+     * keepalive_time_ms without reads, whether or not calls are open and
+     * however long no data flowed (MAX_PINGS_WITHOUT_DATA 0), and closes
+     * the connection when a ping goes unanswered keepalive_timeout_ms:
+     * a peer that vanished (a host gone, a process stopped) loses its
+     * calls, hence its watches and pins, within about the two. Clients may
+     * ping as often as every 10 s without being sent GOAWAY. */
+    grpc_arg args[16];
+    size_t na = 0;
+#define INT_ARG(k, v)                                                                    \
+    (args[na].type = GRPC_ARG_INTEGER, args[na].key = (char *)(k),                       \
+     args[na].value.integer = (int)(v), na++)
+    INT_ARG(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, cfg->max_message_bytes);
+    INT_ARG(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, cfg->max_message_bytes);
+    if (cfg->max_concurrent_streams > 0)
+        INT_ARG(GRPC_ARG_MAX_CONCURRENT_STREAMS, cfg->max_concurrent_streams);
+    if (cfg->keepalive_time_ms > 0) {
+        INT_ARG(GRPC_ARG_KEEPALIVE_TIME_MS, cfg->keepalive_time_ms);
+        INT_ARG(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, cfg->keepalive_timeout_ms);
+        INT_ARG(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+        INT_ARG(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+        INT_ARG(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+        INT_ARG(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
+    }
+    if (cfg->max_connection_idle_ms > 0)
+        INT_ARG(GRPC_ARG_MAX_CONNECTION_IDLE_MS, cfg->max_connection_idle_ms);
+#undef INT_ARG
+    grpc_channel_args cargs = {na, args};
     rpc->server = grpc_server_create(&cargs, NULL);
 
     for (int i = 0; i < cfg->threads; i++) {
@@ -619,7 +734,9 @@ srv_code srv_rpc_start(const srv_rpc_config *cfg, srv_rpc **out,
             break;
         rpc->n_threads++;
     }
-    if (rpc->n_threads == 0) {
+    if (rpc->n_threads > 0 && pthread_create(&rpc->wd_thread, NULL, watchdog_thread, rpc) == 0)
+        rpc->wd_started = true;
+    if (rpc->n_threads == 0 || !rpc->wd_started) {
         srv_rpc_shutdown(rpc, 0);
         srv_rpc_stop(rpc);
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "cannot start threads");

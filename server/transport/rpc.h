@@ -39,6 +39,10 @@ typedef struct srv_rpc_config {
                                    * "unix:PATH" (a socket file, made 0600) */
     int threads;                  /* completion queues, one thread each */
     size_t max_message_bytes;     /* receive and send limit per message */
+    int max_concurrent_streams;   /* calls open at once per connection (> 0) */
+    int keepalive_time_ms;        /* ping a connection after this long without reads */
+    int keepalive_timeout_ms;     /* close it when the ping is unanswered this long */
+    int max_connection_idle_ms;   /* GOAWAY a connection without calls; 0 never */
     const srv_rpc_method *methods;
     size_t n_methods;
     srv_rpc_on_call on_call;
@@ -110,6 +114,11 @@ void srv_call_send(srv_call *c, const uint8_t *msg, size_t len, srv_sent_fn fn, 
 
 /* Ends a server stream with OK. */
 void srv_call_finish(srv_call *c);
+
+/* Cancels the call with DEADLINE_EXCEEDED once no message went in or out
+ * for ms (> 0) milliseconds: its pending recv or send then fails, and its
+ * holder ends it as for a lost client. Once per call; any thread. */
+void srv_call_idle_timeout(srv_call *c, int ms);
 
 /* Registers fn to run once the client side of a streaming call is closed:
  * cancelled is true for a cancel, a deadline or a lost connection, false

@@ -32,7 +32,7 @@ typedef struct call {
     Cairn__V1__AppendEventsRequest req;
     Cairn__V1__Event ev, *evs[1];
     char key[32];
-    char payload[32];
+    char payload[256];
     srv_mutation m;
     /* Filled by done. */
     bool finished;
@@ -490,6 +490,41 @@ static void store_stopped_by_a_failed_fsync_fails_its_whole_batch_and_every_late
     assert_int_equal(f->n_failed, 1);
 }
 
+static void queue_bounded_by_bytes_refuses_a_write_past_it_while_the_writer_is_held(
+    void **state)
+{
+    fx *f = *state;
+    hold_writer(f); /* the held one is the writer's, no longer queued */
+    char big[200];
+    memset(big, 'b', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    call *small = prepare(f, 1, "small", "s", apply_append);
+    size_t small_bytes = protobuf_c_message_get_packed_size(small->m.request);
+    /* Room for the small one and a bit, not for the big one as well. */
+    srv_ledger_limit_bytes(f->ledger, small_bytes + 100);
+    submit(f, small);
+    call *over = prepare(f, 2, "big", big, apply_append);
+    srv_error err;
+    srv_code rc = srv_ledger_submit(f->ledger, &over->m, &err);
+    /* The writer goes on before any assert, so a failure cannot hang. */
+    open_gate(f);
+    await(f, &f->calls[0]);
+    await(f, &f->calls[1]);
+    if (rc == SRV_OK)
+        await(f, over);
+    /* Under the count bound (100) by far: the bytes refused it. */
+    assert_int_equal(rc, SRV_RESOURCE_EXHAUSTED);
+    assert_int_equal(err.pushback_ms, 100);
+    assert_non_null(strstr(err.msg, "bytes of writes queued"));
+    assert_int_equal(f->calls[1].code, SRV_OK);
+    /* The queue drained: the same write is taken (alone in the queue,
+     * though over the bound by itself). */
+    submit(f, over);
+    await(f, over);
+    assert_int_equal(over->code, SRV_OK);
+    assert_int_equal(log_length(f), 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -507,6 +542,9 @@ int main(void)
             same_key_replays_and_another_request_under_it_is_already_exists, setup, teardown),
         cmocka_unit_test_setup_teardown(
             store_stopped_by_a_failed_fsync_fails_its_whole_batch_and_every_later_write, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            queue_bounded_by_bytes_refuses_a_write_past_it_while_the_writer_is_held, setup,
             teardown),
     };
     return cmocka_run_group_tests_name("ledger", tests, NULL, NULL);

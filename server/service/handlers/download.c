@@ -83,6 +83,8 @@ void srv_start_load_checkpoint(srv_app *app, srv_call *call, ProtobufCMessage *m
     }
     memset(d, 0, sizeof *d);
     d->call = call;
+    /* A reader that stalls is cancelled: the pin goes with it (fail). */
+    srv_call_idle_timeout(call, app->cfg->transfer_idle_ms);
     if (srv_download_open(app->store, a, req->run_id, req->checkpoint_id, &d->meta, &d->bytes,
                           &err)) {
         fail(d, &err);

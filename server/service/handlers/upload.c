@@ -178,7 +178,7 @@ static void on_header(srv_call *c, void *arg, const uint8_t *msg, size_t len, bo
             fail(u, &err);
         return;
     }
-    if (srv_upload_begin(u->app->store, u->header->snapshot_size, !u->seen, &u->bytes, &err)) {
+    if (srv_upload_begin(u->app->store, &u->app->uploads, u->header->snapshot_size, !u->seen, &u->bytes, &err)) {
         fail(u, &err);
         return;
     }
@@ -198,5 +198,7 @@ void srv_start_create_checkpoint(srv_app *app, srv_call *call, srv_mutation *m)
     u->app = app;
     u->call = call;
     u->m = m;
+    /* A stalled upload is cancelled: its stage goes with it (fail). */
+    srv_call_idle_timeout(call, app->cfg->transfer_idle_ms);
     srv_call_recv(call, on_header, u);
 }

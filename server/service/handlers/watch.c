@@ -4,6 +4,9 @@
 #include "service/handlers/handlers.h"
 #include "service/validate.h"
 #include "core/watch.h"
+#include "base/log.h"
+
+#include <stdio.h>
 
 /* The hub's callbacks for one call, kept in the call's arena: it lives
  * until the transport released the call, after its last callback. */
@@ -13,6 +16,7 @@ typedef struct call_stream {
     void *sent_arg;
     srv_watch_closed_fn closed;
     void *closed_arg;
+    char run_id[132];         /* for the log */
 } call_stream;
 
 srv_code srv_validate_watch_events(ProtobufCMessage *msg, srv_arena *a, srv_error *err)
@@ -52,8 +56,10 @@ static void stream_fail(void *ctx, const srv_error *err)
 static void call_closed(srv_call *c, void *arg, bool cancelled)
 {
     (void)c;
-    (void)cancelled;
     call_stream *cs = arg;
+    if (cancelled)
+        srv_debug("watch %s: the client left (cancel, deadline or lost connection)",
+                  cs->run_id);
     cs->closed(cs->closed_arg);
 }
 
@@ -76,6 +82,7 @@ void srv_start_watch_events(srv_app *app, srv_call *call, ProtobufCMessage *msg)
         return;
     }
     *cs = (call_stream){.call = call};
+    snprintf(cs->run_id, sizeof cs->run_id, "%s", req->run_id);
     srv_watch_stream stream = {
         .ctx = cs,
         .send = stream_send,
