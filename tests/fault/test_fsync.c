@@ -73,26 +73,6 @@ static size_t list_count(cairn_client *c)
     return n;
 }
 
-/* Snapshot files: entries of the fan-out directories data/blobs/??. */
-static int count_blob_files(const ct_server *s)
-{
-    char blobs[400];
-    snprintf(blobs, sizeof blobs, "%s/blobs", s->data_dir);
-    DIR *d = opendir(blobs);
-    assert_non_null(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (strlen(e->d_name) != 2 || e->d_name[0] == '.')
-            continue;
-        char fan[700];
-        snprintf(fan, sizeof fan, "%s/%s", blobs, e->d_name);
-        n += ct_count_entries(fan);
-    }
-    closedir(d);
-    return n;
-}
-
 /* Path of the shim's arm file for s (armed while it exists). */
 static void arm_path(const ct_server *s, char out[400])
 {
@@ -178,7 +158,7 @@ static void failed_fsync_of_a_snapshot_directory_fails_the_upload_and_stops_cair
     assert_int_equal(ct_server_start(&s, 0, NULL), 0);
     c = client_once(&s);
     assert_int_equal(list_count(c), 0);
-    assert_int_equal(count_blob_files(&s), 0);
+    assert_int_equal(ct_count_blob_files(&s), 0);
     assert_int_equal(upload(c, "ck-1", "snapshot one", &err), CAIRN_OK);
     assert_int_equal(list_count(c), 1);
     cairn_client_destroy(c);

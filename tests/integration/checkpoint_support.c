@@ -216,26 +216,6 @@ void assert_id_matches_time(const char *id, const char *ts)
     assert_string_equal(id, want);
 }
 
-/* Snapshot files the server holds: <data>/blobs/<2 hex>/<sha256>. */
-int count_blob_files(const ct_server *s)
-{
-    char blobs[400];
-    snprintf(blobs, sizeof blobs, "%s/blobs", s->data_dir);
-    DIR *d = opendir(blobs);
-    assert_non_null(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (strlen(e->d_name) != 2 || !isxdigit((unsigned char)e->d_name[0]))
-            continue;
-        char sub[700];
-        snprintf(sub, sizeof sub, "%s/%s", blobs, e->d_name);
-        n += ct_count_entries(sub);
-    }
-    closedir(d);
-    return n;
-}
-
 void blob_path(const ct_server *s, const char *sha, char *out, size_t cap)
 {
     snprintf(out, cap, "%s/blobs/%.2s/%s", s->data_dir, sha, sha);

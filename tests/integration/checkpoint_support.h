@@ -37,7 +37,6 @@ void assert_digits(const char *s, size_t from, size_t to);
 void assert_checkpoint_id_format(const char *id);
 void assert_timestamp_format(const char *ts);
 void assert_id_matches_time(const char *id, const char *ts);
-int count_blob_files(const ct_server *s);
 void blob_path(const ct_server *s, const char *sha, char *out, size_t cap);
 int staging_entries(const ct_server *s);
 void write_file(const char *path, const void *data, size_t len);

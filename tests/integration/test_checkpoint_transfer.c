@@ -351,7 +351,7 @@ static void checkpoint_over_max_snapshot_bytes_leaves_nothing(void **state)
     assert_string_equal(list.checkpoints[0].checkpoint_id, kept);
     cairn_checkpoint_list_free(&list);
     assert_int_equal(staging_entries(s), 0);
-    assert_int_equal(count_blob_files(s), 1);
+    assert_int_equal(ct_count_blob_files(s), 1);
 
 }
 
@@ -422,7 +422,7 @@ static void checkpoint_cut_upload_leaves_no_checkpoint(void **state)
      * bytes are gone, not left for the next start's sweep. */
     assert_int_equal(ct_server_stop(s), 0);
     assert_int_equal(staging_entries(s), 0);
-    assert_int_equal(count_blob_files(s), 1);
+    assert_int_equal(ct_count_blob_files(s), 1);
 }
 
 /* ---- checksum ---- */
@@ -642,7 +642,7 @@ static void checkpoint_retention_spares_an_open_load(void **state)
     assert_int_equal(list.count, 1);
     assert_string_equal(list.checkpoints[0].checkpoint_id, ids[2]);
     cairn_checkpoint_list_free(&list);
-    assert_int_equal(count_blob_files(s), 1); /* A's 16 MiB are gone from disk */
+    assert_int_equal(ct_count_blob_files(s), 1); /* A's 16 MiB are gone from disk */
 
     cairn_checkpoint_free(&a);
     free(data);
@@ -672,7 +672,7 @@ static void checkpoint_retention_keeps_newest_n(void **state)
     assert_string_equal(list.checkpoints[1].checkpoint_id, ids[3]);
     cairn_checkpoint_list_free(&list);
     assert_int_equal(list_count(c, "cp-ret-b"), 1); /* per run */
-    assert_int_equal(count_blob_files(s), 3);
+    assert_int_equal(ct_count_blob_files(s), 3);
 }
 
 /* ---- content stored once ---- */
@@ -683,7 +683,7 @@ static void checkpoint_identical_content_stored_once(void **state)
 {
     fixture *f = *state;
     create_run(f->client, "cp-dedup");
-    int before = count_blob_files(&f->server);
+    int before = ct_count_blob_files(&f->server);
     const char text[] = "identical snapshot content, stored once";
     size_t len = sizeof text - 1;
     cairn_checkpoint first, second, third;
@@ -691,7 +691,7 @@ static void checkpoint_identical_content_stored_once(void **state)
     checkpoint(f->client, "cp-dedup", "second", 0, text, len, &second);
     assert_string_not_equal(first.checkpoint_id, second.checkpoint_id);
     assert_string_equal(first.snapshot_sha256, second.snapshot_sha256);
-    assert_int_equal(count_blob_files(&f->server), before + 1);
+    assert_int_equal(ct_count_blob_files(&f->server), before + 1);
     char blob[700];
     blob_path(&f->server, first.snapshot_sha256, blob, sizeof blob);
     struct stat st;
@@ -699,12 +699,12 @@ static void checkpoint_identical_content_stored_once(void **state)
     assert_int_equal(st.st_size, len);
 
     checkpoint(f->client, "cp-dedup", "third", 0, "different", 9, &third);
-    assert_int_equal(count_blob_files(&f->server), before + 2);
+    assert_int_equal(ct_count_blob_files(&f->server), before + 2);
     /* Another run with the same bytes shares the file too. */
     create_run(f->client, "cp-dedup-other");
     cairn_checkpoint other;
     checkpoint(f->client, "cp-dedup-other", "other", 0, text, len, &other);
-    assert_int_equal(count_blob_files(&f->server), before + 2);
+    assert_int_equal(ct_count_blob_files(&f->server), before + 2);
 
     /* Deleting one keeps the other loadable. */
     cairn_cleanup_result res;
@@ -743,7 +743,7 @@ static void checkpoint_identical_content_stored_once(void **state)
     assert_string_equal(res.deleted_ids[0], other.checkpoint_id);
     cairn_cleanup_result_free(&res);
     assert_int_equal(stat(blob, &st), -1);
-    assert_int_equal(count_blob_files(&f->server), before + 2); /* "different" and "newer..." */
+    assert_int_equal(ct_count_blob_files(&f->server), before + 2); /* "different" and "newer..." */
     cairn_checkpoint_free(&other);
     cairn_checkpoint_free(&first);
     cairn_checkpoint_free(&second);

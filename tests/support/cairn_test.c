@@ -1,5 +1,6 @@
 #include "cairn_test.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -385,4 +386,24 @@ bool ct_only_store_files(const char *dir)
     }
     closedir(d);
     return ok;
+}
+
+int ct_count_blob_files(const ct_server *s)
+{
+    char blobs[400];
+    snprintf(blobs, sizeof blobs, "%s/blobs", s->data_dir);
+    DIR *d = opendir(blobs);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strlen(e->d_name) != 2 || !isxdigit((unsigned char)e->d_name[0]))
+            continue;
+        char sub[700];
+        snprintf(sub, sizeof sub, "%s/%s", blobs, e->d_name);
+        n += ct_count_entries(sub);
+    }
+    closedir(d);
+    return n;
 }

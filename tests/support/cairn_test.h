@@ -100,6 +100,10 @@ int ct_run_cairnd(const char *const *args, char *out, size_t cap);
  * sets *len (when len is not NULL). NULL when it cannot be read. */
 char *ct_read_file(const char *path, size_t *len);
 
+/* Snapshot files the server holds: <data>/blobs/<2 hex>/<sha256>; -1
+ * when blobs/ cannot be read. */
+int ct_count_blob_files(const ct_server *s);
+
 /* True when dir holds nothing but cairnd's own files (LOCK, cairn.db and
  * its -wal/-shm, the blobs/ snapshot store), so no request made a file of
  * its own. */
