@@ -5,6 +5,7 @@
  * held on a gate inside a first mutation so the next ones queue up and
  * form one batch (no sleeps). */
 #include "core/domain.h"
+#include "service/handlers/handlers.h"
 #include "core/ledger.h"
 #include "base/pbc.h"
 #include "dirs.h"
@@ -121,13 +122,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static srv_code apply_append(srv_apply *ap, const ProtobufCMessage *req, ProtobufCMessage *resp,
-                             srv_error *err)
-{
-    return srv_events_append(ap, (const Cairn__V1__AppendEventsRequest *)req,
-                             (Cairn__V1__AppendEventsResponse *)resp, err);
-}
-
 /* An append that first holds the writer until the test opens the gate. */
 static srv_code apply_held(srv_apply *ap, const ProtobufCMessage *req, ProtobufCMessage *resp,
                            srv_error *err)
@@ -139,7 +133,7 @@ static srv_code apply_held(srv_apply *ap, const ProtobufCMessage *req, ProtobufC
     while (!f->gate_open)
         pthread_cond_wait(&f->cv, &f->mu);
     pthread_mutex_unlock(&f->mu);
-    return apply_append(ap, req, resp, err);
+    return srv_apply_append_events(ap, req, resp, err);
 }
 
 /* On the writer thread. */
@@ -268,7 +262,7 @@ static void failed_commit_fails_every_caller_of_the_batch_and_keeps_none_of_thei
         char key[16], payload[16];
         snprintf(key, sizeof key, "k%d", i);
         snprintf(payload, sizeof payload, "p%d", i);
-        submit(f, prepare(f, i, key, payload, apply_append));
+        submit(f, prepare(f, i, key, payload, srv_apply_append_events));
     }
     open_gate(f);
     for (int i = 0; i <= 3; i++)
@@ -288,12 +282,12 @@ static void failed_commit_fails_every_caller_of_the_batch_and_keeps_none_of_thei
         char key[16], payload[16];
         snprintf(key, sizeof key, "k%d", i);
         snprintf(payload, sizeof payload, "p%d", i);
-        call *c = prepare(f, i, key, payload, apply_append);
+        call *c = prepare(f, i, key, payload, srv_apply_append_events);
         submit(f, c);
         await(f, c);
         assert_int_equal(c->code, SRV_OK);
         assert_false(c->replayed);
-        submit(f, prepare(f, i, key, payload, apply_append));
+        submit(f, prepare(f, i, key, payload, srv_apply_append_events));
         await(f, c);
         assert_true(c->replayed);
     }
@@ -309,7 +303,7 @@ static void failed_statement_fails_only_its_mutation(void **state)
     for (int i = 1; i <= 3; i++) {
         char key[16];
         snprintf(key, sizeof key, "k%d", i);
-        submit(f, prepare(f, i, key, key, apply_append));
+        submit(f, prepare(f, i, key, key, srv_apply_append_events));
     }
     open_gate(f);
     for (int i = 0; i <= 3; i++)
@@ -341,9 +335,9 @@ static void lost_transaction_fails_every_caller_of_the_batch_and_nothing_commits
 {
     fx *f = *state;
     hold_writer(f);
-    submit(f, prepare(f, 1, "k1", "p1", apply_append));
+    submit(f, prepare(f, 1, "k1", "p1", srv_apply_append_events));
     submit(f, prepare(f, 2, "k2", "p2", apply_losing_the_transaction));
-    submit(f, prepare(f, 3, "k3", "p3", apply_append));
+    submit(f, prepare(f, 3, "k3", "p3", srv_apply_append_events));
     open_gate(f);
     for (int i = 0; i <= 3; i++)
         await(f, &f->calls[i]);
@@ -361,7 +355,7 @@ static void lost_transaction_fails_every_caller_of_the_batch_and_nothing_commits
     for (int i = 1; i <= 3; i += 2) {
         char key[8];
         snprintf(key, sizeof key, "k%d", i);
-        call *c = prepare(f, i, key, "again", apply_append);
+        call *c = prepare(f, i, key, "again", srv_apply_append_events);
         submit(f, c);
         await(f, c);
         assert_int_equal(c->code, SRV_OK);
@@ -376,7 +370,7 @@ static void conflict_with_another_process_is_retried_once(void **state)
     srv_store_stats before, after;
     srv_store_get_stats(f->st, &before);
     srv_store_inject_fault(f->st, SRV_STORE_OP_EVENTS_INSERT, 1, SRV_ABORTED);
-    call *c = prepare(f, 1, "k1", "p1", apply_append);
+    call *c = prepare(f, 1, "k1", "p1", srv_apply_append_events);
     submit(f, c);
     await(f, c);
     assert_int_equal(c->code, SRV_OK);
@@ -396,7 +390,7 @@ static void second_conflict_is_not_retried_again(void **state)
      * idempotency record. */
     srv_store_inject_fault(f->st, SRV_STORE_OP_EVENTS_INSERT, 1, SRV_ABORTED);
     srv_store_inject_fault(f->st, SRV_STORE_OP_DEDUP_PUT, 1, SRV_ABORTED);
-    call *c = prepare(f, 1, "k1", "p1", apply_append);
+    call *c = prepare(f, 1, "k1", "p1", srv_apply_append_events);
     submit(f, c);
     await(f, c);
     assert_int_equal(c->code, SRV_ABORTED);
@@ -407,7 +401,7 @@ static void second_conflict_is_not_retried_again(void **state)
 static void same_key_replays_and_another_request_under_it_is_already_exists(void **state)
 {
     fx *f = *state;
-    call *c = prepare(f, 1, "k1", "p1", apply_append);
+    call *c = prepare(f, 1, "k1", "p1", srv_apply_append_events);
     submit(f, c);
     await(f, c);
     assert_int_equal(c->code, SRV_OK);
@@ -415,7 +409,7 @@ static void same_key_replays_and_another_request_under_it_is_already_exists(void
     assert_int_equal(f->n_grew, 1);
     assert_int_equal(f->grew_last_seq, 1);
 
-    submit(f, prepare(f, 1, "k1", "p1", apply_append));
+    submit(f, prepare(f, 1, "k1", "p1", srv_apply_append_events));
     await(f, c);
     assert_int_equal(c->code, SRV_OK);
     assert_true(c->replayed);
@@ -423,7 +417,7 @@ static void same_key_replays_and_another_request_under_it_is_already_exists(void
     assert_int_equal(c->resp->first_seq, 1);
     assert_int_equal(f->n_grew, 1); /* a replay grows no log */
 
-    submit(f, prepare(f, 1, "k1", "another payload", apply_append));
+    submit(f, prepare(f, 1, "k1", "another payload", srv_apply_append_events));
     await(f, c);
     assert_int_equal(c->code, SRV_ALREADY_EXISTS);
     assert_non_null(strstr(c->msg, "idempotency_key: reused with a different AppendEvents request"));
@@ -459,9 +453,9 @@ static void store_stopped_by_a_failed_fsync_fails_its_whole_batch_and_every_late
     f->st->on_failed = store_failed; /* as srv_store_open sets it from the config */
     f->st->on_failed_ctx = f;
     hold_writer(f);
-    submit(f, prepare(f, 1, "k1", "p1", apply_append));
+    submit(f, prepare(f, 1, "k1", "p1", srv_apply_append_events));
     submit(f, prepare(f, 2, "k2", "p2", apply_fsync_failed));
-    submit(f, prepare(f, 3, "k3", "p3", apply_append));
+    submit(f, prepare(f, 3, "k3", "p3", srv_apply_append_events));
     open_gate(f);
     for (int i = 0; i <= 3; i++)
         await(f, &f->calls[i]);
@@ -477,7 +471,7 @@ static void store_stopped_by_a_failed_fsync_fails_its_whole_batch_and_every_late
     assert_int_equal(f->n_failed, 1);
 
     /* Later writes are refused; reads go on. */
-    call *c = prepare(f, 1, "k1", "p1", apply_append);
+    call *c = prepare(f, 1, "k1", "p1", srv_apply_append_events);
     submit(f, c);
     await(f, c);
     assert_int_equal(c->code, SRV_UNAVAILABLE);
@@ -498,12 +492,12 @@ static void queue_bounded_by_bytes_refuses_a_write_past_it_while_the_writer_is_h
     char big[200];
     memset(big, 'b', sizeof big - 1);
     big[sizeof big - 1] = 0;
-    call *small = prepare(f, 1, "small", "s", apply_append);
+    call *small = prepare(f, 1, "small", "s", srv_apply_append_events);
     size_t small_bytes = protobuf_c_message_get_packed_size(small->m.request);
     /* Room for the small one and a bit, not for the big one as well. */
     srv_ledger_limit_bytes(f->ledger, small_bytes + 100);
     submit(f, small);
-    call *over = prepare(f, 2, "big", big, apply_append);
+    call *over = prepare(f, 2, "big", big, srv_apply_append_events);
     srv_error err;
     srv_code rc = srv_ledger_submit(f->ledger, &over->m, &err);
     /* The writer goes on before any assert, so a failure cannot hang. */

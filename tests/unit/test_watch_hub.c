@@ -10,6 +10,7 @@
 #include "cairn/v1/coordinator.pb-c.h"
 #include "base/pbc.h"
 #include "core/domain.h"
+#include "service/handlers/handlers.h"
 #include "core/watch.h"
 #include "dirs.h"
 #include "store/store.h"
@@ -279,13 +280,6 @@ static void create_run(fx *f)
     f->next_seq = 1;
 }
 
-static srv_code apply_append(srv_apply *ap, const ProtobufCMessage *req, ProtobufCMessage *resp,
-                             srv_error *err)
-{
-    return srv_events_append(ap, (const Cairn__V1__AppendEventsRequest *)req,
-                             (Cairn__V1__AppendEventsResponse *)resp, err);
-}
-
 /* On the ledger's writer thread, after the commit told the hub. */
 static void appended(void *ctx, srv_code code, const srv_error *err, const uint8_t *resp,
                      size_t len, bool replayed)
@@ -330,7 +324,7 @@ static void append(fx *f, size_t n)
     srv_mutation m = {.method = "AppendEvents", .run_id = RUN, .key = key,
                       .request = &req.base,
                       .response = &cairn__v1__append_events_response__descriptor,
-                      .apply = apply_append, .arena = f->a, .done = appended, .ctx = f};
+                      .apply = srv_apply_append_events, .arena = f->a, .done = appended, .ctx = f};
     ok(srv_fingerprint(f->a, &req.base, m.fingerprint, &err), &err);
     f->appended = false;
     ok(srv_ledger_submit(f->ledger, &m, &err), &err);
