@@ -1,6 +1,6 @@
 /* cairnd: wiring only. Parse settings, open the store (the backend locks
- * its data), start the ledger, the watch hub and the gRPC transport, then
- * wait for SIGTERM/SIGINT and shut down in reverse order.
+ * its data), start the I/O pool, the ledger, the watch hub and the gRPC
+ * transport, then wait for SIGTERM/SIGINT and shut down in reverse order.
  *
  * A failed fsync stops the store (store.h, "Fail-stop"): the write in hand
  * and every later one fail UNAVAILABLE, and cairnd shuts down as on
@@ -68,23 +68,28 @@ int main(int argc, char **argv)
     srv_app app = {.cfg = &cfg};
     srv_upload_gate_init(&app.uploads, cfg.max_uploads, (uint64_t)cfg.max_staged_bytes);
     const srv_store_config store_cfg = {.data_dir = cfg.data_dir,
-                                        .readers = cfg.threads,
+                                        /* the I/O pool's and the watch hub's */
+                                        .readers = cfg.io_threads + 1,
                                         .on_failed = store_failed,
                                         .on_failed_ctx = &app};
     if (srv_store_open(cfg.store, &store_cfg, &app.store, &err)) {
         srv_error_log("%s", err.msg);
         return 1;
     }
-    if (srv_ledger_start(app.store, LEDGER_MAX_QUEUE, &app.ledger, &err) ||
+    if (!(app.io = srv_pool_start(cfg.io_threads)))
+        srv_fail(&err, SRV_RESOURCE_EXHAUSTED, "cannot start the I/O threads");
+    if (!app.io || srv_ledger_start(app.store, LEDGER_MAX_QUEUE, &app.ledger, &err) ||
         srv_watch_start(app.store, &app.watch, &err)) {
         srv_error_log("%s", err.msg);
         srv_ledger_free(app.ledger);
+        srv_pool_stop(app.io);
         srv_store_close(app.store);
         return 1;
     }
     srv_ledger_observe(app.ledger, srv_watch_committed, app.watch);
     srv_ledger_limit_bytes(app.ledger, (size_t)cfg.ledger_max_queue_bytes);
     srv_watch_limit(app.watch, cfg.max_watchers);
+    srv_watch_use_pool(app.watch, app.io);
 
     srv_rpc_global_init();
     size_t n_methods;
@@ -126,9 +131,11 @@ int main(int argc, char **argv)
     }
     /* In this order: no new calls (above); the ledger answers every call
      * it holds; then the transport, which waits for every call to be
-     * released; only then may the ledger, which its threads submit to, go. */
+     * released (the I/O pool runs on meanwhile: its jobs end calls); only
+     * then may the pool and the ledger, which both submit to, go. */
     srv_ledger_stop(app.ledger);
     srv_rpc_stop(rpc);
+    srv_pool_stop(app.io);
     srv_ledger_free(app.ledger);
     srv_watch_stop(app.watch);
     srv_store_close(app.store);

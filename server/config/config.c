@@ -22,6 +22,7 @@ enum {
     OPT_DATA_DIR,
     OPT_STORE,
     OPT_THREADS,
+    OPT_IO_THREADS,
     OPT_LOG_LEVEL,
     OPT_LOG_FORMAT,
     OPT_SHUTDOWN_GRACE,
@@ -57,6 +58,9 @@ static const struct setting {
      "storage backend: sqlite, the embedded store in --data-dir (default " SRV_DEFAULT_STORE ")"},
     {OPT_THREADS, "threads", "CAIRN_THREADS", "N",
      "completion-queue threads, 1..64 (default: the number of cores)"},
+    {OPT_IO_THREADS, "io-threads", "CAIRN_IO_THREADS", "N",
+     "threads for disk work off the completion queues (reads, snapshot transfers), 1..64 "
+     "(default 4)"},
     {OPT_LOG_LEVEL, "log-level", "CAIRN_LOG_LEVEL", "LEVEL",
      "debug, info, warn or error (default info)"},
     {OPT_LOG_FORMAT, "log-format", "CAIRN_LOG_FORMAT", "FORMAT",
@@ -162,6 +166,9 @@ static int apply(srv_config *cfg, const struct setting *st, const char *v,
     case OPT_THREADS:
         ok = parse_int(v, 1, SRV_THREADS_MAX, &cfg->threads) == 0;
         break;
+    case OPT_IO_THREADS:
+        ok = parse_int(v, 1, SRV_THREADS_MAX, &cfg->io_threads) == 0;
+        break;
     case OPT_LOG_LEVEL:
         ok = srv_log_level_parse(v, &cfg->log_level) == 0;
         break;
@@ -228,6 +235,7 @@ static void defaults(srv_config *cfg)
     strcpy(cfg->store, SRV_DEFAULT_STORE);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     cfg->threads = cores < 1 ? 1 : cores > SRV_THREADS_MAX ? SRV_THREADS_MAX : (int)cores;
+    cfg->io_threads = SRV_DEFAULT_IO_THREADS;
     cfg->log_level = SRV_LOG_INFO;
     cfg->log_format = SRV_LOG_TEXT;
     cfg->shutdown_grace_ms = SRV_DEFAULT_SHUTDOWN_GRACE_MS;

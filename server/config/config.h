@@ -14,6 +14,7 @@
 #define SRV_DEFAULT_STORE "sqlite"
 #define SRV_DEFAULT_SHUTDOWN_GRACE_MS 5000
 #define SRV_THREADS_MAX 64
+#define SRV_DEFAULT_IO_THREADS 4
 #define SRV_DEFAULT_RETENTION 5
 #define SRV_RETENTION_MIN 2          /* a bad latest checkpoint can be rolled back */
 #define SRV_RETENTION_MAX 100000     /* so a cleanup's deleted_ids fit one message */
@@ -46,6 +47,7 @@ typedef struct srv_config {
     char data_dir[4096];
     char store[32];                /* a backend in the store registry */
     int threads;                   /* completion-queue threads */
+    int io_threads;                /* the I/O pool's (base/pool.h) */
     srv_log_level log_level;
     srv_log_format log_format;
     int shutdown_grace_ms;         /* in-flight calls get this long on SIGTERM */

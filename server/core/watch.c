@@ -53,13 +53,14 @@ typedef struct feed {
 } feed;
 
 struct watcher {
+    srv_job job;                  /* a page read, on the hub's I/O pool */
     srv_watch *hub;
     srv_watch_stream stream;
     feed *feed;
     atomic_int refs;              /* the hub's until it failed the stream, the close callback's */
     pthread_mutex_t mu;
     uint64_t next_seq;
-    bool in_flight, parked, closed, done;
+    bool in_flight, parked, closed, done; /* in_flight: a send, or a page read queued */
     srv_arena *page_arena;        /* events read from the store */
     Cairn__V1__ReadEventsResponse page;
     size_t page_idx;
@@ -69,6 +70,7 @@ struct watcher {
 
 struct srv_watch {
     srv_store *store;
+    srv_pool *io;                 /* page reads; NULL: on the caller's thread */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     feed *buckets[BUCKETS];
@@ -157,6 +159,7 @@ static uint8_t *ring_copy(const feed *f, uint64_t seq, size_t *len)
 /* ---- watchers ---- */
 
 static void pump(watcher *w);
+static void pump_on(watcher *w, bool on_io);
 
 /* w->mu held: marks w done and detaches it from the hub. The caller ends
  * the call after unlocking. */
@@ -217,8 +220,25 @@ static srv_code read_page(watcher *w, srv_error *err)
                            PAGE_EVENTS, PAGE_BYTES, &w->page, err);
 }
 
-/* Sends w's next event, or parks it, or ends it. Any thread. */
+/* A page read queued by pump_on, now on a pool thread. */
+static void pump_io(srv_job *job)
+{
+    watcher *w = (watcher *)job; /* the job is the first member */
+    pthread_mutex_lock(&w->mu);
+    w->in_flight = false;
+    pthread_mutex_unlock(&w->mu);
+    pump_on(w, true);
+}
+
 static void pump(watcher *w)
+{
+    pump_on(w, false);
+}
+
+/* Sends w's next event, or parks it, or ends it. Any thread; reading the
+ * store moves to the I/O pool unless on_io says it is there already, as
+ * this may be a gRPC thread (a sent callback) or the dispatcher. */
+static void pump_on(watcher *w, bool on_io)
 {
     srv_watch *h = w->hub;
     pthread_mutex_lock(&w->mu);
@@ -263,6 +283,11 @@ static void pump(watcher *w)
         pthread_mutex_unlock(&h->mu);
         if (msg) {
             seq = w->next_seq;
+        } else if (h->io && !on_io) {
+            w->in_flight = true; /* no other step until pump_io's */
+            pthread_mutex_unlock(&w->mu);
+            srv_pool_run(h->io, &w->job, pump_io);
+            return;
         } else if (read_page(w, &err)) {
             code = err.code, why = err.msg;
             break;
@@ -530,6 +555,11 @@ srv_code srv_watch_start(srv_store *st, srv_watch **out, srv_error *err)
     }
     *out = h;
     return SRV_OK;
+}
+
+void srv_watch_use_pool(srv_watch *h, srv_pool *io)
+{
+    h->io = io;
 }
 
 void srv_watch_limit(srv_watch *h, int max_watchers)

@@ -14,6 +14,7 @@
 #define CAIRN_SERVER_WATCH_H
 
 #include "base/error.h"
+#include "base/pool.h"
 #include "store/store.h"
 
 #include <stdbool.h>
@@ -94,6 +95,11 @@ void srv_watch_serve(srv_watch *w, const srv_watch_stream *stream, const char *r
  * default, is no cap) srv_watch_serve fails a new one with
  * RESOURCE_EXHAUSTED and a SRV_WATCH_PUSHBACK_MS pushback. */
 void srv_watch_limit(srv_watch *w, int max_watchers);
+
+/* Reads the store (a watcher behind the ring) on io's threads rather than
+ * on whichever thread found it behind (a gRPC thread, the dispatcher).
+ * Without it (tests), reads run on that thread. Call before serving. */
+void srv_watch_use_pool(srv_watch *w, srv_pool *io);
 
 /* Ends every stream with UNAVAILABLE and refuses new ones; call before the
  * transport stops, so parked streams do not hold shutdown up. */

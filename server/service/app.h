@@ -1,7 +1,9 @@
-/* What every handler can reach: the settings, the store and the ledger. */
+/* What every handler can reach: the settings, the store, the ledger, the
+ * watch hub and the I/O pool. */
 #ifndef CAIRN_SERVER_APP_H
 #define CAIRN_SERVER_APP_H
 
+#include "base/pool.h"
 #include "config/config.h"
 #include "core/ledger.h"
 #include "store/store.h"
@@ -15,6 +17,7 @@ typedef struct srv_app {
     srv_store *store;
     srv_ledger *ledger;
     srv_watch *watch;         /* WatchEvents streams */
+    srv_pool *io;             /* disk work, off the completion-queue threads */
     srv_upload_gate uploads;  /* CreateCheckpoint streams in progress */
     atomic_bool serving;      /* false once shutdown begins (health) */
     atomic_bool store_failed; /* the store stopped taking writes: exit 1 */

@@ -159,21 +159,10 @@ static srv_code answer_read(srv_app *app, srv_call *call, const row *r,
     return SRV_OK;
 }
 
-void srv_dispatch_call(void *appv, srv_call *call, size_t index)
+/* Decodes and checks the request, then reads, submits or starts the
+ * stream. */
+static void serve(srv_app *app, srv_call *call, const row *r)
 {
-    srv_app *app = appv;
-    const row *r = &table[index];
-    if (r->kind == KIND_CLIENT_STREAM) {
-        srv_mutation *m = new_mutation(app, call, r);
-        if (m) {
-            r->accept(app, call, m);
-            return;
-        }
-        srv_error err;
-        srv_fail(&err, SRV_RESOURCE_EXHAUSTED, "out of memory");
-        srv_call_fail(call, &err);
-        return;
-    }
     srv_arena *a = srv_call_arena(call);
     srv_error err;
     size_t len;
@@ -194,4 +183,47 @@ void srv_dispatch_call(void *appv, srv_call *call, size_t index)
                                   : submit(app, call, r, req, &err);
     if (rc)
         srv_call_fail(call, &err);
+}
+
+/* A call whose handling reads the store, served on the I/O pool. */
+typedef struct io_call {
+    srv_job job;                  /* first: the job is the io_call */
+    srv_app *app;
+    srv_call *call;
+    const row *r;
+} io_call;
+
+static void serve_io_call(srv_job *job)
+{
+    io_call *ic = (io_call *)job;
+    serve(ic->app, ic->call, ic->r);
+}
+
+void srv_dispatch_call(void *appv, srv_call *call, size_t index)
+{
+    srv_app *app = appv;
+    const row *r = &table[index];
+    srv_error err;
+    if (r->kind == KIND_CLIENT_STREAM) {
+        srv_mutation *m = new_mutation(app, call, r);
+        if (m) {
+            r->accept(app, call, m);
+            return;
+        }
+    } else if (r->kind == KIND_MUTATION) {
+        /* Decoding and queueing for the writer do not touch the disk. */
+        serve(app, call, r);
+        return;
+    } else {
+        /* Reads and streams start with the store: off this thread, which
+         * polls the connections of every other call. */
+        io_call *ic = srv_arena_alloc(srv_call_arena(call), sizeof *ic);
+        if (ic) {
+            *ic = (io_call){.app = app, .call = call, .r = r};
+            srv_pool_run(app->io, &ic->job, serve_io_call);
+            return;
+        }
+    }
+    srv_fail(&err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    srv_call_fail(call, &err);
 }

@@ -2,7 +2,8 @@
  * snapshot in chunks, read one at a time (one message in flight, so a
  * slow reader holds one chunk of memory). core/snapshots.c pins the
  * checkpoint while it streams and checks the bytes against their SHA-256;
- * a mismatch ends the stream with DATA_LOSS. */
+ * a mismatch ends the stream with DATA_LOSS. Opening and each read run on
+ * the I/O pool (dispatch starts the call there; send_next goes back). */
 #include "service/handlers/handlers.h"
 #include "service/contract.h"
 #include "core/snapshots.h"
@@ -12,6 +13,8 @@
 #include <string.h>
 
 typedef struct download {
+    srv_job job;                  /* the next read, on the I/O pool */
+    srv_pool *io;
     srv_call *call;
     Cairn__V1__Checkpoint meta;
     srv_download *bytes;
@@ -51,16 +54,13 @@ static srv_code send_chunk(download *d, const Cairn__V1__Checkpoint *meta, const
     return SRV_OK;
 }
 
-static void on_sent(srv_call *c, void *arg, bool ok)
+/* Reads the next chunk and sends it, or ends the stream. */
+static void send_next(srv_job *job)
 {
-    (void)c;
-    download *d = arg;
+    download *d = (download *)job; /* the job is the first member */
     srv_error err;
     size_t n = 0;
-    if (!ok) {
-        srv_fail(&err, SRV_CANCELLED, "the client stopped reading");
-        fail(d, &err);
-    } else if (srv_download_read(d->bytes, d->buf, SRV_CHUNK_MAX, &n, &err)) {
+    if (srv_download_read(d->bytes, d->buf, SRV_CHUNK_MAX, &n, &err)) {
         fail(d, &err);
     } else if (n == 0) { /* every byte sent, and they matched their SHA-256 */
         release(d);
@@ -68,6 +68,19 @@ static void on_sent(srv_call *c, void *arg, bool ok)
     } else if (send_chunk(d, NULL, d->buf, n, &err)) {
         fail(d, &err);
     }
+}
+
+static void on_sent(srv_call *c, void *arg, bool ok)
+{
+    (void)c;
+    download *d = arg;
+    if (!ok) {
+        srv_error err;
+        srv_fail(&err, SRV_CANCELLED, "the client stopped reading");
+        fail(d, &err);
+        return;
+    }
+    srv_pool_run(d->io, &d->job, send_next);
 }
 
 void srv_start_load_checkpoint(srv_app *app, srv_call *call, ProtobufCMessage *msg)
@@ -82,6 +95,7 @@ void srv_start_load_checkpoint(srv_app *app, srv_call *call, ProtobufCMessage *m
         return;
     }
     memset(d, 0, sizeof *d);
+    d->io = app->io;
     d->call = call;
     /* A reader that stalls is cancelled: the pin goes with it (fail). */
     srv_call_idle_timeout(call, app->cfg->transfer_idle_ms);

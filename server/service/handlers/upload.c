@@ -8,7 +8,12 @@
  * The key is looked up (read-only) as soon as the header arrives: a
  * retried upload that committed already is answered at once when the
  * header names the content's SHA-256 (libcairn's always does), else its
- * bytes are hashed but not stored, to tell a retry from a reused key. */
+ * bytes are hashed but not stored, to tell a retry from a reused key.
+ *
+ * What touches the disk (the key's lookup, opening the stage, hashing and
+ * writing each chunk, the final fsync) runs on the I/O pool; the gRPC
+ * threads only receive and decode. One step at a time per upload: the next
+ * message is asked for once the pool is done with this one. */
 #include "service/handlers/handlers.h"
 #include "service/contract.h"
 #include "service/validate.h"
@@ -19,6 +24,7 @@
 #include <string.h>
 
 typedef struct upload {
+    srv_job job;                     /* the step in hand, on the I/O pool */
     srv_app *app;
     srv_call *call;
     srv_mutation *m;                 /* from the table row */
@@ -27,8 +33,11 @@ typedef struct upload {
     bool seen;                       /* the key has a record already */
     srv_dedup_record record;
     srv_upload *bytes;
+    Cairn__V1__CreateCheckpointRequest *chunk; /* for write_chunk, on the heap */
     srv_new_checkpoint cp;
 } upload;
+
+#define UPLOAD_OF(j) ((upload *)(j)) /* the job is the upload's first member */
 
 static void fail(upload *u, const srv_error *err)
 {
@@ -86,8 +95,32 @@ static srv_code submit(upload *u, srv_error *err)
     return srv_ledger_submit(u->app->ledger, u->m, err);
 }
 
+static void on_chunk(srv_call *c, void *arg, const uint8_t *msg, size_t len, bool ok);
+
+static void finish_upload(srv_job *job)
+{
+    upload *u = UPLOAD_OF(job);
+    srv_error err;
+    if (submit(u, &err))
+        fail(u, &err);
+}
+
+static void write_chunk(srv_job *job)
+{
+    upload *u = UPLOAD_OF(job);
+    srv_error err;
+    srv_code rc = srv_upload_write(u->bytes, u->chunk->chunk.data, u->chunk->chunk.len, &err);
+    protobuf_c_message_free_unpacked(&u->chunk->base, NULL);
+    u->chunk = NULL;
+    if (rc)
+        fail(u, &err);
+    else
+        srv_call_recv(u->call, on_chunk, u);
+}
+
 static void on_chunk(srv_call *c, void *arg, const uint8_t *msg, size_t len, bool ok)
 {
+    (void)c;
     upload *u = arg;
     srv_error err;
     uint64_t size = u->header->snapshot_size, received = srv_upload_received(u->bytes);
@@ -101,8 +134,10 @@ static void on_chunk(srv_call *c, void *arg, const uint8_t *msg, size_t len, boo
                      "snapshot_size: the header declared %llu bytes but the stream ended after %llu; "
                      "nothing was stored",
                      (unsigned long long)size, (unsigned long long)received);
-        else if (!submit(u, &err))
-            return; /* answered, or the ledger answers */
+        else {
+            srv_pool_run(u->app->io, &u->job, finish_upload); /* it answers */
+            return;
+        }
         fail(u, &err);
         return;
     }
@@ -124,16 +159,16 @@ static void on_chunk(srv_call *c, void *arg, const uint8_t *msg, size_t len, boo
     else if (req->chunk.len > SRV_CHUNK_MAX)
         rc = srv_fail(&err, SRV_INVALID_ARGUMENT, "chunk: must be at most %d bytes, got %zu",
                       SRV_CHUNK_MAX, req->chunk.len);
-    else
-        rc = srv_upload_write(u->bytes, req->chunk.data, req->chunk.len, &err);
-    protobuf_c_message_free_unpacked(m, NULL);
-    if (rc)
+    if (rc) {
+        protobuf_c_message_free_unpacked(m, NULL);
         fail(u, &err);
-    else
-        srv_call_recv(c, on_chunk, u);
+        return;
+    }
+    u->chunk = req;
+    srv_pool_run(u->app->io, &u->job, write_chunk);
 }
 
-/* Decodes and checks the header, then looks its key up. */
+/* Decodes and checks the header. */
 static srv_code take_header(upload *u, const uint8_t *msg, size_t len, srv_error *err)
 {
     srv_arena *a = srv_call_arena(u->call);
@@ -153,11 +188,39 @@ static srv_code take_header(upload *u, const uint8_t *msg, size_t len, srv_error
     u->m->run_id = h->run_id;
     u->m->key = h->idempotency_key;
     u->m->request = &h->base;
-    return srv_ledger_lookup(u->app->store, u->m, a, &u->record, &u->seen, err);
+    return SRV_OK;
+}
+
+/* Looks the key up, then answers a known retry or opens the stage. */
+static srv_code open_upload(upload *u, srv_error *err)
+{
+    if (srv_ledger_lookup(u->app->store, u->m, srv_call_arena(u->call), &u->record, &u->seen,
+                          err))
+        return err->code;
+    const char *sha = u->header->snapshot_sha256;
+    if (u->seen && *sha) {
+        /* A retry (or a reused key) is known without the bytes. */
+        srv_checkpoint_fingerprint(u->header_fp, sha, u->m->fingerprint);
+        return replay(u, err);
+    }
+    if (srv_upload_begin(u->app->store, &u->app->uploads, u->header->snapshot_size, !u->seen,
+                         &u->bytes, err))
+        return err->code;
+    srv_call_recv(u->call, on_chunk, u);
+    return SRV_OK;
+}
+
+static void run_open_upload(srv_job *job)
+{
+    upload *u = UPLOAD_OF(job);
+    srv_error err;
+    if (open_upload(u, &err))
+        fail(u, &err);
 }
 
 static void on_header(srv_call *c, void *arg, const uint8_t *msg, size_t len, bool ok)
 {
+    (void)c;
     upload *u = arg;
     srv_error err;
     if (!msg) {
@@ -170,19 +233,7 @@ static void on_header(srv_call *c, void *arg, const uint8_t *msg, size_t len, bo
         fail(u, &err);
         return;
     }
-    const char *sha = u->header->snapshot_sha256;
-    if (u->seen && *sha) {
-        /* A retry (or a reused key) is known without the bytes. */
-        srv_checkpoint_fingerprint(u->header_fp, sha, u->m->fingerprint);
-        if (replay(u, &err))
-            fail(u, &err);
-        return;
-    }
-    if (srv_upload_begin(u->app->store, &u->app->uploads, u->header->snapshot_size, !u->seen, &u->bytes, &err)) {
-        fail(u, &err);
-        return;
-    }
-    srv_call_recv(c, on_chunk, u);
+    srv_pool_run(u->app->io, &u->job, run_open_upload);
 }
 
 void srv_start_create_checkpoint(srv_app *app, srv_call *call, srv_mutation *m)

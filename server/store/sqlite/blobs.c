@@ -24,9 +24,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Staged bytes are pushed to the disk every STAGE_FLUSH_BYTES, so that the
+ * fsync at the end has little left to write: one large fsync would hold up
+ * every commit's fsync behind it (ext4 orders the journal after the data
+ * it allocated), and a lease renewal waits for a commit. */
+enum { STAGE_FLUSH_BYTES = 8 * 1024 * 1024 };
+
 typedef struct sq_stage {
     srv_blob_stage base;
     int fd;
+    uint64_t written;         /* bytes so far */
+    uint64_t flushed;         /* of them, handed to writeback */
     bool linked;              /* moved into place: nothing to remove */
     char sha256[65];
     char name[17];            /* in blobs/staging */
@@ -149,6 +157,19 @@ srv_code sq_stage_write(srv_blob_stage *stage, const uint8_t *data, size_t len, 
             return sq_io_fail(n < 0 ? errno : ENOSPC, "writing", b->path, err);
         data += n;
         len -= (size_t)n;
+        b->written += (uint64_t)n;
+    }
+    if (b->written - b->flushed >= STAGE_FLUSH_BYTES) {
+        /* Wait for the earlier windows' writeback, start this one's: at
+         * most two windows are dirty. Only a hint (durability is the
+         * fsync's), so a failure here is left to that fsync to report. */
+        if (b->flushed)
+            sync_file_range(b->fd, 0, (off_t)b->flushed,
+                            SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                SYNC_FILE_RANGE_WAIT_AFTER);
+        sync_file_range(b->fd, (off_t)b->flushed, (off_t)(b->written - b->flushed),
+                        SYNC_FILE_RANGE_WRITE);
+        b->flushed = b->written;
     }
     return SRV_OK;
 }
