@@ -47,6 +47,8 @@ static void *upload(void *arg)
     j->status = cairn_create_checkpoint(c, &req, j->data, UPLOAD_BYTES, &cp, &err);
     if (j->status)
         snprintf(j->error, sizeof j->error, "%s", err.message);
+    else
+        cairn_checkpoint_free(&cp);
     cairn_client_destroy(c);
     atomic_store(j->done, true);
     return NULL;
