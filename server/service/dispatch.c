@@ -8,7 +8,8 @@
 #include <string.h>
 
 typedef enum kind {
-    KIND_READ,          /* unary: read */
+    KIND_READ,          /* unary: read (the store, on the I/O pool) */
+    KIND_LOCAL,         /* unary: answered from memory, on the gRPC thread */
     KIND_MUTATION,      /* unary: apply through the ledger */
     KIND_SERVER_STREAM, /* one request, then the handler streams */
     KIND_CLIENT_STREAM, /* a mutation whose request the handler reads as a stream */
@@ -21,7 +22,7 @@ typedef struct row {
     const ProtobufCMessageDescriptor *request;
     const ProtobufCMessageDescriptor *response;
     srv_validate_fn validate;                  /* NULL: nothing to check */
-    srv_read_fn read;                          /* KIND_READ */
+    srv_read_fn read;                          /* KIND_READ, KIND_LOCAL */
     srv_apply_fn apply;                        /* KIND_MUTATION, KIND_CLIENT_STREAM */
     void (*serve)(srv_app *, srv_call *, ProtobufCMessage *); /* KIND_SERVER_STREAM */
     /* KIND_CLIENT_STREAM: reads the stream, fills and submits m. */
@@ -72,7 +73,8 @@ static const row table[] = {
      srv_validate_cleanup_checkpoints, .apply = srv_apply_cleanup_checkpoints},
     {COORD(ResumeRun), KIND_READ, MSG(resume_run_request), MSG(resume_result),
      srv_validate_resume_run, .read = srv_read_resume_run},
-    {"/grpc.health.v1.Health/Check", "Check", KIND_READ,
+    /* A probe is answered even while every I/O thread waits for the disk. */
+    {"/grpc.health.v1.Health/Check", "Check", KIND_LOCAL,
      &grpc__health__v1__health_check_request__descriptor,
      &grpc__health__v1__health_check_response__descriptor, NULL, .read = srv_read_health_check},
 };
@@ -179,8 +181,8 @@ static void serve(srv_app *app, srv_call *call, const row *r)
         return;
     }
     if (!rc)
-        rc = r->kind == KIND_READ ? answer_read(app, call, r, req, &err)
-                                  : submit(app, call, r, req, &err);
+        rc = r->kind == KIND_MUTATION ? submit(app, call, r, req, &err)
+                                      : answer_read(app, call, r, req, &err);
     if (rc)
         srv_call_fail(call, &err);
 }
@@ -210,8 +212,9 @@ void srv_dispatch_call(void *appv, srv_call *call, size_t index)
             r->accept(app, call, m);
             return;
         }
-    } else if (r->kind == KIND_MUTATION) {
-        /* Decoding and queueing for the writer do not touch the disk. */
+    } else if (r->kind == KIND_MUTATION || r->kind == KIND_LOCAL) {
+        /* Decoding, queueing for the writer, answering from memory: none
+         * waits for the disk. */
         serve(app, call, r);
         return;
     } else {
