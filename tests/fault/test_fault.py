@@ -58,10 +58,12 @@ class Lines:
 
 
 class Cairnd:
-    def __init__(self, data_dir, log, port=0):
+    """A cairnd on 127.0.0.1 (port 0: a free one); extra: more flags."""
+
+    def __init__(self, data_dir, log, port=0, extra=()):
         self.proc = subprocess.Popen(
             [ARGS.cairnd, "--listen", "127.0.0.1:%d" % port, "--data-dir", data_dir,
-             "--threads", "2"],
+             "--threads", "2"] + list(extra),
             stdout=subprocess.PIPE, stderr=log, preexec_fn=die_with_parent)
         line = self.proc.stdout.readline().decode()
         m = re.match(r"listening on 127\.0\.0\.1:(\d+)", line)
