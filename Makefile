@@ -6,7 +6,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 CAIRND_FLAGS ?=
 
-.PHONY: all bootstrap build run test asan demo clean install
+.PHONY: all bootstrap build run test asan demo demo-cluster clean install
 
 all: build
 
@@ -28,6 +28,10 @@ test: build
 # A run of 8 workers on 3 node processes; one node is killed midway.
 demo: build
 	$(BUILD)/client/cairn-demo --cairnd $(BUILD)/server/cairnd --node $(BUILD)/client/cairn-demo-node
+
+# The same on 3 cairnd replicas over a private PostgreSQL.
+demo-cluster: build
+	/usr/bin/python3 scripts/demo-cluster $(BUILD)
 
 # The same suite under AddressSanitizer + UndefinedBehaviorSanitizer.
 asan:

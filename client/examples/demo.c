@@ -5,8 +5,13 @@
  * worker completed exactly once and no fenced write got in. Exit status 0
  * only if that holds.
  *
+ * With --pg-dsn it starts --replicas cairnd processes (default 3) on that
+ * PostgreSQL instead (`make demo-cluster`), and every client spreads its
+ * calls over all of them round-robin.
+ *
  * usage: cairn-demo --cairnd PATH --node PATH [--workers 8] [--nodes 3]
- *                   [--ttl-ms 1000] [--step-ms 150] [--steps 4] */
+ *                   [--ttl-ms 1000] [--step-ms 150] [--steps 4]
+ *                   [--pg-dsn DSN [--replicas 3]] */
 #include <cairn/cairn.h>
 
 #include <errno.h>
@@ -24,14 +29,15 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { MAX_WORKERS = 64, MAX_NODES = 8, WAIT_S = 120 };
+enum { MAX_WORKERS = 64, MAX_NODES = 8, MAX_REPLICAS = 8, WAIT_S = 120 };
 
 typedef struct demo {
     const char *cairnd, *node_bin;
-    int workers, nodes, steps, step_ms;
+    int workers, nodes, steps, step_ms, replicas;
     unsigned ttl_ms;
-    char data_dir[256], target[64], run[32];
-    pid_t server, node_pid[MAX_NODES];
+    const char *pg_dsn;                   /* NULL: one cairnd, embedded store */
+    char data_dir[256], target[256], run[32];
+    pid_t server[MAX_REPLICAS], node_pid[MAX_NODES];
     cairn_client *client;
     double t0;
     /* what the watch stream told so far, under mu */
@@ -155,14 +161,21 @@ static pid_t spawn(char *const argv[], int out_fd)
     return pid;
 }
 
-static int start_server(demo *d)
+/* Starts cairnd number i and appends its address to d->target. */
+static int start_server(demo *d, int i)
 {
     int p[2];
     if (pipe(p) < 0)
         return -1;
-    char *argv[] = {(char *)d->cairnd, "--listen", "127.0.0.1:0", "--data-dir", d->data_dir,
-                    "--log-level", "warn", NULL};
-    d->server = spawn(argv, p[1]);
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/replica%d", d->data_dir, i + 1);
+    /* The DSN goes by the environment (CAIRN_PG_DSN), not by a flag that
+     * shows in ps. */
+    char *argv[] = {(char *)d->cairnd, "--listen", "127.0.0.1:0", "--data-dir",
+                    d->pg_dsn ? dir : d->data_dir, "--log-level", "warn",
+                    d->pg_dsn ? "--store" : NULL /* ends argv here without */, "postgres",
+                    NULL};
+    d->server[i] = spawn(argv, p[1]);
     close(p[1]);
     char line[128];
     size_t n = 0;
@@ -173,7 +186,19 @@ static int start_server(demo *d)
     const char *colon = strrchr(line, ':');
     if (strncmp(line, "listening on ", 13) != 0 || !colon)
         return -1;
-    snprintf(d->target, sizeof d->target, "127.0.0.1:%s", colon + 1);
+    size_t len = strlen(d->target);
+    snprintf(d->target + len, sizeof d->target - len, "%s127.0.0.1:%s",
+             d->replicas == 1 ? "" : i == 0 ? "ipv4:" : ",", colon + 1);
+    return 0;
+}
+
+static int start_servers(demo *d)
+{
+    if (d->pg_dsn && setenv("CAIRN_PG_DSN", d->pg_dsn, 1) != 0)
+        return -1;
+    for (int i = 0; i < d->replicas; i++)
+        if (start_server(d, i) < 0)
+            return -1;
     return 0;
 }
 
@@ -283,8 +308,10 @@ int main(int argc, char **argv)
         {"cairnd", required_argument, NULL, 'c'}, {"node", required_argument, NULL, 'n'},
         {"workers", required_argument, NULL, 'w'}, {"nodes", required_argument, NULL, 'N'},
         {"ttl-ms", required_argument, NULL, 't'}, {"step-ms", required_argument, NULL, 's'},
-        {"steps", required_argument, NULL, 'k'}, {0}};
+        {"steps", required_argument, NULL, 'k'}, {"pg-dsn", required_argument, NULL, 'p'},
+        {"replicas", required_argument, NULL, 'r'}, {0}};
     static demo d = {.workers = 8, .nodes = 3, .ttl_ms = 1000, .step_ms = 150, .steps = 4};
+    int replicas = 3;
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
@@ -295,13 +322,17 @@ int main(int argc, char **argv)
         case 't': d.ttl_ms = (unsigned)atoi(optarg); break;
         case 's': d.step_ms = atoi(optarg); break;
         case 'k': d.steps = atoi(optarg); break;
+        case 'p': d.pg_dsn = optarg; break;
+        case 'r': replicas = atoi(optarg); break;
         default: return 2;
         }
     }
+    d.replicas = d.pg_dsn ? replicas : 1;
     if (!d.cairnd || !d.node_bin || d.workers < 1 || d.workers > MAX_WORKERS || d.nodes < 3 ||
-        d.nodes > MAX_NODES) {
+        d.nodes > MAX_NODES || d.replicas < 1 || d.replicas > MAX_REPLICAS) {
         fprintf(stderr, "usage: cairn-demo --cairnd PATH --node PATH [--workers 1..64] "
-                        "[--nodes 3..8] [--ttl-ms MS] [--step-ms MS] [--steps N]\n");
+                        "[--nodes 3..8] [--ttl-ms MS] [--step-ms MS] [--steps N] "
+                        "[--pg-dsn DSN [--replicas 1..8]]\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -309,14 +340,20 @@ int main(int argc, char **argv)
     pthread_cond_init(&d.cv, NULL);
     snprintf(d.data_dir, sizeof d.data_dir, "%s/cairn-demo-XXXXXX",
              getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (!mkdtemp(d.data_dir) || start_server(&d) < 0) {
+    if (!mkdtemp(d.data_dir) || start_servers(&d) < 0) {
         fprintf(stderr, "cairn-demo: cannot start cairnd\n");
+        for (int i = 0; i < d.replicas; i++)
+            stop_child(d.server[i], SIGKILL);
         return 1;
     }
     snprintf(d.run, sizeof d.run, "demo-%ld", (long)getpid());
     d.t0 = now_s();
-    printf("cairnd on %s (data dir %s); run %s: %d workers, %d nodes, lease ttl %u ms\n\n",
-           d.target, d.data_dir, d.run, d.workers, d.nodes, d.ttl_ms);
+    if (d.pg_dsn)
+        printf("%d cairnd replicas on PostgreSQL: %s; ", d.replicas, d.target);
+    else
+        printf("cairnd on %s (data dir %s); ", d.target, d.data_dir);
+    printf("run %s: %d workers, %d nodes, lease ttl %u ms\n\n", d.run, d.workers, d.nodes,
+           d.ttl_ms);
 
     cairn_client_options copts;
     cairn_client_options_init(&copts);
@@ -395,12 +432,14 @@ int main(int argc, char **argv)
     ok = ok && verify(&d);
 
     cairn_client_destroy(d.client);
-    kill(d.server, SIGTERM);
-    int status = 0;
-    waitpid(d.server, &status, 0);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        printf("cairn-demo: cairnd did not stop cleanly\n");
-        ok = false;
+    for (int i = 0; i < d.replicas; i++) {
+        kill(d.server[i], SIGTERM);
+        int status = 0;
+        waitpid(d.server[i], &status, 0);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            printf("cairn-demo: cairnd %d did not stop cleanly\n", i + 1);
+            ok = false;
+        }
     }
     printf("%s\n", ok ? "cairn-demo: OK" : "cairn-demo: FAILED");
     if (ok) /* keep the data dir of a failed demo for a post-mortem */
