@@ -1,0 +1,334 @@
+"""Every Kubernetes manifest under deploy/k8s parses (python3-yaml) and says
+what the deployment promises; deploy/Dockerfile is read for the same
+promises (the image itself is built by test_image.py where a container
+runtime works).
+
+usage: test_manifests.py --deploy DIR [--version X.Y.Z]
+"""
+import argparse
+import glob
+import os
+import re
+import sys
+import unittest
+
+import yaml
+
+ARGS = None
+GRPC_PORT = 7070
+RUNTIME_UID = 10001   # the image's USER, and runAsUser in the manifests
+API = {"StatefulSet": "apps/v1", "Deployment": "apps/v1", "Service": "v1",
+       "PodDisruptionBudget": "policy/v1", "NetworkPolicy": "networking.k8s.io/v1"}
+LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|\[::1\]|localhost):\d+$|^unix:")
+
+
+def load(sub):
+    docs = []
+    files = sorted(glob.glob(os.path.join(ARGS.deploy, "k8s", sub, "*.yaml")) +
+                   glob.glob(os.path.join(ARGS.deploy, "k8s", sub, "*.yml")))
+    assert files, f"no manifests in k8s/{sub}"
+    for path in files:
+        with open(path) as f:
+            for doc in yaml.safe_load_all(f):
+                if doc is not None:
+                    docs.append((os.path.basename(path), doc))
+    return docs
+
+
+def by_kind(docs, kind):
+    return [d for _, d in docs if d["kind"] == kind]
+
+
+def cpu(q):
+    q = str(q)
+    return float(q[:-1]) / 1000 if q.endswith("m") else float(q)
+
+
+def memory(q):
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6, "G": 1e9}
+    m = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", str(q))
+    assert m, f"memory quantity {q!r}"
+    return float(m.group(1)) * units.get(m.group(2), 1) if m.group(2) else float(m.group(1))
+
+
+def env_of(container):
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def matches(selector, labels):
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+class Common:
+    """Checks shared by the single-node and the cluster manifests."""
+    sub = None
+    workload_kind = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.docs = load(cls.sub)
+        (cls.workload,) = by_kind(cls.docs, cls.workload_kind)
+        cls.pod = cls.workload["spec"]["template"]["spec"]
+        cls.labels = cls.workload["spec"]["template"]["metadata"]["labels"]
+        (cls.cairnd,) = [c for c in cls.pod["containers"] if c["name"] == "cairnd"]
+        cls.env = env_of(cls.cairnd)
+
+    def all_containers(self):
+        return self.pod.get("initContainers", []) + self.pod["containers"]
+
+    def test_every_document_is_a_known_kind_with_its_api_version_and_a_name(self):
+        for name, d in self.docs:
+            self.assertIn(d.get("kind"), API, name)
+            self.assertEqual(d.get("apiVersion"), API[d["kind"]], name)
+            self.assertTrue(d.get("metadata", {}).get("name"), name)
+
+    def test_selector_matches_the_pod_template(self):
+        sel = self.workload["spec"]["selector"]["matchLabels"]
+        self.assertTrue(matches(sel, self.labels))
+
+    def test_probes_are_native_grpc_on_the_listen_port(self):
+        ports = {p["name"]: p["containerPort"] for p in self.cairnd["ports"]}
+        self.assertEqual(ports.get("grpc"), GRPC_PORT)
+        self.assertTrue(self.env["CAIRN_LISTEN"]["value"].endswith(f":{GRPC_PORT}"))
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            p = self.cairnd.get(probe)
+            self.assertIsNotNone(p, probe)
+            self.assertEqual(p.get("grpc"), {"port": GRPC_PORT}, probe)
+            for other in ("exec", "httpGet", "tcpSocket"):
+                self.assertNotIn(other, p, probe)
+            self.assertGreaterEqual(p.get("failureThreshold", 3), 2, probe)
+
+    def test_every_container_has_requests_and_limits(self):
+        for c in self.all_containers():
+            r = c.get("resources", {})
+            for kind, parse in (("cpu", cpu), ("memory", memory)):
+                req = r.get("requests", {}).get(kind)
+                lim = r.get("limits", {}).get(kind)
+                self.assertIsNotNone(req, f"{c['name']} requests.{kind}")
+                self.assertIsNotNone(lim, f"{c['name']} limits.{kind}")
+                self.assertLessEqual(parse(req), parse(lim), f"{c['name']} {kind}")
+
+    def test_pod_and_containers_run_as_non_root_read_only_without_privileges(self):
+        psc = self.pod["securityContext"]
+        self.assertIs(psc.get("runAsNonRoot"), True)
+        self.assertEqual(psc.get("runAsUser"), RUNTIME_UID)
+        self.assertEqual(psc.get("runAsGroup"), RUNTIME_UID)
+        self.assertEqual(psc.get("seccompProfile"), {"type": "RuntimeDefault"})
+        if "fsGroup" in psc:
+            # Without it the kubelet makes everything on the volume
+            # group-writable at each mount, and cairnd refuses such a data dir.
+            self.assertEqual(psc.get("fsGroupChangePolicy"), "OnRootMismatch")
+        self.assertIs(self.pod.get("automountServiceAccountToken"), False)
+        for c in self.all_containers():
+            sc = c.get("securityContext", {})
+            self.assertIs(sc.get("runAsNonRoot"), True, c["name"])
+            self.assertIs(sc.get("readOnlyRootFilesystem"), True, c["name"])
+            self.assertIs(sc.get("allowPrivilegeEscalation"), False, c["name"])
+            self.assertEqual(sc.get("capabilities", {}).get("drop"), ["ALL"], c["name"])
+            self.assertNotIn("add", sc.get("capabilities", {}), c["name"])
+            self.assertNotIn("privileged", sc, c["name"])
+            self.assertNotIn("runAsUser", sc, c["name"])  # the pod's, 10001
+
+    def test_tmp_is_a_writable_empty_dir(self):
+        volumes = {v["name"]: v for v in self.pod["volumes"]}
+        (tmp,) = [m for m in self.cairnd["volumeMounts"] if m["mountPath"] == "/tmp"]
+        self.assertIn("emptyDir", volumes[tmp["name"]])
+        self.assertFalse(tmp.get("readOnly", False))
+
+    def test_every_mount_has_its_volume_and_every_volume_is_mounted(self):
+        volumes = {v["name"] for v in self.pod.get("volumes", [])}
+        claims = {t["metadata"]["name"]
+                  for t in self.workload["spec"].get("volumeClaimTemplates", [])}
+        mounted = set()
+        for c in self.all_containers():
+            for m in c.get("volumeMounts", []):
+                self.assertIn(m["name"], volumes | claims, f"{c['name']}: {m['name']}")
+                mounted.add(m["name"])
+        self.assertEqual(mounted, volumes | claims)
+
+    def test_env_values_are_strings_and_insecure_is_explicit_for_a_non_loopback_listen(self):
+        for c in self.all_containers():
+            for e in c.get("env", []):
+                self.assertTrue("value" in e or "valueFrom" in e, e["name"])
+                if "value" in e:
+                    self.assertIsInstance(e["value"], str, e["name"])
+        listen = self.env["CAIRN_LISTEN"]["value"]
+        if not LOOPBACK.match(listen):
+            self.assertEqual(self.env.get("CAIRN_INSECURE", {}).get("value"), "true")
+        self.assertNotIn("args", self.cairnd)
+        self.assertNotIn("command", self.cairnd)  # the image's ENTRYPOINT, cairnd
+
+    def data_dir_mount(self):
+        data_dir = self.env["CAIRN_DATA_DIR"]["value"]
+        mounts = [m for m in self.cairnd["volumeMounts"]
+                  if (data_dir + "/").startswith(m["mountPath"].rstrip("/") + "/")]
+        self.assertTrue(mounts, data_dir)
+        # A subdirectory of the mount, which cairnd creates 0700: a volume's
+        # root is often group-writable, and cairnd refuses that.
+        self.assertNotEqual(data_dir.rstrip("/"), mounts[0]["mountPath"].rstrip("/"))
+        return mounts[0]
+
+    def test_data_dir_is_a_subdirectory_of_a_mounted_volume(self):
+        self.data_dir_mount()
+
+    def test_a_service_selects_the_pods_on_the_grpc_port(self):
+        services = by_kind(self.docs, "Service")
+        self.assertTrue(services)
+        for s in services:
+            self.assertTrue(matches(s["spec"]["selector"], self.labels), s["metadata"]["name"])
+            (port,) = s["spec"]["ports"]
+            self.assertEqual(port["port"], GRPC_PORT)
+            self.assertIn(port["targetPort"], ("grpc", GRPC_PORT))
+
+    def test_a_network_policy_limits_ingress_to_the_grpc_port(self):
+        (np,) = by_kind(self.docs, "NetworkPolicy")
+        self.assertTrue(matches(np["spec"]["podSelector"]["matchLabels"], self.labels))
+        self.assertEqual(np["spec"]["policyTypes"], ["Ingress"])
+        for rule in np["spec"]["ingress"]:
+            self.assertTrue(rule.get("from"), "ingress from anywhere")
+            self.assertEqual([p["port"] for p in rule["ports"]], [GRPC_PORT])
+
+    def test_image_tag_is_the_project_version(self):
+        if not ARGS.version:
+            self.skipTest("no --version given")
+        for c in self.all_containers():
+            self.assertEqual(c["image"], f"cairn:{ARGS.version}", c["name"])
+
+    def test_grace_period_outlasts_the_shutdown_grace(self):
+        grace_ms = int(self.env.get("CAIRN_SHUTDOWN_GRACE_MS", {}).get("value", 5000))
+        self.assertGreater(self.pod.get("terminationGracePeriodSeconds", 30) * 1000, grace_ms)
+
+
+class Single(Common, unittest.TestCase):
+    sub = "single"
+    workload_kind = "StatefulSet"
+
+    def test_one_replica_with_a_claim_mounted_at_the_data_dir(self):
+        spec = self.workload["spec"]
+        self.assertEqual(spec.get("replicas"), 1)
+        (claim,) = spec["volumeClaimTemplates"]
+        self.assertEqual(claim["spec"]["accessModes"], ["ReadWriteOnce"])
+        self.assertTrue(claim["spec"]["resources"]["requests"]["storage"])
+        mount = self.data_dir_mount()
+        self.assertEqual(mount["name"], claim["metadata"]["name"])
+        self.assertFalse(mount.get("readOnly", False))
+        self.assertEqual(self.env.get("CAIRN_STORE", {}).get("value", "sqlite"), "sqlite")
+
+    def test_service_name_is_a_headless_service_of_the_pods(self):
+        name = self.workload["spec"]["serviceName"]
+        (svc,) = [s for s in by_kind(self.docs, "Service") if s["metadata"]["name"] == name]
+        self.assertEqual(svc["spec"].get("clusterIP"), "None")
+
+
+class Cluster(Common, unittest.TestCase):
+    sub = "cluster"
+    workload_kind = "Deployment"
+
+    def test_three_replicas_on_postgres(self):
+        self.assertEqual(self.workload["spec"]["replicas"], 3)
+        self.assertEqual(self.env["CAIRN_STORE"]["value"], "postgres")
+        self.assertNotIn("volumeClaimTemplates", self.workload["spec"])
+
+    def test_a_disruption_budget_keeps_two_of_the_pods(self):
+        (pdb,) = by_kind(self.docs, "PodDisruptionBudget")
+        spec = pdb["spec"]
+        self.assertTrue(spec.get("minAvailable") == 2 or spec.get("maxUnavailable") == 1, spec)
+        self.assertTrue(matches(spec["selector"]["matchLabels"], self.labels))
+        rolling = self.workload["spec"]["strategy"]["rollingUpdate"]
+        self.assertLessEqual(rolling["maxUnavailable"], 1)
+
+    def test_dsn_comes_from_a_secret_and_the_password_from_a_0600_file(self):
+        dsn = self.env["CAIRN_PG_DSN"]
+        self.assertNotIn("value", dsn)
+        ref = dsn["valueFrom"]["secretKeyRef"]
+        self.assertTrue(ref["name"] and ref["key"])
+        self.assertNotIn("PGPASSWORD", self.env)
+        # PGPASSFILE names a file the init container copied (libpq ignores
+        # one that group or others can read; a Secret volume's file is).
+        passfile = self.env["PGPASSFILE"]["value"]
+        mount_of = {m["mountPath"]: m["name"] for m in self.cairnd["volumeMounts"]}
+        run = mount_of[os.path.dirname(passfile)]
+        volumes = {v["name"]: v for v in self.pod["volumes"]}
+        self.assertEqual(volumes[run]["emptyDir"].get("medium"), "Memory")
+        (init,) = self.pod["initContainers"]
+        self.assertEqual(init["command"][:3], ["install", "-m", "0600"])
+        self.assertEqual(init["command"][-1], passfile)
+        src = init["command"][-2]
+        init_mounts = {m["mountPath"]: m["name"] for m in init["volumeMounts"]}
+        secret_vol = volumes[init_mounts[os.path.dirname(src)]]
+        self.assertEqual(secret_vol["secret"]["secretName"], ref["name"])
+        self.assertEqual(init_mounts[os.path.dirname(passfile)], run)
+        self.assertNotIn(secret_vol["name"], {m["name"] for m in self.cairnd["volumeMounts"]})
+
+    def test_scratch_data_dir_is_an_empty_dir(self):
+        mount = self.data_dir_mount()
+        volumes = {v["name"]: v for v in self.pod["volumes"]}
+        self.assertIn("emptyDir", volumes[mount["name"]])
+
+
+class Dockerfile(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        with open(os.path.join(ARGS.deploy, "Dockerfile")) as f:
+            text = f.read()
+        cls.text = text
+        joined = re.sub(r"\\\n", " ", text)
+        cls.lines = [l.strip() for l in joined.splitlines()
+                     if l.strip() and not l.strip().startswith("#")]
+        stages, cur = [], None
+        for l in cls.lines:
+            if l.upper().startswith("FROM "):
+                cur = [l]
+                stages.append(cur)
+            elif cur is not None:
+                cur.append(l)
+        cls.stages = stages
+        cls.final = stages[-1]
+
+    def test_base_is_an_argument_defaulting_to_bookworm_for_both_stages(self):
+        self.assertEqual(self.lines[0], "ARG BASE=debian:bookworm")
+        self.assertEqual(len(self.stages), 2)
+        self.assertEqual(self.stages[0][0], "FROM ${BASE} AS build")
+        self.assertEqual(self.final[0], "FROM ${BASE}")
+        self.assertTrue(any("scripts/bootstrap" in l for l in self.stages[0]))
+
+    def test_final_stage_takes_only_cairnd_cairnctl_and_libcairn_from_the_build(self):
+        copied = []
+        for l in self.final:
+            if l.startswith("COPY"):
+                self.assertIn("--from=build", l)
+                copied += l.split()[2:-1]
+        names = sorted(os.path.basename(p) for p in copied)
+        self.assertEqual(names, ["cairnctl", "cairnd", "libcairn.so.1*", "runtime-packages"])
+        self.assertFalse(any(re.search(r"\b(cmake|gcc|build-essential|-dev)\b", l)
+                             for l in self.final if l.startswith("RUN")))
+
+    def test_runs_as_a_numeric_non_root_user_with_a_volume_and_a_health_check(self):
+        (user,) = [l for l in self.final if l.startswith("USER ")]
+        self.assertEqual(user, f"USER {RUNTIME_UID}:{RUNTIME_UID}")
+        self.assertIn("VOLUME /var/lib/cairn", self.final)
+        (hc,) = [l for l in self.final if l.startswith("HEALTHCHECK")]
+        self.assertRegex(hc, r'CMD \["cairnctl", "--deadline-ms", "\d+", "health"\]')
+        timeout = int(re.search(r"--timeout=(\d+)s", hc).group(1))
+        deadline = int(re.search(r'"--deadline-ms", "(\d+)"', hc).group(1))
+        self.assertLess(deadline, timeout * 1000)
+        self.assertIn('ENTRYPOINT ["cairnd"]', self.final)
+
+    def test_insecure_is_set_with_its_reason(self):
+        env = " ".join(l for l in self.final if l.startswith("ENV "))
+        self.assertIn("CAIRN_INSECURE=true", env)
+        self.assertIn("CAIRN_LISTEN=0.0.0.0:7070", env)
+        self.assertRegex(self.text, r"#[^\n]*no TLS yet")
+
+
+def main():
+    global ARGS
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--deploy", required=True)
+    ap.add_argument("--version")
+    ARGS, rest = ap.parse_known_args()
+    unittest.main(argv=[sys.argv[0], "-v"] + rest)
+
+
+if __name__ == "__main__":
+    main()
