@@ -70,6 +70,8 @@ int main(int argc, char **argv)
     const srv_store_config store_cfg = {.data_dir = cfg.data_dir,
                                         /* the I/O pool's and the watch hub's */
                                         .readers = cfg.io_threads + 1,
+                                        .pg_dsn = cfg.pg_dsn,
+                                        .pg_pool_size = cfg.pg_pool_size,
                                         .on_failed = store_failed,
                                         .on_failed_ctx = &app};
     if (srv_store_open(cfg.store, &store_cfg, &app.store, &err)) {
