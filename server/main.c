@@ -18,6 +18,7 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -118,8 +119,9 @@ int main(int argc, char **argv)
         atomic_store(&app.serving, true);
         printf("listening on %s\n", bound);
         fflush(stdout);
-        srv_info("cairnd serving on %s, data dir %s, %d threads", bound, cfg.data_dir,
-                 cfg.threads);
+        srv_info("cairnd serving on %s, store %s%s%s, %d threads", bound, cfg.store,
+                 strcmp(cfg.store, "sqlite") == 0 ? " in " : "",
+                 strcmp(cfg.store, "sqlite") == 0 ? cfg.data_dir : "", cfg.threads);
 
         int sig = 0;
         sigwait(&stop_signals, &sig);
