@@ -58,6 +58,14 @@ typedef struct srv_store_config {
      * not block. */
     void (*on_failed)(void *ctx, const srv_error *why);
     void *on_failed_ctx;
+    /* Told, on a thread of the store's, that run_id's log holds everything
+     * up to last_seq, committed by any process sharing the store (postgres:
+     * LISTEN/NOTIFY; this process's own commits come too). May be NULL;
+     * a backend of one process never calls it (the ledger tells its own
+     * observer). Must not block; may be called until srv_store_close
+     * returns. */
+    void (*on_committed)(void *ctx, const char *run_id, uint64_t last_seq);
+    void *on_committed_ctx;
 } srv_store_config;
 
 /* Opens the backend registered as name ("sqlite", "postgres"), creating or migrating

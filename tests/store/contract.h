@@ -156,7 +156,8 @@ bool dedup_found(fx *f, const srv_dedup_key *k, srv_dedup_record *out);
     /* test_replicas.c */                                                                    \
     XX(two_replicas_appending_to_one_run_at_once_give_dense_seqs, OPEN)                      \
     XX(two_replicas_racing_on_one_idempotency_key_one_applies_the_other_replays, OPEN)      \
-    XX(store_now_is_close_to_this_machines_clock, OPEN)
+    XX(store_now_is_close_to_this_machines_clock, OPEN)                                     \
+    XX(a_replica_is_told_of_another_replicas_commits_and_not_of_rolled_back_ones, OPEN)
 
 #define XX(name, fixture) void name(void **state);
 CONTRACT_TESTS(XX)

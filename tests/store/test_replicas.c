@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 enum { BATCHES = 25, PER_BATCH = 4 };
 
@@ -218,4 +219,73 @@ void store_now_is_close_to_this_machines_clock(void **state)
     ok(srv_store_now(f->st, t, &in_txn, &err), &err);
     assert_true(in_txn >= now);
     wcommit(t);
+}
+
+/* ---- commits announced to other replicas (on_committed) ---- */
+
+typedef struct heard {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char run_id[64];
+    uint64_t last_seq;
+    int count;
+} heard;
+
+static void on_committed(void *ctx, const char *run_id, uint64_t last_seq)
+{
+    heard *h = ctx;
+    pthread_mutex_lock(&h->mu);
+    snprintf(h->run_id, sizeof h->run_id, "%s", run_id);
+    h->last_seq = last_seq;
+    h->count++;
+    pthread_cond_signal(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
+/* Waits (on the condition variable, up to a deadline) until last_seq
+ * reached seq. */
+static bool heard_of(heard *h, uint64_t seq)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&h->mu);
+    while (h->last_seq < seq && pthread_cond_timedwait(&h->cv, &h->mu, &until) == 0)
+        ;
+    bool got = h->last_seq >= seq;
+    pthread_mutex_unlock(&h->mu);
+    return got;
+}
+
+void a_replica_is_told_of_another_replicas_commits_and_not_of_rolled_back_ones(void **state)
+{
+    fx *f = *state;
+    srv_store_close(open_replica(f)); /* skips a backend of one process */
+    heard h = {.last_seq = 0};
+    pthread_mutex_init(&h.mu, NULL);
+    pthread_cond_init(&h.cv, NULL);
+    srv_error err;
+    srv_store *second = NULL;
+    const srv_store_config cfg = {.data_dir = f->dir, .readers = 2, .pg_dsn = f->dsn,
+                                  .on_committed = on_committed, .on_committed_ctx = &h};
+    ok(srv_store_open(f->backend, &cfg, &second, &err), &err);
+    insert_run(f, "run-1", 1);
+
+    /* rolled back: never announced */
+    srv_txn *t = wbegin(f);
+    srv_run_head head = head_in(f, t, "run-1");
+    ok(srv_store_events_insert(t, &head, make_events(f, 5, 4, 0), 5, NOW_US, &err), &err);
+    srv_store_rollback(t);
+
+    append(f, "run-1", make_events(f, 3, 4, 0), 3);
+    assert_true(heard_of(&h, 3));
+    pthread_mutex_lock(&h.mu);
+    assert_string_equal(h.run_id, "run-1");
+    assert_int_equal(h.last_seq, 3); /* not 5: the rolled back batch said nothing */
+    pthread_mutex_unlock(&h.mu);
+    append(f, "run-1", make_events(f, 2, 4, 0), 2);
+    assert_true(heard_of(&h, 5));
+    srv_store_close(second);
+    pthread_cond_destroy(&h.cv);
+    pthread_mutex_destroy(&h.mu);
 }

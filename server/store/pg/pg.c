@@ -15,10 +15,14 @@
 #include "base/error.h"
 #include "base/log.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Forward-only migrations: migrations[v] takes the schema from version v
  * to v + 1. All text is COLLATE "C", so ids order bytewise, as in SQLite. */
@@ -700,11 +704,106 @@ fail:
     return err->code;
 }
 
+/* ---- LISTEN/NOTIFY: other replicas' commits, for the watch hub ---- */
+
+/* Pause before reconnecting a lost listener: doubles up to this. */
+enum { LISTEN_RETRY_MIN_MS = 100, LISTEN_RETRY_MAX_MS = 5000 };
+
+static srv_code listen_connect(pg_store *s, srv_error *err)
+{
+    pg_conn *c = &s->listener;
+    if (!c->pg)
+        return conn_open(s, c, false, err) ? err->code
+                                           : pg_exec(c, "LISTEN " PG_CHANNEL, "listening", err);
+    if (conn_ready(c, err))
+        return err->code;
+    return pg_exec(c, "LISTEN " PG_CHANNEL, "listening", err);
+}
+
+static void deliver(pg_store *s)
+{
+    PGnotify *n;
+    while ((n = PQnotifies(s->listener.pg)) != NULL) {
+        char *end;
+        unsigned long long seq = strtoull(n->extra, &end, 10);
+        if (end != n->extra && *end == ' ' && end[1])
+            s->on_committed(s->on_committed_ctx, end + 1, (uint64_t)seq);
+        PQfreemem(n);
+    }
+}
+
+/* Waits for notifications and hands them on. A lost connection is made
+ * again with a growing pause; what was committed meanwhile reaches the
+ * watchers with the next append of its run (or a watcher's own read). */
+static void *listen_main(void *arg)
+{
+    pg_store *s = arg;
+    int pause = LISTEN_RETRY_MIN_MS;
+    bool up = false;
+    for (;;) {
+        if (!up) {
+            srv_error err;
+            up = listen_connect(s, &err) == SRV_OK;
+            if (!up)
+                srv_warn("store: listening for other replicas' commits: %s", err.msg);
+        }
+        struct pollfd p[2] = {{up ? PQsocket(s->listener.pg) : -1, POLLIN, 0},
+                              {s->wake[0], POLLIN, 0}};
+        int rc = poll(p, 2, up ? -1 : pause);
+        if (rc < 0 && errno != EINTR)
+            break;
+        if (p[1].revents)
+            break;
+        if (!up) {
+            pause = pause * 2 > LISTEN_RETRY_MAX_MS ? LISTEN_RETRY_MAX_MS : pause * 2;
+            continue;
+        }
+        if (p[0].revents && !PQconsumeInput(s->listener.pg)) {
+            up = false;
+            continue;
+        }
+        pause = LISTEN_RETRY_MIN_MS;
+        deliver(s);
+    }
+    return NULL;
+}
+
+static srv_code start_listener(pg_store *s, srv_error *err)
+{
+    if (pipe2(s->wake, O_CLOEXEC) < 0)
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "cannot make a pipe: %s", strerror(errno));
+    if (listen_connect(s, err))
+        return err->code;
+    if (pthread_create(&s->listen_thread, NULL, listen_main, s) != 0)
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "cannot start the listener thread");
+    s->listening = true;
+    return SRV_OK;
+}
+
+static void stop_listener(pg_store *s)
+{
+    if (s->listening) {
+        char b = 1;
+        while (write(s->wake[1], &b, 1) < 0 && errno == EINTR)
+            ;
+        pthread_join(s->listen_thread, NULL);
+        s->listening = false;
+    }
+    if (s->listener.pg)
+        PQfinish(s->listener.pg);
+    s->listener.pg = NULL;
+    for (int i = 0; i < 2; i++)
+        if (s->wake[i] >= 0)
+            close(s->wake[i]);
+    s->wake[0] = s->wake[1] = -1;
+}
+
 /* ---- opening and closing ---- */
 
 static void pg_close(srv_store *st)
 {
     pg_store *s = pg_from(st);
+    stop_listener(s);
     if (s->writer.pg) {
         pg_rollback(&s->writer.txn);
         PQfinish(s->writer.pg);
@@ -772,6 +871,9 @@ srv_code srv_pg_open(const srv_store_config *cfg, srv_store **out, srv_error *er
     if (!s)
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
     s->base.ops = &pg_ops;
+    s->wake[0] = s->wake[1] = -1;
+    s->on_committed = cfg->on_committed;
+    s->on_committed_ctx = cfg->on_committed_ctx;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     s->dsn = strdup(cfg->pg_dsn);
@@ -792,6 +894,8 @@ srv_code srv_pg_open(const srv_store_config *cfg, srv_store **out, srv_error *er
     }
     if (!rc)
         rc = pg_blobs_sweep(s, err);
+    if (!rc && s->on_committed)
+        rc = start_listener(s, err);
     if (rc) {
         pg_close(&s->base);
         return rc;

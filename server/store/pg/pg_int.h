@@ -77,7 +77,19 @@ typedef struct pg_store {
     pg_conn *free_pool;
     pthread_mutex_t mu;           /* the pool */
     pthread_cond_t cv;
+    /* LISTEN cairn_events on a connection of its own, on a thread of its
+     * own, when the config asks to be told of commits (pg.c). */
+    void (*on_committed)(void *ctx, const char *run_id, uint64_t last_seq);
+    void *on_committed_ctx;
+    pg_conn listener;
+    pthread_t listen_thread;
+    bool listening;
+    int wake[2];                  /* a byte in wake[1] stops the listener */
 } pg_store;
+
+/* The channel every replica's commits of events are announced on:
+ * payload "<last_seq> <run_id>". */
+#define PG_CHANNEL "cairn_events"
 
 static inline pg_store *pg_from(srv_store *st)
 {

@@ -250,8 +250,11 @@ srv_code pg_events_insert(srv_txn *t, const srv_run_head *run, Cairn__V1__Event 
     pg_params p = {0};
     pg_i64(&p, (int64_t)(run->next_seq + n));
     pg_i64(&p, run->ref);
-    return pg_do_sql(w, "UPDATE runs SET next_seq = $1 WHERE id = $2", p.n, p.v, p.len, p.fmt,
-                     "appending events", err);
+    /* The announcement goes out when (and if) the transaction commits. */
+    return pg_do_sql(w,
+                     "UPDATE runs SET next_seq = $1 WHERE id = $2 RETURNING "
+                     "pg_notify('" PG_CHANNEL "', ($1 - 1)::text || ' ' || run_id)",
+                     p.n, p.v, p.len, p.fmt, "appending events", err);
 }
 
 srv_code pg_events_read(srv_txn *t, srv_arena *a, const srv_run_head *run, uint64_t from_seq,
