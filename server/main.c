@@ -18,6 +18,7 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,6 +35,24 @@ static void store_failed(void *ctx, const srv_error *why)
     srv_app *app = ctx;
     atomic_store(&app->store_failed, true);
     kill(getpid(), SIGTERM);
+}
+
+/* The store's on_committed (another replica's commit, LISTEN/NOTIFY):
+ * to the watch hub once it runs and until it stops. */
+static void store_committed(void *ctx, const char *run_id, uint64_t last_seq)
+{
+    srv_app *app = ctx;
+    pthread_mutex_lock(&app->commits_mu);
+    if (app->commits_to)
+        srv_watch_committed(app->commits_to, run_id, last_seq);
+    pthread_mutex_unlock(&app->commits_mu);
+}
+
+static void commits_to(srv_app *app, srv_watch *w)
+{
+    pthread_mutex_lock(&app->commits_mu);
+    app->commits_to = w;
+    pthread_mutex_unlock(&app->commits_mu);
 }
 
 int main(int argc, char **argv)
@@ -65,13 +84,17 @@ int main(int argc, char **argv)
     signal(SIGXFSZ, SIG_IGN);
 
     srv_error err;
-    srv_app app = {.cfg = &cfg};
+    srv_app app = {.cfg = &cfg, .commits_mu = PTHREAD_MUTEX_INITIALIZER};
     srv_upload_gate_init(&app.uploads, cfg.max_uploads, (uint64_t)cfg.max_staged_bytes);
     const srv_store_config store_cfg = {.data_dir = cfg.data_dir,
                                         /* the I/O pool's and the watch hub's */
                                         .readers = cfg.io_threads + 1,
+                                        .pg_dsn = cfg.pg_dsn,
+                                        .pg_pool_size = cfg.pg_pool_size,
                                         .on_failed = store_failed,
-                                        .on_failed_ctx = &app};
+                                        .on_failed_ctx = &app,
+                                        .on_committed = store_committed,
+                                        .on_committed_ctx = &app};
     if (srv_store_open(cfg.store, &store_cfg, &app.store, &err)) {
         srv_error_log("%s", err.msg);
         return 1;
@@ -87,6 +110,7 @@ int main(int argc, char **argv)
         return 1;
     }
     srv_ledger_observe(app.ledger, srv_watch_committed, app.watch);
+    commits_to(&app, app.watch);
     srv_ledger_limit_bytes(app.ledger, (size_t)cfg.ledger_max_queue_bytes);
     srv_watch_limit(app.watch, cfg.max_watchers);
     srv_watch_use_pool(app.watch, app.io);
@@ -116,8 +140,9 @@ int main(int argc, char **argv)
         atomic_store(&app.serving, true);
         printf("listening on %s\n", bound);
         fflush(stdout);
-        srv_info("cairnd serving on %s, data dir %s, %d threads", bound, cfg.data_dir,
-                 cfg.threads);
+        srv_info("cairnd serving on %s, store %s%s%s, %d threads", bound, cfg.store,
+                 strcmp(cfg.store, "sqlite") == 0 ? " in " : "",
+                 strcmp(cfg.store, "sqlite") == 0 ? cfg.data_dir : "", cfg.threads);
 
         int sig = 0;
         sigwait(&stop_signals, &sig);
@@ -137,6 +162,7 @@ int main(int argc, char **argv)
     srv_rpc_stop(rpc);
     srv_pool_stop(app.io);
     srv_ledger_free(app.ledger);
+    commits_to(&app, NULL);
     srv_watch_stop(app.watch);
     srv_store_close(app.store);
     srv_upload_gate_destroy(&app.uploads);

@@ -38,6 +38,8 @@ enum {
     OPT_TRANSFER_IDLE,
     OPT_LEDGER_QUEUE_BYTES,
     OPT_MAX_WATCHERS,
+    OPT_PG_DSN,
+    OPT_PG_POOL_SIZE,
 };
 
 /* One row per setting: flag, env twin, help. The table drives getopt, the
@@ -55,7 +57,15 @@ static const struct setting {
     {OPT_DATA_DIR, "data-dir", "CAIRN_DATA_DIR", "DIR",
      "where the embedded store lives (default " SRV_DEFAULT_DATA_DIR ", created if missing)"},
     {OPT_STORE, "store", "CAIRN_STORE", "NAME",
-     "storage backend: sqlite, the embedded store in --data-dir (default " SRV_DEFAULT_STORE ")"},
+     "storage backend: sqlite, the embedded store in --data-dir, or postgres, shared by "
+     "several cairnd replicas (--pg-dsn) (default " SRV_DEFAULT_STORE ")"},
+    {OPT_PG_DSN, "pg-dsn", "CAIRN_PG_DSN", "DSN",
+     "with --store postgres: the libpq connection string or URI (host=db1 dbname=cairn "
+     "user=cairn); a password goes in libpq's PGPASSFILE (~/.pgpass), never on the command "
+     "line, where ps shows it"},
+    {OPT_PG_POOL_SIZE, "pg-pool-size", "CAIRN_PG_POOL_SIZE", "N",
+     "with --store postgres: connections for reads, pins and snapshot transfers, besides the "
+     "writer's one, 2..1000 (default 8)"},
     {OPT_THREADS, "threads", "CAIRN_THREADS", "N",
      "completion-queue threads, 1..64 (default: the number of cores)"},
     {OPT_IO_THREADS, "io-threads", "CAIRN_IO_THREADS", "N",
@@ -148,6 +158,30 @@ static int copy_str(char *dst, size_t cap, const char *s)
     return 0;
 }
 
+/* Whether a libpq DSN carries a password: a password= keyword (any case,
+ * spaces around '=') in the key/value form, or user:password@ in a
+ * postgres:// or postgresql:// URI (or ?password= in its query). */
+static bool dsn_has_password(const char *dsn)
+{
+    if (strncmp(dsn, "postgresql://", 13) == 0 || strncmp(dsn, "postgres://", 11) == 0) {
+        const char *auth = strstr(dsn, "://") + 3;
+        const char *end = auth + strcspn(auth, "/?#");
+        const char *at = memchr(auth, '@', (size_t)(end - auth));
+        if (at && memchr(auth, ':', (size_t)(at - auth)))
+            return true;
+        return strcasestr(dsn, "password=") != NULL;
+    }
+    for (const char *p = dsn; (p = strcasestr(p, "password")) != NULL; p += 8) {
+        bool starts = p == dsn || p[-1] == ' ' || p[-1] == '\t';
+        const char *q = p + 8;
+        while (*q == ' ' || *q == '\t')
+            q++;
+        if (starts && *q == '=')
+            return true;
+    }
+    return false;
+}
+
 /* Applies one setting; returns 0, or -1 after printing what is wrong. */
 static int apply(srv_config *cfg, const struct setting *st, const char *v,
                  const char *origin)
@@ -215,6 +249,19 @@ static int apply(srv_config *cfg, const struct setting *st, const char *v,
     case OPT_LEDGER_QUEUE_BYTES:
         ok = parse_i64(v, 1, 1LL << 40, &cfg->ledger_max_queue_bytes) == 0;
         break;
+    case OPT_PG_DSN:
+        if (origin[0] == '-' && dsn_has_password(v)) {
+            fprintf(stderr,
+                    "cairnd: --pg-dsn: refusing a password on the command line, where ps shows "
+                    "it to every user; put it in libpq's password file (PGPASSFILE, default "
+                    "~/.pgpass, mode 0600) and leave it out of the DSN\n");
+            return -1;
+        }
+        ok = copy_str(cfg->pg_dsn, sizeof cfg->pg_dsn, v) == 0;
+        break;
+    case OPT_PG_POOL_SIZE:
+        ok = parse_int(v, 2, SRV_PG_POOL_MAX, &cfg->pg_pool_size) == 0;
+        break;
     case OPT_INSECURE:
         ok = strcmp(v, "true") == 0 || strcmp(v, "false") == 0;
         cfg->insecure = strcmp(v, "true") == 0;
@@ -250,6 +297,7 @@ static void defaults(srv_config *cfg)
     cfg->max_watchers = SRV_DEFAULT_MAX_WATCHERS;
     cfg->transfer_idle_ms = SRV_DEFAULT_TRANSFER_IDLE_MS;
     cfg->max_staged_bytes = SRV_DEFAULT_MAX_STAGED_BYTES;
+    cfg->pg_pool_size = SRV_DEFAULT_PG_POOL_SIZE;
 }
 
 srv_config_result srv_config_parse(srv_config *cfg, int argc, char **argv)

@@ -28,6 +28,8 @@
 #define SRV_DEFAULT_KEEPALIVE_TIME_MS 60000
 #define SRV_DEFAULT_KEEPALIVE_TIMEOUT_MS 20000
 #define SRV_DEFAULT_MAX_CONNECTION_IDLE_MS 300000
+#define SRV_DEFAULT_PG_POOL_SIZE 8
+#define SRV_PG_POOL_MAX 1000
 
 /* True when cairnd may serve on listen without --insecure, because only
  * this machine can reach it:
@@ -63,6 +65,8 @@ typedef struct srv_config {
     int max_watchers;              /* WatchEvents streams at once */
     int64_t ledger_max_queue_bytes; /* writes waiting for the writer, by size */
     int max_connection_idle_ms;    /* GOAWAY a connection without calls this long; 0 never */
+    char pg_dsn[4096];             /* --store postgres: libpq DSN (no password on the command line) */
+    int pg_pool_size;              /* --store postgres: pool connections besides the writer's */
 } srv_config;
 
 typedef enum srv_config_result {

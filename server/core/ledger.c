@@ -135,7 +135,11 @@ static void run_batch(srv_ledger *l, srv_mutation *batch, int n)
     srv_error batch_err;
     srv_txn *t = NULL;
     srv_code batch_code = srv_store_begin(l->store, &t, &batch_err);
-    int64_t now_us = srv_now_us();
+    /* The store's clock, not this machine's: replicas sharing a store
+     * decide lease expiry and fencing by one clock (srv_store_now). */
+    int64_t now_us = 0;
+    if (!batch_code && (batch_code = srv_store_now(l->store, t, &now_us, &batch_err)) != SRV_OK)
+        srv_store_rollback(t);
 
     srv_mutation *m = batch;
     for (int i = 0; i < n; i++, m = m->next) {

@@ -161,7 +161,7 @@ struct srv_download {
     char *run_id;
     char *checkpoint_id;
     int64_t pin;
-    int64_t pin_expires_us;
+    int64_t pin_renew_ms;         /* monotonic: pin again from then on */
     bool pinned;
     srv_blob_reader *reader;
     srv_sha256 *sha;
@@ -171,8 +171,12 @@ struct srv_download {
 
 static srv_code pin(srv_download *d, srv_error *err)
 {
-    int64_t expires = srv_now_us() + PIN_TTL_US;
-    int64_t id;
+    /* By the store's clock, which every replica's cleanup compares pins
+     * with (srv_store_now); renewed by this machine's monotonic clock. */
+    int64_t now_us, id;
+    if (srv_store_now(d->store, NULL, &now_us, err))
+        return err->code;
+    int64_t expires = now_us + PIN_TTL_US;
     if (srv_store_pin_add(d->store, d->run_id, d->checkpoint_id, expires, &id, err))
         return err->code;
     if (d->pinned) {
@@ -180,7 +184,7 @@ static srv_code pin(srv_download *d, srv_error *err)
         srv_store_pin_remove(d->store, d->pin, &ignored);
     }
     d->pin = id;
-    d->pin_expires_us = expires;
+    d->pin_renew_ms = srv_monotonic_ms() + PIN_TTL_US / 2000;
     d->pinned = true;
     return SRV_OK;
 }
@@ -242,7 +246,7 @@ srv_code srv_download_open(srv_store *st, srv_arena *a, const char *run_id,
 
 srv_code srv_download_read(srv_download *d, uint8_t *buf, size_t cap, size_t *n, srv_error *err)
 {
-    if (d->pin_expires_us - srv_now_us() < PIN_TTL_US / 2 && pin(d, err))
+    if (srv_monotonic_ms() >= d->pin_renew_ms && pin(d, err))
         return err->code;
     if (srv_store_blob_read(d->reader, buf, cap, n, err))
         return err->code;

@@ -10,6 +10,7 @@
 #include "core/watch.h"
 #include "core/snapshots.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 typedef struct srv_app {
@@ -21,6 +22,10 @@ typedef struct srv_app {
     srv_upload_gate uploads;  /* CreateCheckpoint streams in progress */
     atomic_bool serving;      /* false once shutdown begins (health) */
     atomic_bool store_failed; /* the store stopped taking writes: exit 1 */
+    /* Commits the store announces (other replicas'), for the watch hub
+     * while it lives: main sets and clears commits_to under commits_mu. */
+    pthread_mutex_t commits_mu;
+    srv_watch *commits_to;
 } srv_app;
 
 #endif

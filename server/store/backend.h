@@ -48,7 +48,7 @@
 
 #include <stdatomic.h>
 
-#define SRV_STORE_OPS_VERSION 1
+#define SRV_STORE_OPS_VERSION 2
 
 struct srv_store_ops;
 
@@ -164,6 +164,11 @@ struct srv_store_ops {
                           int64_t now_us, srv_error *err);
 
     bool (*txn_active)(srv_txn *t);
+
+    /* Version 2. The clock every process sharing the store agrees on
+     * (srv_store_now); t is the write transaction or NULL. A backend of
+     * one process may answer with srv_now_us(). */
+    srv_code (*now)(srv_store *st, srv_txn *t, int64_t *now_us, srv_error *err);
 };
 
 /* Stages and readers start with this, so the wrappers find the store. */
@@ -180,5 +185,7 @@ typedef srv_code (*srv_store_opener)(const srv_store_config *cfg, srv_store **ou
 
 /* store/sqlite/ */
 srv_code srv_sqlite_open(const srv_store_config *cfg, srv_store **out, srv_error *err);
+/* store/pg/ */
+srv_code srv_pg_open(const srv_store_config *cfg, srv_store **out, srv_error *err);
 
 #endif

@@ -16,6 +16,7 @@ static const struct {
     srv_store_opener open;
 } registry[] = {
     {"sqlite", srv_sqlite_open},
+    {"postgres", srv_pg_open},
 };
 enum { N_BACKENDS = sizeof registry / sizeof registry[0] };
 
@@ -65,6 +66,8 @@ static const char *missing_op(const struct srv_store_ops *ops)
         return #f;
     OPS_FIELDS(XX)
 #undef XX
+    if (ops->version >= 2 && !ops->now)
+        return "now";
     return NULL;
 }
 
@@ -457,4 +460,15 @@ srv_code srv_store_dedup_put(srv_txn *t, const srv_dedup_key *k, const srv_dedup
                              int64_t now_us, srv_error *err)
 {
     WRAP_WRITE(t, DEDUP_PUT, dedup_put(t, k, rec, now_us, err));
+}
+
+/* ---- the clock ---- */
+
+srv_code srv_store_now(srv_store *st, srv_txn *t, int64_t *now_us, srv_error *err)
+{
+    if (st->ops->version < 2) { /* a backend of one process, from before */
+        *now_us = srv_now_us();
+        return enter(st, SRV_STORE_OP_NOW, err);
+    }
+    WRAP(st, NOW, now(st, t, now_us, err));
 }

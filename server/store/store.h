@@ -51,14 +51,24 @@ typedef struct srv_blob_reader srv_blob_reader;
 typedef struct srv_store_config {
     const char *data_dir;     /* sqlite: cairn.db, blobs/ and LOCK live here */
     int readers;              /* connections for read snapshots */
+    const char *pg_dsn;       /* postgres: libpq connection string or URI */
+    int pg_pool_size;         /* postgres: pool connections (0: readers + 2) */
     /* Told once, on the thread that met it, when the store stopped taking
      * writes (fail-stop, above); why says what failed. May be NULL. Must
      * not block. */
     void (*on_failed)(void *ctx, const srv_error *why);
     void *on_failed_ctx;
+    /* Told, on a thread of the store's, that run_id's log holds everything
+     * up to last_seq, committed by any process sharing the store (postgres:
+     * LISTEN/NOTIFY; this process's own commits come too). May be NULL;
+     * a backend of one process never calls it (the ledger tells its own
+     * observer). Must not block; may be called until srv_store_close
+     * returns. */
+    void (*on_committed)(void *ctx, const char *run_id, uint64_t last_seq);
+    void *on_committed_ctx;
 } srv_store_config;
 
-/* Opens the backend registered as name ("sqlite"), creating or migrating
+/* Opens the backend registered as name ("sqlite", "postgres"), creating or migrating
  * its schema. INVALID_ARGUMENT for an unknown name or a backend whose ops
  * version this build does not know; the backend's own errors otherwise
  * (FAILED_PRECONDITION: data dir in use, schema newer than this build). */
@@ -291,6 +301,16 @@ srv_code srv_store_dedup_get(srv_txn *t, srv_arena *a, const srv_dedup_key *k,
 srv_code srv_store_dedup_put(srv_txn *t, const srv_dedup_key *k, const srv_dedup_record *rec,
                              int64_t now_us, srv_error *err);
 
+/* ---- the clock ---- */
+
+/* The store's clock, in microseconds since the Unix epoch: the one clock
+ * that every process sharing the store reads, so that lease expiry,
+ * fencing and pins mean the same to all of them. PostgreSQL: the
+ * database server's clock_timestamp(); SQLite (one process): this
+ * machine's wall clock. t is the write transaction (read on its
+ * connection, writer thread) or NULL (any thread). */
+srv_code srv_store_now(srv_store *st, srv_txn *t, int64_t *now_us, srv_error *err);
+
 /* ---- what the wrappers saw (for logs and metrics) ---- */
 
 /* Every operation, by name; SRV_STORE_OP_<NAME> indexes counters and
@@ -301,7 +321,8 @@ srv_code srv_store_dedup_put(srv_txn *t, const srv_dedup_key *k, const srv_dedup
     XX(WORKER_COMPLETE) XX(COMPLETIONS) XX(LEASE_GET) XX(LEASE_PUT) XX(CHECKPOINT_INSERT)  \
     XX(CHECKPOINT_DELETE) XX(CHECKPOINT_GET) XX(CHECKPOINTS_LIST) XX(PIN_ADD)              \
     XX(PIN_REMOVE) XX(PINNED) XX(STAGE_BEGIN) XX(STAGE_WRITE) XX(STAGE_FINISH)             \
-    XX(BLOB_LINK) XX(BLOB_UNLINK) XX(BLOB_OPEN) XX(BLOB_READ) XX(DEDUP_GET) XX(DEDUP_PUT)
+    XX(BLOB_LINK) XX(BLOB_UNLINK) XX(BLOB_OPEN) XX(BLOB_READ) XX(DEDUP_GET) XX(DEDUP_PUT)  \
+    XX(NOW)
 
 typedef enum srv_store_op {
 #define XX(name) SRV_STORE_OP_##name,

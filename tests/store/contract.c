@@ -1,6 +1,7 @@
 /* The contract suite's fixture, helpers and main(). */
 #include "contract.h"
 #include "dirs.h"
+#include "pg.h"
 #include "store_support.h"
 
 #include <ftw.h>
@@ -11,6 +12,8 @@
 
 /* Read snapshots a test may hold at once. */
 enum { READERS = 4 };
+/* The exit status ctest counts as skipped (SKIP_RETURN_CODE). */
+enum { SKIPPED = 77 };
 
 static const char *backend_name(void)
 {
@@ -34,9 +37,24 @@ void fails_with(srv_code rc, const srv_error *err, srv_code want)
 void open_store(fx *f)
 {
     srv_error err;
-    const srv_store_config cfg = {.data_dir = f->dir, .readers = READERS};
+    const srv_store_config cfg = {.data_dir = f->dir, .readers = READERS, .pg_dsn = f->dsn};
     ok(srv_store_open(f->backend, &cfg, &f->st, &err), &err);
 }
+
+srv_store *open_replica(fx *f)
+{
+    if (strcmp(f->backend, "sqlite") == 0)
+        skip(); /* one process owns an embedded store */
+    srv_error err;
+    srv_store *st = NULL;
+    const srv_store_config cfg = {.data_dir = f->dir, .readers = READERS, .pg_dsn = f->dsn};
+    ok(srv_store_open(f->backend, &cfg, &st, &err), &err);
+    return st;
+}
+
+/* postgres: the cluster's superuser DSN, for a database per test. */
+static char pg_admin[1024];
+static int pg_dbs;
 
 void close_store(fx *f)
 {
@@ -75,6 +93,15 @@ static int setup_dir(void **state)
         free(f);
         return -1;
     }
+    if (strcmp(f->backend, "postgres") == 0) {
+        snprintf(f->db, sizeof f->db, "cairn_contract_%d", ++pg_dbs);
+        if (ct_pg_create_db(pg_admin, f->db, f->dsn, sizeof f->dsn) < 0) {
+            srv_arena_destroy(f->a);
+            ct_rmrf(f->dir);
+            free(f);
+            return -1;
+        }
+    }
     *state = f;
     return 0;
 }
@@ -93,6 +120,8 @@ static int teardown(void **state)
     close_store(f);
     srv_arena_destroy(f->a);
     int rc = ct_rmrf(f->dir);
+    if (f->db[0] && ct_pg_drop_db(pg_admin, f->db) < 0)
+        rc = -1;
     free(f);
     return rc;
 }
@@ -279,5 +308,21 @@ int main(void)
     };
     char group[64];
     snprintf(group, sizeof group, "store_contract_%s", backend_name());
-    return cmocka_run_group_tests_name(group, tests, NULL, NULL);
+    ct_pg pg = {0};
+    if (strcmp(backend_name(), "postgres") == 0) {
+        const char *dsn = getenv("CAIRN_TEST_PG_DSN");
+        if (dsn && *dsn) {
+            snprintf(pg_admin, sizeof pg_admin, "%s", dsn);
+        } else {
+            int rc = ct_pg_start(&pg);
+            if (rc != 0) {
+                fprintf(stderr, "%s: %s: %s\n", group, rc > 0 ? "skipped" : "failed", pg.why);
+                return rc > 0 ? SKIPPED : 1;
+            }
+            snprintf(pg_admin, sizeof pg_admin, "%s", pg.dsn);
+        }
+    }
+    int failed = cmocka_run_group_tests_name(group, tests, NULL, NULL);
+    ct_pg_stop(&pg);
+    return failed;
 }

@@ -3,7 +3,9 @@
  * header, no core/). One executable runs against the backend named by
  * CAIRN_TEST_STORE (default "sqlite"); ctest registers it once per
  * backend (store_contract_<name>). Each test gets its own mkdtemp data
- * dir, removed afterwards.
+ * dir, removed afterwards, and with postgres its own database in a
+ * private cluster the suite starts (tests/support/pg.h), or in the
+ * server CAIRN_TEST_PG_DSN names (a key/value DSN of a superuser).
  *
  * Tests live in test_<area>.c and are registered in CONTRACT_TESTS
  * below, the one list main() runs. */
@@ -28,6 +30,8 @@
 
 typedef struct fx {
     char dir[512];            /* the data dir */
+    char db[64];              /* postgres: this test's database */
+    char dsn[1024];           /* postgres: its DSN */
     const char *backend;      /* CAIRN_TEST_STORE */
     srv_store *st;            /* NULL until open_store */
     srv_arena *a;
@@ -40,6 +44,9 @@ void ok(srv_code rc, const srv_error *err);
 /* Fails the test unless rc is want; the message then says what came. */
 void fails_with(srv_code rc, const srv_error *err, srv_code want);
 void open_store(fx *f);
+/* Another store on the same data (a second replica), or NULL after
+ * skipping the test when the backend allows one process only. */
+srv_store *open_replica(fx *f);
 void close_store(fx *f);
 /* Files (not directories) under the data dir, recursively. */
 int count_files(const fx *f);
@@ -145,7 +152,12 @@ bool dedup_found(fx *f, const srv_dedup_key *k, srv_dedup_record *out);
     XX(store_open_of_an_unknown_backend_is_invalid_argument_naming_store, DIR)               \
     XX(store_names_and_op_names_name_the_backend_and_each_op, DIR)                           \
     XX(destroying_null_is_a_no_op, DIR)                                                      \
-    XX(a_second_open_of_the_same_data_dir_fails_in_use, OPEN)
+    XX(a_second_open_of_the_same_data_dir_fails_in_use, OPEN)                                \
+    /* test_replicas.c */                                                                    \
+    XX(two_replicas_appending_to_one_run_at_once_give_dense_seqs, OPEN)                      \
+    XX(two_replicas_racing_on_one_idempotency_key_one_applies_the_other_replays, OPEN)      \
+    XX(store_now_is_close_to_this_machines_clock, OPEN)                                     \
+    XX(a_replica_is_told_of_another_replicas_commits_and_not_of_rolled_back_ones, OPEN)
 
 #define XX(name, fixture) void name(void **state);
 CONTRACT_TESTS(XX)

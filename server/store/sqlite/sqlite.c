@@ -652,6 +652,16 @@ static void stop_checkpointer(sqlite_store *s)
     conn_close(&s->checkpointer);
 }
 
+/* One process owns the store: its own clock is the store's. */
+static srv_code sq_now(srv_store *st, srv_txn *t, int64_t *now_us, srv_error *err)
+{
+    (void)st;
+    (void)t;
+    (void)err;
+    *now_us = srv_now_us();
+    return SRV_OK;
+}
+
 static const struct srv_store_ops sqlite_ops = {
     .version = SRV_STORE_OPS_VERSION,
     .name = "sqlite",
@@ -694,6 +704,7 @@ static const struct srv_store_ops sqlite_ops = {
     .dedup_get = sq_dedup_get,
     .dedup_put = sq_dedup_put,
     .txn_active = sq_txn_active,
+    .now = sq_now,
 };
 
 /* The data dir without trailing slashes ("/" stays), in a new string. */

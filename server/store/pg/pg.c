@@ -1,0 +1,905 @@
+/* The clustered store: one PostgreSQL database shared by every cairnd
+ * replica, reached through libpq. One write connection for the ledger's
+ * transaction (READ COMMITTED; the run's row is locked FOR NO KEY UPDATE
+ * when the writer reads it, which serializes the mutations of one run
+ * across replicas), and a pool of connections for read snapshots
+ * (REPEATABLE READ READ ONLY), pins, staging and reading snapshot bytes.
+ * Every session runs with synchronous_commit = on, so a commit is on the
+ * server's disk (and its synchronous standbys, if any) before cairnd
+ * acknowledges it. This file: schema and its migration, statements,
+ * connections, transactions, the clock, idempotency records, opening;
+ * runs.c, leases.c, checkpoints.c and blobs.c hold the rest. Design notes
+ * in README.md. */
+#include "store/pg/pg_int.h"
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Forward-only migrations: migrations[v] takes the schema from version v
+ * to v + 1. All text is COLLATE "C", so ids order bytewise, as in SQLite. */
+static const char *const migrations[] = {
+    /* 0 -> 1: everything of store.h. */
+    "CREATE TABLE runs ("
+    "  id bigserial PRIMARY KEY,"
+    "  run_id text COLLATE \"C\" NOT NULL UNIQUE,"
+    "  created_us int8 NOT NULL,"
+    "  next_seq int8 NOT NULL DEFAULT 1,"
+    "  worker_count int8 NOT NULL,"
+    "  completed_count int8 NOT NULL DEFAULT 0,"
+    "  latest_checkpoint_id text COLLATE \"C\" NOT NULL DEFAULT '',"
+    "  checkpoint_events int8 NOT NULL DEFAULT 0,"
+    "  latest_checkpoint_us int8 NOT NULL DEFAULT 0);"
+    "CREATE TABLE run_workers ("
+    "  run int8 NOT NULL REFERENCES runs(id),"
+    "  idx int8 NOT NULL,"
+    "  worker_id text COLLATE \"C\" NOT NULL,"
+    "  completed_seq int8 NOT NULL DEFAULT 0," /* 0 = not completed */
+    "  PRIMARY KEY (run, idx),"
+    "  UNIQUE (run, worker_id));"
+    "CREATE TABLE run_labels ("
+    "  run int8 NOT NULL REFERENCES runs(id),"
+    "  key text COLLATE \"C\" NOT NULL,"
+    "  value text COLLATE \"C\" NOT NULL,"
+    "  PRIMARY KEY (run, key));"
+    "CREATE TABLE events ("
+    "  run int8 NOT NULL REFERENCES runs(id),"
+    "  seq int8 NOT NULL,"
+    "  type text COLLATE \"C\" NOT NULL,"
+    "  worker_id text COLLATE \"C\" NOT NULL,"
+    "  payload bytea NOT NULL,"
+    "  created_us int8 NOT NULL,"
+    "  PRIMARY KEY (run, seq));"
+    "CREATE TABLE dedup ("
+    "  run int8 NOT NULL REFERENCES runs(id),"
+    "  method text COLLATE \"C\" NOT NULL,"
+    "  key text COLLATE \"C\" NOT NULL,"
+    "  fingerprint bytea NOT NULL,"
+    "  response bytea NOT NULL,"
+    "  created_us int8 NOT NULL,"
+    "  PRIMARY KEY (run, method, key));"
+    /* Content-addressed snapshots, reference-counted; their bytes are
+     * chunk rows owned by the sha256, or by 'stage:<id>' while an upload
+     * is staged (stages.touched_at says it is still alive). */
+    "CREATE TABLE blobs ("
+    "  sha256 text COLLATE \"C\" PRIMARY KEY,"
+    "  size int8 NOT NULL,"
+    "  refs int8 NOT NULL);"
+    "CREATE TABLE stages ("
+    "  id bigserial PRIMARY KEY,"
+    "  touched_at timestamptz NOT NULL DEFAULT now());"
+    "CREATE TABLE blob_chunks ("
+    "  owner text COLLATE \"C\" NOT NULL,"
+    "  n int8 NOT NULL,"
+    "  data bytea NOT NULL,"
+    "  PRIMARY KEY (owner, n));"
+    /* Snapshots are mostly compressed already: store them as they come. */
+    "ALTER TABLE blob_chunks ALTER COLUMN data SET STORAGE EXTERNAL;"
+    "CREATE TABLE checkpoints ("
+    "  id bigserial PRIMARY KEY,"
+    "  run int8 NOT NULL REFERENCES runs(id),"
+    "  checkpoint_id text COLLATE \"C\" NOT NULL,"
+    "  created_us int8 NOT NULL,"
+    "  run_state text COLLATE \"C\" NOT NULL,"
+    "  events_count int8 NOT NULL,"
+    "  snapshot_size int8 NOT NULL,"
+    "  snapshot_sha256 text COLLATE \"C\" NOT NULL REFERENCES blobs(sha256),"
+    "  UNIQUE (run, checkpoint_id));"
+    "CREATE TABLE checkpoint_workers ("
+    "  checkpoint int8 NOT NULL REFERENCES checkpoints(id) ON DELETE CASCADE,"
+    "  idx int8 NOT NULL,"
+    "  worker_id text COLLATE \"C\" NOT NULL,"
+    "  PRIMARY KEY (checkpoint, idx));"
+    /* A row outlives its lease, keeping the last fencing token. */
+    "CREATE TABLE leases ("
+    "  run int8 NOT NULL REFERENCES runs(id),"
+    "  worker_id text COLLATE \"C\" NOT NULL,"
+    "  lease_id text COLLATE \"C\" NOT NULL,"
+    "  holder text COLLATE \"C\" NOT NULL,"
+    "  fencing_token int8 NOT NULL,"
+    "  expires_us int8 NOT NULL," /* 0 once released */
+    "  PRIMARY KEY (run, worker_id));"
+    /* Pins need no durability (one lost in a crash was held by a reader
+     * that died with it): unlogged, yet seen by every replica. */
+    "CREATE UNLOGGED TABLE pins ("
+    "  id bigserial PRIMARY KEY,"
+    "  run_id text COLLATE \"C\" NOT NULL,"
+    "  checkpoint_id text COLLATE \"C\" NOT NULL,"
+    "  expires_us int8 NOT NULL);"
+    "CREATE INDEX pins_by_checkpoint ON pins (run_id, checkpoint_id);",
+};
+enum { SCHEMA_VERSION = sizeof migrations / sizeof migrations[0] };
+
+/* pg_advisory_xact_lock key serializing migrations of every replica:
+ * "cairn" in ASCII. */
+#define SCHEMA_LOCK_KEY "427296858478"
+
+#define RUN_COLUMNS                                                                    \
+    "id, run_id, created_us, next_seq, worker_count, completed_count, "                \
+    "latest_checkpoint_id, checkpoint_events, latest_checkpoint_us"
+#define CKPT_COLUMNS \
+    "id, checkpoint_id, created_us, run_state, events_count, snapshot_size, snapshot_sha256"
+
+static const char *const sql_text[PG_N_STMT] = {
+    /* The database's clock, which every replica shares (README.md, "Time"). */
+    [PS_NOW] = "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::int8",
+    [PS_RUN_BY_NAME] = "SELECT " RUN_COLUMNS " FROM runs WHERE run_id = $1",
+    /* The writer's read of a run: its row stays locked until the
+     * transaction ends, so the mutations of one run, from any replica,
+     * follow one another and each sees the next_seq the last one left. */
+    [PS_RUN_BY_NAME_LOCKED] = "SELECT " RUN_COLUMNS " FROM runs WHERE run_id = $1 "
+                              "FOR NO KEY UPDATE",
+    [PS_RUNS_AFTER] = "SELECT " RUN_COLUMNS " FROM runs WHERE id > $1 ORDER BY id LIMIT $2",
+    [PS_RUN_INSERT] = "INSERT INTO runs (run_id, created_us, worker_count) VALUES ($1, $2, $3) "
+                      "RETURNING id",
+    [PS_WORKERS] = "SELECT worker_id FROM run_workers WHERE run = $1 ORDER BY idx",
+    [PS_COMPLETED] = "SELECT worker_id FROM run_workers WHERE run = $1 AND completed_seq > 0 "
+                     "ORDER BY completed_seq",
+    [PS_COMPLETIONS] = "SELECT worker_id, completed_seq FROM run_workers "
+                       "WHERE run = $1 AND completed_seq > 0 ORDER BY completed_seq",
+    [PS_WORKER_SEQ] = "SELECT completed_seq FROM run_workers WHERE run = $1 AND worker_id = $2",
+    [PS_WORKER_SET_COMPLETED] =
+        "WITH w AS (UPDATE run_workers SET completed_seq = $3 "
+        "           WHERE run = $1 AND worker_id = $2 RETURNING 1) "
+        "UPDATE runs SET completed_count = completed_count + (SELECT count(*) FROM w) "
+        "WHERE id = $1 RETURNING (SELECT count(*) FROM w)",
+    [PS_LABELS] = "SELECT key, value FROM run_labels WHERE run = $1 ORDER BY key",
+    /* At most $3 events, stopping before their cost ($4 each plus the
+     * payload) passes $5, but at least one. octet_length of a stored
+     * payload reads its header only, so the rows past the budget are never
+     * fetched whole. */
+    [PS_EVENTS_FROM] =
+        "SELECT seq, type, worker_id, payload, created_us FROM ("
+        "  SELECT e.*, row_number() OVER w AS i, sum(octet_length(payload) + $4::int8) OVER w "
+        "    AS spent"
+        "  FROM (SELECT * FROM events WHERE run = $1 AND seq >= $2 ORDER BY seq LIMIT $3) e"
+        "  WINDOW w AS (ORDER BY seq)) p "
+        "WHERE i = 1 OR spent <= $5::int8 ORDER BY seq",
+    [PS_DEDUP_GET] = "SELECT d.fingerprint, d.response FROM dedup d JOIN runs r ON r.id = d.run "
+                     "WHERE r.run_id = $1 AND d.method = $2 AND d.key = $3",
+    [PS_DEDUP_PUT] = "INSERT INTO dedup (run, method, key, fingerprint, response, created_us) "
+                     "SELECT id, $2, $3, $4, $5, $6 FROM runs WHERE run_id = $1",
+    [PS_CKPT_INSERT] =
+        "WITH c AS (INSERT INTO checkpoints (run, checkpoint_id, created_us, run_state, "
+        "           events_count, snapshot_size, snapshot_sha256) "
+        "           VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id), "
+        "     w AS (INSERT INTO checkpoint_workers (checkpoint, idx, worker_id) "
+        "           SELECT c.id, u.o - 1, u.w FROM c, unnest($8::text[]) WITH ORDINALITY "
+        "           AS u(w, o)) "
+        "UPDATE runs SET latest_checkpoint_id = $2, latest_checkpoint_us = $3, "
+        "checkpoint_events = $5 WHERE id = $1",
+    [PS_CKPT_WORKERS] = "SELECT worker_id FROM checkpoint_workers WHERE checkpoint = $1 "
+                        "ORDER BY idx",
+    /* Ids are fixed-width timestamps, so they sort like created_us. */
+    [PS_CKPT_LIST] = "SELECT " CKPT_COLUMNS " FROM checkpoints WHERE run = $1 "
+                     "AND checkpoint_id > $2 ORDER BY checkpoint_id LIMIT $3",
+    [PS_CKPT_BY_ID] = "SELECT " CKPT_COLUMNS " FROM checkpoints WHERE run = $1 "
+                      "AND checkpoint_id = $2",
+    [PS_CKPT_LATEST] = "SELECT " CKPT_COLUMNS " FROM checkpoints WHERE run = $1 "
+                       "ORDER BY checkpoint_id DESC LIMIT 1",
+    [PS_CKPT_DELETE] = "DELETE FROM checkpoints WHERE run = $1 AND checkpoint_id = $2",
+    [PS_LEASE_GET] = "SELECT lease_id, holder, fencing_token, expires_us FROM leases "
+                     "WHERE run = $1 AND worker_id = $2",
+    [PS_LEASE_PUT] = "INSERT INTO leases (run, worker_id, lease_id, holder, fencing_token, "
+                     "expires_us) VALUES ($1, $2, $3, $4, $5, $6) "
+                     "ON CONFLICT (run, worker_id) DO UPDATE SET lease_id = excluded.lease_id, "
+                     "holder = excluded.holder, fencing_token = excluded.fencing_token, "
+                     "expires_us = excluded.expires_us",
+    /* The pin and the cleanup meet on the checkpoint's row (README.md,
+     * "Pins"): the pin takes it FOR KEY SHARE, the cleanup's pinned FOR
+     * UPDATE, so one waits for the other to commit. */
+    [PS_PIN_INSERT] = "WITH k AS (SELECT 1 FROM checkpoints k JOIN runs r ON r.id = k.run "
+                      "           WHERE r.run_id = $1 AND k.checkpoint_id = $2 "
+                      "           FOR KEY SHARE OF k) "
+                      "INSERT INTO pins (run_id, checkpoint_id, expires_us) "
+                      "SELECT $1, $2, $3 FROM (SELECT count(*) FROM k) n RETURNING id",
+    [PS_CKPT_LOCK] = "SELECT 1 FROM checkpoints k JOIN runs r ON r.id = k.run "
+                     "WHERE r.run_id = $1 AND k.checkpoint_id = $2 FOR UPDATE OF k",
+    [PS_PIN_DELETE] = "DELETE FROM pins WHERE id = $1",
+    [PS_PINNED] = "SELECT 1 FROM pins WHERE run_id = $1 AND checkpoint_id = $2 "
+                  "AND expires_us > $3 LIMIT 1",
+    [PS_STAGE_NEW] = "INSERT INTO stages DEFAULT VALUES RETURNING id",
+    [PS_STAGE_CHUNK] = "WITH t AS (UPDATE stages SET touched_at = now() WHERE id = $1) "
+                       "INSERT INTO blob_chunks (owner, n, data) "
+                       "VALUES ('stage:' || $1::text, $2, $3)",
+    [PS_STAGE_DROP] = "WITH c AS (DELETE FROM blob_chunks WHERE owner = 'stage:' || $1::text) "
+                      "DELETE FROM stages WHERE id = $1",
+    /* refs comes back 1 when the content is new: its chunks move over. */
+    [PS_BLOB_LINK] = "INSERT INTO blobs (sha256, size, refs) VALUES ($1, $2, 1) "
+                     "ON CONFLICT (sha256) DO UPDATE SET refs = blobs.refs + 1 RETURNING refs",
+    [PS_BLOB_MOVE_STAGE] = "UPDATE blob_chunks SET owner = $1 WHERE owner = 'stage:' || $2::text",
+    [PS_BLOB_UNREF] = "UPDATE blobs SET refs = refs - 1 WHERE sha256 = $1 RETURNING refs",
+    [PS_BLOB_DROP] = "WITH c AS (DELETE FROM blob_chunks WHERE owner = $1) "
+                     "DELETE FROM blobs WHERE sha256 = $1",
+    [PS_BLOB_SIZE] = "SELECT size FROM blobs WHERE sha256 = $1",
+    [PS_BLOB_CHUNK] = "SELECT data FROM blob_chunks WHERE owner = $1 AND n = $2",
+};
+
+/* ---- parameters ---- */
+
+void pg_text(pg_params *p, const char *s)
+{
+    p->v[p->n] = s ? s : "";
+    p->len[p->n] = 0;
+    p->fmt[p->n] = 0;
+    p->n++;
+}
+
+void pg_i64(pg_params *p, int64_t v)
+{
+    snprintf(p->num[p->n], sizeof p->num[p->n], "%lld", (long long)v);
+    pg_text(p, p->num[p->n]);
+}
+
+void pg_bytes(pg_params *p, const void *data, size_t len)
+{
+    p->v[p->n] = len ? (const char *)data : "";
+    p->len[p->n] = (int)len;
+    p->fmt[p->n] = 1;
+    p->n++;
+}
+
+void pg_sql_add(pg_sql *b, const char *fmt, ...)
+{
+    if (b->failed)
+        return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->failed = true;
+            return;
+        }
+        if (b->p && b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = b->cap ? b->cap * 2 : 1024;
+        while (cap <= b->len + (size_t)n)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->failed = true;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+}
+
+/* ---- errors ---- */
+
+/* A disk that cannot take more comes back later: retry after this. */
+enum { DISK_FULL_PUSHBACK_MS = 1000 };
+
+srv_code pg_fail(pg_conn *c, const PGresult *r, const char *what, srv_error *err)
+{
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *raw = r ? PQresultErrorMessage(r) : NULL;
+    if (!raw || !*raw)
+        raw = c->pg ? PQerrorMessage(c->pg) : "no connection";
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s", raw);
+    for (size_t n = strlen(msg); n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '); n--)
+        msg[n - 1] = '\0';
+    for (char *p = msg; *p; p++)
+        if (*p == '\n')
+            *p = ' ';
+    bool lost = !c->pg || PQstatus(c->pg) != CONNECTION_OK;
+    if (lost || !state || strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 ||
+        strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0 ||
+        strcmp(state, "53300") == 0)
+        return srv_fail(err, SRV_UNAVAILABLE, "store: %s failed: PostgreSQL unavailable: %s",
+                        what, msg);
+    if (strcmp(state, "23505") == 0)
+        return srv_fail(err, SRV_ABORTED, "store: a concurrent write took the key while %s",
+                        what);
+    if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0)
+        return srv_fail(err, SRV_ABORTED,
+                        "store: %s conflicted with a concurrent transaction (%s); retry", what,
+                        msg);
+    if (strcmp(state, "53100") == 0)
+        return srv_fail_pushback(err, SRV_RESOURCE_EXHAUSTED, DISK_FULL_PUSHBACK_MS,
+                                 "store: PostgreSQL's disk is full while %s; retry later", what);
+    if (strcmp(state, "53200") == 0)
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "store: PostgreSQL out of memory while %s",
+                        what);
+    if (strcmp(state, "XX001") == 0 || strcmp(state, "XX002") == 0)
+        return srv_fail(err, SRV_DATA_LOSS, "store: database corrupt while %s: %s", what, msg);
+    if (strncmp(state, "23", 2) == 0) /* a constraint the contract names no code for */
+        return srv_fail(err, SRV_INTERNAL, "store: %s broke a constraint: %s", what, msg);
+    return srv_fail(err, SRV_UNAVAILABLE, "store: %s failed: %s (SQLSTATE %s)", what, msg, state);
+}
+
+/* ---- statements ---- */
+
+static bool result_ok(const PGresult *r)
+{
+    ExecStatusType s = PQresultStatus(r);
+    return s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK;
+}
+
+PGresult *pg_run(pg_conn *c, pg_stmt_id id, const pg_params *p, const char *what,
+                 srv_error *err)
+{
+    char name[16];
+    snprintf(name, sizeof name, "s%d", (int)id);
+    if (!c->prepared[id]) {
+        PGresult *r = PQprepare(c->pg, name, sql_text[id], 0, NULL);
+        if (!r || !result_ok(r)) {
+            pg_fail(c, r, "preparing a statement", err);
+            PQclear(r);
+            return NULL;
+        }
+        PQclear(r);
+        c->prepared[id] = true;
+    }
+    static const pg_params none = {0};
+    if (!p)
+        p = &none;
+    PGresult *r = PQexecPrepared(c->pg, name, p->n, p->v, p->len, p->fmt, 1);
+    if (!r || !result_ok(r)) {
+        pg_fail(c, r, what, err);
+        PQclear(r);
+        return NULL;
+    }
+    return r;
+}
+
+srv_code pg_do(pg_conn *c, pg_stmt_id id, const pg_params *p, const char *what, int64_t *rows,
+               srv_error *err)
+{
+    PGresult *r = pg_run(c, id, p, what, err);
+    if (!r)
+        return err->code;
+    if (rows)
+        *rows = strtoll(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return SRV_OK;
+}
+
+srv_code pg_do_sql(pg_conn *c, const char *sql, int n, const char *const *v, const int *len,
+                   const int *fmt, const char *what, srv_error *err)
+{
+    PGresult *r = PQexecParams(c->pg, sql, n, NULL, v, len, fmt, 1);
+    srv_code rc = r && result_ok(r) ? SRV_OK : pg_fail(c, r, what, err);
+    PQclear(r);
+    return rc;
+}
+
+srv_code pg_exec(pg_conn *c, const char *sql, const char *what, srv_error *err)
+{
+    PGresult *r = PQexec(c->pg, sql);
+    srv_code rc = r && result_ok(r) ? SRV_OK : pg_fail(c, r, what, err);
+    PQclear(r);
+    return rc;
+}
+
+int64_t pg_col_i64(const PGresult *r, int row, int col)
+{
+    const unsigned char *v = (const unsigned char *)PQgetvalue(r, row, col);
+    int len = PQgetlength(r, row, col);
+    if (PQgetisnull(r, row, col) || (len != 8 && len != 4))
+        return 0;
+    uint64_t x = 0;
+    for (int i = 0; i < len; i++)
+        x = x << 8 | v[i];
+    return len == 8 ? (int64_t)x : (int64_t)(int32_t)(uint32_t)x;
+}
+
+const char *pg_col_text(srv_arena *a, const PGresult *r, int row, int col)
+{
+    return srv_arena_strndup(a, PQgetvalue(r, row, col), (size_t)PQgetlength(r, row, col));
+}
+
+srv_code pg_read_strings(pg_conn *c, srv_arena *a, pg_stmt_id id, int64_t key, char ***out,
+                         size_t *n, srv_error *err)
+{
+    pg_params p = {0};
+    pg_i64(&p, key);
+    PGresult *r = pg_run(c, id, &p, "reading a list", err);
+    if (!r)
+        return err->code;
+    int rows = PQntuples(r);
+    char **v = rows ? srv_arena_alloc(a, (size_t)rows * sizeof *v) : NULL;
+    srv_code rc = SRV_OK;
+    for (int i = 0; i < rows && !rc; i++)
+        if (!v || !(v[i] = (char *)pg_col_text(a, r, i, 0)))
+            rc = srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    PQclear(r);
+    if (rc)
+        return rc;
+    *out = v;
+    *n = (size_t)rows;
+    return SRV_OK;
+}
+
+/* ---- connections ---- */
+
+/* Settings of every session: acknowledged means on disk (DESIGN.md,
+ * "Durability"), times in UTC, no notices in cairnd's log. */
+static const char SESSION_SETUP[] = "SET synchronous_commit = on;"
+                                    "SET TIME ZONE 'UTC';"
+                                    "SET client_min_messages = warning;"
+                                    "SET application_name = 'cairnd'";
+
+static srv_code conn_setup(pg_conn *c, srv_error *err)
+{
+    memset(c->prepared, 0, sizeof c->prepared);
+    c->in_txn = false;
+    return pg_exec(c, SESSION_SETUP, "configuring a PostgreSQL session", err);
+}
+
+static srv_code conn_open(pg_store *s, pg_conn *c, bool writer, srv_error *err)
+{
+    c->txn = (srv_txn){&s->base, writer};
+    c->pg = PQconnectdb(s->dsn);
+    if (!c->pg)
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    if (PQstatus(c->pg) != CONNECTION_OK)
+        return pg_fail(c, NULL, "connecting to PostgreSQL (--pg-dsn)", err);
+    return conn_setup(c, err);
+}
+
+/* A connection lost (the server restarted, the network broke) is made
+ * again before use; its prepared statements go with the old session. */
+static srv_code conn_ready(pg_conn *c, srv_error *err)
+{
+    if (PQstatus(c->pg) == CONNECTION_OK)
+        return SRV_OK;
+    PQreset(c->pg);
+    if (PQstatus(c->pg) != CONNECTION_OK)
+        return pg_fail(c, NULL, "reconnecting to PostgreSQL", err);
+    return conn_setup(c, err);
+}
+
+pg_conn *pg_take(pg_store *s, srv_error *err)
+{
+    pthread_mutex_lock(&s->mu);
+    while (!s->free_pool)
+        pthread_cond_wait(&s->cv, &s->mu);
+    pg_conn *c = s->free_pool;
+    s->free_pool = c->next_free;
+    pthread_mutex_unlock(&s->mu);
+    if (conn_ready(c, err)) {
+        pg_give(s, c);
+        return NULL;
+    }
+    return c;
+}
+
+void pg_give(pg_store *s, pg_conn *c)
+{
+    pthread_mutex_lock(&s->mu);
+    c->next_free = s->free_pool;
+    s->free_pool = c;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- read snapshots: a pool connection inside a REPEATABLE READ
+ * transaction, whose snapshot the SELECT takes at once ---- */
+
+static void pg_read_end(srv_txn *t)
+{
+    pg_conn *c = pg_conn_of(t);
+    if (c->in_txn && PQstatus(c->pg) == CONNECTION_OK) {
+        srv_error ignored;
+        pg_exec(c, "ROLLBACK", "ending a read", &ignored);
+    }
+    c->in_txn = false;
+    pg_give(pg_from(t->store), c);
+}
+
+static srv_code pg_read_begin(srv_store *st, srv_txn **out, srv_error *err)
+{
+    pg_conn *c = pg_take(pg_from(st), err);
+    if (!c)
+        return err->code;
+    c->in_txn = true;
+    if (pg_exec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1",
+                "beginning a read", err)) {
+        pg_read_end(&c->txn);
+        return err->code;
+    }
+    *out = &c->txn;
+    return SRV_OK;
+}
+
+/* ---- the write transaction ---- */
+
+static srv_code pg_begin(srv_store *st, srv_txn **out, srv_error *err)
+{
+    pg_conn *w = &pg_from(st)->writer;
+    if (conn_ready(w, err) ||
+        pg_exec(w, "BEGIN ISOLATION LEVEL READ COMMITTED", "beginning a transaction", err))
+        return err->code;
+    w->in_txn = true;
+    *out = &w->txn;
+    return SRV_OK;
+}
+
+static srv_code pg_commit(srv_txn *t, srv_error *err)
+{
+    pg_conn *w = pg_conn_of(t);
+    PGresult *r = PQexec(w->pg, "COMMIT");
+    srv_code rc = SRV_OK;
+    if (!r || !result_ok(r))
+        /* Lost on the way: whether it committed is unknown, and a client
+         * retrying with its key finds out (DESIGN.md, "Idempotency"). */
+        rc = pg_fail(w, r, "committing", err);
+    else if (strcmp(PQcmdStatus(r), "COMMIT") != 0) /* an earlier error undid it */
+        rc = srv_fail(err, SRV_ABORTED, "store: the transaction failed before its commit");
+    PQclear(r);
+    w->in_txn = false;
+    return rc;
+}
+
+static void pg_rollback(srv_txn *t)
+{
+    pg_conn *w = pg_conn_of(t);
+    if (w->in_txn && w->pg && PQstatus(w->pg) == CONNECTION_OK &&
+        PQtransactionStatus(w->pg) != PQTRANS_IDLE) {
+        srv_error ignored;
+        pg_exec(w, "ROLLBACK", "rolling back", &ignored);
+    }
+    w->in_txn = false;
+}
+
+static srv_code pg_savepoint(srv_txn *t, srv_error *err)
+{
+    return pg_exec(pg_conn_of(t), "SAVEPOINT mutation", "opening a savepoint", err);
+}
+
+static srv_code pg_release(srv_txn *t, srv_error *err)
+{
+    return pg_exec(pg_conn_of(t), "RELEASE SAVEPOINT mutation", "releasing a savepoint", err);
+}
+
+/* A failed statement inside a savepoint leaves the transaction waiting
+ * for ROLLBACK TO (PQTRANS_INERROR): still there. A lost connection took
+ * it with it. */
+static bool pg_txn_active(srv_txn *t)
+{
+    pg_conn *w = pg_conn_of(t);
+    if (!w->in_txn || PQstatus(w->pg) != CONNECTION_OK)
+        return false;
+    PGTransactionStatusType s = PQtransactionStatus(w->pg);
+    return s == PQTRANS_INTRANS || s == PQTRANS_INERROR;
+}
+
+static void pg_rollback_to(srv_txn *t)
+{
+    srv_error ignored;
+    pg_exec(pg_conn_of(t), "ROLLBACK TO SAVEPOINT mutation; RELEASE SAVEPOINT mutation",
+            "rolling back a savepoint", &ignored);
+}
+
+/* ---- the clock ---- */
+
+static srv_code pg_now(srv_store *st, srv_txn *t, int64_t *now_us, srv_error *err)
+{
+    pg_store *s = pg_from(st);
+    pg_conn *c = t ? pg_conn_of(t) : pg_take(s, err);
+    if (!c)
+        return err->code;
+    PGresult *r = pg_run(c, PS_NOW, NULL, "reading the database's clock", err);
+    if (r) {
+        *now_us = pg_col_i64(r, 0, 0);
+        PQclear(r);
+    }
+    if (!t)
+        pg_give(s, c);
+    return r ? SRV_OK : err->code;
+}
+
+/* ---- idempotency ---- */
+
+static srv_code pg_dedup_get(srv_txn *t, srv_arena *a, const srv_dedup_key *k,
+                             srv_dedup_record *out, bool *found, srv_error *err)
+{
+    pg_params p = {0};
+    pg_text(&p, k->run_id);
+    pg_text(&p, k->method);
+    pg_text(&p, k->key);
+    PGresult *r = pg_run(pg_conn_of(t), PS_DEDUP_GET, &p, "reading an idempotency record", err);
+    if (!r)
+        return err->code;
+    *found = PQntuples(r) > 0;
+    srv_code rc = SRV_OK;
+    if (*found) {
+        memset(out->fingerprint, 0, sizeof out->fingerprint);
+        if (PQgetlength(r, 0, 0) == 32)
+            memcpy(out->fingerprint, PQgetvalue(r, 0, 0), 32);
+        out->response_len = (size_t)PQgetlength(r, 0, 1);
+        out->response = srv_arena_memdup(a, PQgetvalue(r, 0, 1), out->response_len);
+        if (!out->response && out->response_len)
+            rc = srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    PQclear(r);
+    return rc;
+}
+
+/* Two replicas racing on one key: the second's insert waits for the
+ * first's transaction and, once it committed, fails 23505, which is
+ * ABORTED; the ledger rolls back to the savepoint and tries again, and
+ * then dedup_get finds the winner's record and replays it. */
+static srv_code pg_dedup_put(srv_txn *t, const srv_dedup_key *k, const srv_dedup_record *rec,
+                             int64_t now_us, srv_error *err)
+{
+    pg_params p = {0};
+    pg_text(&p, k->run_id);
+    pg_text(&p, k->method);
+    pg_text(&p, k->key);
+    pg_bytes(&p, rec->fingerprint, 32);
+    pg_bytes(&p, rec->response, rec->response_len);
+    pg_i64(&p, now_us);
+    int64_t rows = 0;
+    if (pg_do(pg_conn_of(t), PS_DEDUP_PUT, &p, "recording an idempotency key", &rows, err))
+        return err->code;
+    if (rows != 1)
+        return srv_fail(err, SRV_INTERNAL, "store: idempotency record for a missing run");
+    return SRV_OK;
+}
+
+/* ---- schema ---- */
+
+/* Creates or migrates the schema in one transaction. Replicas starting
+ * at once queue on an advisory lock, so one migrates and the others find
+ * the work done. A schema newer than this build is refused. */
+static srv_code migrate(pg_conn *c, srv_error *err)
+{
+    if (pg_exec(c,
+                "BEGIN;"
+                "SELECT pg_advisory_xact_lock(" SCHEMA_LOCK_KEY ");"
+                "CREATE TABLE IF NOT EXISTS cairn_schema ("
+                "  one bool PRIMARY KEY DEFAULT true CHECK (one),"
+                "  version int8 NOT NULL);"
+                "INSERT INTO cairn_schema (version) VALUES (0) ON CONFLICT DO NOTHING",
+                "locking the schema", err))
+        goto fail;
+    PGresult *r = PQexecParams(c->pg, "SELECT version FROM cairn_schema", 0, NULL, NULL, NULL,
+                               NULL, 1);
+    if (!r || PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        pg_fail(c, r, "reading the schema version", err);
+        PQclear(r);
+        goto fail;
+    }
+    int64_t v = pg_col_i64(r, 0, 0);
+    PQclear(r);
+    if (v > SCHEMA_VERSION) {
+        srv_fail(err, SRV_FAILED_PRECONDITION,
+                 "store: the PostgreSQL schema has version %lld, newer than this cairnd "
+                 "understands (%d); run a newer cairnd",
+                 (long long)v, SCHEMA_VERSION);
+        goto fail;
+    }
+    for (; v < SCHEMA_VERSION; v++) {
+        char bump[64];
+        snprintf(bump, sizeof bump, "UPDATE cairn_schema SET version = %lld", (long long)v + 1);
+        if (pg_exec(c, migrations[v], "migrating the schema", err) ||
+            pg_exec(c, bump, "migrating the schema", err))
+            goto fail;
+        if (v == 0)
+            srv_info("store: created the cairn schema in PostgreSQL");
+    }
+    if (pg_exec(c, "COMMIT", "migrating the schema", err))
+        goto fail;
+    return SRV_OK;
+fail:
+    if (PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+        srv_error ignored;
+        pg_exec(c, "ROLLBACK", "rolling back", &ignored);
+    }
+    return err->code;
+}
+
+/* ---- LISTEN/NOTIFY: other replicas' commits, for the watch hub ---- */
+
+/* Pause before reconnecting a lost listener: doubles up to this. */
+enum { LISTEN_RETRY_MIN_MS = 100, LISTEN_RETRY_MAX_MS = 5000 };
+
+static srv_code listen_connect(pg_store *s, srv_error *err)
+{
+    pg_conn *c = &s->listener;
+    if (!c->pg)
+        return conn_open(s, c, false, err) ? err->code
+                                           : pg_exec(c, "LISTEN " PG_CHANNEL, "listening", err);
+    if (conn_ready(c, err))
+        return err->code;
+    return pg_exec(c, "LISTEN " PG_CHANNEL, "listening", err);
+}
+
+static void deliver(pg_store *s)
+{
+    PGnotify *n;
+    while ((n = PQnotifies(s->listener.pg)) != NULL) {
+        char *end;
+        unsigned long long seq = strtoull(n->extra, &end, 10);
+        if (end != n->extra && *end == ' ' && end[1])
+            s->on_committed(s->on_committed_ctx, end + 1, (uint64_t)seq);
+        PQfreemem(n);
+    }
+}
+
+/* Waits for notifications and hands them on. A lost connection is made
+ * again with a growing pause; what was committed meanwhile reaches the
+ * watchers with the next append of its run (or a watcher's own read). */
+static void *listen_main(void *arg)
+{
+    pg_store *s = arg;
+    int pause = LISTEN_RETRY_MIN_MS;
+    bool up = false;
+    for (;;) {
+        if (!up) {
+            srv_error err;
+            up = listen_connect(s, &err) == SRV_OK;
+            if (!up)
+                srv_warn("store: listening for other replicas' commits: %s", err.msg);
+        }
+        struct pollfd p[2] = {{up ? PQsocket(s->listener.pg) : -1, POLLIN, 0},
+                              {s->wake[0], POLLIN, 0}};
+        int rc = poll(p, 2, up ? -1 : pause);
+        if (rc < 0 && errno != EINTR)
+            break;
+        if (p[1].revents)
+            break;
+        if (!up) {
+            pause = pause * 2 > LISTEN_RETRY_MAX_MS ? LISTEN_RETRY_MAX_MS : pause * 2;
+            continue;
+        }
+        if (p[0].revents && !PQconsumeInput(s->listener.pg)) {
+            up = false;
+            continue;
+        }
+        pause = LISTEN_RETRY_MIN_MS;
+        deliver(s);
+    }
+    return NULL;
+}
+
+static srv_code start_listener(pg_store *s, srv_error *err)
+{
+    if (pipe2(s->wake, O_CLOEXEC) < 0)
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "cannot make a pipe: %s", strerror(errno));
+    if (listen_connect(s, err))
+        return err->code;
+    if (pthread_create(&s->listen_thread, NULL, listen_main, s) != 0)
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "cannot start the listener thread");
+    s->listening = true;
+    return SRV_OK;
+}
+
+static void stop_listener(pg_store *s)
+{
+    if (s->listening) {
+        char b = 1;
+        while (write(s->wake[1], &b, 1) < 0 && errno == EINTR)
+            ;
+        pthread_join(s->listen_thread, NULL);
+        s->listening = false;
+    }
+    if (s->listener.pg)
+        PQfinish(s->listener.pg);
+    s->listener.pg = NULL;
+    for (int i = 0; i < 2; i++)
+        if (s->wake[i] >= 0)
+            close(s->wake[i]);
+    s->wake[0] = s->wake[1] = -1;
+}
+
+/* ---- opening and closing ---- */
+
+static void pg_close(srv_store *st)
+{
+    pg_store *s = pg_from(st);
+    stop_listener(s);
+    if (s->writer.pg) {
+        pg_rollback(&s->writer.txn);
+        PQfinish(s->writer.pg);
+    }
+    for (int i = 0; i < s->n_pool; i++)
+        PQfinish(s->pool[i].pg);
+    free(s->pool);
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+    free(s->dsn);
+    free(s);
+}
+
+static const struct srv_store_ops pg_ops = {
+    .version = SRV_STORE_OPS_VERSION,
+    .name = "postgres",
+    .close = pg_close,
+    .read_begin = pg_read_begin,
+    .read_end = pg_read_end,
+    .begin = pg_begin,
+    .commit = pg_commit,
+    .rollback = pg_rollback,
+    .savepoint = pg_savepoint,
+    .release = pg_release,
+    .rollback_to = pg_rollback_to,
+    .run_find = pg_run_find,
+    .run_get = pg_run_get,
+    .runs_list = pg_runs_list,
+    .run_insert = pg_run_insert,
+    .events_insert = pg_events_insert,
+    .events_read = pg_events_read,
+    .worker_get = pg_worker_get,
+    .worker_complete = pg_worker_complete,
+    .completions = pg_completions,
+    .lease_get = pg_lease_get,
+    .lease_put = pg_lease_put,
+    .checkpoint_insert = pg_checkpoint_insert,
+    .checkpoint_delete = pg_checkpoint_delete,
+    .checkpoint_get = pg_checkpoint_get,
+    .checkpoints_list = pg_checkpoints_list,
+    .pin_add = pg_pin_add,
+    .pin_remove = pg_pin_remove,
+    .pinned = pg_pinned,
+    .stage_begin = pg_stage_begin,
+    .stage_write = pg_stage_write,
+    .stage_finish = pg_stage_finish,
+    .stage_free = pg_stage_free,
+    .blob_link = pg_blob_link,
+    .blob_unlink = pg_blob_unlink,
+    .blob_open = pg_blob_open,
+    .blob_read = pg_blob_read,
+    .blob_close = pg_blob_close,
+    .dedup_get = pg_dedup_get,
+    .dedup_put = pg_dedup_put,
+    .txn_active = pg_txn_active,
+    .now = pg_now,
+};
+
+srv_code srv_pg_open(const srv_store_config *cfg, srv_store **out, srv_error *err)
+{
+    if (!cfg->pg_dsn || !*cfg->pg_dsn)
+        return srv_fail(err, SRV_INVALID_ARGUMENT,
+                        "--pg-dsn: required with --store postgres (or CAIRN_PG_DSN)");
+    pg_store *s = calloc(1, sizeof *s);
+    if (!s)
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    s->base.ops = &pg_ops;
+    s->wake[0] = s->wake[1] = -1;
+    s->on_committed = cfg->on_committed;
+    s->on_committed_ctx = cfg->on_committed_ctx;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    s->dsn = strdup(cfg->pg_dsn);
+    int pool = cfg->pg_pool_size > 0 ? cfg->pg_pool_size : (cfg->readers > 0 ? cfg->readers : 1) + 2;
+    if (pool < 2)
+        pool = 2;
+    srv_code rc = s->dsn ? conn_open(s, &s->writer, true, err)
+                         : srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    if (!rc)
+        rc = migrate(&s->writer, err);
+    if (!rc && !(s->pool = calloc((size_t)pool, sizeof *s->pool)))
+        rc = srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    for (int i = 0; !rc && i < pool; i++) {
+        s->n_pool++;
+        rc = conn_open(s, &s->pool[i], false, err);
+        if (!rc)
+            pg_give(s, &s->pool[i]);
+    }
+    if (!rc)
+        rc = pg_blobs_sweep(s, err);
+    if (!rc && s->on_committed)
+        rc = start_listener(s, err);
+    if (rc) {
+        pg_close(&s->base);
+        return rc;
+    }
+    *out = &s->base;
+    return SRV_OK;
+}

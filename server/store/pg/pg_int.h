@@ -1,0 +1,227 @@
+/* PostgreSQL backend internals shared by its files: connections and the
+ * pool, statements with their parameters, row helpers, and the
+ * operations each file implements for the ops table in pg.c. */
+#ifndef CAIRN_SERVER_STORE_PG_INT_H
+#define CAIRN_SERVER_STORE_PG_INT_H
+
+#include "store/backend.h"
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Snapshot bytes live in blob_chunks rows of this many bytes (the last
+ * one shorter): a stage buffers one chunk, a reader holds one. */
+#define PG_CHUNK_BYTES (256 * 1024)
+/* Parameters of one prepared statement at most. */
+#define PG_MAX_PARAMS 12
+/* Rows per multi-row INSERT (events, workers, labels): 4 parameters a row
+ * stays far below PostgreSQL's 65535. */
+#define PG_ROWS_PER_INSERT 1000
+
+typedef enum pg_stmt_id {
+    PS_NOW,
+    PS_RUN_BY_NAME,
+    PS_RUN_BY_NAME_LOCKED,
+    PS_RUNS_AFTER,
+    PS_RUN_INSERT,
+    PS_WORKERS,
+    PS_COMPLETED,
+    PS_COMPLETIONS,
+    PS_WORKER_SEQ,
+    PS_WORKER_SET_COMPLETED,
+    PS_LABELS,
+    PS_EVENTS_FROM,
+    PS_DEDUP_GET,
+    PS_DEDUP_PUT,
+    PS_CKPT_INSERT,
+    PS_CKPT_WORKERS,
+    PS_CKPT_LIST,
+    PS_CKPT_BY_ID,
+    PS_CKPT_LATEST,
+    PS_CKPT_DELETE,
+    PS_LEASE_GET,
+    PS_LEASE_PUT,
+    PS_PIN_INSERT,
+    PS_PIN_DELETE,
+    PS_PINNED,
+    PS_CKPT_LOCK,
+    PS_STAGE_NEW,
+    PS_STAGE_CHUNK,
+    PS_STAGE_DROP,
+    PS_BLOB_LINK,
+    PS_BLOB_MOVE_STAGE,
+    PS_BLOB_UNREF,
+    PS_BLOB_DROP,
+    PS_BLOB_SIZE,
+    PS_BLOB_CHUNK,
+    PG_N_STMT
+} pg_stmt_id;
+
+/* A connection; its txn is what callers hold while it is in use. */
+typedef struct pg_conn {
+    srv_txn txn;
+    PGconn *pg;
+    bool prepared[PG_N_STMT];     /* on this session; cleared by a reconnect */
+    bool in_txn;                  /* BEGIN sent, no COMMIT/ROLLBACK yet */
+    struct pg_conn *next_free;
+} pg_conn;
+
+typedef struct pg_store {
+    srv_store base;
+    char *dsn;
+    pg_conn writer;               /* the ledger's transaction */
+    pg_conn *pool;                /* read snapshots, pins, stages, blob reads */
+    int n_pool;
+    pg_conn *free_pool;
+    pthread_mutex_t mu;           /* the pool */
+    pthread_cond_t cv;
+    /* LISTEN cairn_events on a connection of its own, on a thread of its
+     * own, when the config asks to be told of commits (pg.c). */
+    void (*on_committed)(void *ctx, const char *run_id, uint64_t last_seq);
+    void *on_committed_ctx;
+    pg_conn listener;
+    pthread_t listen_thread;
+    bool listening;
+    int wake[2];                  /* a byte in wake[1] stops the listener */
+} pg_store;
+
+/* The channel every replica's commits of events are announced on:
+ * payload "<last_seq> <run_id>". */
+#define PG_CHANNEL "cairn_events"
+
+static inline pg_store *pg_from(srv_store *st)
+{
+    return (pg_store *)st;
+}
+
+static inline pg_conn *pg_conn_of(srv_txn *t)
+{
+    return (pg_conn *)t;
+}
+
+/* Parameters of a statement: text, or binary for bytea. */
+typedef struct pg_params {
+    int n;
+    const char *v[PG_MAX_PARAMS];
+    int len[PG_MAX_PARAMS];
+    int fmt[PG_MAX_PARAMS];
+    char num[PG_MAX_PARAMS][24];
+} pg_params;
+
+void pg_text(pg_params *p, const char *s);
+void pg_i64(pg_params *p, int64_t v);
+void pg_bytes(pg_params *p, const void *data, size_t len);
+
+/* ---- pg.c: connections, statements, errors ---- */
+
+/* Maps a failed statement (r may be NULL: the connection's error) to a
+ * cairn error naming what was being done: connection lost or the server
+ * shutting down UNAVAILABLE, a unique key taken ABORTED (backend.h),
+ * serialization failure or deadlock ABORTED, disk full
+ * RESOURCE_EXHAUSTED with a pushback, corruption DATA_LOSS, the rest
+ * UNAVAILABLE. */
+srv_code pg_fail(pg_conn *c, const PGresult *r, const char *what, srv_error *err);
+/* Runs prepared statement id (preparing it on first use on this session)
+ * with results in binary. Returns the result, which the caller PQclears,
+ * or NULL with *err filled. */
+PGresult *pg_run(pg_conn *c, pg_stmt_id id, const pg_params *p, const char *what,
+                 srv_error *err);
+/* The same, dropping the result; *rows gets the rows it touched when not
+ * NULL. */
+srv_code pg_do(pg_conn *c, pg_stmt_id id, const pg_params *p, const char *what, int64_t *rows,
+               srv_error *err);
+/* Runs SQL text with n parameters (not prepared; for multi-row inserts
+ * whose shape depends on their row count). */
+srv_code pg_do_sql(pg_conn *c, const char *sql, int n, const char *const *v, const int *len,
+                   const int *fmt, const char *what, srv_error *err);
+/* SQL without parameters, possibly several statements. */
+srv_code pg_exec(pg_conn *c, const char *sql, const char *what, srv_error *err);
+
+int64_t pg_col_i64(const PGresult *r, int row, int col);
+/* A text column copied into the arena ("" when NULL). */
+const char *pg_col_text(srv_arena *a, const PGresult *r, int row, int col);
+/* One text column of every row of a statement taking one integer. */
+srv_code pg_read_strings(pg_conn *c, srv_arena *a, pg_stmt_id id, int64_t key, char ***out,
+                         size_t *n, srv_error *err);
+
+/* A pool connection, waiting for one to be free; reconnects a lost one.
+ * NULL with *err filled when the database cannot be reached. */
+pg_conn *pg_take(pg_store *s, srv_error *err);
+void pg_give(pg_store *s, pg_conn *c);
+
+/* A growing string for SQL text built at run time. */
+typedef struct pg_sql {
+    char *p;
+    size_t len, cap;
+    bool failed;
+} pg_sql;
+void pg_sql_add(pg_sql *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- runs.c: runs, the event log, workers ---- */
+
+srv_code pg_run_find(srv_txn *t, srv_arena *a, const char *run_id, srv_run_head *out,
+                     bool *found, srv_error *err);
+srv_code pg_run_get(srv_txn *t, srv_arena *a, const char *run_id, srv_run_rec *out,
+                    bool *found, srv_error *err);
+srv_code pg_runs_list(srv_txn *t, srv_arena *a, int64_t after, uint32_t limit,
+                      srv_run_rec **out, size_t *n, srv_error *err);
+srv_code pg_run_insert(srv_txn *t, const char *run_id, char *const *workers, size_t n_workers,
+                       const srv_label *labels, size_t n_labels, int64_t now_us, int64_t *ref,
+                       srv_error *err);
+srv_code pg_events_insert(srv_txn *t, const srv_run_head *run, Cairn__V1__Event *const *events,
+                          size_t n, int64_t now_us, srv_error *err);
+srv_code pg_events_read(srv_txn *t, srv_arena *a, const srv_run_head *run, uint64_t from_seq,
+                        uint32_t max_events, size_t max_bytes, Cairn__V1__Event ***out,
+                        size_t *n, srv_error *err);
+srv_code pg_worker_get(srv_txn *t, const srv_run_head *run, const char *worker_id,
+                       bool *is_worker, uint64_t *completed_seq, srv_error *err);
+srv_code pg_worker_complete(srv_txn *t, const srv_run_head *run, const char *worker_id,
+                            uint64_t seq, srv_error *err);
+srv_code pg_completions(srv_txn *t, srv_arena *a, const srv_run_head *run,
+                        srv_completion **out, size_t *n, srv_error *err);
+
+/* ---- leases.c ---- */
+
+srv_code pg_lease_get(srv_txn *t, srv_arena *a, const srv_run_head *run, const char *worker_id,
+                      srv_lease_rec *out, srv_error *err);
+srv_code pg_lease_put(srv_txn *t, const srv_run_head *run, const char *worker_id,
+                      const srv_lease_rec *l, srv_error *err);
+
+/* ---- checkpoints.c: checkpoints and pins ---- */
+
+srv_code pg_checkpoint_insert(srv_txn *t, const srv_run_head *run, const srv_checkpoint_rec *c,
+                              srv_error *err);
+srv_code pg_checkpoint_delete(srv_txn *t, const srv_run_head *run, const char *checkpoint_id,
+                              srv_error *err);
+srv_code pg_checkpoint_get(srv_txn *t, srv_arena *a, const srv_run_head *run,
+                           const char *checkpoint_id, srv_checkpoint_rec *out, bool *found,
+                           srv_error *err);
+srv_code pg_checkpoints_list(srv_txn *t, srv_arena *a, const srv_run_head *run,
+                             const char *after, uint32_t limit, bool full,
+                             srv_checkpoint_rec **out, size_t *n, srv_error *err);
+srv_code pg_pin_add(srv_store *st, const char *run_id, const char *checkpoint_id,
+                    int64_t expires_us, int64_t *pin, srv_error *err);
+srv_code pg_pin_remove(srv_store *st, int64_t pin, srv_error *err);
+srv_code pg_pinned(srv_txn *t, const char *run_id, const char *checkpoint_id, int64_t now_us,
+                   bool *pinned, srv_error *err);
+
+/* ---- blobs.c: snapshot bytes as chunk rows ---- */
+
+/* Removes stages that no process has written to for PG_STAGE_ABANDONED_S
+ * (their uploader died), with their chunks. */
+srv_code pg_blobs_sweep(pg_store *s, srv_error *err);
+#define PG_STAGE_ABANDONED_S 3600
+
+srv_code pg_stage_begin(srv_store *st, srv_blob_stage **out, srv_error *err);
+srv_code pg_stage_write(srv_blob_stage *b, const uint8_t *data, size_t len, srv_error *err);
+srv_code pg_stage_finish(srv_blob_stage *b, const char *sha256, srv_error *err);
+void pg_stage_free(srv_blob_stage *b);
+srv_code pg_blob_link(srv_txn *t, srv_blob_stage *b, uint64_t size, srv_error *err);
+srv_code pg_blob_unlink(srv_txn *t, const char *sha256, srv_error *err);
+srv_code pg_blob_open(srv_store *st, const char *sha256, srv_blob_reader **out, srv_error *err);
+srv_code pg_blob_read(srv_blob_reader *r, uint8_t *buf, size_t cap, size_t *n, srv_error *err);
+void pg_blob_close(srv_blob_reader *r);
+
+#endif
