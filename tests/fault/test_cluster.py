@@ -24,10 +24,10 @@ REPLICAS = 3
 REQUESTS = 6000
 
 
-class ClusterTest(test_fault.FaultTest):
+class ClusterTest(test_fault.Harness):
     def setUp(self):
         super().setUp()
-        self.pg = pgcluster.PgCluster(self.dir)
+        self.pg = pgcluster.PgCluster()  # not in self.dir: its user must reach it
         self.pg.start()
         self.replicas = [self.start_replica(i) for i in range(REPLICAS)]
 

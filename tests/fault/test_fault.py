@@ -108,7 +108,10 @@ def bench(target, *flags):
                             preexec_fn=die_with_parent)
 
 
-class FaultTest(unittest.TestCase):
+class Harness(unittest.TestCase):
+    """A temp dir, the processes a test started (killed at its end), and
+    the exactly-once verdict of cairn-bench --verify."""
+
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="cairn-fault-")
         self.data = os.path.join(self.dir, "data")
@@ -120,6 +123,9 @@ class FaultTest(unittest.TestCase):
             if p.poll() is None:
                 p.kill()
                 p.wait()
+            for pipe in (p.stdout, p.stderr):
+                if pipe:
+                    pipe.close()
         self.log.close()
         if not os.environ.get("CAIRN_TEST_KEEP"):
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -147,6 +153,8 @@ class FaultTest(unittest.TestCase):
         self.assertRegex(out, r"verify: %d events, seqs 1\.\.%d dense, 0 duplicates, 0 missing, "
                               r"0 committed but unacknowledged, 0 foreign" % (events, events))
 
+
+class FaultTest(Harness):
     def test_ten_percent_lost_responses_give_exactly_10000_events(self):
         server = self.start_cairnd()
         proxy = self.start_proxy(server.port, "--seed", "7", "--lose", "0.1")
