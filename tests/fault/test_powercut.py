@@ -130,6 +130,22 @@ class Cairnd:
         self.channel = channel(self.target)
         self.stub = pb_grpc.CoordinatorStub(self.channel)
 
+    def assert_clean_log(self):
+        """cairnd's log holds no sanitizer report."""
+        with open(self.log_path, errors="replace") as f:
+            text = f.read()
+        for bad in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if bad in text:
+                raise AssertionError("cairnd's log: %s" % text[max(0, text.index(bad) - 200):][:3000])
+
+    def assert_clean(self):
+        """cairnd still runs (a sanitizer's report or a crash would have
+        ended it) and its log holds no sanitizer report."""
+        self.assert_clean_log()
+        if self.proc.poll() is not None:
+            raise AssertionError("cairnd exited (%s) before the cut:\n%s" % (
+                self.proc.returncode, self.log_tail()))
+
     def log_tail(self):
         with open(self.log_path, errors="replace") as f:
             return f.read()[-3000:]
@@ -343,14 +359,14 @@ def wait_acked(book, n, threads):
 # ---- the check ----
 
 class Verdict:
-    KINDS = ("lost", "duplicates", "never_sent", "misplaced", "failed_applied", "seq_gaps",
+    KINDS = ("lost", "partial", "duplicates", "never_sent", "misplaced", "failed_applied", "seq_gaps",
              "checkpoints_lost", "checkpoints_duplicated", "checkpoints_bad", "integrity",
              "replay_mismatch", "leases")
 
     def __init__(self):
         self.counts = dict.fromkeys(self.KINDS, 0)
         self.notes = []
-        self.acked_events = self.unknown_ops = self.unknown_present = 0
+        self.acked_events = self.unknown_ops = self.unknown_present = self.lost_events = 0
 
     def bad(self, kind, note):
         self.counts[kind] += 1
@@ -364,9 +380,10 @@ class Verdict:
     def __str__(self):
         head = "PASS" if self.ok else "FAIL"
         nz = ", ".join("%s %d" % kv for kv in self.counts.items() if kv[1])
-        return "%s%s (acked events checked %d, unknown ops %d, of which present %d)%s" % (
-            head, " " + nz if nz else "", self.acked_events, self.unknown_ops,
-            self.unknown_present, "".join("\n  " + n for n in self.notes))
+        return ("%s%s (acked events checked %d, of which lost %d; unknown ops %d, of which "
+                "present %d)%s" % (head, " " + nz if nz else "", self.acked_events,
+                                   self.lost_events, self.unknown_ops, self.unknown_present,
+                                   "".join("\n  " + n for n in self.notes)))
 
 
 def read_log(stub, run_id):
@@ -435,6 +452,7 @@ def check_run(stub, run_id, ops, v):
             if op.status == "acked":
                 v.acked_events += len(op.payloads)
                 if 0 in counts:
+                    v.lost_events += counts.count(0)
                     v.bad("lost", "%s (acked, seqs %d..%d)" % (op.key, op.result.first_seq,
                                                                op.result.last_seq))
                 elif max(counts) > 1:
@@ -449,7 +467,7 @@ def check_run(stub, run_id, ops, v):
                 if max(counts) > 1:
                     v.bad("duplicates", "%s (unknown) at seqs %s" % (op.key, seqs))
                 elif min(counts) != max(counts):
-                    v.bad("lost", "%s (unknown) only partly there: %s" % (op.key, seqs))
+                    v.bad("partial", "%s (unknown) only partly there: %s" % (op.key, seqs))
             elif max(counts) > 0:
                 v.bad("failed_applied", "%s (%s) at seqs %s" % (op.key, op.status, seqs))
         elif op.kind == "complete":
@@ -624,6 +642,7 @@ def cut_round(s, server, book, run_id, seed, extra_env=None):
     cut_at = book.acked + rng.randint(20, 300)
     threads = drive(book, server.stub, run_id, seed)
     wait_acked(book, cut_at, threads)
+    server.assert_clean()
     book.cut = True
     server.kill(close=False)  # the callers' calls fail; none may use a closed channel
     for t in threads:
@@ -657,6 +676,8 @@ class PowerCut(unittest.TestCase):
                 server = Cairnd(s.data, s.log, s.side)
                 for rid, ops in book.runs.items():
                     check_run(server.stub, rid, ops, v)
+                acked_now = sum(len(o.payloads) for o in book.runs[run_id]
+                                if o.kind == "append" and o.status == "acked")
                 resend(book, server.stub, run_id, v)
                 after = Verdict()
                 for rid, ops in book.runs.items():
@@ -665,7 +686,7 @@ class PowerCut(unittest.TestCase):
                 seen["wal_syncs"] += counts["syncs cairn.db-wal"]
                 seen["blobs"] += sum(n for k, n in counts.items() if k.startswith("data blobs/"))
                 seen["dir_syncs"] += counts["syncs ."] + counts["syncs blobs"]
-                totals["acked"] += v.acked_events
+                totals["acked"] += acked_now
                 totals["unknown"] += v.unknown_ops
                 totals["present"] += v.unknown_present
                 totals["undone"] += counts["undone"]
@@ -678,11 +699,13 @@ class PowerCut(unittest.TestCase):
                 self.assertTrue(v.ok, "round %d (seed %d): %s" % (r, seed * 1000 + r, v))
                 self.assertTrue(after.ok, "round %d after resending: %s" % (r, after))
             self.assertEqual(server.stop(), 0)
+            server.assert_clean_log()
             final = Verdict()
             integrity(s.data, s.root, final)
             self.assertTrue(final.ok, str(final))
-            print("powercut: %d/%d rounds passed, %d acked events checked, %d unknown ops "
-                  "(%d present), %d records undone (%d WAL writes); shim saw %s" % (
+            print("powercut: %d/%d rounds passed, %d acknowledged events (each rechecked in "
+                  "every later round), %d unknown ops (%d present after the cut), %d records "
+                  "undone (%d WAL writes); shim saw %s" % (
                       rounds, rounds, totals["acked"], totals["unknown"], totals["present"],
                       totals["undone"], totals["wal_undone"], seen), file=sys.stderr)
             # The shim was in the path: SQLite's WAL and the blob files
@@ -698,7 +721,7 @@ class PowerCut(unittest.TestCase):
 
     def test_control_synchronous_off_loses_acknowledged_events(self):
         rounds = 3
-        failed = lost = 0
+        failed = lost = lost_events = 0
         for r in range(rounds):
             s = Scratch("powercut-sync-off")
             book = Book()
@@ -716,15 +739,17 @@ class PowerCut(unittest.TestCase):
                 print("control sync off, round %d: cut after %d acks: %s" % (r, cut_at, v),
                       file=sys.stderr)
                 failed += not v.ok
-                lost += v.counts["lost"]
+                lost += v.counts["lost"] + v.counts["checkpoints_lost"]
+                lost_events += v.lost_events
                 self.assertGreater(v.counts["lost"], 0, str(v))
-                server.stop()
+                self.assertEqual(server.stop(), 0)
+                server.assert_clean_log()
             finally:
                 if server.proc.poll() is None:
                     server.kill()
                 s.close()
-        print("control sync off: checker failed %d/%d rounds, %d acknowledged operations lost"
-              % (failed, rounds, lost), file=sys.stderr)
+        print("control sync off: checker failed %d/%d rounds, %d acknowledged operations lost "
+              "(%d acknowledged events)" % (failed, rounds, lost, lost_events), file=sys.stderr)
 
     def no_dedup_round(self, no_dedup):
         s = Scratch("powercut-no-dedup")
@@ -746,6 +771,7 @@ class PowerCut(unittest.TestCase):
             with open(s.log, errors="replace") as f:
                 said = f.read()
             self.assertEqual(server.stop(), 0)
+            server.assert_clean_log()
             return v, totals, said
         finally:
             ch.close()
