@@ -27,6 +27,12 @@
 #define SRV_DEFAULT_KEEPALIVE_TIME_MS 60000
 #define SRV_DEFAULT_KEEPALIVE_TIMEOUT_MS 20000
 #define SRV_DEFAULT_MAX_CONNECTION_IDLE_MS 300000
+/* A quarter of a 4 GiB server; 256 requests at the 4 MiB message limit. */
+#define SRV_DEFAULT_GRPC_MEMORY_BYTES (1024LL * 1024 * 1024)
+/* One message at the limit (4 MiB) must fit, or every large call is cut. */
+#define SRV_GRPC_MEMORY_MIN (4LL * 1024 * 1024)
+/* Eight runs' worth of the per-run ring (8 MiB), shared by every watched run. */
+#define SRV_DEFAULT_WATCH_RING_BYTES (64LL * 1024 * 1024)
 
 /* True when cairnd may serve on listen without --insecure, because only
  * this machine can reach it:
@@ -61,6 +67,8 @@ typedef struct srv_config {
     int max_watchers;              /* WatchEvents streams at once */
     int64_t ledger_max_queue_bytes; /* writes waiting for the writer, by size */
     int max_connection_idle_ms;    /* GOAWAY a connection without calls this long; 0 never */
+    int64_t grpc_memory_bytes;     /* gRPC resource quota; 0: gRPC's own (no limit) */
+    int64_t watch_ring_bytes;      /* watch rings of all runs together */
 } srv_config;
 
 typedef enum srv_config_result {

@@ -76,6 +76,7 @@ struct srv_watch {
     watcher *all;
     int watchers;                 /* served or being set up (under mu) */
     int max_watchers;             /* 0: no cap */
+    size_t ring_budget;           /* all rings together; SIZE_MAX: none */
     atomic_bool stopping;
     bool quit;
     pthread_t thread;
@@ -520,6 +521,7 @@ srv_code srv_watch_start(srv_store *st, srv_watch **out, srv_error *err)
     if (!h)
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
     h->store = st;
+    h->ring_budget = SIZE_MAX;
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cv, NULL);
     if (pthread_create(&h->thread, NULL, dispatcher, h) != 0) {
@@ -537,6 +539,26 @@ void srv_watch_limit(srv_watch *h, int max_watchers)
     pthread_mutex_lock(&h->mu);
     h->max_watchers = max_watchers;
     pthread_mutex_unlock(&h->mu);
+}
+
+void srv_watch_ring_budget(srv_watch *h, size_t bytes)
+{
+    pthread_mutex_lock(&h->mu);
+    h->ring_budget = bytes;
+    pthread_mutex_unlock(&h->mu);
+}
+
+size_t srv_watch_ring_bytes(srv_watch *h, size_t *peak)
+{
+    size_t held = 0;
+    pthread_mutex_lock(&h->mu);
+    for (size_t b = 0; b < BUCKETS; b++)
+        for (feed *f = h->buckets[b]; f; f = f->next)
+            held += f->bytes + f->count * sizeof(entry);
+    pthread_mutex_unlock(&h->mu);
+    if (peak)
+        *peak = held; /* not tracked yet */
+    return held;
 }
 
 void srv_watch_close_all(srv_watch *h)
