@@ -589,13 +589,15 @@ static void assert_within_budget(fx *f, size_t budget)
                  peak, budget);
 }
 
-/* Ends s as at shutdown and frees it. */
-static void end_watch(fx *f, fake *s)
+/* Ends the n streams of s as at shutdown and frees them. */
+static void end_watches(fx *f, fake *s, size_t n)
 {
     srv_watch_close_all(f->hub);
-    assert_ended_once(s, SRV_UNAVAILABLE);
-    client_close(s);
-    fake_destroy(s);
+    for (size_t i = 0; i < n; i++) {
+        assert_ended_once(&s[i], SRV_UNAVAILABLE);
+        client_close(&s[i]);
+        fake_destroy(&s[i]);
+    }
 }
 
 /* 16 watched runs of 16 KiB events: 4 MiB a round, 16 MiB in all, each
@@ -636,8 +638,8 @@ static void many_watched_runs_of_big_events_hold_at_most_the_budget_and_lose_no_
         assert_false(in_flight(&s[r]));
         assert_int_equal(n_sent(&s[r]), BUDGET_ROUNDS * BUDGET_EVENTS);
         assert_int_equal(fails(&s[r]), 0);
-        end_watch(f, &s[r]);
     }
+    end_watches(f, s, BUDGET_RUNS);
     free(s);
 }
 
@@ -662,7 +664,7 @@ static void a_budget_of_zero_keeps_no_event_and_the_watcher_gets_each_from_the_s
     assert_false(in_flight(&s));
     assert_int_equal(n_sent(&s), 17);
     assert_within_budget(f, 0);
-    end_watch(f, &s);
+    end_watches(f, &s, 1);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
