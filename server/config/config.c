@@ -97,7 +97,7 @@ static const struct setting {
      "a watcher behind them reads the store (default 67108864)"},
     {OPT_GRPC_MEMORY, "grpc-memory-bytes", "CAIRN_GRPC_MEMORY_BYTES", "BYTES",
      "gRPC resource quota: memory the transport may buffer for all connections and calls, "
-     "0 (gRPC's own: no limit) or 4194304..2^50; past it gRPC closes idle connections and "
+     "0 (gRPC's own: no limit) or 16777216..2^50; past it gRPC closes idle connections and "
      "cancels calls with RESOURCE_EXHAUSTED (default 1073741824)"},
     {OPT_LEDGER_QUEUE_BYTES, "max-queued-write-bytes", "CAIRN_MAX_QUEUED_WRITE_BYTES", "BYTES",
      "writes waiting for the writer, by their requests' size, 1..2^40; past it "
