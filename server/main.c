@@ -114,6 +114,7 @@ int main(int argc, char **argv)
     srv_ledger_limit_bytes(app.ledger, (size_t)cfg.ledger_max_queue_bytes);
     srv_watch_limit(app.watch, cfg.max_watchers);
     srv_watch_use_pool(app.watch, app.io);
+    srv_watch_ring_budget(app.watch, (size_t)cfg.watch_ring_bytes);
 
     srv_rpc_global_init();
     size_t n_methods;
@@ -125,6 +126,7 @@ int main(int argc, char **argv)
         .keepalive_time_ms = cfg.keepalive_time_ms,
         .keepalive_timeout_ms = cfg.keepalive_timeout_ms,
         .max_connection_idle_ms = cfg.max_connection_idle_ms,
+        .memory_bytes = (size_t)cfg.grpc_memory_bytes,
         .methods = srv_dispatch_methods(&n_methods),
         .on_call = srv_dispatch_call,
         .app = &app,

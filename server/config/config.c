@@ -40,6 +40,8 @@ enum {
     OPT_MAX_WATCHERS,
     OPT_PG_DSN,
     OPT_PG_POOL_SIZE,
+    OPT_GRPC_MEMORY,
+    OPT_WATCH_RING_BYTES,
 };
 
 /* One row per setting: flag, env twin, help. The table drives getopt, the
@@ -104,6 +106,13 @@ static const struct setting {
     {OPT_MAX_WATCHERS, "max-watchers", "CAIRN_MAX_WATCHERS", "N",
      "WatchEvents streams open at once, 1..1000000; more get RESOURCE_EXHAUSTED with a "
      "pushback (default 10000)"},
+    {OPT_WATCH_RING_BYTES, "watch-ring-bytes", "CAIRN_WATCH_RING_BYTES", "BYTES",
+     "recent events kept in memory for WatchEvents, all watched runs together, 0..2^40; "
+     "a watcher behind them reads the store (default 67108864)"},
+    {OPT_GRPC_MEMORY, "grpc-memory-bytes", "CAIRN_GRPC_MEMORY_BYTES", "BYTES",
+     "gRPC resource quota: memory the transport may buffer for all connections and calls, "
+     "0 (gRPC's own: no limit) or 16777216..2^50; past it gRPC closes idle connections and "
+     "cancels calls with RESOURCE_EXHAUSTED (default 1073741824)"},
     {OPT_LEDGER_QUEUE_BYTES, "max-queued-write-bytes", "CAIRN_MAX_QUEUED_WRITE_BYTES", "BYTES",
      "writes waiting for the writer, by their requests' size, 1..2^40; past it "
      "RESOURCE_EXHAUSTED with a pushback (default 268435456)"},
@@ -246,6 +255,13 @@ static int apply(srv_config *cfg, const struct setting *st, const char *v,
     case OPT_MAX_WATCHERS:
         ok = parse_int(v, 1, 1000000, &cfg->max_watchers) == 0;
         break;
+    case OPT_WATCH_RING_BYTES:
+        ok = parse_i64(v, 0, 1LL << 40, &cfg->watch_ring_bytes) == 0;
+        break;
+    case OPT_GRPC_MEMORY:
+        ok = parse_i64(v, 0, 1LL << 50, &cfg->grpc_memory_bytes) == 0 &&
+             (cfg->grpc_memory_bytes == 0 || cfg->grpc_memory_bytes >= SRV_GRPC_MEMORY_MIN);
+        break;
     case OPT_LEDGER_QUEUE_BYTES:
         ok = parse_i64(v, 1, 1LL << 40, &cfg->ledger_max_queue_bytes) == 0;
         break;
@@ -298,6 +314,8 @@ static void defaults(srv_config *cfg)
     cfg->transfer_idle_ms = SRV_DEFAULT_TRANSFER_IDLE_MS;
     cfg->max_staged_bytes = SRV_DEFAULT_MAX_STAGED_BYTES;
     cfg->pg_pool_size = SRV_DEFAULT_PG_POOL_SIZE;
+    cfg->grpc_memory_bytes = SRV_DEFAULT_GRPC_MEMORY_BYTES;
+    cfg->watch_ring_bytes = SRV_DEFAULT_WATCH_RING_BYTES;
 }
 
 srv_config_result srv_config_parse(srv_config *cfg, int argc, char **argv)

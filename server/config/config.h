@@ -30,6 +30,14 @@
 #define SRV_DEFAULT_MAX_CONNECTION_IDLE_MS 300000
 #define SRV_DEFAULT_PG_POOL_SIZE 8
 #define SRV_PG_POOL_MAX 1000
+/* A quarter of a 4 GiB server; 256 requests at the 4 MiB message limit. */
+#define SRV_DEFAULT_GRPC_MEMORY_BYTES (1024LL * 1024 * 1024)
+/* Four messages at the limit (4 MiB): a call at the limit takes two to
+ * three times its size of the quota while it is read; under a 4 MiB quota
+ * every such call was cut, under 8 MiB 2 in 20, one at a time. */
+#define SRV_GRPC_MEMORY_MIN (16LL * 1024 * 1024)
+/* Eight runs' worth of the per-run ring (8 MiB), shared by every watched run. */
+#define SRV_DEFAULT_WATCH_RING_BYTES (64LL * 1024 * 1024)
 
 /* True when cairnd may serve on listen without --insecure, because only
  * this machine can reach it:
@@ -67,6 +75,8 @@ typedef struct srv_config {
     int max_connection_idle_ms;    /* GOAWAY a connection without calls this long; 0 never */
     char pg_dsn[4096];             /* --store postgres: libpq DSN (no password on the command line) */
     int pg_pool_size;              /* --store postgres: pool connections besides the writer's */
+    int64_t grpc_memory_bytes;     /* gRPC resource quota; 0: gRPC's own (no limit) */
+    int64_t watch_ring_bytes;      /* watch rings of all runs together */
 } srv_config;
 
 typedef enum srv_config_result {

@@ -27,8 +27,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A feed keeps at most this much of its newest log in memory. */
-enum { RING_EVENTS = 4096, RING_BYTES = 8 * 1024 * 1024, PAGE_EVENTS = 256, BUCKETS = 256 };
+/* A feed keeps at most this much of its newest log in memory (and all
+ * feeds together at most the hub's ring budget). Its ring of slots grows
+ * by doubling from RING_MIN_SLOTS and shrinks by half once a quarter
+ * full, so a watched run that holds few events costs few slots. */
+enum {
+    RING_EVENTS = 4096,
+    RING_MIN_SLOTS = 16,
+    RING_BYTES = 8 * 1024 * 1024,
+    PAGE_EVENTS = 256,
+    BUCKETS = 256,
+};
 #define PAGE_BYTES (1024 * 1024)
 
 typedef struct entry {
@@ -47,10 +56,15 @@ typedef struct feed {
     bool queued;
     uint64_t last_seq;            /* committed and readable */
     uint64_t target;              /* the highest seq announced by a commit */
-    entry *ring;                  /* seqs ring[head].seq .. + count - 1 */
-    size_t head, count, bytes;
+    entry *ring;                  /* slots entries: seqs ring[head].seq .. + count - 1 */
+    size_t slots, head, count;
+    size_t bytes;                 /* charged to the budget: RING_CHARGE of each event */
+    struct feed *lru_prev, *lru_next; /* on the hub's list while count > 0 */
     watcher *parked;
 } feed;
+
+/* What one held event counts against the budgets: its bytes and its slot. */
+#define RING_CHARGE(len) ((len) + sizeof(entry))
 
 struct watcher {
     srv_job job;                  /* a page read, on the hub's I/O pool */
@@ -78,6 +92,10 @@ struct srv_watch {
     watcher *all;
     int watchers;                 /* served or being set up (under mu) */
     int max_watchers;             /* 0: no cap */
+    size_t ring_budget;           /* all rings together; SIZE_MAX: none */
+    size_t ring_held, ring_peak;  /* charged now, and the most at once */
+    size_t ring_feeds;            /* feeds holding events: the list below */
+    feed *lru_head, *lru_tail;    /* least recently filled first */
     atomic_bool stopping;
     bool quit;
     pthread_t thread;
@@ -100,11 +118,125 @@ static feed *find_feed(srv_watch *h, const char *run_id)
     return f;
 }
 
-static void ring_clear(feed *f)
+/* hub->mu held: takes f off the list of feeds holding events. */
+static void lru_remove(srv_watch *h, feed *f)
+{
+    if (f->lru_prev)
+        f->lru_prev->lru_next = f->lru_next;
+    else if (h->lru_head == f)
+        h->lru_head = f->lru_next;
+    else
+        return; /* not on it */
+    if (f->lru_next)
+        f->lru_next->lru_prev = f->lru_prev;
+    else
+        h->lru_tail = f->lru_prev;
+    f->lru_prev = f->lru_next = NULL;
+    h->ring_feeds--;
+}
+
+/* hub->mu held: puts f last on the list, as the feed filled most recently. */
+static void lru_touch(srv_watch *h, feed *f)
+{
+    lru_remove(h, f);
+    f->lru_prev = h->lru_tail;
+    if (h->lru_tail)
+        h->lru_tail->lru_next = f;
+    else
+        h->lru_head = f;
+    h->lru_tail = f;
+    h->ring_feeds++;
+}
+
+/* hub->mu held: frees every event of f's ring and the ring itself. */
+static void ring_clear(srv_watch *h, feed *f)
 {
     for (size_t i = 0; i < f->count; i++)
-        free(f->ring[(f->head + i) % RING_EVENTS].msg);
-    f->head = f->count = f->bytes = 0;
+        free(f->ring[(f->head + i) % f->slots].msg);
+    h->ring_held -= f->bytes;
+    lru_remove(h, f);
+    free(f->ring);
+    f->ring = NULL;
+    f->slots = f->head = f->count = f->bytes = 0;
+}
+
+/* Moves f's events into a ring of n (>= count) slots; false when out of
+ * memory (the ring is unchanged). */
+static bool ring_resize(feed *f, size_t n)
+{
+    entry *ring = malloc(n * sizeof *ring);
+    if (!ring)
+        return false;
+    for (size_t i = 0; i < f->count; i++)
+        ring[i] = f->ring[(f->head + i) % f->slots];
+    free(f->ring);
+    f->ring = ring;
+    f->slots = n;
+    f->head = 0;
+    return true;
+}
+
+/* hub->mu held: drops f's oldest event (f->count > 0). */
+static void ring_pop(srv_watch *h, feed *f)
+{
+    entry *old = &f->ring[f->head];
+    f->bytes -= RING_CHARGE(old->len);
+    h->ring_held -= RING_CHARGE(old->len);
+    free(old->msg);
+    f->head = (f->head + 1) % f->slots;
+    if (--f->count == 0)
+        ring_clear(h, f);
+    else if (f->slots > RING_MIN_SLOTS && f->count <= f->slots / 4)
+        ring_resize(f, f->slots / 2); /* on failure it just stays larger */
+}
+
+/* hub->mu held: makes room for need more bytes in the budget of all rings,
+ * f about to take them (need <= the budget). Fair and cheap: f gives up
+ * its own oldest events while it holds more than its share (the budget
+ * divided among the feeds holding events, f included), else the feed
+ * filled least recently gives up its oldest: its watchers have had the
+ * longest to read them, and a run no longer written does not keep memory
+ * that a busy run needs. */
+static void ring_make_room(srv_watch *h, feed *f, size_t need)
+{
+    while (h->ring_held + need > h->ring_budget) {
+        size_t feeds = h->ring_feeds + (f->count ? 0 : 1);
+        feed *victim = h->lru_head == f ? f->lru_next : h->lru_head;
+        if (!victim || (f->count && f->bytes + need > h->ring_budget / feeds))
+            victim = f;
+        ring_pop(h, victim);
+    }
+}
+
+/* hub->mu held: appends an encoded event (taking msg), keeping the ring
+ * contiguous and within its bounds and the hub's budget. An event that
+ * cannot be kept is freed: watchers then read it from the store. */
+static void ring_push(srv_watch *h, feed *f, uint64_t seq, uint8_t *msg, size_t len)
+{
+    size_t need = RING_CHARGE(len);
+    if (f->count && f->ring[(f->head + f->count - 1) % f->slots].seq + 1 != seq)
+        ring_clear(h, f); /* a gap: start over from here */
+    while (f->count && (f->count == RING_EVENTS || f->bytes + need > RING_BYTES))
+        ring_pop(h, f);
+    if (need > h->ring_budget) { /* not even alone: keep none, so no gap */
+        ring_clear(h, f);
+        free(msg);
+        return;
+    }
+    ring_make_room(h, f, need);
+    if (f->count == f->slots &&
+        !ring_resize(f, f->slots ? f->slots * 2 : RING_MIN_SLOTS)) {
+        ring_clear(h, f);
+        free(msg);
+        return;
+    }
+    f->ring[(f->head + f->count) % f->slots] = (entry){seq, msg, len};
+    f->count++;
+    f->bytes += need;
+    h->ring_held += need;
+    if (h->ring_held > h->ring_peak)
+        h->ring_peak = h->ring_held;
+    lru_touch(h, f);
 }
 
 /* hub->mu held: drops a reference, freeing the feed at the last. */
@@ -116,27 +248,8 @@ static void feed_unref(srv_watch *h, feed *f)
     while (*at != f)
         at = &(*at)->next;
     *at = f->next;
-    ring_clear(f);
-    free(f->ring);
+    ring_clear(h, f);
     free(f);
-}
-
-/* hub->mu held: appends an encoded event (taking msg), keeping the ring
- * contiguous and within its bounds. */
-static void ring_push(feed *f, uint64_t seq, uint8_t *msg, size_t len)
-{
-    if (f->count && f->ring[(f->head + f->count - 1) % RING_EVENTS].seq + 1 != seq)
-        ring_clear(f); /* a gap: start over from here */
-    while (f->count && (f->count == RING_EVENTS || f->bytes + len > RING_BYTES)) {
-        entry *old = &f->ring[f->head];
-        f->bytes -= old->len;
-        free(old->msg);
-        f->head = (f->head + 1) % RING_EVENTS;
-        f->count--;
-    }
-    f->ring[(f->head + f->count) % RING_EVENTS] = (entry){seq, msg, len};
-    f->count++;
-    f->bytes += len;
 }
 
 /* hub->mu held: a copy of the encoded event seq, or NULL if not held. */
@@ -147,7 +260,7 @@ static uint8_t *ring_copy(const feed *f, uint64_t seq, size_t *len)
     uint64_t first = f->ring[f->head].seq;
     if (seq < first || seq >= first + f->count)
         return NULL;
-    const entry *e = &f->ring[(f->head + (seq - first)) % RING_EVENTS];
+    const entry *e = &f->ring[(f->head + (seq - first)) % f->slots];
     uint8_t *copy = malloc(e->len ? e->len : 1);
     if (copy) {
         memcpy(copy, e->msg, e->len);
@@ -400,10 +513,8 @@ void srv_watch_serve(srv_watch *h, const srv_watch_stream *stream, const char *r
     /* The feed first, so no commit after the read below goes unseen. */
     pthread_mutex_lock(&h->mu);
     feed *f = find_feed(h, run_id);
-    if (!f && (f = calloc(1, sizeof *f)) && !(f->ring = calloc(RING_EVENTS, sizeof *f->ring))) {
-        free(f);
-        f = NULL;
-    }
+    if (!f)
+        f = calloc(1, sizeof *f); /* its ring comes with its first event */
     if (f && !f->refs) {
         snprintf(f->run_id, sizeof f->run_id, "%s", run_id);
         size_t b = bucket(run_id);
@@ -472,7 +583,7 @@ static void fill(srv_watch *h, feed *f, uint64_t from, uint64_t to)
             size_t len;
             uint8_t *msg = srv_pack_heap(&page.events[i]->base, &len);
             if (msg)
-                ring_push(f, page.events[i]->seq, msg, len);
+                ring_push(h, f, page.events[i]->seq, msg, len);
         }
         pthread_mutex_unlock(&h->mu);
         uint64_t next = page.next_seq;
@@ -545,6 +656,7 @@ srv_code srv_watch_start(srv_store *st, srv_watch **out, srv_error *err)
     if (!h)
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
     h->store = st;
+    h->ring_budget = SIZE_MAX;
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cv, NULL);
     if (pthread_create(&h->thread, NULL, dispatcher, h) != 0) {
@@ -567,6 +679,23 @@ void srv_watch_limit(srv_watch *h, int max_watchers)
     pthread_mutex_lock(&h->mu);
     h->max_watchers = max_watchers;
     pthread_mutex_unlock(&h->mu);
+}
+
+void srv_watch_ring_budget(srv_watch *h, size_t bytes)
+{
+    pthread_mutex_lock(&h->mu);
+    h->ring_budget = bytes;
+    pthread_mutex_unlock(&h->mu);
+}
+
+size_t srv_watch_ring_bytes(srv_watch *h, size_t *peak)
+{
+    pthread_mutex_lock(&h->mu);
+    size_t held = h->ring_held;
+    if (peak)
+        *peak = h->ring_peak;
+    pthread_mutex_unlock(&h->mu);
+    return held;
 }
 
 void srv_watch_close_all(srv_watch *h)
@@ -603,8 +732,7 @@ void srv_watch_stop(srv_watch *h)
     for (size_t b = 0; b < BUCKETS; b++) {
         for (feed *f = h->buckets[b], *next; f; f = next) {
             next = f->next;
-            ring_clear(f);
-            free(f->ring);
+            ring_clear(h, f);
             free(f);
         }
     }

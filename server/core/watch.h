@@ -101,6 +101,21 @@ void srv_watch_limit(srv_watch *w, int max_watchers);
  * Without it (tests), reads run on that thread. Call before serving. */
 void srv_watch_use_pool(srv_watch *w, srv_pool *io);
 
+/* Caps the memory all feeds' rings hold together (the encoded events plus
+ * their ring slots) at bytes; SIZE_MAX, the default, leaves only each
+ * feed's own cap. When an event would pass the budget, the hub makes room:
+ * first from the feed being filled while it holds more than its share
+ * (the budget divided among the feeds holding events), then from the feed
+ * filled least recently, oldest events first; an event that cannot fit
+ * even then is not kept. A watcher that needs an event no longer held
+ * reads it from the store, so what it receives does not change. Any
+ * thread; applies from the next event kept. */
+void srv_watch_ring_budget(srv_watch *w, size_t bytes);
+
+/* What the rings of all feeds hold now, as counted against the budget;
+ * *peak (if not NULL) gets the most they ever held at once. Any thread. */
+size_t srv_watch_ring_bytes(srv_watch *w, size_t *peak);
+
 /* Ends every stream with UNAVAILABLE and refuses new ones; call before the
  * transport stops, so parked streams do not hold shutdown up. */
 void srv_watch_close_all(srv_watch *w);

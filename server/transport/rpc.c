@@ -103,6 +103,7 @@ struct srv_rpc {
     bool wd_stop;                 /* under wd_mu */
     bool wd_started;
     pthread_t wd_thread;
+    grpc_resource_quota *quota;   /* ours while the server runs; NULL: none */
 };
 
 void srv_rpc_global_init(void)
@@ -609,6 +610,8 @@ static void free_rpc(srv_rpc *rpc)
     pthread_mutex_destroy(&rpc->wd_mu);
     pthread_cond_destroy(&rpc->cv);
     pthread_mutex_destroy(&rpc->mu);
+    if (rpc->quota) /* the server's channel args held their own reference */
+        grpc_resource_quota_unref(rpc->quota);
     free(rpc);
 }
 
@@ -678,6 +681,23 @@ srv_code srv_rpc_start(const srv_rpc_config *cfg, srv_rpc **out,
     if (cfg->max_connection_idle_ms > 0)
         INT_ARG(GRPC_ARG_MAX_CONNECTION_IDLE_MS, cfg->max_connection_idle_ms);
 #undef INT_ARG
+    /* One memory quota over the whole transport: the listener hands it to
+     * every connection's reads and frames and to every call's arena. gRPC
+     * 1.51 never fails an allocation against it: past the quota it asks
+     * its reclaimers for memory, which GOAWAY connections without calls
+     * and then cancel calls of busy connections (RST_STREAM
+     * ENHANCE_YOUR_CALM, "Buffers full": RESOURCE_EXHAUSTED for the
+     * client), and it shrinks the flow-control windows it announces as
+     * the quota fills (docs/operations.md, "Overload"). */
+    if (cfg->memory_bytes > 0) {
+        rpc->quota = grpc_resource_quota_create("cairnd");
+        grpc_resource_quota_resize(rpc->quota, cfg->memory_bytes);
+        args[na].type = GRPC_ARG_POINTER;
+        args[na].key = (char *)GRPC_ARG_RESOURCE_QUOTA;
+        args[na].value.pointer.p = rpc->quota;
+        args[na].value.pointer.vtable = grpc_resource_quota_arg_vtable();
+        na++;
+    }
     grpc_channel_args cargs = {na, args};
     rpc->server = grpc_server_create(&cargs, NULL);
 

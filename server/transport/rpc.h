@@ -43,6 +43,9 @@ typedef struct srv_rpc_config {
     int keepalive_time_ms;        /* ping a connection after this long without reads */
     int keepalive_timeout_ms;     /* close it when the ping is unanswered this long */
     int max_connection_idle_ms;   /* GOAWAY a connection without calls; 0 never */
+    size_t memory_bytes;          /* gRPC resource quota over what the transport
+                                   * buffers (reads, frames, call arenas);
+                                   * 0: gRPC's own (unlimited) */
     const srv_rpc_method *methods;
     size_t n_methods;
     srv_rpc_on_call on_call;

@@ -66,7 +66,44 @@ static int setup(void **state)
     (void)state;
     unsetenv("CAIRN_LISTEN");
     unsetenv("CAIRN_INSECURE");
+    unsetenv("CAIRN_GRPC_MEMORY_BYTES");
+    unsetenv("CAIRN_WATCH_RING_BYTES");
     return 0;
+}
+
+/* srv_config_parse of "cairnd <flag> <value>" (or no flag when flag is
+ * NULL), with what it printed on stderr in out. */
+static srv_config_result parse_flag(const char *flag, const char *value, srv_config *cfg,
+                                    char *out, size_t cap)
+{
+    char *argv[] = {"cairnd", (char *)flag, (char *)value, NULL};
+    int argc = flag ? 3 : 1;
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    dup2(fileno(tmp), STDERR_FILENO);
+    srv_config_result rc = srv_config_parse(cfg, argc, argv);
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    rewind(tmp);
+    size_t n = fread(out, 1, cap - 1, tmp);
+    out[n] = '\0';
+    fclose(tmp);
+    return rc;
+}
+
+/* value must be refused with a message naming flag and the limit. */
+static void assert_flag_refused(const char *flag, const char *value, const char *limit)
+{
+    srv_config cfg;
+    char out[1024];
+    if (parse_flag(flag, value, &cfg, out, sizeof out) != SRV_CONFIG_EXIT_USAGE)
+        fail_msg("%s %s should be refused", flag, value);
+    if (!strstr(out, flag) || !strstr(out, limit) || !strstr(out, value))
+        fail_msg("refusing %s %s: expected the flag, the value and %s, got: %s", flag, value,
+                 limit, out);
 }
 
 /* ---- through srv_config_parse ---- */
@@ -152,6 +189,53 @@ static void localhost_and_unix_sockets_count_as_loopback(void **state)
     assert_true(srv_listen_is_loopback("unix:cairnd.sock", why, sizeof why));
 }
 
+/* ---- memory limits ---- */
+
+static void grpc_memory_bytes_defaults_to_1_gib_takes_0_or_16_mib_up(void **state)
+{
+    (void)state;
+    srv_config cfg;
+    char out[1024];
+    assert_int_equal(parse_flag(NULL, NULL, &cfg, out, sizeof out), SRV_CONFIG_RUN);
+    assert_int_equal(cfg.grpc_memory_bytes, 1073741824);
+    assert_int_equal(parse_flag("--grpc-memory-bytes", "0", &cfg, out, sizeof out),
+                     SRV_CONFIG_RUN);
+    assert_int_equal(cfg.grpc_memory_bytes, 0);
+    assert_int_equal(parse_flag("--grpc-memory-bytes", "16777216", &cfg, out, sizeof out),
+                     SRV_CONFIG_RUN);
+    assert_int_equal(cfg.grpc_memory_bytes, 16777216);
+    setenv("CAIRN_GRPC_MEMORY_BYTES", "33554432", 1);
+    assert_int_equal(parse_flag(NULL, NULL, &cfg, out, sizeof out), SRV_CONFIG_RUN);
+    assert_int_equal(cfg.grpc_memory_bytes, 33554432);
+    unsetenv("CAIRN_GRPC_MEMORY_BYTES");
+    assert_flag_refused("--grpc-memory-bytes", "16777215", "16777216..2^50");
+    assert_flag_refused("--grpc-memory-bytes", "1", "16777216..2^50");
+    assert_flag_refused("--grpc-memory-bytes", "-1", "16777216..2^50");
+    assert_flag_refused("--grpc-memory-bytes", "1125899906842625", "16777216..2^50");
+    assert_flag_refused("--grpc-memory-bytes", "1GiB", "16777216..2^50");
+}
+
+static void watch_ring_bytes_defaults_to_64_mib_takes_0_to_2_40(void **state)
+{
+    (void)state;
+    srv_config cfg;
+    char out[1024];
+    assert_int_equal(parse_flag(NULL, NULL, &cfg, out, sizeof out), SRV_CONFIG_RUN);
+    assert_int_equal(cfg.watch_ring_bytes, 67108864);
+    assert_int_equal(parse_flag("--watch-ring-bytes", "0", &cfg, out, sizeof out),
+                     SRV_CONFIG_RUN);
+    assert_int_equal(cfg.watch_ring_bytes, 0);
+    assert_int_equal(parse_flag("--watch-ring-bytes", "1099511627776", &cfg, out, sizeof out),
+                     SRV_CONFIG_RUN);
+    assert_int_equal(cfg.watch_ring_bytes, 1099511627776LL);
+    setenv("CAIRN_WATCH_RING_BYTES", "1048576", 1);
+    assert_int_equal(parse_flag(NULL, NULL, &cfg, out, sizeof out), SRV_CONFIG_RUN);
+    assert_int_equal(cfg.watch_ring_bytes, 1048576);
+    unsetenv("CAIRN_WATCH_RING_BYTES");
+    assert_flag_refused("--watch-ring-bytes", "1099511627777", "0..2^40");
+    assert_flag_refused("--watch-ring-bytes", "-1", "0..2^40");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -160,6 +244,8 @@ int main(void)
         cmocka_unit_test(each_refusal_says_why_and_names_insecure),
         cmocka_unit_test(a_localhost_name_that_does_not_resolve_is_refused),
         cmocka_unit_test(localhost_and_unix_sockets_count_as_loopback),
+        cmocka_unit_test(grpc_memory_bytes_defaults_to_1_gib_takes_0_or_16_mib_up),
+        cmocka_unit_test(watch_ring_bytes_defaults_to_64_mib_takes_0_to_2_40),
     };
     return cmocka_run_group_tests_name("config", tests, setup, NULL);
 }

@@ -213,21 +213,41 @@ static int fails(fake *f)
     return n;
 }
 
-/* Message i is event seq, as appended by append() below. */
-static void assert_event(fake *f, size_t i, uint64_t seq)
+/* The payload of event seq as append_to() writes it: "payload <seq>",
+ * padded with a filler that depends on seq to pad bytes when pad is
+ * larger. Returns its length; out holds at least max(pad, 32) bytes. */
+static size_t payload_of(uint64_t seq, size_t pad, uint8_t *out)
+{
+    int n = snprintf((char *)out, 32, "payload %llu", (unsigned long long)seq);
+    size_t len = (size_t)n;
+    for (; len < pad; len++)
+        out[len] = (uint8_t)('a' + (seq + len) % 26);
+    return len;
+}
+
+/* Message i is event seq of run, as appended by append_to() with pad. */
+static void assert_event_of(fake *f, size_t i, const char *run, uint64_t seq, size_t pad)
 {
     pthread_mutex_lock(&f->mu);
     Cairn__V1__Event *ev = cairn__v1__event__unpack(NULL, f->lens[i], f->msgs[i]);
     pthread_mutex_unlock(&f->mu);
     assert_non_null(ev);
     assert_int_equal(ev->seq, seq);
-    assert_string_equal(ev->run_id, RUN);
+    assert_string_equal(ev->run_id, run);
     assert_string_equal(ev->type, seq % 2 ? "step.started" : "step.done");
-    char want[32];
-    int n = snprintf(want, sizeof want, "payload %llu", (unsigned long long)seq);
+    uint8_t *want = malloc(pad > 32 ? pad : 32);
+    assert_non_null(want);
+    size_t n = payload_of(seq, pad, want);
     assert_int_equal(ev->payload.len, n);
-    assert_memory_equal(ev->payload.data, want, (size_t)n);
+    assert_memory_equal(ev->payload.data, want, n);
+    free(want);
     cairn__v1__event__free_unpacked(ev, NULL);
+}
+
+/* Message i is event seq of RUN, as appended by append() below. */
+static void assert_event(fake *f, size_t i, uint64_t seq)
+{
+    assert_event_of(f, i, RUN, seq, 0);
 }
 
 static void assert_ended_once(fake *f, srv_code code)
@@ -262,13 +282,13 @@ static void ok(srv_code rc, const srv_error *err)
         fail_msg("expected OK, got %d: %s", rc, err->msg);
 }
 
-static void create_run(fx *f)
+static void create_run_named(fx *f, const char *run_id)
 {
     srv_error err;
     Cairn__V1__CreateRunRequest req = CAIRN__V1__CREATE_RUN_REQUEST__INIT;
     char *workers[] = {"w0", "w1"};
     req.idempotency_key = "k";
-    req.run_id = RUN;
+    req.run_id = (char *)run_id;
     req.workers = workers;
     req.n_workers = 2;
     Cairn__V1__Run run;
@@ -277,6 +297,11 @@ static void create_run(fx *f)
     srv_apply ap = {t, f->a, NOW_US, NULL, NULL, 0};
     ok(srv_run_create(&ap, &req, &run, &err), &err);
     ok(srv_store_commit(t, &err), &err);
+}
+
+static void create_run(fx *f)
+{
+    create_run_named(f, RUN);
     f->next_seq = 1;
 }
 
@@ -296,32 +321,31 @@ static void appended(void *ctx, srv_code code, const srv_error *err, const uint8
     pthread_mutex_unlock(&f->mu);
 }
 
-/* Appends n events through the ledger, which tells the hub: event seq
- * has type step.started (odd) or step.done (even), payload "payload seq". */
-static void append(fx *f, size_t n)
+/* Appends events first_seq .. first_seq + n - 1 to run through the
+ * ledger, which tells the hub: event seq has type step.started (odd) or
+ * step.done (even) and payload_of(seq, pad). */
+static void append_to(fx *f, const char *run, uint64_t first_seq, size_t n, size_t pad)
 {
     srv_error err;
     Cairn__V1__AppendEventsRequest req = CAIRN__V1__APPEND_EVENTS_REQUEST__INIT;
-    req.idempotency_key = "k";
-    req.run_id = RUN;
-    req.expected_next_seq = f->next_seq;
+    req.run_id = (char *)run;
+    req.expected_next_seq = first_seq;
     req.n_events = n;
     req.events = srv_arena_alloc(f->a, n * sizeof *req.events);
     for (size_t i = 0; i < n; i++) {
-        uint64_t seq = f->next_seq + i;
+        uint64_t seq = first_seq + i;
         Cairn__V1__Event *e = srv_arena_alloc(f->a, sizeof *e);
         cairn__v1__event__init(e);
         e->type = seq % 2 ? "step.started" : "step.done";
-        char text[32];
-        int len = snprintf(text, sizeof text, "payload %llu", (unsigned long long)seq);
-        e->payload.data = srv_arena_memdup(f->a, text, (size_t)len);
-        e->payload.len = (size_t)len;
+        uint8_t *payload = srv_arena_alloc(f->a, pad > 32 ? pad : 32);
+        e->payload.len = payload_of(seq, pad, payload);
+        e->payload.data = payload;
         req.events[i] = e;
     }
     char key[32];
-    snprintf(key, sizeof key, "k%llu", (unsigned long long)f->next_seq);
+    snprintf(key, sizeof key, "k%llu", (unsigned long long)first_seq);
     req.idempotency_key = key;
-    srv_mutation m = {.method = "AppendEvents", .run_id = RUN, .key = key,
+    srv_mutation m = {.method = "AppendEvents", .run_id = run, .key = key,
                       .request = &req.base,
                       .response = &cairn__v1__append_events_response__descriptor,
                       .apply = srv_apply_append_events, .arena = f->a, .done = appended, .ctx = f};
@@ -333,6 +357,12 @@ static void append(fx *f, size_t n)
         pthread_cond_wait(&f->cv, &f->mu);
     pthread_mutex_unlock(&f->mu);
     assert_int_equal(f->append_code, SRV_OK);
+}
+
+/* Appends n events to RUN (see append_to), after those appended so far. */
+static void append(fx *f, size_t n)
+{
+    append_to(f, RUN, f->next_seq, n, 0);
     f->next_seq += n;
 }
 
@@ -533,6 +563,110 @@ static void watch_after_close_all_is_unavailable_at_once(void **state)
     fake_destroy(&s);
 }
 
+/* ---- one memory budget for all rings ---- */
+
+enum { BUDGET_RUNS = 16, BUDGET_ROUNDS = 4, BUDGET_EVENTS = 16, BUDGET_PAD = 16 * 1024 };
+#define BUDGET_BYTES ((size_t)1024 * 1024)
+
+/* Acks messages [from, to) of s after checking each is event
+ * first_seq + k of run with a payload of pad bytes. */
+static void receive_of(fake *s, const char *run, size_t from, size_t to, uint64_t first_seq,
+                       size_t pad)
+{
+    for (size_t i = from; i < to; i++) {
+        wait_sent(s, i + 1);
+        assert_event_of(s, i, run, first_seq + (i - from), pad);
+        ack(s, true);
+    }
+}
+
+static void assert_within_budget(fx *f, size_t budget)
+{
+    size_t peak;
+    size_t held = srv_watch_ring_bytes(f->hub, &peak);
+    if (held > budget || peak > budget)
+        fail_msg("the rings hold %zu bytes (at most %zu so far), over the %zu-byte budget", held,
+                 peak, budget);
+}
+
+/* Ends the n streams of s as at shutdown and frees them. */
+static void end_watches(fx *f, fake *s, size_t n)
+{
+    srv_watch_close_all(f->hub);
+    for (size_t i = 0; i < n; i++) {
+        assert_ended_once(&s[i], SRV_UNAVAILABLE);
+        client_close(&s[i]);
+        fake_destroy(&s[i]);
+    }
+}
+
+/* 16 watched runs of 16 KiB events: 4 MiB a round, 16 MiB in all, each
+ * run well under its own ring's 8 MiB, against a budget of 1 MiB for all
+ * rings together. Every watcher but the first takes its events as they
+ * come; the first never acks until the end, so by then its events are
+ * long gone from the rings and it reads them from the store. */
+static void many_watched_runs_of_big_events_hold_at_most_the_budget_and_lose_no_event(
+    void **state)
+{
+    fx *f = *state;
+    start_hub(f);
+    srv_watch_ring_budget(f->hub, BUDGET_BYTES);
+    char runs[BUDGET_RUNS][32];
+    fake *s = calloc(BUDGET_RUNS, sizeof *s);
+    assert_non_null(s);
+    for (int r = 0; r < BUDGET_RUNS; r++) {
+        snprintf(runs[r], sizeof runs[r], "budget-%02d", r);
+        create_run_named(f, runs[r]);
+        fake_init(&s[r]);
+        srv_watch_stream stream = fake_stream(&s[r]);
+        srv_watch_serve(f->hub, &stream, runs[r], 1); /* no events yet: parks */
+    }
+    for (size_t round = 0; round < BUDGET_ROUNDS; round++) {
+        size_t first = round * BUDGET_EVENTS;
+        for (int r = 0; r < BUDGET_RUNS; r++)
+            append_to(f, runs[r], first + 1, BUDGET_EVENTS, BUDGET_PAD);
+        for (int r = 1; r < BUDGET_RUNS; r++)
+            receive_of(&s[r], runs[r], first, first + BUDGET_EVENTS, first + 1, BUDGET_PAD);
+        assert_within_budget(f, BUDGET_BYTES);
+    }
+    /* The laggard, one event in flight all along, catches up: every event
+     * once, in order. */
+    receive_of(&s[0], runs[0], 0, BUDGET_ROUNDS * BUDGET_EVENTS, 1, BUDGET_PAD);
+    assert_within_budget(f, BUDGET_BYTES);
+    assert_true(srv_watch_ring_bytes(f->hub, NULL) > 0); /* the rings still serve */
+    for (int r = 0; r < BUDGET_RUNS; r++) {
+        assert_false(in_flight(&s[r]));
+        assert_int_equal(n_sent(&s[r]), BUDGET_ROUNDS * BUDGET_EVENTS);
+        assert_int_equal(fails(&s[r]), 0);
+    }
+    end_watches(f, s, BUDGET_RUNS);
+    free(s);
+}
+
+/* A budget of 0 keeps no event in memory: the watcher reads each one from
+ * the store, live ones included. */
+static void a_budget_of_zero_keeps_no_event_and_the_watcher_gets_each_from_the_store(
+    void **state)
+{
+    fx *f = *state;
+    append(f, 5);
+    start_hub(f);
+    srv_watch_ring_budget(f->hub, 0);
+    fake s;
+    fake_init(&s);
+    srv_watch_stream stream = fake_stream(&s);
+    srv_watch_serve(f->hub, &stream, RUN, 1);
+    receive(&s, 0, 5, 1);
+    for (size_t round = 0; round < 3; round++) {
+        append(f, 4);
+        receive(&s, 5 + round * 4, 9 + round * 4, 6 + round * 4);
+    }
+    assert_false(in_flight(&s));
+    assert_int_equal(n_sent(&s), 17);
+    assert_within_budget(f, 0);
+    end_watches(f, &s, 1);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -545,6 +679,8 @@ int main(void)
         T(a_client_gone_before_serve_ends_it_cancelled_without_a_send),
         T(watch_of_an_unknown_run_fails_not_found_and_never_registers_on_close),
         T(watch_after_close_all_is_unavailable_at_once),
+        T(many_watched_runs_of_big_events_hold_at_most_the_budget_and_lose_no_event),
+        T(a_budget_of_zero_keeps_no_event_and_the_watcher_gets_each_from_the_store),
     };
     return cmocka_run_group_tests_name("watch_hub", tests, NULL, NULL);
 }
