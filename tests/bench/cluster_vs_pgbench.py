@@ -47,7 +47,7 @@ def cairn_bench(build, target, seconds):
                           "--payload-bytes", "64", "--json"],
                          check=True, stdout=subprocess.PIPE).stdout.decode()
     r = json.loads(out)
-    return r["appends_per_s"], out.strip()
+    return r["requests_per_s"], out.strip()
 
 
 def pgbench(pg, seconds, tmp):
@@ -87,21 +87,25 @@ def main():
             env = dict(os.environ, CAIRN_PG_DSN=pg.dsn)
             replicas = [start_cairnd(args.build, os.path.join(tmp, "r%d-%d" % (rnd, i)), env,
                                      "--store", "postgres") for i in range(3)]
-            target = ",".join(t for _, t in replicas)
-            rate, raw = cairn_bench(args.build, target, args.seconds)
+            try:
+                rate, raw = cairn_bench(args.build, ",".join(t for _, t in replicas),
+                                        args.seconds)
+            finally:
+                for p, _ in replicas:
+                    p.terminate()
+                    p.wait()
             results["cluster"].append(rate)
             print("round %d cluster: %s" % (rnd + 1, raw), flush=True)
-            for p, _ in replicas:
-                p.terminate()
-                p.wait()
 
             p, target = start_cairnd(args.build, os.path.join(tmp, "sqlite%d" % rnd),
                                      dict(os.environ))
-            rate, raw = cairn_bench(args.build, target, args.seconds)
+            try:
+                rate, raw = cairn_bench(args.build, target, args.seconds)
+            finally:
+                p.terminate()
+                p.wait()
             results["sqlite"].append(rate)
             print("round %d sqlite: %s" % (rnd + 1, raw), flush=True)
-            p.terminate()
-            p.wait()
     finally:
         pg.stop()
         pg.cleanup()
