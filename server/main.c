@@ -48,6 +48,17 @@ static void store_committed(void *ctx, const char *run_id, uint64_t last_seq)
     pthread_mutex_unlock(&app->commits_mu);
 }
 
+/* The store's on_resync (its listener lost announcements and listens
+ * again): the watch hub re-reads what it watches. */
+static void store_resync(void *ctx)
+{
+    srv_app *app = ctx;
+    pthread_mutex_lock(&app->commits_mu);
+    if (app->commits_to)
+        srv_watch_resync(app->commits_to);
+    pthread_mutex_unlock(&app->commits_mu);
+}
+
 static void commits_to(srv_app *app, srv_watch *w)
 {
     pthread_mutex_lock(&app->commits_mu);
@@ -94,6 +105,7 @@ int main(int argc, char **argv)
                                         .on_failed = store_failed,
                                         .on_failed_ctx = &app,
                                         .on_committed = store_committed,
+                                        .on_resync = store_resync,
                                         .on_committed_ctx = &app};
     if (srv_store_open(cfg.store, &store_cfg, &app.store, &err)) {
         srv_error_log("%s", err.msg);

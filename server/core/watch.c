@@ -20,12 +20,14 @@
 #include "base/log.h"
 #include "base/pbc.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* A feed keeps at most this much of its newest log in memory (and all
  * feeds together at most the hub's ring budget). Its ring of slots grows
@@ -98,6 +100,9 @@ struct srv_watch {
     feed *lru_head, *lru_tail;    /* least recently filled first */
     atomic_bool stopping;
     bool quit;
+    bool resync;                  /* re-read every watched run's head */
+    bool resync_later;            /* the last re-read failed: again at resync_at */
+    struct timespec resync_at;    /* CLOCK_REALTIME, as cv waits */
     pthread_t thread;
 };
 
@@ -594,13 +599,88 @@ static void fill(srv_watch *h, feed *f, uint64_t from, uint64_t to)
     }
 }
 
+/* Re-reads the head of every watched run, in one read snapshot, and
+ * announces it as a commit (srv_watch_resync). The dispatcher's thread,
+ * no lock held. False when the store could not be read. */
+static bool resync_feeds(srv_watch *h)
+{
+    pthread_mutex_lock(&h->mu);
+    size_t n = 0;
+    for (size_t b = 0; b < BUCKETS; b++)
+        for (feed *f = h->buckets[b]; f; f = f->next)
+            n++;
+    feed **list = n ? malloc(n * sizeof *list) : NULL;
+    if (n && !list) {
+        pthread_mutex_unlock(&h->mu);
+        return false;
+    }
+    n = 0;
+    for (size_t b = 0; b < BUCKETS; b++)
+        for (feed *f = h->buckets[b]; f; f = f->next) {
+            f->refs++; /* kept while read below, unlocked */
+            list[n++] = f;
+        }
+    pthread_mutex_unlock(&h->mu);
+
+    srv_error err = {0};
+    srv_txn *t = NULL;
+    srv_arena *a = n ? srv_arena_create() : NULL;
+    bool ok = !n || (a && !srv_store_read_begin(h->store, &t, &err));
+    for (size_t i = 0; ok && i < n; i++) {
+        srv_run_head head;
+        bool found = false;
+        if (srv_store_run_find(t, a, list[i]->run_id, &head, &found, &err))
+            ok = false;
+        else if (found && head.next_seq > 1)
+            srv_watch_committed(h, list[i]->run_id, head.next_seq - 1);
+    }
+    srv_store_read_end(t);
+    srv_arena_destroy(a);
+    if (!ok)
+        srv_warn("watch: re-reading the watched runs for commits not announced: %s; again in "
+                 "%d ms",
+                 a ? err.msg : "out of memory", SRV_WATCH_RESYNC_RETRY_MS);
+    pthread_mutex_lock(&h->mu);
+    for (size_t i = 0; i < n; i++)
+        feed_unref(h, list[i]);
+    pthread_mutex_unlock(&h->mu);
+    free(list);
+    return ok;
+}
+
+/* h->mu held: waits for a queued feed, a resync due, or quit. */
+static void dispatcher_wait(srv_watch *h)
+{
+    while (!h->qhead && !h->resync && !h->quit) {
+        if (!h->resync_later) {
+            pthread_cond_wait(&h->cv, &h->mu);
+        } else if (pthread_cond_timedwait(&h->cv, &h->mu, &h->resync_at) == ETIMEDOUT) {
+            h->resync_later = false;
+            h->resync = true;
+        }
+    }
+}
+
 static void *dispatcher(void *arg)
 {
     srv_watch *h = arg;
     pthread_mutex_lock(&h->mu);
     for (;;) {
-        while (!h->qhead && !h->quit)
-            pthread_cond_wait(&h->cv, &h->mu);
+        dispatcher_wait(h);
+        if (h->resync && !h->quit) {
+            h->resync = false;
+            pthread_mutex_unlock(&h->mu);
+            bool ok = resync_feeds(h);
+            pthread_mutex_lock(&h->mu);
+            if (!ok && !h->resync) {
+                clock_gettime(CLOCK_REALTIME, &h->resync_at);
+                h->resync_at.tv_nsec += SRV_WATCH_RESYNC_RETRY_MS * 1000000L;
+                h->resync_at.tv_sec += h->resync_at.tv_nsec / 1000000000L;
+                h->resync_at.tv_nsec %= 1000000000L;
+                h->resync_later = true;
+            }
+            continue;
+        }
         if (!h->qhead)
             break;
         feed *f = h->qhead;
@@ -647,6 +727,16 @@ void srv_watch_committed(void *ctx, const char *run_id, uint64_t last_seq)
             pthread_cond_signal(&h->cv);
         }
     }
+    pthread_mutex_unlock(&h->mu);
+}
+
+void srv_watch_resync(void *ctx)
+{
+    srv_watch *h = ctx;
+    pthread_mutex_lock(&h->mu);
+    h->resync = true;
+    h->resync_later = false;
+    pthread_cond_signal(&h->cv);
     pthread_mutex_unlock(&h->mu);
 }
 

@@ -81,6 +81,17 @@ srv_code srv_watch_start(srv_store *st, srv_watch **out, srv_error *err);
  * block: it only queues the feed for the dispatcher. */
 void srv_watch_committed(void *hub, const char *run_id, uint64_t last_seq);
 
+/* Tells the hub that commits may have gone unannounced (another
+ * replica's notifications were lost with the connection that carried
+ * them): the dispatcher re-reads the head of every watched run from the
+ * store and wakes the watchers behind it, retrying every
+ * SRV_WATCH_RESYNC_RETRY_MS while the store cannot be read. Call it once
+ * announcements flow again, so whatever the re-read misses is announced.
+ * A srv_store_config on_resync with ctx the hub. Must not block: any
+ * thread. */
+void srv_watch_resync(void *hub);
+#define SRV_WATCH_RESYNC_RETRY_MS 250
+
 /* Serves one WatchEvents stream: events from from_seq (>= 1) on, then
  * live ones, until the client goes away or shutdown. run_id is copied.
  * Owns the stream from here: it ends it with stream->fail exactly once

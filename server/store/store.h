@@ -65,6 +65,13 @@ typedef struct srv_store_config {
      * observer). Must not block; may be called until srv_store_close
      * returns. */
     void (*on_committed)(void *ctx, const char *run_id, uint64_t last_seq);
+    /* Told, on the same thread as on_committed, that commits may have
+     * gone untold (postgres: the listening connection was lost, and
+     * whatever was announced meanwhile with it): the owner re-reads the
+     * heads it cares about. Called once listening has resumed, so every
+     * commit the owner's re-read misses is told through on_committed.
+     * May be NULL. Must not block. Shares on_committed_ctx. */
+    void (*on_resync)(void *ctx);
     void *on_committed_ctx;
 } srv_store_config;
 

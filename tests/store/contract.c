@@ -53,7 +53,7 @@ srv_store *open_replica(fx *f)
 }
 
 /* postgres: the cluster's superuser DSN, for a database per test. */
-static char pg_admin[1024];
+static char pg_admin[1200];
 static int pg_dbs;
 
 void close_store(fx *f)

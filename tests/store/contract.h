@@ -31,7 +31,7 @@
 typedef struct fx {
     char dir[512];            /* the data dir */
     char db[64];              /* postgres: this test's database */
-    char dsn[1024];           /* postgres: its DSN */
+    char dsn[1400];           /* postgres: its DSN */
     const char *backend;      /* CAIRN_TEST_STORE */
     srv_store *st;            /* NULL until open_store */
     srv_arena *a;

@@ -146,11 +146,13 @@ static int free_port(void)
     return port;
 }
 
-/* Starts the postmaster on a free port and waits until it answers. 0 when
- * it runs, 1 when the port was taken (try another), -1 on failure. */
-static int start_postmaster(ct_pg *pg, const runas *as, const char *data, const char *log)
+/* Starts the postmaster on port (0: a free one) and waits until it
+ * answers. 0 when it runs, 1 when the port was taken (try another), -1 on
+ * failure. */
+static int start_postmaster(ct_pg *pg, const runas *as, const char *data, const char *log,
+                            int port_wanted)
 {
-    pg->port = free_port();
+    pg->port = port_wanted ? port_wanted : free_port();
     if (pg->port < 0) {
         why(pg, "cannot find a free port: %s", strerror(errno));
         return -1;
@@ -169,7 +171,8 @@ static int start_postmaster(ct_pg *pg, const runas *as, const char *data, const 
                           "-c", "log_min_messages=warning",
                           NULL};
     snprintf(pg->dsn, sizeof pg->dsn,
-             "host=127.0.0.1 port=%d user=postgres dbname=postgres connect_timeout=5", pg->port);
+             "host=127.0.0.1 port=%d user=postgres dbname=postgres connect_timeout=5%s%s",
+             pg->port, pg->passfile[0] ? " passfile=" : "", pg->passfile);
     pg->pid = spawn(as, log, argv);
     if (pg->pid < 0) {
         pg->pid = 0;
@@ -196,7 +199,36 @@ static int start_postmaster(ct_pg *pg, const runas *as, const char *data, const 
     return -1;
 }
 
+/* Who runs initdb and postgres: as root (initdb refuses root), the
+ * postgres user. 0, or 1 (pg->why) when there is none. */
+static int runas_for(ct_pg *pg, runas *as)
+{
+    *as = (runas){false, 0, 0};
+    if (geteuid() != 0)
+        return 0;
+    struct passwd *pw = getpwnam("postgres");
+    if (!pw) {
+        why(pg, "running as root and there is no postgres user to run PostgreSQL as "
+                "(install postgresql, or run the tests as another user)");
+        return 1;
+    }
+    *as = (runas){true, pw->pw_uid, pw->pw_gid};
+    return 0;
+}
+
+static int start_cluster(ct_pg *pg, const char *password);
+
 int ct_pg_start(ct_pg *pg)
+{
+    return start_cluster(pg, NULL);
+}
+
+int ct_pg_start_password(ct_pg *pg, const char *password)
+{
+    return start_cluster(pg, password);
+}
+
+static int start_cluster(ct_pg *pg, const char *password)
 {
     memset(pg, 0, sizeof *pg);
     if (find_bindir(pg) < 0) {
@@ -204,16 +236,9 @@ int ct_pg_start(ct_pg *pg)
                 "postgresql, or set CAIRN_PG_BINDIR)");
         return 1;
     }
-    runas as = {false, 0, 0};
-    if (geteuid() == 0) { /* initdb refuses root */
-        struct passwd *pw = getpwnam("postgres");
-        if (!pw) {
-            why(pg, "running as root and there is no postgres user to run PostgreSQL as "
-                    "(install postgresql, or run the tests as another user)");
-            return 1;
-        }
-        as = (runas){true, pw->pw_uid, pw->pw_gid};
-    }
+    runas as;
+    if (runas_for(pg, &as))
+        return 1;
     if (ct_temp_dir(pg->dir, sizeof pg->dir, "cairn-pg") < 0) {
         why(pg, "cannot make a temp dir: %s", strerror(errno));
         return -1;
@@ -230,8 +255,31 @@ int ct_pg_start(ct_pg *pg)
     snprintf(initlog, sizeof initlog, "%s/initdb.log", pg->dir);
     /* -N: initdb's own fsyncs only slow the tests; the server runs with
      * fsync=on. */
-    char *const argv[] = {initdb, "-D", data, "-U", "postgres", "--auth=trust", "-N",
-                          "-E", "UTF8", "--locale=C", NULL};
+    char pwfile[600], pwopt[620];
+    char *argv[] = {initdb, "-D", data, "-U", "postgres", "--auth=trust", "-N",
+                    "-E", "UTF8", "--locale=C", NULL, NULL};
+    if (password) {
+        /* initdb reads the password from a file (the postgres user's to
+         * read), and the test's connections from a libpq password file,
+         * which libpq ignores unless only its owner may read it. */
+        snprintf(pwfile, sizeof pwfile, "%s/pwfile", pg->dir);
+        snprintf(pg->passfile, sizeof pg->passfile, "%s/pgpass", pg->dir);
+        FILE *f = fopen(pwfile, "w"), *p = fopen(pg->passfile, "w");
+        if (f)
+            fprintf(f, "%s\n", password);
+        if (p)
+            fprintf(p, "127.0.0.1:*:*:postgres:%s\n", password);
+        bool written = f && p && fclose(f) == 0 && fclose(p) == 0;
+        if (!written || chmod(pg->passfile, 0600) < 0 ||
+            (as.drop && chown(pwfile, as.uid, as.gid) < 0)) {
+            why(pg, "cannot write the password files in %s", pg->dir);
+            ct_rmrf(pg->dir);
+            return -1;
+        }
+        snprintf(pwopt, sizeof pwopt, "--pwfile=%s", pwfile);
+        argv[5] = "--auth=scram-sha-256";
+        argv[10] = pwopt;
+    }
     pid_t pid = spawn(&as, initlog, argv);
     int status = 0;
     if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
@@ -244,7 +292,7 @@ int ct_pg_start(ct_pg *pg)
     }
     int rc = 1;
     for (int i = 0; i < PORT_TRIES && rc == 1; i++)
-        rc = start_postmaster(pg, &as, data, log);
+        rc = start_postmaster(pg, &as, data, log, 0);
     if (rc != 0) {
         if (rc == 1)
             why(pg, "no free port after %d tries", PORT_TRIES);
@@ -254,7 +302,7 @@ int ct_pg_start(ct_pg *pg)
     return 0;
 }
 
-void ct_pg_stop(ct_pg *pg)
+void ct_pg_halt(ct_pg *pg)
 {
     if (pg->pid > 0) {
         kill(pg->pid, SIGINT); /* fast shutdown: clients cut, no waiting for them */
@@ -270,21 +318,41 @@ void ct_pg_stop(ct_pg *pg)
         }
         pg->pid = 0;
     }
+}
+
+int ct_pg_resume(ct_pg *pg)
+{
+    runas as;
+    if (runas_for(pg, &as))
+        return -1;
+    char data[600], log[600];
+    snprintf(data, sizeof data, "%s/data", pg->dir);
+    snprintf(log, sizeof log, "%s/postgres.log", pg->dir);
+    int rc = start_postmaster(pg, &as, data, log, pg->port);
+    if (rc == 1)
+        why(pg, "port %d was taken while PostgreSQL was down", pg->port);
+    return rc == 0 ? 0 : -1;
+}
+
+void ct_pg_stop(ct_pg *pg)
+{
+    ct_pg_halt(pg);
     if (pg->dir[0]) {
         ct_rmrf(pg->dir);
         pg->dir[0] = '\0';
     }
 }
 
-static int admin(const char *admin_dsn, const char *sql)
+int ct_pg_exec(const char *dsn, const char *sql)
 {
-    PGconn *c = PQconnectdb(admin_dsn);
+    PGconn *c = PQconnectdb(dsn);
     int rc = -1;
     if (PQstatus(c) != CONNECTION_OK) {
         fprintf(stderr, "ct_pg: cannot connect: %s", PQerrorMessage(c));
     } else {
         PGresult *r = PQexec(c, sql);
-        if (PQresultStatus(r) == PGRES_COMMAND_OK)
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
             rc = 0;
         else
             fprintf(stderr, "ct_pg: %s: %s", sql, PQresultErrorMessage(r));
@@ -298,7 +366,7 @@ int ct_pg_create_db(const char *admin_dsn, const char *name, char *dsn, size_t c
 {
     char sql[256];
     snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
-    if (admin(admin_dsn, sql) < 0)
+    if (ct_pg_exec(admin_dsn, sql) < 0)
         return -1;
     /* In a key/value DSN the last dbname wins. */
     int n = snprintf(dsn, cap, "%s dbname=%s", admin_dsn, name);
@@ -309,5 +377,5 @@ int ct_pg_drop_db(const char *admin_dsn, const char *name)
 {
     char sql[256];
     snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
-    return admin(admin_dsn, sql);
+    return ct_pg_exec(admin_dsn, sql);
 }

@@ -20,8 +20,9 @@ typedef struct ct_pg {
     char bindir[256];
     int port;
     pid_t pid;                /* the postmaster; 0 when not running */
-    char dsn[512];            /* the superuser's, database postgres */
+    char dsn[1200];           /* the superuser's, database postgres */
     char why[512];            /* why it was skipped or failed */
+    char passfile[600];       /* ct_pg_start_password: dir/pgpass, mode 0600 */
 } ct_pg;
 
 /* Starts a cluster and waits until it answers. Returns 0 when it runs
@@ -30,6 +31,24 @@ typedef struct ct_pg {
  * failed (pg->why, with the end of its log). Nothing is left behind
  * unless it returns 0. */
 int ct_pg_start(ct_pg *pg);
+
+/* The same with password authentication: initdb --auth=scram-sha-256
+ * with the superuser's password, a libpq password file for it at
+ * pg->passfile (mode 0600), and pg->dsn naming that file (passfile=), so
+ * the test's own connections need no password in a DSN. */
+int ct_pg_start_password(ct_pg *pg, const char *password);
+
+/* Stops the postmaster (fast shutdown, as ct_pg_stop; `pg_ctl stop -m
+ * fast`) and keeps the cluster, to be started again by ct_pg_resume. */
+void ct_pg_halt(ct_pg *pg);
+/* Starts a halted cluster on the port it had and waits until it answers.
+ * 0, or -1 with pg->why. ct_pg_halt then ct_pg_resume is `pg_ctl restart
+ * -m fast`. */
+int ct_pg_resume(ct_pg *pg);
+
+/* Runs one SQL command (several, ;-separated) on conninfo dsn; 0, or -1
+ * after printing why. */
+int ct_pg_exec(const char *dsn, const char *sql);
 
 /* Stops the postmaster (fast shutdown: SIGINT, then SIGQUIT and
  * SIGKILL past a deadline) and removes the directory. Safe to call on a

@@ -68,6 +68,8 @@ static int setup(void **state)
     unsetenv("CAIRN_INSECURE");
     unsetenv("CAIRN_GRPC_MEMORY_BYTES");
     unsetenv("CAIRN_WATCH_RING_BYTES");
+    unsetenv("CAIRN_PG_DSN");
+    unsetenv("CAIRN_STORE");
     return 0;
 }
 
@@ -236,6 +238,93 @@ static void watch_ring_bytes_defaults_to_64_mib_takes_0_to_2_40(void **state)
     assert_flag_refused("--watch-ring-bytes", "-1", "0..2^40");
 }
 
+/* ---- --pg-dsn and passwords ---- */
+
+/* srv_config_parse of argv, with what it printed on stderr in out. */
+static srv_config_result parse_argv(char **argv, char *out, size_t cap, srv_config *cfg)
+{
+    int argc = 0;
+    while (argv[argc])
+        argc++;
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    dup2(fileno(tmp), STDERR_FILENO);
+    srv_config_result rc = srv_config_parse(cfg, argc, argv);
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    rewind(tmp);
+    size_t n = fread(out, 1, cap - 1, tmp);
+    out[n] = '\0';
+    fclose(tmp);
+    return rc;
+}
+
+static const char *const DSN_WITH_PASSWORD[] = {
+    "host=db1 user=cairn password=secret",
+    "password=secret host=db1",
+    "host=db1 PASSWORD = 'secret'",
+    "host=db1\tPassword=secret",
+    "postgresql://cairn:secret@db1/cairn",
+    "postgres://cairn:@db1:5432/cairn",
+    "postgresql://cairn@db1/cairn?sslmode=require&password=secret",
+};
+
+static const char *const DSN_WITHOUT_PASSWORD[] = {
+    "host=db1 user=cairn dbname=cairn",
+    "host=db1 user=cairn passfile=/run/cairn/pgpass",
+    "postgresql://cairn@db1:5432/cairn?sslmode=require",
+    "postgresql://db1/cairn",
+};
+
+static void a_pg_dsn_with_a_password_on_the_command_line_is_refused_naming_pgpassfile(
+    void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof DSN_WITH_PASSWORD / sizeof *DSN_WITH_PASSWORD; i++) {
+        char arg[300], out[1024];
+        srv_config cfg;
+        snprintf(arg, sizeof arg, "--pg-dsn=%s", DSN_WITH_PASSWORD[i]);
+        /* --pg-dsn=DSN and --pg-dsn DSN alike */
+        char *forms[2][5] = {{"cairnd", "--store", "postgres", arg, NULL},
+                             {"cairnd", "--pg-dsn", (char *)DSN_WITH_PASSWORD[i], NULL}};
+        for (int form = 0; form < 2; form++) {
+            srv_config_result rc = parse_argv(forms[form], out, sizeof out, &cfg);
+            if (rc != SRV_CONFIG_EXIT_USAGE)
+                fail_msg("accepted a password on the command line: %s", DSN_WITH_PASSWORD[i]);
+            assert_non_null(strstr(out, "--pg-dsn"));
+            assert_non_null(strstr(out, "PGPASSFILE"));
+            assert_null(strstr(out, "secret")); /* not echoed either */
+        }
+    }
+}
+
+static void a_pg_dsn_without_a_password_is_taken_and_one_from_the_environment_too(
+    void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof DSN_WITHOUT_PASSWORD / sizeof *DSN_WITHOUT_PASSWORD; i++) {
+        char arg[300], out[1024];
+        snprintf(arg, sizeof arg, "--pg-dsn=%s", DSN_WITHOUT_PASSWORD[i]);
+        srv_config cfg;
+        char *argv[] = {"cairnd", "--store", "postgres", arg, NULL};
+        if (parse_argv(argv, out, sizeof out, &cfg) != SRV_CONFIG_RUN)
+            fail_msg("refused %s: %s", DSN_WITHOUT_PASSWORD[i], out);
+        assert_string_equal(cfg.pg_dsn, DSN_WITHOUT_PASSWORD[i]);
+    }
+    /* The environment is not what ps shows: a DSN there may carry one. */
+    setenv("CAIRN_PG_DSN", DSN_WITH_PASSWORD[0], 1);
+    char out[1024];
+    srv_config cfg;
+    char *argv[] = {"cairnd", "--store", "postgres", NULL};
+    srv_config_result rc = parse_argv(argv, out, sizeof out, &cfg);
+    unsetenv("CAIRN_PG_DSN");
+    assert_int_equal(rc, SRV_CONFIG_RUN);
+    assert_string_equal(cfg.pg_dsn, DSN_WITH_PASSWORD[0]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -246,6 +335,8 @@ int main(void)
         cmocka_unit_test(localhost_and_unix_sockets_count_as_loopback),
         cmocka_unit_test(grpc_memory_bytes_defaults_to_1_gib_takes_0_or_16_mib_up),
         cmocka_unit_test(watch_ring_bytes_defaults_to_64_mib_takes_0_to_2_40),
+        cmocka_unit_test(a_pg_dsn_with_a_password_on_the_command_line_is_refused_naming_pgpassfile),
+        cmocka_unit_test(a_pg_dsn_without_a_password_is_taken_and_one_from_the_environment_too),
     };
     return cmocka_run_group_tests_name("config", tests, setup, NULL);
 }

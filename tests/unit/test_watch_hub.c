@@ -667,6 +667,38 @@ static void a_budget_of_zero_keeps_no_event_and_the_watcher_gets_each_from_the_s
     end_watches(f, &s, 1);
 }
 
+/* Commits the hub was never told of (another replica's, whose
+ * notification was lost with the listener's connection): a resync finds
+ * them in the store and wakes the parked watcher. */
+static void a_resync_delivers_commits_that_were_never_announced(void **state)
+{
+    fx *f = *state;
+    append(f, 2);
+    srv_error err;
+    ok(srv_watch_start(f->st, &f->hub, &err), &err); /* the ledger tells it nothing */
+    fake s;
+    fake_init(&s);
+    srv_watch_stream stream = fake_stream(&s);
+    srv_watch_serve(f->hub, &stream, RUN, 1);
+    receive(&s, 0, 2, 1);
+    append(f, 3); /* committed, not announced */
+    assert_int_equal(n_sent(&s), 2);
+
+    srv_watch_resync(f->hub);
+    receive(&s, 2, 5, 3);
+    srv_watch_resync(f->hub); /* nothing new: nothing sent, still parked */
+    append(f, 1);
+    srv_watch_resync(f->hub);
+    receive(&s, 5, 6, 6);
+    assert_false(in_flight(&s));
+
+    srv_watch_close_all(f->hub);
+    assert_ended_once(&s, SRV_UNAVAILABLE);
+    client_close(&s);
+    assert_int_equal(n_sent(&s), 6);
+    fake_destroy(&s);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -679,6 +711,7 @@ int main(void)
         T(a_client_gone_before_serve_ends_it_cancelled_without_a_send),
         T(watch_of_an_unknown_run_fails_not_found_and_never_registers_on_close),
         T(watch_after_close_all_is_unavailable_at_once),
+        T(a_resync_delivers_commits_that_were_never_announced),
         T(many_watched_runs_of_big_events_hold_at_most_the_budget_and_lose_no_event),
         T(a_budget_of_zero_keeps_no_event_and_the_watcher_gets_each_from_the_store),
     };

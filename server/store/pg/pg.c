@@ -451,11 +451,32 @@ static srv_code conn_open(pg_store *s, pg_conn *c, bool writer, srv_error *err)
     return conn_setup(c, err);
 }
 
+/* Whether a connection libpq still calls good is good. libpq learns that
+ * the server closed it only when it reads, and an idle connection reads
+ * nothing: after a restart of PostgreSQL (or pg_terminate_backend) every
+ * pooled connection would fail its next statement, UNAVAILABLE, though
+ * the server is back. An idle session has nothing to say, so input
+ * waiting on it is the server's goodbye (a FATAL message, then the end
+ * of the stream) or a notice: read it, and a closed stream makes the
+ * connection bad. A server that is going away right now still fails the
+ * next statement; that is UNAVAILABLE, and the client retries. */
+static bool conn_alive(pg_conn *c)
+{
+    for (int i = 0; i < 4 && c->pg && PQstatus(c->pg) == CONNECTION_OK; i++) {
+        struct pollfd p = {PQsocket(c->pg), POLLIN, 0};
+        if (poll(&p, 1, 0) <= 0)
+            return true;
+        if (!PQconsumeInput(c->pg))
+            return false;
+    }
+    return c->pg && PQstatus(c->pg) == CONNECTION_OK;
+}
+
 /* A connection lost (the server restarted, the network broke) is made
  * again before use; its prepared statements go with the old session. */
 static srv_code conn_ready(pg_conn *c, srv_error *err)
 {
-    if (PQstatus(c->pg) == CONNECTION_OK)
+    if (conn_alive(c))
         return SRV_OK;
     PQreset(c->pg);
     if (PQstatus(c->pg) != CONNECTION_OK)
@@ -706,8 +727,11 @@ fail:
 
 /* ---- LISTEN/NOTIFY: other replicas' commits, for the watch hub ---- */
 
-/* Pause before reconnecting a lost listener: doubles up to this. */
-enum { LISTEN_RETRY_MIN_MS = 100, LISTEN_RETRY_MAX_MS = 5000 };
+/* Pause before reconnecting a lost listener: doubles up to this. While
+ * it is down, other replicas' commits reach this one's watchers only
+ * once it is back (listen_main), so the cap bounds that delay after an
+ * outage; one connection attempt a second per replica costs nothing. */
+enum { LISTEN_RETRY_MIN_MS = 100, LISTEN_RETRY_MAX_MS = 1000 };
 
 static srv_code listen_connect(pg_store *s, srv_error *err)
 {
@@ -733,19 +757,28 @@ static void deliver(pg_store *s)
 }
 
 /* Waits for notifications and hands them on. A lost connection is made
- * again with a growing pause; what was committed meanwhile reaches the
- * watchers with the next append of its run (or a watcher's own read). */
+ * again with a growing pause. Whatever was announced while it was down
+ * is lost with it, so once it listens again the owner is told to resync
+ * (on_resync): it re-reads what it watches, and anything committed after
+ * LISTEN is announced again. The first connection was made by
+ * start_listener, before anyone watched. */
 static void *listen_main(void *arg)
 {
     pg_store *s = arg;
     int pause = LISTEN_RETRY_MIN_MS;
-    bool up = false;
+    bool up = true, warned = false;
     for (;;) {
         if (!up) {
             srv_error err;
             up = listen_connect(s, &err) == SRV_OK;
-            if (!up)
-                srv_warn("store: listening for other replicas' commits: %s", err.msg);
+            if (!up && !warned)
+                srv_warn("store: listening for other replicas' commits: %s; retrying", err.msg);
+            warned = !up;
+            if (up) {
+                srv_info("store: listening for other replicas' commits again");
+                if (s->on_resync)
+                    s->on_resync(s->on_committed_ctx);
+            }
         }
         struct pollfd p[2] = {{up ? PQsocket(s->listener.pg) : -1, POLLIN, 0},
                               {s->wake[0], POLLIN, 0}};
@@ -873,6 +906,7 @@ srv_code srv_pg_open(const srv_store_config *cfg, srv_store **out, srv_error *er
     s->base.ops = &pg_ops;
     s->wake[0] = s->wake[1] = -1;
     s->on_committed = cfg->on_committed;
+    s->on_resync = cfg->on_resync;
     s->on_committed_ctx = cfg->on_committed_ctx;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);

@@ -80,6 +80,7 @@ typedef struct pg_store {
     /* LISTEN cairn_events on a connection of its own, on a thread of its
      * own, when the config asks to be told of commits (pg.c). */
     void (*on_committed)(void *ctx, const char *run_id, uint64_t last_seq);
+    void (*on_resync)(void *ctx);
     void *on_committed_ctx;
     pg_conn listener;
     pthread_t listen_thread;
