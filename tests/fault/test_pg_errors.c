@@ -106,19 +106,6 @@ static int teardown(void **state)
 
 /* The first column of the first row of a query, as text, into out ("" if
  * none). */
-static void query1(const char *dsn, const char *sql, char *out, size_t cap)
-{
-    PGconn *c = PQconnectdb(dsn);
-    if (PQstatus(c) != CONNECTION_OK)
-        fail_msg("connecting: %s", PQerrorMessage(c));
-    PGresult *r = PQexec(c, sql);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
-    snprintf(out, cap, "%s", PQntuples(r) ? PQgetvalue(r, 0, 0) : "");
-    PQclear(r);
-    PQfinish(c);
-}
-
 static void create_run(cairn_client *c, const char *run)
 {
     const char *workers[] = {"w"};
@@ -168,7 +155,8 @@ static void a_schema_newer_than_the_build_makes_cairnd_exit_1_with_one_line(void
     assert_int_equal(start_cairnd(f), 0); /* creates the schema */
     assert_int_equal(ct_server_stop(&f->s), 0);
     char v[32];
-    query1(f->dsn, "SELECT version FROM cairn_schema", v, sizeof v);
+    assert_int_equal(
+        ct_pg_query(f->dsn, "SELECT version FROM cairn_schema", v, sizeof v), 0);
     long built = strtol(v, NULL, 10);
     assert_true(built >= 1);
     assert_true(built < 99);
@@ -188,7 +176,8 @@ static void a_schema_newer_than_the_build_makes_cairnd_exit_1_with_one_line(void
     char *nl = strchr(log, '\n');
     assert_true(nl && nl[1] == '\0'); /* one line */
     free(log);
-    query1(f->dsn, "SELECT version FROM cairn_schema", v, sizeof v);
+    assert_int_equal(
+        ct_pg_query(f->dsn, "SELECT version FROM cairn_schema", v, sizeof v), 0);
     assert_string_equal(v, "99"); /* left as it was */
 }
 
@@ -251,7 +240,7 @@ static void calls_after_every_cairnd_session_was_terminated_succeed_at_their_fir
              "SELECT count(pg_terminate_backend(pid, %d)) FROM pg_stat_activity "
              "WHERE application_name = 'cairnd'",
              TERMINATE_WAIT_MS);
-    query1(pg.dsn, sql, n, sizeof n);
+    assert_int_equal(ct_pg_query(pg.dsn, sql, n, sizeof n), 0);
     assert_true(atoi(n) >= 2); /* the writer and the pool, at least */
     append_ok(f->c, "term", "k-2", 2, false);
     assert_events(f->c, "term", 2);
@@ -277,10 +266,12 @@ static bool wait_for_lock_waiter(void)
     struct timespec pause = {0, 5000000};
     for (int waited = 0; waited < LOCK_WAIT_LIMIT_MS; waited += 5) {
         char n[32];
-        query1(pg.dsn,
-               "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cairnd' "
-               "AND wait_event_type = 'Lock'",
-               n, sizeof n);
+        assert_int_equal(ct_pg_query(pg.dsn,
+                                     "SELECT count(*) FROM pg_stat_activity "
+                                     "WHERE application_name = 'cairnd' "
+                                     "AND wait_event_type = 'Lock'",
+                                     n, sizeof n),
+                         0);
         if (atoi(n) > 0)
             return true;
         nanosleep(&pause, NULL);
@@ -311,7 +302,7 @@ static void a_session_terminated_mid_transaction_fails_the_call_unavailable_and_
              "SELECT count(pg_terminate_backend(pid, %d)) FROM pg_stat_activity "
              "WHERE application_name = 'cairnd' AND wait_event_type = 'Lock'",
              TERMINATE_WAIT_MS);
-    query1(pg.dsn, sql, n, sizeof n);
+    assert_int_equal(ct_pg_query(pg.dsn, sql, n, sizeof n), 0);
     assert_int_equal(atoi(n), 1);
     pthread_join(t, NULL);
     fprintf(stderr, "terminated mid-transaction: %s: %s\n", cairn_strerror(k.rc), k.err.message);

@@ -77,28 +77,17 @@ static int teardown(void **state)
     return rc;
 }
 
-static void query1(const char *dsn, const char *sql, char *out, size_t cap)
-{
-    PGconn *c = PQconnectdb(dsn);
-    if (PQstatus(c) != CONNECTION_OK)
-        fail_msg("connecting: %s", PQerrorMessage(c));
-    PGresult *r = PQexec(c, sql);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
-    snprintf(out, cap, "%s", PQntuples(r) ? PQgetvalue(r, 0, 0) : "");
-    PQclear(r);
-    PQfinish(c);
-}
-
 static void a_schema_newer_than_the_build_fails_open_failed_precondition_untouched(
     void **state)
 {
     fx *f = *state;
     srv_store_close(open_store(f)); /* creates the schema */
     char built[32], v[32];
-    query1(f->dsn, "SELECT version FROM cairn_schema", built, sizeof built);
+    assert_int_equal(
+        ct_pg_query(f->dsn, "SELECT version FROM cairn_schema", built, sizeof built), 0);
     assert_int_equal(ct_pg_exec(f->dsn, "UPDATE cairn_schema SET version = version + 1"), 0);
-    query1(f->dsn, "SELECT version FROM cairn_schema", v, sizeof v);
+    assert_int_equal(
+        ct_pg_query(f->dsn, "SELECT version FROM cairn_schema", v, sizeof v), 0);
 
     srv_store_config cfg = {.data_dir = f->dir, .readers = 2, .pg_dsn = f->dsn};
     srv_store *st = NULL;
@@ -110,7 +99,8 @@ static void a_schema_newer_than_the_build_fails_open_failed_precondition_untouch
              built);
     assert_non_null(strstr(err.msg, want));
     char after[32];
-    query1(f->dsn, "SELECT version FROM cairn_schema", after, sizeof after);
+    assert_int_equal(
+        ct_pg_query(f->dsn, "SELECT version FROM cairn_schema", after, sizeof after), 0);
     assert_string_equal(after, v);
 }
 

@@ -343,10 +343,12 @@ void ct_pg_stop(ct_pg *pg)
     }
 }
 
-int ct_pg_exec(const char *dsn, const char *sql)
+int ct_pg_query(const char *dsn, const char *sql, char *out, size_t cap)
 {
     PGconn *c = PQconnectdb(dsn);
     int rc = -1;
+    if (out && cap)
+        out[0] = '\0';
     if (PQstatus(c) != CONNECTION_OK) {
         fprintf(stderr, "ct_pg: cannot connect: %s", PQerrorMessage(c));
     } else {
@@ -356,10 +358,17 @@ int ct_pg_exec(const char *dsn, const char *sql)
             rc = 0;
         else
             fprintf(stderr, "ct_pg: %s: %s", sql, PQresultErrorMessage(r));
+        if (!rc && out && cap && PQntuples(r) > 0)
+            snprintf(out, cap, "%s", PQgetvalue(r, 0, 0));
         PQclear(r);
     }
     PQfinish(c);
     return rc;
+}
+
+int ct_pg_exec(const char *dsn, const char *sql)
+{
+    return ct_pg_query(dsn, sql, NULL, 0);
 }
 
 int ct_pg_create_db(const char *admin_dsn, const char *name, char *dsn, size_t cap)

@@ -50,6 +50,10 @@ int ct_pg_resume(ct_pg *pg);
  * after printing why. */
 int ct_pg_exec(const char *dsn, const char *sql);
 
+/* ct_pg_exec, and the first column of the first row as text into out
+ * (cap bytes; "" when no row). */
+int ct_pg_query(const char *dsn, const char *sql, char *out, size_t cap);
+
 /* Stops the postmaster (fast shutdown: SIGINT, then SIGQUIT and
  * SIGKILL past a deadline) and removes the directory. Safe to call on a
  * cluster that did not start. */

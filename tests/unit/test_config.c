@@ -73,13 +73,12 @@ static int setup(void **state)
     return 0;
 }
 
-/* srv_config_parse of "cairnd <flag> <value>" (or no flag when flag is
- * NULL), with what it printed on stderr in out. */
-static srv_config_result parse_flag(const char *flag, const char *value, srv_config *cfg,
-                                    char *out, size_t cap)
+/* srv_config_parse of argv, with what it printed on stderr in out. */
+static srv_config_result parse_argv(char **argv, char *out, size_t cap, srv_config *cfg)
 {
-    char *argv[] = {"cairnd", (char *)flag, (char *)value, NULL};
-    int argc = flag ? 3 : 1;
+    int argc = 0;
+    while (argv[argc])
+        argc++;
     FILE *tmp = tmpfile();
     assert_non_null(tmp);
     fflush(stderr);
@@ -94,6 +93,16 @@ static srv_config_result parse_flag(const char *flag, const char *value, srv_con
     out[n] = '\0';
     fclose(tmp);
     return rc;
+}
+
+/* parse_argv of "cairnd <flag> <value>" (or no flag when flag is NULL). */
+static srv_config_result parse_flag(const char *flag, const char *value, srv_config *cfg,
+                                    char *out, size_t cap)
+{
+    char *argv[] = {"cairnd", (char *)flag, (char *)value, NULL};
+    if (!flag)
+        argv[1] = NULL;
+    return parse_argv(argv, out, cap, cfg);
 }
 
 /* value must be refused with a message naming flag and the limit. */
@@ -240,27 +249,6 @@ static void watch_ring_bytes_defaults_to_64_mib_takes_0_to_2_40(void **state)
 
 /* ---- --pg-dsn and passwords ---- */
 
-/* srv_config_parse of argv, with what it printed on stderr in out. */
-static srv_config_result parse_argv(char **argv, char *out, size_t cap, srv_config *cfg)
-{
-    int argc = 0;
-    while (argv[argc])
-        argc++;
-    FILE *tmp = tmpfile();
-    assert_non_null(tmp);
-    fflush(stderr);
-    int saved = dup(STDERR_FILENO);
-    dup2(fileno(tmp), STDERR_FILENO);
-    srv_config_result rc = srv_config_parse(cfg, argc, argv);
-    fflush(stderr);
-    dup2(saved, STDERR_FILENO);
-    close(saved);
-    rewind(tmp);
-    size_t n = fread(out, 1, cap - 1, tmp);
-    out[n] = '\0';
-    fclose(tmp);
-    return rc;
-}
 
 static const char *const DSN_WITH_PASSWORD[] = {
     "host=db1 user=cairn password=secret",
