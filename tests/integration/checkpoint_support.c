@@ -238,14 +238,14 @@ long long blob_stored_size(const ct_server *s, const char *sha)
         struct stat st;
         return stat(blob, &st) == 0 ? (long long)st.st_size : -1;
     }
+    /* 0 when absent, else 1 + the size: pg_int's answers are >= 0. */
     char sql[400];
     snprintf(sql, sizeof sql,
              "SELECT CASE WHEN EXISTS (SELECT 1 FROM blobs WHERE sha256 = '%s') "
-             "THEN (SELECT coalesce(sum(length(data)), 0) FROM blob_chunks WHERE owner = '%s') "
-             "ELSE -2 END",
+             "THEN 1 + (SELECT coalesce(sum(length(data)), 0) FROM blob_chunks WHERE owner = '%s') "
+             "ELSE 0 END",
              sha, sha);
-    long long v = pg_int(s, sql);
-    return v == -2 ? -1 : v;
+    return pg_int(s, sql) - 1;
 }
 
 void damage_blob(const ct_server *s, const char *sha, long long at, bool truncate_there)
