@@ -19,9 +19,9 @@ main() starts a private PostgreSQL cluster (tests/support/pgcluster.py)
 and every cairnd of the suite runs with --store postgres and CAIRN_PG_DSN
 of a database of its own, one per data dir (store_args), so a restart on
 the same data dir finds its data again. Without PostgreSQL it exits 77
-(skipped). Tests of SQLite's own files are marked sqlite_only; the
-helpers that look at stored snapshots (blob_size, staged, damage_blob)
-look at files or at rows, whichever the store keeps.
+(skipped). No interop test is SQLite's alone: the helpers that look at
+stored snapshots (blob_size, staged, damage_blob) look at files or at
+rows, whichever the store keeps.
 """
 
 import argparse
@@ -165,12 +165,6 @@ def store_args(data_dir):
         PG_DBS[data_dir] = "s%d" % (len(PG_DBS) + 1)
         PG.create_database(PG_DBS[data_dir])
     return ["--store", "postgres"], dict(os.environ, CAIRN_PG_DSN=PG.dsn_of(PG_DBS[data_dir]))
-
-
-def sqlite_only(reason):
-    """Skips a test (with the reason, never a pass) on another store: it
-    looks at SQLite's own files."""
-    return unittest.skipIf(STORE != "sqlite", "SQLite only: " + reason)
 
 
 def _pg(data_dir, sql):
