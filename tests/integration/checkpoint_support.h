@@ -37,7 +37,13 @@ void assert_digits(const char *s, size_t from, size_t to);
 void assert_checkpoint_id_format(const char *id);
 void assert_timestamp_format(const char *ts);
 void assert_id_matches_time(const char *id, const char *ts);
-void blob_path(const ct_server *s, const char *sha, char *out, size_t cap);
+/* The bytes stored for content sha (its file with SQLite, its chunks with
+ * PostgreSQL), or -1 when the store holds no such content. */
+long long blob_stored_size(const ct_server *s, const char *sha);
+/* Damages stored content sha as a disk might: flips a bit of the byte at
+ * offset `at`, or cuts the content there. */
+void damage_blob(const ct_server *s, const char *sha, long long at, bool truncate_there);
+/* Uploads staged and not yet stored or dropped (ct_count_staged). */
 int staging_entries(const ct_server *s);
 void write_file(const char *path, const void *data, size_t len);
 

@@ -439,15 +439,7 @@ static void checkpoint_checksum_mismatch_is_data_loss(void **state)
     cairn_checkpoint cp;
     checkpoint(f->client, "cp-corrupt", "s", 0, data, len, &cp);
 
-    char blob[700];
-    blob_path(&f->server, cp.snapshot_sha256, blob, sizeof blob);
-    int fd = open(blob, O_RDWR);
-    assert_true(fd >= 0);
-    uint8_t byte;
-    assert_int_equal(pread(fd, &byte, 1, 1234), 1);
-    byte ^= 0x40;
-    assert_int_equal(pwrite(fd, &byte, 1, 1234), 1);
-    close(fd);
+    damage_blob(&f->server, cp.snapshot_sha256, 1234, false);
 
     cairn_load_request req = {.run_id = "cp-corrupt", .checkpoint_id = cp.checkpoint_id};
     cairn_checkpoint meta;
@@ -478,7 +470,7 @@ static void checkpoint_checksum_mismatch_is_data_loss(void **state)
     assert_int_equal(ct_count_entries(dir), 1);
 
     /* A truncated file is DATA_LOSS as well. */
-    assert_int_equal(truncate(blob, 100), 0);
+    damage_blob(&f->server, cp.snapshot_sha256, 100, true);
     assert_int_equal(cairn_load_checkpoint(f->client, &req, &meta, &got, &got_len, &err),
                      CAIRN_DATA_LOSS);
     assert_null(got);
@@ -692,11 +684,8 @@ static void checkpoint_identical_content_stored_once(void **state)
     assert_string_not_equal(first.checkpoint_id, second.checkpoint_id);
     assert_string_equal(first.snapshot_sha256, second.snapshot_sha256);
     assert_int_equal(ct_count_blob_files(&f->server), before + 1);
-    char blob[700];
-    blob_path(&f->server, first.snapshot_sha256, blob, sizeof blob);
-    struct stat st;
-    assert_int_equal(stat(blob, &st), 0);
-    assert_int_equal(st.st_size, len);
+    const char *sha = first.snapshot_sha256;
+    assert_int_equal(blob_stored_size(&f->server, sha), len);
 
     checkpoint(f->client, "cp-dedup", "third", 0, "different", 9, &third);
     assert_int_equal(ct_count_blob_files(&f->server), before + 2);
@@ -713,7 +702,7 @@ static void checkpoint_identical_content_stored_once(void **state)
     assert_int_equal(res.deleted_ids_count, 1);
     assert_string_equal(res.deleted_ids[0], first.checkpoint_id);
     cairn_cleanup_result_free(&res);
-    assert_int_equal(stat(blob, &st), 0);
+    assert_int_equal(blob_stored_size(&f->server, sha), len);
     cairn_checkpoint meta;
     size_t got_len;
     char *got = load(f->client, "cp-dedup", second.checkpoint_id, &meta, &got_len);
@@ -728,7 +717,7 @@ static void checkpoint_identical_content_stored_once(void **state)
     assert_int_equal(res.deleted_ids_count, 1);
     assert_string_equal(res.deleted_ids[0], second.checkpoint_id);
     cairn_cleanup_result_free(&res);
-    assert_int_equal(stat(blob, &st), 0);
+    assert_int_equal(blob_stored_size(&f->server, sha), len);
     got = load(f->client, "cp-dedup-other", other.checkpoint_id, &meta, &got_len);
     assert_int_equal(got_len, len);
     assert_memory_equal(got, text, len);
@@ -742,7 +731,7 @@ static void checkpoint_identical_content_stored_once(void **state)
     assert_int_equal(res.deleted_ids_count, 1);
     assert_string_equal(res.deleted_ids[0], other.checkpoint_id);
     cairn_cleanup_result_free(&res);
-    assert_int_equal(stat(blob, &st), -1);
+    assert_int_equal(blob_stored_size(&f->server, sha), -1);
     assert_int_equal(ct_count_blob_files(&f->server), before + 2); /* "different" and "newer..." */
     cairn_checkpoint_free(&other);
     cairn_checkpoint_free(&first);

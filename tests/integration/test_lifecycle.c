@@ -193,6 +193,7 @@ static void sigterm_during_load_exits_cleanly(void **state)
 static void second_cairnd_on_the_same_data_dir_refuses_to_start(void **state)
 {
     (void)state;
+    CT_SQLITE_ONLY("the data dir's LOCK: replicas share a PostgreSQL database on purpose");
     ct_server s;
     assert_int_equal(ct_server_init(&s), 0);
     assert_int_equal(ct_server_start(&s, 0, NULL), 0);
@@ -209,6 +210,7 @@ static void second_cairnd_on_the_same_data_dir_refuses_to_start(void **state)
 static void group_writable_data_dir_makes_cairnd_exit_1_with_one_line_naming_it(void **state)
 {
     (void)state;
+    CT_SQLITE_ONLY("the data dir's mode: the PostgreSQL store keeps nothing in it");
     ct_server s;
     assert_int_equal(ct_server_init(&s), 0);
     assert_int_equal(mkdir(s.data_dir, 0700), 0);

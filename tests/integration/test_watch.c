@@ -197,7 +197,12 @@ static void a_thousand_watchers_see_every_event(void **state)
 {
     fixture *f = *state;
     create_run(f->client, "w-many");
-    enum { WATCHERS = 1000, EVENTS = 50 };
+    /* 999 watchers and the append: the 1,000 calls the server lets one
+     * connection hold at once (--max-concurrent-streams). With 1,000
+     * watchers the append had a slot only when it got in before the last
+     * watchers' streams did, and under load it waited out its deadline
+     * (seen with both stores). */
+    enum { WATCHERS = 999, EVENTS = 50 };
     static seen s[WATCHERS];
     static cairn_watcher *w[WATCHERS];
     int done = 0;

@@ -75,11 +75,12 @@ class Cairnd:
         self.log_path = os.path.join(self.root, "cairnd.log")
         self.log_file = open(self.log_path, "wb")
         self.channel = None
+        store_flags, env = tc.store_args(self.data_dir)
         self.proc = subprocess.Popen(preexec_fn=tc.die_with_parent, args=
             [tc.ARGS.cairnd, "--listen", "127.0.0.1:0", "--data-dir", self.data_dir,
-             "--threads", "2"] + list(flags),
+             "--threads", "2"] + store_flags + list(flags),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.log_file,
-            cwd=self.root)
+            cwd=self.root, env=env)
         try:
             self.address = self._wait_listening()
         except BaseException:
@@ -189,11 +190,15 @@ class CkptTestCase(CairnTestCase):
     def data_dir(self):
         return self.server.data_dir if self.server is not None else tc.S.data_dir
 
-    def blob_path(self, sha):
-        return os.path.join(self.data_dir, "blobs", sha[:2], sha)
+    def blob_size(self, sha):
+        """The bytes stored for content sha, None when there is none."""
+        return tc.blob_size(self.data_dir, sha)
+
+    def damage_blob(self, sha, how, at=0, mask=0x01):
+        tc.damage_blob(self.data_dir, sha, how, at, mask)
 
     def staging_files(self):
-        return sorted(os.listdir(os.path.join(self.data_dir, "blobs", "staging")))
+        return tc.staged(self.data_dir)
 
     def assertServing(self):
         resp = self.health.Check(tc.health_pb.HealthCheckRequest(service=""),
@@ -423,7 +428,7 @@ class CreateCheckpointTest(CkptTestCase):
         self.assertEqual(meta, cp)
         self.assertEqual(got, data)
         # Content-addressed on disk under its SHA-256; nothing left in staging.
-        self.assertTrue(os.path.isfile(self.blob_path(cp.snapshot_sha256)))
+        self.assertEqual(self.blob_size(cp.snapshot_sha256), cp.snapshot_size)
         self.assertEqual(self.staging_files(), [])
 
     def test_create_checkpoint_without_sha_computes_it(self):
@@ -552,8 +557,8 @@ class CreateCheckpointTest(CkptTestCase):
             self.upload(self.header(rid, len(data), key=key, sha=wrong), data))
         self.assertTrue(err.details().startswith("snapshot_sha256:"), err.details())
         self.assertEqual(self.list_cps(rid), [])
-        self.assertFalse(os.path.exists(self.blob_path(sha256(data))))
-        self.assertFalse(os.path.exists(self.blob_path(wrong)))
+        self.assertIsNone(self.blob_size(sha256(data)))
+        self.assertIsNone(self.blob_size(wrong))
         self.assertEqual(self.staging_files(), [])
         # The key was not consumed: the right checksum goes through with it.
         cp, call = self.checkpoint(rid, data, key=key, sha=sha256(data))
@@ -916,9 +921,9 @@ class CleanupCheckpointsTest(CkptTestCase):
         self.assertEqual(self.get_run(rid).latest_checkpoint_id, made[2].checkpoint_id)
         # Their snapshot files are gone, the kept one's is there.
         for c in made[:2]:
-            self.assertFalse(os.path.exists(self.blob_path(c.snapshot_sha256)), c.checkpoint_id)
+            self.assertIsNone(self.blob_size(c.snapshot_sha256), c.checkpoint_id)
             self.load_error(grpc.StatusCode.NOT_FOUND, rid, c.checkpoint_id)
-        self.assertTrue(os.path.exists(self.blob_path(made[2].snapshot_sha256)))
+        self.assertIsNotNone(self.blob_size(made[2].snapshot_sha256))
 
     def test_cleanup_keep_0_invalid_argument(self):
         rid = self.run_id()
@@ -959,12 +964,10 @@ class CleanupCheckpointsTest(CkptTestCase):
         a = self.cp(rid, data, run_state="a")
         b = self.cp(rid, data, run_state="b")
         self.assertEqual(a.snapshot_sha256, b.snapshot_sha256)
-        fan_out = os.path.dirname(self.blob_path(a.snapshot_sha256))
-        self.assertEqual([f for f in os.listdir(fan_out) if f == a.snapshot_sha256],
-                         [a.snapshot_sha256])
+        self.assertEqual(self.blob_size(a.snapshot_sha256), len(data))  # one copy
         resp, _ = self.cleanup(rid, 1)
         self.assertEqual(list(resp.deleted_ids), [a.checkpoint_id])
-        self.assertTrue(os.path.exists(self.blob_path(b.snapshot_sha256)))
+        self.assertIsNotNone(self.blob_size(b.snapshot_sha256))
         meta, got = self.load(rid)
         self.assertEqual(meta, b)
         self.assertEqual(got, data)
@@ -979,13 +982,8 @@ class DataLossTest(CkptTestCase):
         self.create_run(rid)
         data = os.urandom(3 * MiB + 5)
         cp = self.cp(rid, data)
-        path = self.blob_path(cp.snapshot_sha256)
-        self.assertEqual(os.path.getsize(path), len(data))
-        with open(path, "r+b") as f:
-            f.seek(2 * MiB + 1)
-            byte = f.read(1)
-            f.seek(2 * MiB + 1)
-            f.write(bytes([byte[0] ^ 0x01]))
+        self.assertEqual(self.blob_size(cp.snapshot_sha256), len(data))
+        self.damage_blob(cp.snapshot_sha256, "flip", 2 * MiB + 1)
         err, msgs = self.load_error(grpc.StatusCode.DATA_LOSS, rid, cp.checkpoint_id)
         self.assertIn(cp.checkpoint_id, err.details())
         if msgs:
@@ -1000,12 +998,10 @@ class DataLossTest(CkptTestCase):
         for how in ("truncated", "extended"):
             with self.subTest(how=how):
                 cp = self.cp(rid, os.urandom(MiB + 100))
-                path = self.blob_path(cp.snapshot_sha256)
                 if how == "truncated":
-                    os.truncate(path, MiB)
+                    self.damage_blob(cp.snapshot_sha256, "truncate", MiB)
                 else:
-                    with open(path, "ab") as f:
-                        f.write(b"\0")
+                    self.damage_blob(cp.snapshot_sha256, "extend")
                 err, _ = self.load_error(grpc.StatusCode.DATA_LOSS, rid, cp.checkpoint_id)
                 self.assertIn(cp.checkpoint_id, err.details())
         self.assertServing()
@@ -1022,12 +1018,7 @@ class DataLossTest(CkptTestCase):
         self.create_run(rid)
         data = os.urandom(100000)
         bad = self.cp(rid, data, run_state="first")
-        path = self.blob_path(bad.snapshot_sha256)
-        with open(path, "r+b") as f:
-            f.seek(500)
-            byte = f.read(1)
-            f.seek(500)
-            f.write(bytes([byte[0] ^ 0x80]))
+        self.damage_blob(bad.snapshot_sha256, "flip", 500, 0x80)
         self.load_error(grpc.StatusCode.DATA_LOSS, rid, bad.checkpoint_id)
         good = self.cp(rid, data, run_state="again", sha=sha256(data))
         meta, got = self.load(rid, good.checkpoint_id)
@@ -1038,7 +1029,7 @@ class DataLossTest(CkptTestCase):
         rid = self.run_id()
         self.create_run(rid)
         cp = self.cp(rid, os.urandom(1000))
-        os.unlink(self.blob_path(cp.snapshot_sha256))
+        self.damage_blob(cp.snapshot_sha256, "delete")
         err, msgs = self.load_error(grpc.StatusCode.DATA_LOSS, rid)
         self.assertIn(cp.checkpoint_id, err.details())
         self.assertServing()
@@ -1279,9 +1270,9 @@ class RetentionTest(CkptTestCase):
         made = [self.cp(rid, b"r%d-" % i + os.urandom(32)) for i in range(4)]
         self.assertEqual(self.list_cps(rid), made[2:])
         for c in made[:2]:
-            self.assertFalse(os.path.exists(self.blob_path(c.snapshot_sha256)))
+            self.assertIsNone(self.blob_size(c.snapshot_sha256))
         for c in made[2:]:
-            self.assertTrue(os.path.exists(self.blob_path(c.snapshot_sha256)))
+            self.assertIsNotNone(self.blob_size(c.snapshot_sha256))
         self.assertEqual(self.load(rid, made[2].checkpoint_id)[0], made[2])
 
     def test_retention_and_cleanup_skip_checkpoint_being_loaded(self):
@@ -1304,7 +1295,7 @@ class RetentionTest(CkptTestCase):
             self.assertNotIn(pinned.checkpoint_id, resp.deleted_ids)
             self.assertEqual(list(resp.deleted_ids), [newer[1].checkpoint_id])
             self.assertEqual(self.list_cps(rid), [pinned, newer[2]])
-            self.assertTrue(os.path.exists(self.blob_path(pinned.snapshot_sha256)))
+            self.assertIsNotNone(self.blob_size(pinned.snapshot_sha256))
             rest = list(stream)
         finally:
             stream.cancel()
@@ -1316,7 +1307,7 @@ class RetentionTest(CkptTestCase):
         resp, _ = self.cleanup(rid, 1)
         self.assertEqual(list(resp.deleted_ids), [pinned.checkpoint_id])
         self.assertEqual(self.list_cps(rid), [newer[2]])
-        self.assertFalse(os.path.exists(self.blob_path(pinned.snapshot_sha256)))
+        self.assertIsNone(self.blob_size(pinned.snapshot_sha256))
 
 
 class RetentionFlagTest(CkptTestCase):
@@ -1324,11 +1315,12 @@ class RetentionFlagTest(CkptTestCase):
     def test_checkpoint_retention_1_refuses_to_start(self):
         root = tempfile.mkdtemp(prefix="retention1-", dir=tc.S.root)
         data_dir = os.path.join(root, "data")
+        store_flags, env = tc.store_args(data_dir)
         res = subprocess.run(
             [tc.ARGS.cairnd, "--listen", "127.0.0.1:0", "--data-dir", data_dir,
-             "--checkpoint-retention", "1"],
+             "--checkpoint-retention", "1"] + store_flags,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            cwd=root, timeout=START_TIMEOUT_S, universal_newlines=True)
+            cwd=root, env=env, timeout=START_TIMEOUT_S, universal_newlines=True)
         self.assertEqual(res.returncode, 2, res.stderr)
         self.assertIn("--checkpoint-retention", res.stderr)
         self.assertNotIn("listening on", res.stdout)

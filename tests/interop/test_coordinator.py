@@ -13,9 +13,19 @@ Run (ctest does this, see CMakeLists.txt):
         --protoc PATH --grpc-plugin PATH [unittest args...]
 
 It needs Debian's python3-grpcio and python3-protobuf, hence /usr/bin/python3.
+
+The store: with CAIRN_TEST_STORE=postgres (ctest's interop_*_postgres),
+main() starts a private PostgreSQL cluster (tests/support/pgcluster.py)
+and every cairnd of the suite runs with --store postgres and CAIRN_PG_DSN
+of a database of its own, one per data dir (store_args), so a restart on
+the same data dir finds its data again. Without PostgreSQL it exits 77
+(skipped). No interop test is SQLite's alone: the helpers that look at
+stored snapshots (blob_size, staged, damage_blob) look at files or at
+rows, whichever the store keeps.
 """
 
 import argparse
+import atexit
 import ctypes
 import datetime
 import os
@@ -44,6 +54,11 @@ STOP_TIMEOUT_S = 30
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 
 ARGS = None  # parsed command line, set in main()
+
+STORE = os.environ.get("CAIRN_TEST_STORE") or "sqlite"
+PG = None        # the pgcluster.PgCluster of a postgres run, from main()
+PG_DBS = {}      # data dir -> database name: a server's database is its data dir
+PG_CHUNK = 256 * 1024  # the postgres store's chunk rows (server/store/pg/README.md)
 
 # Generated modules, imported in setUpModule.
 pb = None
@@ -117,6 +132,105 @@ def _server_log():
         return ""
 
 
+# ---- the store ----
+
+def _start_store():
+    """postgres: the suite's cluster, stopped at exit; exits 77 (skipped)
+    with the reason when PostgreSQL cannot run here."""
+    global PG
+    if STORE == "sqlite":
+        return
+    if STORE != "postgres":
+        sys.exit("CAIRN_TEST_STORE=%s: no such store" % STORE)
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                    "support"))
+    import pgcluster
+    try:
+        PG = pgcluster.PgCluster()
+    except pgcluster.Unavailable as e:
+        print("SKIPPED: PostgreSQL: %s" % e, flush=True)
+        sys.exit(77)
+    atexit.register(lambda: (PG.stop(), PG.cleanup()))
+    PG.start()
+
+
+def store_args(data_dir):
+    """(extra flags, environment) for a cairnd on data_dir: none with
+    SQLite; with postgres, --store postgres and CAIRN_PG_DSN (in the
+    environment, as a deployment's Secret) of data_dir's database, made
+    at its first use."""
+    if PG is None:
+        return [], None
+    if data_dir not in PG_DBS:
+        PG_DBS[data_dir] = "s%d" % (len(PG_DBS) + 1)
+        PG.create_database(PG_DBS[data_dir])
+    return ["--store", "postgres"], dict(os.environ, CAIRN_PG_DSN=PG.dsn_of(PG_DBS[data_dir]))
+
+
+def _pg(data_dir, sql):
+    return PG.query(PG_DBS[data_dir], sql)
+
+
+def _blob_file(data_dir, sha):
+    return os.path.join(data_dir, "blobs", sha[:2], sha)
+
+
+def blob_size(data_dir, sha):
+    """The bytes stored for content sha (its file, or its chunk rows), or
+    None when the store holds no such content."""
+    if PG is None:
+        path = _blob_file(data_dir, sha)
+        return os.path.getsize(path) if os.path.exists(path) else None
+    out = _pg(data_dir, "SELECT (SELECT coalesce(sum(length(data)), 0) FROM blob_chunks "
+                        "WHERE owner = '%s') FROM blobs WHERE sha256 = '%s'" % (sha, sha))
+    return int(out) if out else None
+
+
+def staged(data_dir):
+    """Uploads staged and not yet stored or dropped: files in
+    blobs/staging, or stages rows and chunks a stage owns."""
+    if PG is None:
+        return sorted(os.listdir(os.path.join(data_dir, "blobs", "staging")))
+    out = _pg(data_dir, "SELECT 'stage:' || id FROM stages UNION "
+                        "SELECT DISTINCT owner FROM blob_chunks WHERE owner LIKE 'stage:%'")
+    return sorted(out.split())
+
+
+def damage_blob(data_dir, sha, how, at=0, mask=0x01):
+    """Damages stored content as a disk might: "flip" (xor mask into the
+    byte at offset at), "truncate" (cut it at at), "extend" (one NUL
+    more) or "delete" (all of it, its reference staying)."""
+    if PG is None:
+        path = _blob_file(data_dir, sha)
+        if how == "delete":
+            os.unlink(path)
+        elif how == "truncate":
+            os.truncate(path, at)
+        elif how == "extend":
+            with open(path, "ab") as f:
+                f.write(b"\0")
+        else:
+            with open(path, "r+b") as f:
+                f.seek(at)
+                byte = f.read(1)
+                f.seek(at)
+                f.write(bytes([byte[0] ^ mask]))
+        return
+    n, off = divmod(at, PG_CHUNK)
+    own = "owner = '%s'" % sha
+    sql = {
+        "delete": "DELETE FROM blob_chunks WHERE %s" % own,
+        "truncate": "DELETE FROM blob_chunks WHERE %s AND (n > %d OR (n = %d AND %d = 0)); "
+                    "UPDATE blob_chunks SET data = substr(data, 1, %d) WHERE %s AND n = %d"
+                    % (own, n, n, off, off, own, n),
+        "extend": "UPDATE blob_chunks SET data = data || '\\x00'::bytea WHERE %s AND n = "
+                  "(SELECT max(n) FROM blob_chunks WHERE %s)" % (own, own),
+        "flip": "UPDATE blob_chunks SET data = set_byte(data, %d, get_byte(data, %d) # %d) "
+                "WHERE %s AND n = %d" % (off, off, mask, own, n),
+    }[how]
+    _pg(data_dir, sql)
+
+
 def _start_cairnd():
     S.srv_dir = os.path.join(S.root, "server")
     S.data_dir = os.path.join(S.srv_dir, "data")
@@ -126,10 +240,12 @@ def _start_cairnd():
     os.makedirs(S.cwd)
     S.log_path = os.path.join(S.root, "cairnd.log")
     S.log_file = open(S.log_path, "wb")
+    flags, env = store_args(S.data_dir)
     S.proc = subprocess.Popen(
-        [ARGS.cairnd, "--listen", "127.0.0.1:0", "--data-dir", S.data_dir, "--threads", "2"],
+        [ARGS.cairnd, "--listen", "127.0.0.1:0", "--data-dir", S.data_dir, "--threads", "2"]
+        + flags,
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=S.log_file, cwd=S.cwd,
-        preexec_fn=die_with_parent)
+        env=env, preexec_fn=die_with_parent)
     # cairnd prints exactly one line once it accepts calls. Wait for that
     # line (bounded, in case it hangs before printing).
     sel = selectors.DefaultSelector()
@@ -154,6 +270,8 @@ def _start_cairnd():
     if not m:
         raise RuntimeError("unexpected first line from cairnd: %r" % line)
     S.address = m.group(1)
+    if PG is not None:  # the suite's cairnd made its schema in its own database
+        assert _pg(S.data_dir, "SELECT count(*) FROM cairn_schema") == "1"
     S.channel = grpc.insecure_channel(S.address, options=[
         ("grpc.enable_http_proxy", 0),          # 127.0.0.1 only, never a proxy
         ("grpc.max_send_message_length", -1),   # let the server enforce its limit
@@ -929,6 +1047,7 @@ def main():
     ARGS, rest = parser.parse_known_args()
     for name in ("cairnd", "proto_dir", "protoc", "grpc_plugin"):
         setattr(ARGS, name, os.path.abspath(getattr(ARGS, name)))
+    _start_store()
     unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
 
 

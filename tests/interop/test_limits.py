@@ -262,10 +262,10 @@ class UploadLimitsTestCase(LimitsTestCase):
 
     @staticmethod
     def staging(server):
-        return sorted(os.listdir(os.path.join(server.data_dir, "blobs", "staging")))
+        return tc.staged(server.data_dir)
 
     def wait_staging(self, server, nonempty, timeout=RPC_TIMEOUT_S):
-        """Polls blobs/staging (bounded) until it holds a file or is empty."""
+        """Polls the staged uploads (bounded) until there is one or none."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if bool(self.staging(server)) == nonempty:

@@ -4,11 +4,14 @@
 #include "pg.h"
 #include "store_support.h"
 
+#include <fcntl.h>
 #include <ftw.h>
+#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* Read snapshots a test may hold at once. */
 enum { READERS = 4 };
@@ -79,6 +82,70 @@ int count_files(const fx *f)
     files = 0;
     assert_int_equal(nftw(f->dir, count_file, 16, FTW_PHYS), 0);
     return files;
+}
+
+/* postgres: sql (one row, one integer column; a data-changing CTE may
+ * count its rows) on the test's database. */
+static long long pg_int(const fx *f, const char *sql)
+{
+    PGconn *c = PQconnectdb(f->dsn);
+    if (PQstatus(c) != CONNECTION_OK) {
+        PQfinish(c);
+        fail_msg("cannot connect to %s", f->db);
+    }
+    PGresult *r = PQexec(c, sql);
+    bool good = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+    long long v = good ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : -1;
+    if (!good)
+        print_error("%s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+    PQfinish(c);
+    assert_true(good);
+    return v;
+}
+
+int count_stored(const fx *f)
+{
+    if (strcmp(f->backend, "postgres") == 0)
+        return (int)pg_int(f, "SELECT (SELECT count(*) FROM stages) + "
+                              "(SELECT count(*) FROM blob_chunks) + (SELECT count(*) FROM blobs)");
+    return count_files(f);
+}
+
+void damage_content(fx *f, const char *sha, size_t at, bool cut)
+{
+    if (strcmp(f->backend, "postgres") == 0) {
+        /* Chunk rows of 256 KiB (server/store/pg/README.md). */
+        const long long chunk = 256 * 1024, n = (long long)at / chunk, off = (long long)at % chunk;
+        char sql[700];
+        if (cut)
+            snprintf(sql, sizeof sql,
+                     "WITH d AS (DELETE FROM blob_chunks WHERE owner = '%s' AND n > %lld), "
+                     "u AS (UPDATE blob_chunks SET data = substr(data, 1, %lld) "
+                     "WHERE owner = '%s' AND n = %lld RETURNING 1) SELECT count(*) FROM u",
+                     sha, n, off, sha, n);
+        else
+            snprintf(sql, sizeof sql,
+                     "WITH u AS (UPDATE blob_chunks SET data = set_byte(data, %lld, "
+                     "get_byte(data, %lld) # 64) WHERE owner = '%s' AND n = %lld RETURNING 1) "
+                     "SELECT count(*) FROM u",
+                     off, off, sha, n);
+        assert_int_equal(pg_int(f, sql), 1);
+        return;
+    }
+    char path[700];
+    snprintf(path, sizeof path, "%s/blobs/%.2s/%s", f->dir, sha, sha);
+    if (cut) {
+        assert_int_equal(truncate(path, (off_t)at), 0);
+        return;
+    }
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    uint8_t byte;
+    assert_int_equal(pread(fd, &byte, 1, (off_t)at), 1);
+    byte ^= 0x40;
+    assert_int_equal(pwrite(fd, &byte, 1, (off_t)at), 1);
+    close(fd);
 }
 
 static int setup_dir(void **state)

@@ -50,6 +50,13 @@ srv_store *open_replica(fx *f);
 void close_store(fx *f);
 /* Files (not directories) under the data dir, recursively. */
 int count_files(const fx *f);
+/* What holds snapshot bytes, staged or stored: files under the data dir
+ * with SQLite, rows of stages, blob_chunks and blobs with postgres. */
+int count_stored(const fx *f);
+/* Damages stored content as a disk might (a test of the backend's own
+ * files or rows): flips a bit of the byte at offset `at`, or with cut
+ * makes the content end there. */
+void damage_content(fx *f, const char *sha, size_t at, bool cut);
 
 /* ---- transactions ---- */
 
@@ -129,6 +136,9 @@ bool dedup_found(fx *f, const srv_dedup_key *k, srv_dedup_record *out);
     XX(a_stage_freed_without_link_leaves_nothing, OPEN)                                      \
     XX(a_rolled_back_link_leaves_no_content_readable, OPEN)                                  \
     XX(a_link_rolled_back_to_its_savepoint_leaves_no_content_readable, OPEN)                 \
+    XX(a_freed_stage_leaves_nothing_staged_whether_its_content_was_new_or_stored, OPEN)      \
+    XX(a_new_link_of_stored_content_replaces_a_damaged_copy, OPEN)                           \
+    XX(content_cut_short_reads_short_and_is_not_reported_gone, OPEN)                         \
     /* test_transactions.c */                                                                \
     XX(dedup_put_in_a_transaction_is_visible_after_commit, OPEN)                             \
     XX(dedup_records_are_scoped_by_run_method_and_key, OPEN)                                 \

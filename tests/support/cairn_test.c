@@ -1,6 +1,9 @@
 #include "cairn_test.h"
+#include "pg.h"
 
 #include <ctype.h>
+#include <libpq-fe.h>
+#include <pthread.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +24,102 @@ static void die_with_parent(void)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
 }
 
+/* ---- the store (CAIRN_TEST_STORE) ---- */
+
+/* ctest's SKIP_RETURN_CODE. */
+enum { CT_SKIPPED = 77 };
+
+const char *ct_store(void)
+{
+    const char *name = getenv("CAIRN_TEST_STORE");
+    return name && *name ? name : "sqlite";
+}
+
+bool ct_store_is_sqlite(void)
+{
+    return strcmp(ct_store(), "sqlite") == 0;
+}
+
+/* postgres: one cluster per test process, started by the first server
+ * and stopped at exit (the postmaster also dies with the process: pg.c).
+ * Guarded, as a test may make servers from several threads. */
+static struct {
+    pthread_mutex_t mu;
+    bool started;
+    ct_pg pg;
+    char admin[600]; /* the superuser's DSN */
+    int dbs;         /* databases made so far */
+} cluster = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void cluster_stop(void)
+{
+    ct_pg_stop(&cluster.pg);
+}
+
+/* Starts the cluster once (or takes CAIRN_TEST_PG_DSN's). Exits 77 when
+ * PostgreSQL cannot run here, 1 when it failed: a suite that was asked
+ * for postgres never runs on anything else. Call with cluster.mu held. */
+static void cluster_start(void)
+{
+    if (cluster.started)
+        return;
+    const char *dsn = getenv("CAIRN_TEST_PG_DSN");
+    if (dsn && *dsn) {
+        snprintf(cluster.admin, sizeof cluster.admin, "%s", dsn);
+    } else {
+        int rc = ct_pg_start(&cluster.pg);
+        if (rc != 0) {
+            fprintf(stderr, "%s: PostgreSQL: %s\n", rc > 0 ? "SKIPPED" : "FAILED",
+                    cluster.pg.why);
+            fflush(NULL);
+            _exit(rc > 0 ? CT_SKIPPED : 1);
+        }
+        snprintf(cluster.admin, sizeof cluster.admin, "%s", cluster.pg.dsn);
+        atexit(cluster_stop);
+    }
+    cluster.started = true;
+}
+
+/* A fresh database for s: its name holds the pid, so test processes
+ * sharing one CAIRN_TEST_PG_DSN do not collide. */
+static int make_database(ct_server *s)
+{
+    pthread_mutex_lock(&cluster.mu);
+    cluster_start();
+    snprintf(s->pg_db, sizeof s->pg_db, "cairn_t%ld_%d", (long)getpid(), ++cluster.dbs);
+    char dsn[sizeof s->pg_env - sizeof "CAIRN_PG_DSN="];
+    int rc = ct_pg_create_db(cluster.admin, s->pg_db, dsn, sizeof dsn);
+    pthread_mutex_unlock(&cluster.mu);
+    if (rc < 0) {
+        s->pg_db[0] = '\0';
+        return -1;
+    }
+    snprintf(s->pg_env, sizeof s->pg_env, "CAIRN_PG_DSN=%s", dsn);
+    return 0;
+}
+
+long long ct_pg_query_int(const ct_server *s, const char *sql)
+{
+    if (!s->pg_db[0]) {
+        fprintf(stderr, "ct_pg_query_int: %s has no database\n", s->dir);
+        return -1;
+    }
+    PGconn *c = PQconnectdb(s->pg_env + strlen("CAIRN_PG_DSN="));
+    long long v = -1;
+    if (PQstatus(c) != CONNECTION_OK) {
+        fprintf(stderr, "ct_pg_query_int: cannot connect: %s", PQerrorMessage(c));
+    } else {
+        PGresult *r = PQexec(c, sql);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) == 1)
+            v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        else
+            fprintf(stderr, "ct_pg_query_int: %s: %s", sql, PQresultErrorMessage(r));
+        PQclear(r);
+    }
+    PQfinish(c);
+    return v;
+}
+
 int ct_server_init(ct_server *s)
 {
     memset(s, 0, sizeof *s);
@@ -28,6 +127,11 @@ int ct_server_init(ct_server *s)
         return -1;
     snprintf(s->data_dir, sizeof s->data_dir, "%s/data", s->dir);
     snprintf(s->log_path, sizeof s->log_path, "%s/cairnd.log", s->dir);
+    if (!ct_store_is_sqlite() && make_database(s) < 0) {
+        ct_rmrf(s->dir);
+        s->dir[0] = '\0';
+        return -1;
+    }
     return 0;
 }
 
@@ -90,8 +194,12 @@ static int read_address(int fd, ct_server *s)
  * keeps the test's. */
 static const char inherit_stderr[] = "";
 
+/* At most this many "KEY=VALUE" strings for a child's environment: a
+ * ct_server's 8 and its store's. */
+enum { ENV_MAX = 9 };
+
 /* Forks argv (NULL-ended; argv[0] a path) with the "KEY=VALUE" strings of
- * `env` (NULL-ended, at most 8; may be NULL). Its stdout goes to the pipe
+ * `env` (NULL-ended, at most ENV_MAX; may be NULL). Its stdout goes to the pipe
  * whose read end lands in *out; its stderr to `log_path`, to the same
  * pipe when NULL, or stays the test's with inherit_stderr. Returns the
  * pid, or -1. */
@@ -109,7 +217,7 @@ static pid_t spawn(const char *const *argv, const char *const *env, const char *
     }
     if (pid == 0) {
         die_with_parent();
-        for (int i = 0; env && i < 8 && env[i]; i++)
+        for (int i = 0; env && i < ENV_MAX && env[i]; i++)
             putenv((char *)env[i]);
         dup2(p[1], STDOUT_FILENO);
         if (log_path != inherit_stderr) {
@@ -157,12 +265,23 @@ int ct_server_start(ct_server *s, int port, const char *const *extra_args)
         snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
     const char *args[63] = {"--listen", listen, "--data-dir", s->data_dir, "--threads", "2"};
     int argc = 6;
+    /* The DSN goes in the environment (as a deployment's Secret does),
+     * the store on the command line, where a test's flags may follow. */
+    const char *env[ENV_MAX + 1] = {NULL};
+    int envc = 0;
+    for (int i = 0; i < 8 && s->env[i]; i++)
+        env[envc++] = s->env[i];
+    if (s->pg_db[0]) {
+        args[argc++] = "--store";
+        args[argc++] = "postgres";
+        env[envc++] = s->pg_env;
+    }
     for (int i = 0; extra_args && extra_args[i] && argc < 62; i++)
         args[argc++] = extra_args[i];
     args[argc] = NULL;
 
     int out;
-    pid_t pid = spawn_cairnd(args, s->env, s->log_path, &out);
+    pid_t pid = spawn_cairnd(args, env, s->log_path, &out);
     if (pid < 0)
         return -1;
     s->pid = pid;
@@ -253,8 +372,14 @@ void ct_server_kill(ct_server *s)
 void ct_server_cleanup(ct_server *s)
 {
     ct_server_kill(s);
-    if (s->dir[0] && !getenv("CAIRN_TEST_KEEP"))
+    if (getenv("CAIRN_TEST_KEEP"))
+        return;
+    if (s->dir[0])
         ct_rmrf(s->dir);
+    /* The cluster's own directory goes at exit; one shared through
+     * CAIRN_TEST_PG_DSN keeps nothing of ours. */
+    if (s->pg_db[0] && !cluster.pg.pid)
+        ct_pg_drop_db(cluster.admin, s->pg_db);
 }
 
 cairn_client *ct_client(const ct_server *s, const cairn_retry_policy *retry)
@@ -368,16 +493,18 @@ bool ct_only_store_files(const char *dir)
 {
     static const char *const known[] = {"LOCK",    "cairn.db",     "cairn.db-wal", "cairn.db-shm",
                                         "pins.db", "pins.db-wal", "pins.db-shm",  "blobs"};
+    /* The PostgreSQL store keeps no file: the dir is absent or empty. */
+    size_t n_known = ct_store_is_sqlite() ? sizeof known / sizeof known[0] : 0;
     DIR *d = opendir(dir);
     if (!d)
-        return false;
+        return !ct_store_is_sqlite() && errno == ENOENT;
     bool ok = true;
     struct dirent *e;
     while ((e = readdir(d))) {
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
             continue;
         bool found = false;
-        for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        for (size_t i = 0; i < n_known; i++)
             found = found || strcmp(e->d_name, known[i]) == 0;
         if (!found) {
             fprintf(stderr, "unexpected file in %s: %s\n", dir, e->d_name);
@@ -388,8 +515,23 @@ bool ct_only_store_files(const char *dir)
     return ok;
 }
 
+int ct_count_staged(const ct_server *s)
+{
+    if (s->pg_db[0])
+        return (int)ct_pg_query_int(s, "SELECT (SELECT count(*) FROM stages) + "
+                                       "(SELECT count(*) FROM blob_chunks WHERE owner LIKE 'stage:%')");
+    char staging[400];
+    snprintf(staging, sizeof staging, "%s/blobs/staging", s->data_dir);
+    struct stat st;
+    if (stat(staging, &st) < 0)
+        return -1;
+    return ct_count_entries(staging);
+}
+
 int ct_count_blob_files(const ct_server *s)
 {
+    if (s->pg_db[0])
+        return (int)ct_pg_query_int(s, "SELECT count(*) FROM blobs");
     char blobs[400];
     snprintf(blobs, sizeof blobs, "%s/blobs", s->data_dir);
     DIR *d = opendir(blobs);

@@ -1,6 +1,16 @@
 /* Test support: real cairnd processes on 127.0.0.1 with ephemeral ports
  * and temporary data dirs, stopped by PID. The temp dir helpers are in
- * dirs.h, included here. */
+ * dirs.h, included here.
+ *
+ * The store: CAIRN_TEST_STORE names it, "sqlite" (unset) or "postgres".
+ * With postgres, the first ct_server_init of the process starts a private
+ * PostgreSQL cluster (pg.h; or uses the superuser DSN in
+ * CAIRN_TEST_PG_DSN), stopped at exit, and every ct_server gets a database
+ * of its own, made at init and kept for its life: its "data dir", which a
+ * restart of the same ct_server finds again. cairnd then runs with
+ * --store postgres and CAIRN_PG_DSN in its environment. When PostgreSQL
+ * cannot run here, ct_server_init prints why and exits 77 (ctest:
+ * skipped). */
 #ifndef CAIRN_TEST_H
 #define CAIRN_TEST_H
 
@@ -20,10 +30,30 @@ typedef struct ct_server {
     char data_dir[300];        /* dir/data */
     char log_path[300];        /* dir/cairnd.log, appended by every start */
     const char *env[8];        /* "KEY=VALUE" added to cairnd's environment, NULL-ended */
+    char pg_db[64];            /* postgres: its database ("" with sqlite) */
+    char pg_env[700];          /* postgres: "CAIRN_PG_DSN=..." for cairnd */
     int exit_status;           /* when ct_server_start returned -1: cairnd's, or 128+signal */
 } ct_server;
 
-/* Creates a fresh temp dir for s (not started yet). Returns 0 or -1. */
+/* The store the servers of this test run on: "sqlite" or "postgres"
+ * (CAIRN_TEST_STORE). */
+const char *ct_store(void);
+/* True when that is SQLite, whose files a test may look at. */
+bool ct_store_is_sqlite(void);
+
+/* In a cmocka test about SQLite's own files (the data dir, blob files,
+ * file modes, the LOCK): on another store, prints the reason and skips
+ * the test (cmocka reports it SKIPPED, never passed). */
+#define CT_SQLITE_ONLY(reason)                                                              \
+    do {                                                                                    \
+        if (!ct_store_is_sqlite()) {                                                        \
+            fprintf(stderr, "SKIPPED on %s (SQLite only): %s\n", ct_store(), reason);      \
+            skip();                                                                         \
+        }                                                                                   \
+    } while (0)
+
+/* Creates a fresh temp dir for s (not started yet), and with postgres its
+ * database. Returns 0 or -1. */
 int ct_server_init(ct_server *s);
 
 /* Starts cairnd on s->data_dir, on 127.0.0.1:port (0 = any free port)
@@ -100,13 +130,23 @@ int ct_run_cairnd(const char *const *args, char *out, size_t cap);
  * sets *len (when len is not NULL). NULL when it cannot be read. */
 char *ct_read_file(const char *path, size_t *len);
 
-/* Snapshot files the server holds: <data>/blobs/<2 hex>/<sha256>; -1
- * when blobs/ cannot be read. */
+/* Snapshots the server stores: files <data>/blobs/<2 hex>/<sha256> with
+ * SQLite, rows of its blobs table with postgres; -1 when they cannot be
+ * read. */
 int ct_count_blob_files(const ct_server *s);
+
+/* Uploads staged and not yet linked or dropped: files in
+ * <data>/blobs/staging with SQLite; rows of stages plus chunks owned by a
+ * stage with postgres. -1 when they cannot be read. */
+int ct_count_staged(const ct_server *s);
+
+/* postgres: runs sql (one row, one integer column) on s's database.
+ * Returns the value, or -1 after printing why. */
+long long ct_pg_query_int(const ct_server *s, const char *sql);
 
 /* True when dir holds nothing but cairnd's own files (LOCK, cairn.db and
  * its -wal/-shm, the blobs/ snapshot store), so no request made a file of
- * its own. */
+ * its own; with postgres, when it is absent or empty. */
 bool ct_only_store_files(const char *dir);
 
 #endif

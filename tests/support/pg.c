@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -88,6 +89,7 @@ typedef struct runas {
  * Returns the child's pid, or -1. */
 static pid_t spawn(const runas *as, const char *log, char *const argv[])
 {
+    pid_t test = getpid();
     pid_t pid = fork();
     if (pid != 0)
         return pid;
@@ -104,6 +106,14 @@ static pid_t spawn(const runas *as, const char *log, char *const argv[])
         perror("dropping to the postgres user");
         _exit(127);
     }
+    /* Dies with the test (a crash, a ctest timeout), after setuid, which
+     * clears the setting. SIGQUIT: the postmaster's immediate shutdown,
+     * which still ends its backends and frees its shared memory. The
+     * signal comes when the thread that forked ends: start a cluster
+     * from the test's main thread. */
+    prctl(PR_SET_PDEATHSIG, SIGQUIT);
+    if (getppid() != test)
+        _exit(127); /* the test is gone already */
     execv(argv[0], argv);
     perror(argv[0]);
     _exit(127);

@@ -8,7 +8,12 @@
  * postgres run as it (fork, setgid, setuid); without that user the
  * cluster is skipped. As anyone else, they run as the current user.
  * Binaries come from CAIRN_PG_BINDIR, else the newest
- * /usr/lib/postgresql/<version>/bin. Needs libpq only. */
+ * /usr/lib/postgresql/<version>/bin. Needs libpq only.
+ *
+ * The postmaster dies with the test (PR_SET_PDEATHSIG, SIGQUIT: an
+ * immediate shutdown) if the test ends without ct_pg_stop; the signal
+ * comes when the thread that called ct_pg_start ends, so call it from
+ * the main thread. */
 #ifndef CAIRN_TEST_PG_H
 #define CAIRN_TEST_PG_H
 

@@ -71,12 +71,15 @@ class PgCluster:
         return [os.path.join(self.bin, argv[0])] + argv[1:]
 
     def _child(self):
-        """In the child: die with the test; drop to the cluster's user."""
-        _die_with_parent()
+        """In the child: drop to the cluster's user; die with the test.
+        After the drop, which clears PR_SET_PDEATHSIG; SIGQUIT: the
+        postmaster's immediate shutdown, which still ends its backends and
+        frees its shared memory."""
         if self.user:
             os.setgroups([])
             os.setgid(self.user.pw_gid)
             os.setuid(self.user.pw_uid)
+        _die_with_parent(signal.SIGQUIT)
 
     def _run(self, argv):
         r = subprocess.run(self._cmd(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -86,7 +89,27 @@ class PgCluster:
 
     @property
     def dsn(self):
-        return "host=127.0.0.1 port=%d user=cairn dbname=cairn" % self.port
+        return self.dsn_of("cairn")
+
+    def dsn_of(self, dbname):
+        return "host=127.0.0.1 port=%d user=cairn dbname=%s" % (self.port, dbname)
+
+    def create_database(self, name):
+        """CREATE DATABASE name (a plain identifier); returns its DSN."""
+        self.query("postgres", "CREATE DATABASE %s" % name)
+        return self.dsn_of(name)
+
+    def query(self, dbname, sql):
+        """Runs sql (statements; psql -c) in dbname as the cluster's
+        superuser; returns the last one's rows, unaligned, stripped."""
+        r = subprocess.run(self._cmd(["psql", "-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1",
+                                      "-h", "127.0.0.1", "-p", str(self.port), "-U", "cairn",
+                                      "-d", dbname, "-c", sql]),
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, universal_newlines=True)
+        if r.returncode != 0:
+            raise AssertionError("psql %s: %s\n%s" % (dbname, sql, r.stderr))
+        return r.stdout.strip()
 
     def start(self, port=None):
         """Starts postgres (on port, or a free one) and waits until the
@@ -155,5 +178,5 @@ class PgCluster:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _die_with_parent():
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+def _die_with_parent(sig=signal.SIGKILL):
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, sig)

@@ -5,17 +5,24 @@
  * An upload is staged under the owner 'stage:<id>' (a row of stages),
  * one chunk per INSERT committed on a pool connection as the stream
  * arrives, so no more than one chunk is ever in cairnd's memory. Linking
- * it inside the write transaction either adds a reference to content
- * stored already, or renames the staged chunks' owner to the sha256 (an
- * UPDATE of the key: the bytes themselves are not copied): atomic with
- * the checkpoint's row, as SQLite's rename is. A rolled back link gives
- * the chunks back to the stage; stage_free removes whatever the stage
- * still owns. Dropping the last reference deletes the content's rows in
+ * it inside the write transaction adds a reference and renames the staged
+ * chunks' owner to the sha256 (an UPDATE of the key: the bytes themselves
+ * are not copied): atomic with the checkpoint's row, as SQLite's rename
+ * is. Content stored already has its chunks replaced by the new ones, as
+ * SQLite's rename replaces the file: they were just received and hashed,
+ * the stored ones may have gone bad since (docs/api.md: uploading good
+ * bytes again repairs them). A rolled back link gives the chunks back to
+ * the stage; stage_free removes whatever the stage still owns. Dropping the last reference deletes the content's rows in
  * the same transaction, so nothing needs re-checking after it. A reader
  * fetches one chunk at a time on a pool connection, holding none between
- * calls. Stages whose uploader died are swept when a store opens
+ * calls, and reads chunks until there is none, as a file is read to its
+ * end: content that lost chunks reads short (core/snapshots.c then
+ * reports DATA_LOSS), never NOT_FOUND unless its blobs row is gone.
+ * Stages whose uploader died are swept when a store opens
  * (PG_STAGE_ABANDONED_S after their last chunk). */
 #include "store/pg/pg_int.h"
+
+#include "base/log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,10 +41,9 @@ typedef struct pg_stage {
 typedef struct pg_reader {
     srv_blob_reader base;
     char sha256[65];
-    uint64_t size;
-    uint64_t delivered;
     int64_t next_chunk;
     size_t pos, fill;
+    bool end;                 /* no chunk past the last one read */
     uint8_t *buf;             /* the current chunk */
 } pg_reader;
 
@@ -153,13 +159,16 @@ void pg_stage_free(srv_blob_stage *stage)
     pg_store *s = pg_from(b->base.store);
     srv_error err;
     pg_conn *c = pg_take(s, &err);
+    srv_code rc = c ? SRV_OK : err.code;
     if (c) {
         pg_params p = {0};
         pg_i64(&p, b->id);
-        pg_do(c, PS_STAGE_DROP, &p, "discarding a staged snapshot", NULL, &err);
+        rc = pg_do(c, PS_STAGE_DROP, &p, "discarding a staged snapshot", NULL, &err);
         pg_give(s, c);
     }
     /* Not dropped (the database is away): the sweep takes it later. */
+    if (rc)
+        srv_warn("%s; the next start's sweep removes it", err.msg);
     free(b->buf);
     free(b);
 }
@@ -178,8 +187,12 @@ srv_code pg_blob_link(srv_txn *t, srv_blob_stage *stage, uint64_t size, srv_erro
         return err->code;
     int64_t refs = pg_col_i64(r, 0, 0);
     PQclear(r);
-    if (refs != 1)
-        return SRV_OK; /* stored already: the stage's copy goes with stage_free */
+    /* Stored already: the copy in hand replaces it. Readers of the old
+     * one read row by row and find the same bytes in the same chunks. */
+    pg_params d = {0};
+    pg_text(&d, b->sha256);
+    if (refs != 1 && pg_do(w, PS_BLOB_DROP_CHUNKS, &d, "storing a snapshot", NULL, err))
+        return err->code;
     pg_params m = {0};
     pg_text(&m, b->sha256);
     pg_i64(&m, b->id);
@@ -216,7 +229,6 @@ srv_code pg_blob_open(srv_store *st, const char *sha256, srv_blob_reader **out, 
     if (!r)
         return err->code;
     bool found = PQntuples(r) > 0;
-    int64_t size = found ? pg_col_i64(r, 0, 0) : 0;
     PQclear(r);
     if (!found)
         return srv_fail(err, SRV_NOT_FOUND, "snapshot %.16s...: deleted", sha256);
@@ -225,12 +237,36 @@ srv_code pg_blob_open(srv_store *st, const char *sha256, srv_blob_reader **out, 
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
     rd->base.store = st;
     snprintf(rd->sha256, sizeof rd->sha256, "%s", sha256);
-    rd->size = (uint64_t)size;
     *out = &rd->base;
     return SRV_OK;
 }
 
-/* The next chunk into the reader's buffer. */
+/* No chunk rd->next_chunk: the end of the content while its blobs row
+ * stands (however many bytes that row says: the caller compares), else
+ * the content was deleted while being read. */
+static srv_code end_or_gone(pg_reader *rd, srv_error *err)
+{
+    pg_store *s = pg_from(rd->base.store);
+    pg_conn *c = pg_take(s, err);
+    if (!c)
+        return err->code;
+    pg_params p = {0};
+    pg_text(&p, rd->sha256);
+    PGresult *r = pg_run(c, PS_BLOB_SIZE, &p, "reading a snapshot", err);
+    pg_give(s, c);
+    if (!r)
+        return err->code;
+    bool stored = PQntuples(r) > 0;
+    PQclear(r);
+    if (!stored)
+        return srv_fail(err, SRV_NOT_FOUND, "snapshot %.16s...: deleted while being read",
+                        rd->sha256);
+    rd->end = true;
+    rd->pos = rd->fill = 0;
+    return SRV_OK;
+}
+
+/* The next chunk into the reader's buffer (none at the end). */
 static srv_code fetch_chunk(pg_reader *rd, srv_error *err)
 {
     pg_store *s = pg_from(rd->base.store);
@@ -247,10 +283,11 @@ static srv_code fetch_chunk(pg_reader *rd, srv_error *err)
     if (!r)
         return err->code;
     srv_code rc = SRV_OK;
-    if (PQntuples(r) == 0)
-        rc = srv_fail(err, SRV_NOT_FOUND, "snapshot %.16s...: deleted while being read",
-                      rd->sha256);
-    else if (PQgetlength(r, 0, 0) <= 0 || PQgetlength(r, 0, 0) > PG_CHUNK_BYTES)
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return end_or_gone(rd, err);
+    }
+    if (PQgetlength(r, 0, 0) <= 0 || PQgetlength(r, 0, 0) > PG_CHUNK_BYTES)
         rc = srv_fail(err, SRV_DATA_LOSS, "snapshot %.16s...: chunk %lld has %d bytes",
                       rd->sha256, (long long)rd->next_chunk, PQgetlength(r, 0, 0));
     else {
@@ -268,18 +305,15 @@ srv_code pg_blob_read(srv_blob_reader *reader, uint8_t *buf, size_t cap, size_t 
 {
     pg_reader *rd = (pg_reader *)reader;
     size_t got = 0;
-    while (got < cap && rd->delivered < rd->size) {
+    while (got < cap && !rd->end) {
         if (rd->pos == rd->fill && fetch_chunk(rd, err))
             return err->code;
         size_t k = rd->fill - rd->pos;
         if (k > cap - got)
             k = cap - got;
-        if (k > rd->size - rd->delivered)
-            k = (size_t)(rd->size - rd->delivered);
         memcpy(buf + got, rd->buf + rd->pos, k);
         rd->pos += k;
         got += k;
-        rd->delivered += k;
     }
     *n = got;
     return SRV_OK;

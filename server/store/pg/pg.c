@@ -210,12 +210,15 @@ static const char *const sql_text[PG_N_STMT] = {
     [PS_STAGE_CHUNK] = "WITH t AS (UPDATE stages SET touched_at = now() WHERE id = $1) "
                        "INSERT INTO blob_chunks (owner, n, data) "
                        "VALUES ('stage:' || $1::text, $2, $3)",
-    [PS_STAGE_DROP] = "WITH c AS (DELETE FROM blob_chunks WHERE owner = 'stage:' || $1::text) "
-                      "DELETE FROM stages WHERE id = $1",
+    /* $1 typed once for both uses (else text, and id = $1 fails). */
+    [PS_STAGE_DROP] = "WITH c AS (DELETE FROM blob_chunks WHERE owner = 'stage:' || $1::int8) "
+                      "DELETE FROM stages WHERE id = $1::int8",
     /* refs comes back 1 when the content is new: its chunks move over. */
     [PS_BLOB_LINK] = "INSERT INTO blobs (sha256, size, refs) VALUES ($1, $2, 1) "
                      "ON CONFLICT (sha256) DO UPDATE SET refs = blobs.refs + 1 RETURNING refs",
     [PS_BLOB_MOVE_STAGE] = "UPDATE blob_chunks SET owner = $1 WHERE owner = 'stage:' || $2::text",
+    /* The stored copy, before a new one of the same content moves in. */
+    [PS_BLOB_DROP_CHUNKS] = "DELETE FROM blob_chunks WHERE owner = $1",
     [PS_BLOB_UNREF] = "UPDATE blobs SET refs = refs - 1 WHERE sha256 = $1 RETURNING refs",
     [PS_BLOB_DROP] = "WITH c AS (DELETE FROM blob_chunks WHERE owner = $1) "
                      "DELETE FROM blobs WHERE sha256 = $1",

@@ -52,6 +52,7 @@ typedef enum pg_stmt_id {
     PS_STAGE_DROP,
     PS_BLOB_LINK,
     PS_BLOB_MOVE_STAGE,
+    PS_BLOB_DROP_CHUNKS,
     PS_BLOB_UNREF,
     PS_BLOB_DROP,
     PS_BLOB_SIZE,
