@@ -47,7 +47,7 @@ static struct {
     pthread_mutex_t mu;
     bool started;
     ct_pg pg;
-    char admin[600]; /* the superuser's DSN */
+    char admin[sizeof ((ct_pg *)0)->dsn]; /* the superuser's DSN */
     int dbs;         /* databases made so far */
 } cluster = {.mu = PTHREAD_MUTEX_INITIALIZER};
 

@@ -31,7 +31,7 @@ typedef struct ct_server {
     char log_path[300];        /* dir/cairnd.log, appended by every start */
     const char *env[8];        /* "KEY=VALUE" added to cairnd's environment, NULL-ended */
     char pg_db[64];            /* postgres: its database ("" with sqlite) */
-    char pg_env[700];          /* postgres: "CAIRN_PG_DSN=..." for cairnd */
+    char pg_env[1400];         /* postgres: "CAIRN_PG_DSN=..." for cairnd */
     int exit_status;           /* when ct_server_start returned -1: cairnd's, or 128+signal */
 } ct_server;
 
