@@ -22,19 +22,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fd_path.h"
+
 /* Lets a test check that it runs with the shim preloaded. */
 int cairn_fault_fsync_shim = 1;
-
-static int fd_path(int fd, char *out, size_t cap)
-{
-    char link[64];
-    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-    ssize_t n = readlink(link, out, cap - 1);
-    if (n < 0)
-        return -1;
-    out[n] = '\0';
-    return 0;
-}
 
 static void log_dir(const char *log, int fd, const char *path)
 {

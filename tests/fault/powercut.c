@@ -54,6 +54,8 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "fd_path.h"
+
 enum { FD_MAX = 65536 };
 
 /* Regular files under the data dir opened through a hook: their writes
@@ -173,17 +175,6 @@ static int under(const char *full)
 {
     return strncmp(full, g.dir, g.dir_len) == 0 &&
            (full[g.dir_len] == '/' || full[g.dir_len] == '\0');
-}
-
-static int fd_path(int fd, char *out, size_t cap)
-{
-    char link[64];
-    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-    ssize_t n = readlink(link, out, cap - 1);
-    if (n < 0)
-        return -1;
-    out[n] = '\0';
-    return 0;
 }
 
 /* The absolute path of (at, path) in out; 0 when it is under the data dir. */
