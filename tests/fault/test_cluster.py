@@ -12,6 +12,7 @@ the reason) when PostgreSQL cannot run on this machine.
 """
 import argparse
 import os
+import re
 import sys
 import unittest
 
@@ -58,6 +59,10 @@ class ClusterTest(test_fault.Harness):
         b.wait(timeout=test_fault.WAIT_S * 5)
         sys.stderr.write(out)
         self.assert_exactly_once(b.returncode, out, "\n".join(progress.all), REQUESTS)
+        # The fault reached the clients: calls failed (UNAVAILABLE) and were
+        # retried with their keys.
+        retries = int(re.search(r"retries (\d+)", out).group(1))
+        self.assertGreater(retries, 0, out)
         for r in self.replicas:
             self.assertEqual(r.stop(), 0)
 
