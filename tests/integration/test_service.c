@@ -62,16 +62,26 @@ static void notify_close(notify_sock *n)
     close(n->fd);
 }
 
-/* The next datagram, NUL-terminated in buf; fails the test when none came
- * within RECV_TIMEOUT_MS. */
-static void notify_recv(notify_sock *n, char *buf, size_t cap)
+/* The next datagram from s's cairnd, NUL-terminated in buf; fails the
+ * test when none came within RECV_TIMEOUT_MS, saying whether cairnd is
+ * gone and how. */
+static void notify_recv(notify_sock *n, ct_server *s, char *buf, size_t cap)
 {
     struct pollfd p = {.fd = n->fd, .events = POLLIN};
     int rc;
     while ((rc = poll(&p, 1, RECV_TIMEOUT_MS)) < 0 && errno == EINTR)
         ;
-    if (rc != 1)
+    if (rc != 1) {
+        int status;
+        if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
+            s->pid = 0;
+            if (WIFSIGNALED(status))
+                fail_msg("no datagram on %s: cairnd was killed by signal %d", n->name,
+                         WTERMSIG(status));
+            fail_msg("no datagram on %s: cairnd exited %d", n->name, WEXITSTATUS(status));
+        }
         fail_msg("no datagram on %s within %d ms", n->name, RECV_TIMEOUT_MS);
+    }
     ssize_t r = recv(n->fd, buf, cap - 1, 0);
     assert_true(r > 0);
     buf[r] = '\0';
@@ -111,7 +121,7 @@ static void stop_and_hear_stopping(ct_server *s, notify_sock *n)
 {
     char state[1024];
     assert_int_equal(kill(s->pid, SIGTERM), 0);
-    notify_recv(n, state, sizeof state);
+    notify_recv(n, s, state, sizeof state);
     if (!has_line(state, "STOPPING=1"))
         fail_msg("want STOPPING=1 after SIGTERM, got: %s", state);
     assert_non_null(strstr(state, "STATUS=shutting down (SIGTERM)"));
@@ -128,7 +138,7 @@ static void ready_once_serving_then_stopping_on_sigterm(bool abstract)
     assert_int_equal(ct_server_start(&s, 0, NULL), 0);
 
     char state[1024], want[400];
-    notify_recv(&n, state, sizeof state);
+    notify_recv(&n, &s, state, sizeof state);
     if (!has_line(state, "READY=1"))
         fail_msg("want READY=1 first, got: %s", state);
     snprintf(want, sizeof want, "STATUS=serving on %s", s.target);
@@ -184,16 +194,16 @@ static void sighup_reloads_logs_one_line_and_keeps_serving(void **state)
     assert_int_equal(ct_server_start(&s, 0, NULL), 0);
     pid_t pid = s.pid;
     char st[1024];
-    notify_recv(&n, st, sizeof st);
+    notify_recv(&n, &s, st, sizeof st);
     assert_true(has_line(st, "READY=1"));
 
     for (int round = 1; round <= 2; round++) {
         assert_int_equal(kill(s.pid, SIGHUP), 0);
-        notify_recv(&n, st, sizeof st);
+        notify_recv(&n, &s, st, sizeof st);
         if (!has_line(st, "RELOADING=1"))
             fail_msg("want RELOADING=1 after SIGHUP, got: %s", st);
         assert_non_null(strstr(st, "MONOTONIC_USEC="));
-        notify_recv(&n, st, sizeof st);
+        notify_recv(&n, &s, st, sizeof st);
         if (!has_line(st, "READY=1"))
             fail_msg("want READY=1 after the reload, got: %s", st);
         /* The same process: not exited, not restarted. */
