@@ -74,16 +74,18 @@ static void commits_to(srv_app *app, srv_watch *w)
 
 /* SIGHUP: re-reads the settings and applies the reloadable ones; the
  * service manager sees RELOADING=1 (with the monotonic time that systemd's
- * Type=notify-reload asks for) until READY=1 again. */
-static void reload(const srv_config *running, int argc, char **argv, const char *bound)
+ * Type=notify-reload asks for) until READY=1 again. cfg is the settings
+ * at start; the report compares with what is in effect now. */
+static void reload(const srv_config *cfg, int argc, char **argv, const char *bound)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     srv_notify("RELOADING=1\nMONOTONIC_USEC=%lld",
                (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
-    srv_config next;
+    srv_config running = *cfg, next;
+    running.log_level = srv_log_get_level();
     char report[512];
-    if (srv_config_reload(running, &next, argc, argv, report, sizeof report) == 0)
+    if (srv_config_reload(&running, &next, argc, argv, report, sizeof report) == 0)
         srv_log_set_level(next.log_level);
     srv_info("received SIGHUP; reloaded: %s", report);
     srv_notify("READY=1\nSTATUS=serving on %s", bound);
