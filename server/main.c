@@ -1,6 +1,10 @@
 /* cairnd: wiring only. Parse settings, open the store (the backend locks
  * its data), start the I/O pool, the ledger, the watch hub and the gRPC
  * transport, then wait for SIGTERM/SIGINT and shut down in reverse order.
+ * SIGHUP reloads what can be reloaded (srv_config_reload) and serves on.
+ * The service manager hears of each step (base/notify.h, a no-op outside
+ * systemd's Type=notify): READY=1 once the transport serves, RELOADING=1
+ * then READY=1 around a reload, STOPPING=1 when shutdown begins.
  *
  * A failed fsync stops the store (store.h, "Fail-stop"): the write in hand
  * and every later one fail UNAVAILABLE, and cairnd shuts down as on
@@ -14,12 +18,14 @@
 #include "service/dispatch.h"
 #include "service/contract.h"
 #include "base/log.h"
+#include "base/notify.h"
 #include "transport/rpc.h"
 
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Writes waiting for the writer at most; past it, callers get
@@ -66,6 +72,25 @@ static void commits_to(srv_app *app, srv_watch *w)
     pthread_mutex_unlock(&app->commits_mu);
 }
 
+/* SIGHUP: re-reads the settings and applies the reloadable ones; the
+ * service manager sees RELOADING=1 (with the monotonic time that systemd's
+ * Type=notify-reload asks for) until READY=1 again. cfg is the settings
+ * at start; the report compares with what is in effect now. */
+static void reload(const srv_config *cfg, int argc, char **argv, const char *bound)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    srv_notify("RELOADING=1\nMONOTONIC_USEC=%lld",
+               (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
+    srv_config running = *cfg, next;
+    running.log_level = srv_log_get_level();
+    char report[512];
+    if (srv_config_reload(&running, &next, argc, argv, report, sizeof report) == 0)
+        srv_log_set_level(next.log_level);
+    srv_info("received SIGHUP; reloaded: %s", report);
+    srv_notify("READY=1\nSTATUS=serving on %s", bound);
+}
+
 int main(int argc, char **argv)
 {
     /* The data dir is cairnd's alone: whatever is created in it (SQLite's
@@ -83,12 +108,14 @@ int main(int argc, char **argv)
     srv_log_setup(cfg.log_level, cfg.log_format);
 
     /* Blocked before any thread exists, so every thread inherits the mask
-     * and only sigwait below sees these signals. */
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGTERM);
-    sigaddset(&stop_signals, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+     * and only sigwait below sees these signals. A SIGHUP that comes while
+     * cairnd starts or stops waits, blocked, and kills nothing. */
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, NULL);
     signal(SIGPIPE, SIG_IGN);
     /* Past a file-size limit, writes fail with EFBIG instead of killing
      * the server. */
@@ -157,13 +184,21 @@ int main(int argc, char **argv)
         srv_info("cairnd serving on %s, store %s%s%s, %d threads", bound, cfg.store,
                  strcmp(cfg.store, "sqlite") == 0 ? " in " : "",
                  strcmp(cfg.store, "sqlite") == 0 ? cfg.data_dir : "", cfg.threads);
+        /* Only now: the listening socket takes calls, so whatever systemd
+         * starts After= cairnd finds it serving. */
+        srv_notify("READY=1\nSTATUS=serving on %s\nMAINPID=%ld", bound, (long)getpid());
 
         int sig = 0;
-        sigwait(&stop_signals, &sig);
+        while (sigwait(&signals, &sig) == 0 && sig == SIGHUP)
+            reload(&cfg, argc, argv, bound);
+        const char *why = atomic_load(&app.store_failed) ? "the store failed"
+                          : sig == SIGINT                ? "SIGINT"
+                                                         : "SIGTERM";
+        srv_notify("STOPPING=1\nSTATUS=shutting down (%s)", why);
         if (atomic_load(&app.store_failed))
             srv_error_log("the store takes no more writes; shutting down to exit 1");
         else
-            srv_info("received %s; shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+            srv_info("received %s; shutting down", why);
         atomic_store(&app.serving, false);
         srv_watch_close_all(app.watch); /* parked streams would hold shutdown up */
         srv_rpc_shutdown(rpc, cfg.shutdown_grace_ms);

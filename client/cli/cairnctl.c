@@ -1,5 +1,6 @@
 /* cairnctl: the operator CLI, built on libcairn's public API only. */
 #include <cairn/cairn.h>
+#include "cairn_revision.h" /* generated: CAIRN_GIT_REVISION */
 
 #include <ctype.h>
 #include <getopt.h>
@@ -499,7 +500,9 @@ int main(int argc, char **argv)
             fputs(usage_text, stdout);
             return 0;
         } else if (strcmp(argv[i], "--version") == 0) {
-            printf("cairnctl %s\n", cairn_version());
+            /* The library's version (it may be a newer libcairn.so.1), and
+             * the commit cairnctl itself was built from. */
+            printf("cairnctl %s (git %s)\n", cairn_version(), CAIRN_GIT_REVISION);
             return 0;
         } else {
             return usage();

@@ -2,20 +2,37 @@
 #include "base/clock.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-/* Written once at start-up, before any other thread exists. */
-static srv_log_level g_level = SRV_LOG_INFO;
+/* The format is written once at start-up, before any other thread exists;
+ * the level again on a reload (SIGHUP), hence atomic. */
+static _Atomic int g_level = SRV_LOG_INFO;
 static srv_log_format g_format = SRV_LOG_TEXT;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 void srv_log_setup(srv_log_level level, srv_log_format format)
 {
-    g_level = level;
+    atomic_store_explicit(&g_level, (int)level, memory_order_relaxed);
     g_format = format;
+}
+
+void srv_log_set_level(srv_log_level level)
+{
+    atomic_store_explicit(&g_level, (int)level, memory_order_relaxed);
+}
+
+srv_log_level srv_log_get_level(void)
+{
+    return (srv_log_level)atomic_load_explicit(&g_level, memory_order_relaxed);
+}
+
+const char *srv_log_level_name(srv_log_level level)
+{
+    return (unsigned)level < 4 ? level_names[level] : "unknown";
 }
 
 int srv_log_level_parse(const char *s, srv_log_level *out)
@@ -49,7 +66,7 @@ static size_t json_escape(char *out, size_t cap, const char *msg)
 
 void srv_log(srv_log_level level, const char *fmt, ...)
 {
-    if (level < g_level)
+    if ((int)level < atomic_load_explicit(&g_level, memory_order_relaxed))
         return;
     char msg[1024];
     va_list ap;

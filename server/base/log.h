@@ -14,6 +14,16 @@ typedef enum srv_log_format { SRV_LOG_TEXT, SRV_LOG_JSON } srv_log_format;
 /* Sets the threshold and format; call before starting threads. */
 void srv_log_setup(srv_log_level level, srv_log_format format);
 
+/* Sets the threshold alone (a reload); thread-safe: records being logged
+ * meanwhile go by the old or the new one. */
+void srv_log_set_level(srv_log_level level);
+
+/* The threshold now. Thread-safe. */
+srv_log_level srv_log_get_level(void);
+
+/* "debug", "info", "warn" or "error": static text. */
+const char *srv_log_level_name(srv_log_level level);
+
 /* Parses "debug", "info", "warn", "error"; returns 0, or -1 if unknown. */
 int srv_log_level_parse(const char *s, srv_log_level *out);
 

@@ -1,4 +1,5 @@
 #include "config/config.h"
+#include "cairn_revision.h" /* generated: CAIRN_GIT_REVISION */
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -318,7 +319,8 @@ static void defaults(srv_config *cfg)
     cfg->watch_ring_bytes = SRV_DEFAULT_WATCH_RING_BYTES;
 }
 
-srv_config_result srv_config_parse(srv_config *cfg, int argc, char **argv)
+/* srv_config_parse, and with check_listen false srv_config_reload's. */
+static srv_config_result parse(srv_config *cfg, int argc, char **argv, bool check_listen)
 {
     defaults(cfg);
     for (int i = 0; i < N_SETTINGS; i++) {
@@ -342,7 +344,7 @@ srv_config_result srv_config_parse(srv_config *cfg, int argc, char **argv)
             return SRV_CONFIG_EXIT_OK;
         }
         if (c == 'V') {
-            printf("cairnd %s\n", CAIRN_VERSION_STRING);
+            printf("cairnd %s (git %s)\n", CAIRN_VERSION_STRING, CAIRN_GIT_REVISION);
             return SRV_CONFIG_EXIT_OK;
         }
         const struct setting *st = NULL;
@@ -363,11 +365,39 @@ srv_config_result srv_config_parse(srv_config *cfg, int argc, char **argv)
         return SRV_CONFIG_EXIT_USAGE;
     }
     char why[512];
-    if (!cfg->insecure && !srv_listen_is_loopback(cfg->listen, why, sizeof why)) {
+    if (check_listen && !cfg->insecure &&
+        !srv_listen_is_loopback(cfg->listen, why, sizeof why)) {
         fprintf(stderr, "cairnd: %s\n", why);
         return SRV_CONFIG_EXIT_USAGE;
     }
     return SRV_CONFIG_RUN;
+}
+
+srv_config_result srv_config_parse(srv_config *cfg, int argc, char **argv)
+{
+    return parse(cfg, argc, argv, true);
+}
+
+int srv_config_reload(const srv_config *running, srv_config *next, int argc, char **argv,
+                      char *report, size_t cap)
+{
+    if (parse(next, argc, argv, false) != SRV_CONFIG_RUN) {
+        snprintf(report, cap, "nothing: the settings no longer parse; the running ones stay");
+        return -1;
+    }
+    const char *now = srv_log_level_name(next->log_level);
+    char level[64];
+    if (next->log_level == running->log_level)
+        snprintf(level, sizeof level, "log level %s (unchanged)", now);
+    else
+        snprintf(level, sizeof level, "log level %s (was %s)", now,
+                 srv_log_level_name(running->log_level));
+    snprintf(report, cap,
+             "%s; not reloadable: the other settings (restart cairnd to change them); flags and "
+             "environment are read once at start, and cairnd has no config file, certificates "
+             "or tokens yet",
+             level);
+    return 0;
 }
 
 /* ---- is --listen loopback? ---- */

@@ -91,4 +91,17 @@ typedef enum srv_config_result {
  * cairnd has no TLS or tokens yet. */
 srv_config_result srv_config_parse(srv_config *cfg, int argc, char **argv);
 
+/* The reload hook (SIGHUP): reads the settings again, from the sources
+ * srv_config_parse read at start (the environment, then argv: both fixed
+ * for the life of the process, as cairnd has no config file yet), into
+ * *next, without --listen's loopback check (the address is not
+ * reloaded). Writes one line to report (cap bytes, NUL-terminated): the
+ * settings a reload applies, with their value (today the log level: the
+ * caller applies next->log_level), and what it cannot reload. Returns 0,
+ * or -1 when the settings no longer parse: *next is then unusable and
+ * report says so. Prints nothing (help, version) on success. Not
+ * thread-safe (getopt): call from one thread. */
+int srv_config_reload(const srv_config *running, srv_config *next, int argc, char **argv,
+                      char *report, size_t cap);
+
 #endif

@@ -47,7 +47,8 @@ def main():
     for want in ("User=cairn", "StateDirectory=cairn", "ProtectSystem=strict",
                  "NoNewPrivileges=yes", "Restart=on-failure",
                  "EnvironmentFile=-/etc/cairn/cairnd.env", "ProtectHome=yes",
-                 "PrivateTmp=yes", "Environment=CAIRN_DATA_DIR=/var/lib/cairn"):
+                 "PrivateTmp=yes", "Environment=CAIRN_DATA_DIR=/var/lib/cairn",
+                 "Type=notify", "NotifyAccess=main", "ExecReload=/bin/kill -HUP $MAINPID"):
         assert re.search("^" + re.escape(want) + "$", text, re.M), f"missing {want}"
     assert not re.search(r"^DynamicUser=yes", text, re.M), \
         "DynamicUser makes /var/lib/cairn a link, which cairnd refuses"

@@ -7,11 +7,12 @@ set -u
 dir=$1
 status=0
 
-# folder: the prefixes its files may include ("pb" = generated messages)
+# folder: the prefixes its files may include ("pb" = generated messages;
+# cairn_revision.h, generated at build time, is one #define for --version)
 allowed() {
     case $1 in
     base) echo "base/" ;;
-    config) echo "base/ config/" ;;
+    config) echo "base/ config/ cairn_revision.h" ;;
     transport) echo "base/ transport/" ;;
     store) echo "base/ store/ pb" ;;
     core) echo "base/ store/store.h core/ pb" ;;

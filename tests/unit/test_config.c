@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -313,6 +314,52 @@ static void a_pg_dsn_without_a_password_is_taken_and_one_from_the_environment_to
     assert_string_equal(cfg.pg_dsn, DSN_WITH_PASSWORD[0]);
 }
 
+/* ---- srv_config_reload (SIGHUP) ---- */
+
+/* The log level comes again from the same sources, flag over environment,
+ * and the report says what it was and what is not reloaded. */
+static void reload_reads_the_log_level_again_from_the_flags_and_the_environment(void **state)
+{
+    (void)state;
+    setenv("CAIRN_LOG_LEVEL", "warn", 1);
+    char *argv[] = {"cairnd", "--log-level", "debug", NULL};
+    char out[1024], report[512];
+    srv_config running, next;
+    assert_int_equal(parse_argv(argv, out, sizeof out, &running), SRV_CONFIG_RUN);
+    assert_int_equal(running.log_level, SRV_LOG_DEBUG);
+    assert_int_equal(srv_config_reload(&running, &next, 3, argv, report, sizeof report), 0);
+    assert_int_equal(next.log_level, SRV_LOG_DEBUG);
+    assert_non_null(strstr(report, "log level debug (unchanged); not reloadable: "));
+    assert_non_null(strstr(report, "no config file, certificates or tokens yet"));
+
+    char *env_only[] = {"cairnd", NULL};
+    running.log_level = SRV_LOG_ERROR; /* as if its source had changed */
+    assert_int_equal(srv_config_reload(&running, &next, 1, env_only, report, sizeof report), 0);
+    unsetenv("CAIRN_LOG_LEVEL");
+    assert_int_equal(next.log_level, SRV_LOG_WARN);
+    assert_non_null(strstr(report, "log level warn (was error)"));
+}
+
+static void reload_of_settings_that_no_longer_parse_says_nothing_was_reloaded(void **state)
+{
+    (void)state;
+    char *argv[] = {"cairnd", NULL};
+    srv_config running, next;
+    char out[1024], report[512];
+    assert_int_equal(parse_argv(argv, out, sizeof out, &running), SRV_CONFIG_RUN);
+    setenv("CAIRN_LOG_LEVEL", "loud", 1);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO), null = open("/dev/null", O_WRONLY);
+    dup2(null, STDERR_FILENO); /* its usage message: cairnd's log */
+    int rc = srv_config_reload(&running, &next, 1, argv, report, sizeof report);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    close(null);
+    unsetenv("CAIRN_LOG_LEVEL");
+    assert_int_equal(rc, -1);
+    assert_non_null(strstr(report, "nothing: the settings no longer parse"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -325,6 +372,8 @@ int main(void)
         cmocka_unit_test(watch_ring_bytes_defaults_to_64_mib_takes_0_to_2_40),
         cmocka_unit_test(a_pg_dsn_with_a_password_on_the_command_line_is_refused_naming_pgpassfile),
         cmocka_unit_test(a_pg_dsn_without_a_password_is_taken_and_one_from_the_environment_too),
+        cmocka_unit_test(reload_reads_the_log_level_again_from_the_flags_and_the_environment),
+        cmocka_unit_test(reload_of_settings_that_no_longer_parse_says_nothing_was_reloaded),
     };
     return cmocka_run_group_tests_name("config", tests, setup, NULL);
 }
