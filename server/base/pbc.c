@@ -1,6 +1,8 @@
 #include "base/pbc.h"
 #include "base/sha256.h"
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +45,7 @@ int srv_utf8_valid(const uint8_t *s, size_t n)
     return 1;
 }
 
+/* Reads a varint; -1 when it runs past end or past 10 bytes. */
 static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 {
     uint64_t x = 0;
@@ -57,49 +60,146 @@ static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
     return -1;
 }
 
-/* Walks the wire format checking string fields. Malformed input is left
- * for protobuf-c to reject; this only reports bad strings. */
-static srv_code check_strings(const ProtobufCMessageDescriptor *desc,
-                              const uint8_t *p, const uint8_t *end,
-                              const char *prefix, int depth, srv_error *err)
+static const char *const wire_names[8] = {
+    "0 (varint)", "1 (64-bit)", "2 (length-delimited)", "3 (group start)",
+    "4 (group end)", "5 (32-bit)", "6 (not a wire type)", "7 (not a wire type)",
+};
+
+/* The wire type a field of this type is encoded with; repeated numbers
+ * may also come packed (2). */
+static unsigned wire_type_of(ProtobufCType t)
 {
+    switch (t) {
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_FIXED64:
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return 1;
+    case PROTOBUF_C_TYPE_SFIXED32:
+    case PROTOBUF_C_TYPE_FIXED32:
+    case PROTOBUF_C_TYPE_FLOAT:
+        return 5;
+    case PROTOBUF_C_TYPE_STRING:
+    case PROTOBUF_C_TYPE_BYTES:
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return 2;
+    default:
+        return 0;
+    }
+}
+
+/* Whether a varint fits a 32-bit field: protobuf would truncate it, so a
+ * negative number or a 64-bit one in a uint32 field would silently become
+ * another value. int32 and enum take their sign-extended negatives. */
+static bool varint_fits(ProtobufCType t, uint64_t v)
+{
+    switch (t) {
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_SINT32:
+        return v <= UINT32_MAX;
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_ENUM:
+        return v <= INT32_MAX || v >= (uint64_t)INT32_MIN;
+    default:
+        return true;
+    }
+}
+
+#define WIRE_DEPTH_MAX 8       /* deeper messages are left to protobuf-c */
+#define WIRE_NAME_MAX 160
+#define WIRE_COUNTED_FIELDS 64 /* repeated fields get an index up to this many fields */
+
+/* Walks the wire format of one message (desc) and reports the first
+ * malformed or unacceptable field by name: path is the message's own
+ * ("" at the top, e.g. "events[2]" below it). Checks tags, wire types
+ * against the field's declared type, lengths and varints against the
+ * bytes left, 32-bit numbers against their range, and strings for UTF-8
+ * without NUL bytes. Unknown fields are only checked for being well
+ * formed: protobuf ignores them, and so does cairnd. */
+static srv_code check_wire(const ProtobufCMessageDescriptor *desc, const uint8_t *start,
+                           const uint8_t *end, const char *path, int depth, srv_error *err)
+{
+    const char *whole = *path ? path : "request";
+    unsigned counts[WIRE_COUNTED_FIELDS] = {0};
+    const uint8_t *p = start;
     while (p < end) {
-        uint64_t key, len;
+        size_t at = (size_t)(p - start);
+        uint64_t key, v;
         if (read_varint(&p, end, &key) < 0)
-            return SRV_OK;
-        switch (key & 7) {
+            return srv_fail(err, SRV_INVALID_ARGUMENT,
+                            "%s: byte %zu of the %s starts a field tag that is cut short or "
+                            "over 10 bytes",
+                            whole, at, desc->name);
+        uint64_t number = key >> 3;
+        unsigned wt = (unsigned)(key & 7);
+        if (number == 0 || number > 536870911u)
+            return srv_fail(err, SRV_INVALID_ARGUMENT,
+                            "%s: byte %zu of the %s holds field number %llu, not a valid one",
+                            whole, at, desc->name, (unsigned long long)number);
+        const ProtobufCFieldDescriptor *f =
+            protobuf_c_message_descriptor_get_field(desc, (unsigned)number);
+        char name[WIRE_NAME_MAX];
+        if (!f) {
+            snprintf(name, sizeof name, "%s: unknown field %llu", whole,
+                     (unsigned long long)number);
+        } else {
+            size_t idx = (size_t)(f - desc->fields);
+            const char *dot = *path ? "." : "";
+            if (f->label == PROTOBUF_C_LABEL_REPEATED && idx < WIRE_COUNTED_FIELDS)
+                snprintf(name, sizeof name, "%s%s%s[%u]", path, dot, f->name, counts[idx]++);
+            else
+                snprintf(name, sizeof name, "%s%s%s", path, dot, f->name);
+            unsigned want = wire_type_of(f->type);
+            bool packed = f->label == PROTOBUF_C_LABEL_REPEATED && want != 2 && wt == 2;
+            if (wt != want && !packed)
+                return srv_fail(err, SRV_INVALID_ARGUMENT,
+                                "%s: sent with wire type %s, but its type needs wire type %s",
+                                name, wire_names[wt], wire_names[want]);
+        }
+        switch (wt) {
         case 0:
-            if (read_varint(&p, end, &len) < 0)
-                return SRV_OK;
+            if (read_varint(&p, end, &v) < 0)
+                return srv_fail(err, SRV_INVALID_ARGUMENT,
+                                "%s: its varint is cut short or over 10 bytes", name);
+            if (f && !varint_fits(f->type, v))
+                return srv_fail(err, SRV_INVALID_ARGUMENT,
+                                "%s: %llu does not fit its 32-bit type (a negative or 64-bit "
+                                "number?)",
+                                name, (unsigned long long)v);
             break;
         case 1:
         case 5: {
-            size_t width = (key & 7) == 1 ? 8 : 4;
+            size_t width = wt == 1 ? 8 : 4;
             if ((size_t)(end - p) < width)
-                return SRV_OK;
+                return srv_fail(err, SRV_INVALID_ARGUMENT,
+                                "%s: needs %zu bytes but only %zu remain in the %s", name, width,
+                                (size_t)(end - p), desc->name);
             p += width;
             break;
         }
         case 2: {
-            if (read_varint(&p, end, &len) < 0 || len > (uint64_t)(end - p))
-                return SRV_OK;
-            const ProtobufCFieldDescriptor *f =
-                protobuf_c_message_descriptor_get_field(desc, (unsigned)(key >> 3));
-            if (f && f->type == PROTOBUF_C_TYPE_STRING && !srv_utf8_valid(p, len))
+            if (read_varint(&p, end, &v) < 0)
                 return srv_fail(err, SRV_INVALID_ARGUMENT,
-                                "%s%s: must be UTF-8 without NUL bytes", prefix, f->name);
-            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE && depth < 8) {
-                char sub[128];
-                snprintf(sub, sizeof sub, "%s%s.", prefix, f->name);
-                srv_code rc = check_strings(f->descriptor, p, p + len, sub, depth + 1, err);
+                                "%s: its length is cut short or over 10 bytes", name);
+            if (v > (uint64_t)(end - p))
+                return srv_fail(err, SRV_INVALID_ARGUMENT,
+                                "%s: declares %llu bytes but only %zu remain in the %s", name,
+                                (unsigned long long)v, (size_t)(end - p), desc->name);
+            if (f && f->type == PROTOBUF_C_TYPE_STRING && !srv_utf8_valid(p, (size_t)v))
+                return srv_fail(err, SRV_INVALID_ARGUMENT, "%s: must be UTF-8 without NUL bytes",
+                                name);
+            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE && depth < WIRE_DEPTH_MAX) {
+                srv_code rc = check_wire(f->descriptor, p, p + v, name, depth + 1, err);
                 if (rc)
                     return rc;
             }
-            p += len;
+            p += v;
             break;
         }
         default:
-            return SRV_OK;
+            /* Groups are gone from proto3 and protobuf-c does not read
+             * them; 6 and 7 are no wire type at all. */
+            return srv_fail(err, SRV_INVALID_ARGUMENT, "%s: wire type %s is not accepted", name,
+                            wire_names[wt]);
         }
     }
     return SRV_OK;
@@ -109,7 +209,7 @@ srv_code srv_unpack(const ProtobufCMessageDescriptor *desc, srv_arena *a,
                     const uint8_t *data, size_t len, ProtobufCMessage **out,
                     srv_error *err)
 {
-    srv_code rc = check_strings(desc, data, data + len, "", 0, err);
+    srv_code rc = check_wire(desc, data, data + len, "", 0, err);
     if (rc)
         return rc;
     ProtobufCAllocator alloc;
