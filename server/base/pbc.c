@@ -251,6 +251,63 @@ uint8_t *srv_pack_heap(const ProtobufCMessage *msg, size_t *len)
     return buf;
 }
 
+/* Calls fn on msg and on every message below it (message fields, set
+ * oneof members, repeated messages and map entries). */
+static void each_message(ProtobufCMessage *msg, int depth,
+                         void (*fn)(ProtobufCMessage *, void *), void *ctx)
+{
+    fn(msg, ctx);
+    if (depth >= 32) /* cairn's messages nest two deep; no schema here recurses */
+        return;
+    const ProtobufCMessageDescriptor *d = msg->descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        char *at = (char *)msg + f->offset;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(size_t *)((char *)msg + f->quantifier_offset);
+            ProtobufCMessage **v = *(ProtobufCMessage ***)at;
+            for (size_t k = 0; k < n; k++)
+                if (v[k])
+                    each_message(v[k], depth + 1, fn, ctx);
+            continue;
+        }
+        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+            *(uint32_t *)((char *)msg + f->quantifier_offset) != f->id)
+            continue;
+        ProtobufCMessage *sub = *(ProtobufCMessage **)at;
+        if (sub)
+            each_message(sub, depth + 1, fn, ctx);
+    }
+}
+
+/* Unknown fields hidden from the encoder while a fingerprint is taken. */
+typedef struct hidden_unknowns {
+    size_t n, cap;
+    struct {
+        ProtobufCMessage *msg;
+        unsigned n_unknown;
+    } *v;
+} hidden_unknowns;
+
+static void count_unknowns(ProtobufCMessage *m, void *ctx)
+{
+    if (m->n_unknown_fields)
+        ((hidden_unknowns *)ctx)->cap++;
+}
+
+static void hide_unknowns(ProtobufCMessage *m, void *ctx)
+{
+    hidden_unknowns *h = ctx;
+    if (!m->n_unknown_fields || h->n == h->cap)
+        return;
+    h->v[h->n].msg = m;
+    h->v[h->n].n_unknown = m->n_unknown_fields;
+    h->n++;
+    m->n_unknown_fields = 0;
+}
+
 srv_code srv_fingerprint(srv_arena *a, ProtobufCMessage *msg, uint8_t out[32],
                          srv_error *err)
 {
@@ -258,17 +315,24 @@ srv_code srv_fingerprint(srv_arena *a, ProtobufCMessage *msg, uint8_t out[32],
         protobuf_c_message_descriptor_get_field_by_name(msg->descriptor, "idempotency_key");
     char **key = f ? (char **)((char *)msg + f->offset) : NULL;
     char *saved_key = key ? *key : NULL;
-    unsigned saved_n_unknown = msg->n_unknown_fields;
+
+    /* Unknown fields at any depth (an Event's too) are not part of the
+     * request: a retry that adds or drops one is the same request. */
+    hidden_unknowns h = {0};
+    each_message(msg, 0, count_unknowns, &h);
+    if (h.cap && !(h.v = srv_arena_alloc(a, h.cap * sizeof *h.v)))
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    each_message(msg, 0, hide_unknowns, &h);
 
     if (key)
         *key = (char *)"";
-    msg->n_unknown_fields = 0;
     uint8_t *buf = NULL;
     size_t len = 0;
     srv_code rc = srv_pack(a, msg, &buf, &len, err);
     if (key)
         *key = saved_key;
-    msg->n_unknown_fields = saved_n_unknown;
+    for (size_t i = 0; i < h.n; i++)
+        h.v[i].msg->n_unknown_fields = h.v[i].n_unknown;
     if (rc)
         return rc;
 

@@ -39,7 +39,8 @@ srv_code srv_pack(srv_arena *a, const ProtobufCMessage *msg, uint8_t **out,
 uint8_t *srv_pack_heap(const ProtobufCMessage *msg, size_t *len);
 
 /* SHA-256 of the canonical encoding of msg without its idempotency_key
- * field and without unknown fields. msg is restored before returning. */
+ * field and without unknown fields, at any depth (those of nested
+ * messages too). msg is restored before returning. */
 srv_code srv_fingerprint(srv_arena *a, ProtobufCMessage *msg, uint8_t out[32],
                          srv_error *err);
 

@@ -555,6 +555,47 @@ static void fingerprint_ignores_unknown_fields(void **state)
     assert_memory_equal(fa, fb, 32);
 }
 
+static void fingerprint_ignores_unknown_fields_of_nested_messages_and_restores_them(
+    void **state)
+{
+    wbuf plain = {0}, extra = {0}, ev = {0}, ev_extra = {0}, entry = {0};
+    PUT_STR(&ev, 3, "step");
+    PUT_STR(&ev_extra, 3, "step");
+    PUT_STR(&ev_extra, 99, "inside an event");
+    PUT_STR(&plain, 2, "run-1");
+    put_msg(&plain, 3, &ev);
+    PUT_STR(&extra, 2, "run-1");
+    put_msg(&extra, 3, &ev_extra);
+    ProtobufCMessage *a, *b;
+    srv_error err;
+    assert_int_equal(unpack(*state, &cairn__v1__append_events_request__descriptor, &plain, &a,
+                            &err),
+                     SRV_OK);
+    assert_int_equal(unpack(*state, &cairn__v1__append_events_request__descriptor, &extra, &b,
+                            &err),
+                     SRV_OK);
+    uint8_t fa[32], fb[32];
+    fingerprint(*state, a, fa);
+    fingerprint(*state, b, fb);
+    assert_memory_equal(fa, fb, 32);
+    assert_int_equal(((Cairn__V1__AppendEventsRequest *)b)->events[0]->base.n_unknown_fields, 1);
+
+    /* A map entry's unknown field, and a oneof member's. */
+    memset(&plain, 0, sizeof plain);
+    memset(&extra, 0, sizeof extra);
+    PUT_STR(&entry, 1, "k");
+    put_msg(&plain, 4, &entry);
+    PUT_STR(&entry, 77, "x");
+    put_msg(&extra, 4, &entry);
+    assert_int_equal(unpack(*state, &cairn__v1__create_run_request__descriptor, &plain, &a, &err),
+                     SRV_OK);
+    assert_int_equal(unpack(*state, &cairn__v1__create_run_request__descriptor, &extra, &b, &err),
+                     SRV_OK);
+    fingerprint(*state, a, fa);
+    fingerprint(*state, b, fb);
+    assert_memory_equal(fa, fb, 32);
+}
+
 static void fingerprint_works_for_a_message_without_a_key(void **state)
 {
     Cairn__V1__ReadEventsRequest r;
@@ -755,6 +796,7 @@ int main(void)
         T(fingerprint_of_create_run_covers_workers_and_labels),
         T(fingerprint_leaves_the_key_and_unknown_fields_intact),
         T(fingerprint_ignores_unknown_fields),
+        T(fingerprint_ignores_unknown_fields_of_nested_messages_and_restores_them),
         T(fingerprint_works_for_a_message_without_a_key),
         T(replayed_suffix_marks_every_response_type_and_changes_nothing_else),
         T(replayed_suffix_is_empty_for_types_without_replayed),
