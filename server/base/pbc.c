@@ -107,6 +107,62 @@ static bool varint_fits(ProtobufCType t, uint64_t v)
 #define WIRE_DEPTH_MAX 8       /* deeper messages are left to protobuf-c */
 #define WIRE_NAME_MAX 160
 #define WIRE_COUNTED_FIELDS 64 /* repeated fields get an index up to this many fields */
+#define WIRE_FIELD_NUMBER_MAX 536870911u /* 2^29 - 1, protobuf's largest */
+
+static srv_code check_wire(const ProtobufCMessageDescriptor *desc, const uint8_t *start,
+                           const uint8_t *end, const char *path, int depth, srv_error *err);
+
+/* Checks one field's value at *p (wire type wt; f NULL for an unknown
+ * field, named name) and moves *p past it. */
+static srv_code check_value(const ProtobufCMessageDescriptor *desc,
+                            const ProtobufCFieldDescriptor *f, const char *name, unsigned wt,
+                            const uint8_t **p, const uint8_t *end, int depth, srv_error *err)
+{
+    uint64_t v;
+    switch (wt) {
+    case 0:
+        if (read_varint(p, end, &v) < 0)
+            return srv_fail(err, SRV_INVALID_ARGUMENT,
+                            "%s: its varint is cut short or over 10 bytes", name);
+        if (f && !varint_fits(f->type, v))
+            return srv_fail(err, SRV_INVALID_ARGUMENT,
+                            "%s: %llu does not fit its 32-bit type (a negative or 64-bit "
+                            "number?)",
+                            name, (unsigned long long)v);
+        return SRV_OK;
+    case 1:
+    case 5: {
+        size_t width = wt == 1 ? 8 : 4;
+        if ((size_t)(end - *p) < width)
+            return srv_fail(err, SRV_INVALID_ARGUMENT,
+                            "%s: needs %zu bytes but only %zu remain in the %s", name, width,
+                            (size_t)(end - *p), desc->name);
+        *p += width;
+        return SRV_OK;
+    }
+    case 2:
+        if (read_varint(p, end, &v) < 0)
+            return srv_fail(err, SRV_INVALID_ARGUMENT,
+                            "%s: its length is cut short or over 10 bytes", name);
+        if (v > (uint64_t)(end - *p))
+            return srv_fail(err, SRV_INVALID_ARGUMENT,
+                            "%s: declares %llu bytes but only %zu remain in the %s", name,
+                            (unsigned long long)v, (size_t)(end - *p), desc->name);
+        if (f && f->type == PROTOBUF_C_TYPE_STRING && !srv_utf8_valid(*p, (size_t)v))
+            return srv_fail(err, SRV_INVALID_ARGUMENT, "%s: must be UTF-8 without NUL bytes",
+                            name);
+        if (f && f->type == PROTOBUF_C_TYPE_MESSAGE && depth < WIRE_DEPTH_MAX &&
+            check_wire(f->descriptor, *p, *p + v, name, depth + 1, err))
+            return err->code;
+        *p += v;
+        return SRV_OK;
+    default:
+        /* Groups are gone from proto3 and protobuf-c does not read them;
+         * 6 and 7 are no wire type at all. */
+        return srv_fail(err, SRV_INVALID_ARGUMENT, "%s: wire type %s is not accepted", name,
+                        wire_names[wt]);
+    }
+}
 
 /* Walks the wire format of one message (desc) and reports the first
  * malformed or unacceptable field by name: path is the message's own
@@ -123,7 +179,7 @@ static srv_code check_wire(const ProtobufCMessageDescriptor *desc, const uint8_t
     const uint8_t *p = start;
     while (p < end) {
         size_t at = (size_t)(p - start);
-        uint64_t key, v;
+        uint64_t key;
         if (read_varint(&p, end, &key) < 0)
             return srv_fail(err, SRV_INVALID_ARGUMENT,
                             "%s: byte %zu of the %s starts a field tag that is cut short or "
@@ -131,7 +187,7 @@ static srv_code check_wire(const ProtobufCMessageDescriptor *desc, const uint8_t
                             whole, at, desc->name);
         uint64_t number = key >> 3;
         unsigned wt = (unsigned)(key & 7);
-        if (number == 0 || number > 536870911u)
+        if (number == 0 || number > WIRE_FIELD_NUMBER_MAX)
             return srv_fail(err, SRV_INVALID_ARGUMENT,
                             "%s: byte %zu of the %s holds field number %llu, not a valid one",
                             whole, at, desc->name, (unsigned long long)number);
@@ -155,52 +211,8 @@ static srv_code check_wire(const ProtobufCMessageDescriptor *desc, const uint8_t
                                 "%s: sent with wire type %s, but its type needs wire type %s",
                                 name, wire_names[wt], wire_names[want]);
         }
-        switch (wt) {
-        case 0:
-            if (read_varint(&p, end, &v) < 0)
-                return srv_fail(err, SRV_INVALID_ARGUMENT,
-                                "%s: its varint is cut short or over 10 bytes", name);
-            if (f && !varint_fits(f->type, v))
-                return srv_fail(err, SRV_INVALID_ARGUMENT,
-                                "%s: %llu does not fit its 32-bit type (a negative or 64-bit "
-                                "number?)",
-                                name, (unsigned long long)v);
-            break;
-        case 1:
-        case 5: {
-            size_t width = wt == 1 ? 8 : 4;
-            if ((size_t)(end - p) < width)
-                return srv_fail(err, SRV_INVALID_ARGUMENT,
-                                "%s: needs %zu bytes but only %zu remain in the %s", name, width,
-                                (size_t)(end - p), desc->name);
-            p += width;
-            break;
-        }
-        case 2: {
-            if (read_varint(&p, end, &v) < 0)
-                return srv_fail(err, SRV_INVALID_ARGUMENT,
-                                "%s: its length is cut short or over 10 bytes", name);
-            if (v > (uint64_t)(end - p))
-                return srv_fail(err, SRV_INVALID_ARGUMENT,
-                                "%s: declares %llu bytes but only %zu remain in the %s", name,
-                                (unsigned long long)v, (size_t)(end - p), desc->name);
-            if (f && f->type == PROTOBUF_C_TYPE_STRING && !srv_utf8_valid(p, (size_t)v))
-                return srv_fail(err, SRV_INVALID_ARGUMENT, "%s: must be UTF-8 without NUL bytes",
-                                name);
-            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE && depth < WIRE_DEPTH_MAX) {
-                srv_code rc = check_wire(f->descriptor, p, p + v, name, depth + 1, err);
-                if (rc)
-                    return rc;
-            }
-            p += v;
-            break;
-        }
-        default:
-            /* Groups are gone from proto3 and protobuf-c does not read
-             * them; 6 and 7 are no wire type at all. */
-            return srv_fail(err, SRV_INVALID_ARGUMENT, "%s: wire type %s is not accepted", name,
-                            wire_names[wt]);
-        }
+        if (check_value(desc, f, name, wt, &p, end, depth, err))
+            return err->code;
     }
     return SRV_OK;
 }
