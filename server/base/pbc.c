@@ -1,6 +1,8 @@
 #include "base/pbc.h"
 #include "base/sha256.h"
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +45,7 @@ int srv_utf8_valid(const uint8_t *s, size_t n)
     return 1;
 }
 
+/* Reads a varint; -1 when it runs past end or past 10 bytes. */
 static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 {
     uint64_t x = 0;
@@ -57,50 +60,159 @@ static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
     return -1;
 }
 
-/* Walks the wire format checking string fields. Malformed input is left
- * for protobuf-c to reject; this only reports bad strings. */
-static srv_code check_strings(const ProtobufCMessageDescriptor *desc,
-                              const uint8_t *p, const uint8_t *end,
-                              const char *prefix, int depth, srv_error *err)
+static const char *const wire_names[8] = {
+    "0 (varint)", "1 (64-bit)", "2 (length-delimited)", "3 (group start)",
+    "4 (group end)", "5 (32-bit)", "6 (not a wire type)", "7 (not a wire type)",
+};
+
+/* The wire type a field of this type is encoded with; repeated numbers
+ * may also come packed (2). */
+static unsigned wire_type_of(ProtobufCType t)
 {
+    switch (t) {
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_FIXED64:
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return 1;
+    case PROTOBUF_C_TYPE_SFIXED32:
+    case PROTOBUF_C_TYPE_FIXED32:
+    case PROTOBUF_C_TYPE_FLOAT:
+        return 5;
+    case PROTOBUF_C_TYPE_STRING:
+    case PROTOBUF_C_TYPE_BYTES:
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return 2;
+    default:
+        return 0;
+    }
+}
+
+/* Whether a varint fits a 32-bit field: protobuf would truncate it, so a
+ * negative number or a 64-bit one in a uint32 field would silently become
+ * another value. int32 and enum take their sign-extended negatives. */
+static bool varint_fits(ProtobufCType t, uint64_t v)
+{
+    switch (t) {
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_SINT32:
+        return v <= UINT32_MAX;
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_ENUM:
+        return v <= INT32_MAX || v >= (uint64_t)INT32_MIN;
+    default:
+        return true;
+    }
+}
+
+#define WIRE_DEPTH_MAX 8       /* deeper messages are left to protobuf-c */
+#define WIRE_NAME_MAX 160
+#define WIRE_COUNTED_FIELDS 64 /* repeated fields get an index up to this many fields */
+#define WIRE_FIELD_NUMBER_MAX 536870911u /* 2^29 - 1, protobuf's largest */
+
+static srv_code check_wire(const ProtobufCMessageDescriptor *desc, const uint8_t *start,
+                           const uint8_t *end, const char *path, int depth, srv_error *err);
+
+/* Checks one field's value at *p (wire type wt; f NULL for an unknown
+ * field, named name) and moves *p past it. */
+static srv_code check_value(const ProtobufCMessageDescriptor *desc,
+                            const ProtobufCFieldDescriptor *f, const char *name, unsigned wt,
+                            const uint8_t **p, const uint8_t *end, int depth, srv_error *err)
+{
+    uint64_t v;
+    switch (wt) {
+    case 0:
+        if (read_varint(p, end, &v) < 0)
+            return srv_fail(err, SRV_INVALID_ARGUMENT,
+                            "%s: its varint is cut short or over 10 bytes", name);
+        if (f && !varint_fits(f->type, v))
+            return srv_fail(err, SRV_INVALID_ARGUMENT,
+                            "%s: %llu does not fit its 32-bit type (a negative or 64-bit "
+                            "number?)",
+                            name, (unsigned long long)v);
+        return SRV_OK;
+    case 1:
+    case 5: {
+        size_t width = wt == 1 ? 8 : 4;
+        if ((size_t)(end - *p) < width)
+            return srv_fail(err, SRV_INVALID_ARGUMENT,
+                            "%s: needs %zu bytes but only %zu remain in the %s", name, width,
+                            (size_t)(end - *p), desc->name);
+        *p += width;
+        return SRV_OK;
+    }
+    case 2:
+        if (read_varint(p, end, &v) < 0)
+            return srv_fail(err, SRV_INVALID_ARGUMENT,
+                            "%s: its length is cut short or over 10 bytes", name);
+        if (v > (uint64_t)(end - *p))
+            return srv_fail(err, SRV_INVALID_ARGUMENT,
+                            "%s: declares %llu bytes but only %zu remain in the %s", name,
+                            (unsigned long long)v, (size_t)(end - *p), desc->name);
+        if (f && f->type == PROTOBUF_C_TYPE_STRING && !srv_utf8_valid(*p, (size_t)v))
+            return srv_fail(err, SRV_INVALID_ARGUMENT, "%s: must be UTF-8 without NUL bytes",
+                            name);
+        if (f && f->type == PROTOBUF_C_TYPE_MESSAGE && depth < WIRE_DEPTH_MAX &&
+            check_wire(f->descriptor, *p, *p + v, name, depth + 1, err))
+            return err->code;
+        *p += v;
+        return SRV_OK;
+    default:
+        /* Groups are gone from proto3 and protobuf-c does not read them;
+         * 6 and 7 are no wire type at all. */
+        return srv_fail(err, SRV_INVALID_ARGUMENT, "%s: wire type %s is not accepted", name,
+                        wire_names[wt]);
+    }
+}
+
+/* Walks the wire format of one message (desc) and reports the first
+ * malformed or unacceptable field by name: path is the message's own
+ * ("" at the top, e.g. "events[2]" below it). Checks tags, wire types
+ * against the field's declared type, lengths and varints against the
+ * bytes left, 32-bit numbers against their range, and strings for UTF-8
+ * without NUL bytes. Unknown fields are only checked for being well
+ * formed: protobuf ignores them, and so does cairnd. */
+static srv_code check_wire(const ProtobufCMessageDescriptor *desc, const uint8_t *start,
+                           const uint8_t *end, const char *path, int depth, srv_error *err)
+{
+    const char *whole = *path ? path : "request";
+    unsigned counts[WIRE_COUNTED_FIELDS] = {0};
+    const uint8_t *p = start;
     while (p < end) {
-        uint64_t key, len;
+        size_t at = (size_t)(p - start);
+        uint64_t key;
         if (read_varint(&p, end, &key) < 0)
-            return SRV_OK;
-        switch (key & 7) {
-        case 0:
-            if (read_varint(&p, end, &len) < 0)
-                return SRV_OK;
-            break;
-        case 1:
-        case 5: {
-            size_t width = (key & 7) == 1 ? 8 : 4;
-            if ((size_t)(end - p) < width)
-                return SRV_OK;
-            p += width;
-            break;
-        }
-        case 2: {
-            if (read_varint(&p, end, &len) < 0 || len > (uint64_t)(end - p))
-                return SRV_OK;
-            const ProtobufCFieldDescriptor *f =
-                protobuf_c_message_descriptor_get_field(desc, (unsigned)(key >> 3));
-            if (f && f->type == PROTOBUF_C_TYPE_STRING && !srv_utf8_valid(p, len))
+            return srv_fail(err, SRV_INVALID_ARGUMENT,
+                            "%s: byte %zu of the %s starts a field tag that is cut short or "
+                            "over 10 bytes",
+                            whole, at, desc->name);
+        uint64_t number = key >> 3;
+        unsigned wt = (unsigned)(key & 7);
+        if (number == 0 || number > WIRE_FIELD_NUMBER_MAX)
+            return srv_fail(err, SRV_INVALID_ARGUMENT,
+                            "%s: byte %zu of the %s holds field number %llu, not a valid one",
+                            whole, at, desc->name, (unsigned long long)number);
+        const ProtobufCFieldDescriptor *f =
+            protobuf_c_message_descriptor_get_field(desc, (unsigned)number);
+        char name[WIRE_NAME_MAX];
+        if (!f) {
+            snprintf(name, sizeof name, "%s: unknown field %llu", whole,
+                     (unsigned long long)number);
+        } else {
+            size_t idx = (size_t)(f - desc->fields);
+            const char *dot = *path ? "." : "";
+            if (f->label == PROTOBUF_C_LABEL_REPEATED && idx < WIRE_COUNTED_FIELDS)
+                snprintf(name, sizeof name, "%s%s%s[%u]", path, dot, f->name, counts[idx]++);
+            else
+                snprintf(name, sizeof name, "%s%s%s", path, dot, f->name);
+            unsigned want = wire_type_of(f->type);
+            bool packed = f->label == PROTOBUF_C_LABEL_REPEATED && want != 2 && wt == 2;
+            if (wt != want && !packed)
                 return srv_fail(err, SRV_INVALID_ARGUMENT,
-                                "%s%s: must be UTF-8 without NUL bytes", prefix, f->name);
-            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE && depth < 8) {
-                char sub[128];
-                snprintf(sub, sizeof sub, "%s%s.", prefix, f->name);
-                srv_code rc = check_strings(f->descriptor, p, p + len, sub, depth + 1, err);
-                if (rc)
-                    return rc;
-            }
-            p += len;
-            break;
+                                "%s: sent with wire type %s, but its type needs wire type %s",
+                                name, wire_names[wt], wire_names[want]);
         }
-        default:
-            return SRV_OK;
-        }
+        if (check_value(desc, f, name, wt, &p, end, depth, err))
+            return err->code;
     }
     return SRV_OK;
 }
@@ -109,7 +221,7 @@ srv_code srv_unpack(const ProtobufCMessageDescriptor *desc, srv_arena *a,
                     const uint8_t *data, size_t len, ProtobufCMessage **out,
                     srv_error *err)
 {
-    srv_code rc = check_strings(desc, data, data + len, "", 0, err);
+    srv_code rc = check_wire(desc, data, data + len, "", 0, err);
     if (rc)
         return rc;
     ProtobufCAllocator alloc;
@@ -151,6 +263,63 @@ uint8_t *srv_pack_heap(const ProtobufCMessage *msg, size_t *len)
     return buf;
 }
 
+/* Calls fn on msg and on every message below it (message fields, set
+ * oneof members, repeated messages and map entries). */
+static void each_message(ProtobufCMessage *msg, int depth,
+                         void (*fn)(ProtobufCMessage *, void *), void *ctx)
+{
+    fn(msg, ctx);
+    if (depth >= 32) /* cairn's messages nest two deep; no schema here recurses */
+        return;
+    const ProtobufCMessageDescriptor *d = msg->descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        char *at = (char *)msg + f->offset;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(size_t *)((char *)msg + f->quantifier_offset);
+            ProtobufCMessage **v = *(ProtobufCMessage ***)at;
+            for (size_t k = 0; k < n; k++)
+                if (v[k])
+                    each_message(v[k], depth + 1, fn, ctx);
+            continue;
+        }
+        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+            *(uint32_t *)((char *)msg + f->quantifier_offset) != f->id)
+            continue;
+        ProtobufCMessage *sub = *(ProtobufCMessage **)at;
+        if (sub)
+            each_message(sub, depth + 1, fn, ctx);
+    }
+}
+
+/* Unknown fields hidden from the encoder while a fingerprint is taken. */
+typedef struct hidden_unknowns {
+    size_t n, cap;
+    struct {
+        ProtobufCMessage *msg;
+        unsigned n_unknown;
+    } *v;
+} hidden_unknowns;
+
+static void count_unknowns(ProtobufCMessage *m, void *ctx)
+{
+    if (m->n_unknown_fields)
+        ((hidden_unknowns *)ctx)->cap++;
+}
+
+static void hide_unknowns(ProtobufCMessage *m, void *ctx)
+{
+    hidden_unknowns *h = ctx;
+    if (!m->n_unknown_fields || h->n == h->cap)
+        return;
+    h->v[h->n].msg = m;
+    h->v[h->n].n_unknown = m->n_unknown_fields;
+    h->n++;
+    m->n_unknown_fields = 0;
+}
+
 srv_code srv_fingerprint(srv_arena *a, ProtobufCMessage *msg, uint8_t out[32],
                          srv_error *err)
 {
@@ -158,17 +327,24 @@ srv_code srv_fingerprint(srv_arena *a, ProtobufCMessage *msg, uint8_t out[32],
         protobuf_c_message_descriptor_get_field_by_name(msg->descriptor, "idempotency_key");
     char **key = f ? (char **)((char *)msg + f->offset) : NULL;
     char *saved_key = key ? *key : NULL;
-    unsigned saved_n_unknown = msg->n_unknown_fields;
+
+    /* Unknown fields at any depth (an Event's too) are not part of the
+     * request: a retry that adds or drops one is the same request. */
+    hidden_unknowns h = {0};
+    each_message(msg, 0, count_unknowns, &h);
+    if (h.cap && !(h.v = srv_arena_alloc(a, h.cap * sizeof *h.v)))
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    each_message(msg, 0, hide_unknowns, &h);
 
     if (key)
         *key = (char *)"";
-    msg->n_unknown_fields = 0;
     uint8_t *buf = NULL;
     size_t len = 0;
     srv_code rc = srv_pack(a, msg, &buf, &len, err);
     if (key)
         *key = saved_key;
-    msg->n_unknown_fields = saved_n_unknown;
+    for (size_t i = 0; i < h.n; i++)
+        h.v[i].msg->n_unknown_fields = h.v[i].n_unknown;
     if (rc)
         return rc;
 

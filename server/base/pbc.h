@@ -11,9 +11,17 @@
 
 /* Decodes data into a message allocated in the arena (or on the heap when
  * a is NULL: free it with protobuf_c_message_free_unpacked(msg, NULL)).
- * Before decoding it checks every string field (recursively) for valid
- * UTF-8 without NUL bytes, because protobuf-c would silently cut a string
- * at a NUL. Returns SRV_OK, or INVALID_ARGUMENT naming the field. */
+ * Before decoding it walks the wire format (recursively) and refuses,
+ * naming the field ("events[2].type: ..."), or "request" with the byte
+ * offset where no field can be named: a tag cut short or field number 0;
+ * a known field sent with another wire type than its type's; a varint,
+ * length or fixed-width value running past the end; a 32-bit number field
+ * holding a value that does not fit (protobuf would truncate it, so a
+ * negative page_size would become another number); wire types 3, 4, 6
+ * and 7; and a string that is not UTF-8 or holds a NUL byte (protobuf-c
+ * would silently cut it at the NUL). Unknown fields that are well formed
+ * are accepted and ignored, as protobuf says. Returns SRV_OK, or
+ * INVALID_ARGUMENT naming the field. */
 srv_code srv_unpack(const ProtobufCMessageDescriptor *desc, srv_arena *a,
                     const uint8_t *data, size_t len, ProtobufCMessage **out,
                     srv_error *err);
@@ -31,7 +39,8 @@ srv_code srv_pack(srv_arena *a, const ProtobufCMessage *msg, uint8_t **out,
 uint8_t *srv_pack_heap(const ProtobufCMessage *msg, size_t *len);
 
 /* SHA-256 of the canonical encoding of msg without its idempotency_key
- * field and without unknown fields. msg is restored before returning. */
+ * field and without unknown fields, at any depth (those of nested
+ * messages too). msg is restored before returning. */
 srv_code srv_fingerprint(srv_arena *a, ProtobufCMessage *msg, uint8_t out[32],
                          srv_error *err);
 

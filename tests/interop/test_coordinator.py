@@ -1015,7 +1015,7 @@ class WireTest(CairnTestCase):
         cases = [
             (b"\xff\xff\xff", "request:"),           # not protobuf at all
             (b"\x0a\x02\xff\xfe", "run_id:"),         # run_id not UTF-8
-            (b"\x0a\x05ab", "request:"),              # string cut short
+            (b"\x0a\x05ab", "run_id:"),               # string cut short: named
         ]
         for raw, prefix in cases:
             with self.subTest(raw=raw):

@@ -207,7 +207,7 @@ static void unpack_rejects_nul_in_nested_event_type_naming_the_field(void **stat
     srv_error err;
     assert_rejected_naming(unpack(*state, &cairn__v1__append_events_request__descriptor, &w, &m,
                                   &err),
-                           &err, "events.type");
+                           &err, "events[1].type");
 }
 
 static void unpack_rejects_invalid_utf8_in_nested_fields_naming_them(void **state)
@@ -218,11 +218,11 @@ static void unpack_rejects_invalid_utf8_in_nested_fields_naming_them(void **stat
     append_with_event_field(&w, 3, "step\xc0\xaf", 6);
     assert_rejected_naming(unpack(*state, &cairn__v1__append_events_request__descriptor, &w, &m,
                                   &err),
-                           &err, "events.type");
+                           &err, "events[1].type");
     append_with_event_field(&w, 4, "w\xed\xa0\x80", 4);
     assert_rejected_naming(unpack(*state, &cairn__v1__append_events_request__descriptor, &w, &m,
                                   &err),
-                           &err, "events.worker_id");
+                           &err, "events[1].worker_id");
 }
 
 static void unpack_rejects_bad_strings_in_map_entries_and_repeated_strings(void **state)
@@ -237,7 +237,7 @@ static void unpack_rejects_bad_strings_in_map_entries_and_repeated_strings(void 
     put_msg(&w, 4, &entry);
     assert_rejected_naming(unpack(*state, &cairn__v1__create_run_request__descriptor, &w, &m,
                                   &err),
-                           &err, "labels.value");
+                           &err, "labels[0].value");
 
     memset(&w, 0, sizeof w);
     memset(&entry, 0, sizeof entry);
@@ -246,7 +246,7 @@ static void unpack_rejects_bad_strings_in_map_entries_and_repeated_strings(void 
     put_msg(&w, 4, &entry);
     assert_rejected_naming(unpack(*state, &cairn__v1__create_run_request__descriptor, &w, &m,
                                   &err),
-                           &err, "labels.key");
+                           &err, "labels[0].key");
 
     memset(&w, 0, sizeof w);
     PUT_STR(&w, 2, "run-1");
@@ -254,7 +254,7 @@ static void unpack_rejects_bad_strings_in_map_entries_and_repeated_strings(void 
     PUT_STR(&w, 3, "w\0002");
     assert_rejected_naming(unpack(*state, &cairn__v1__create_run_request__descriptor, &w, &m,
                                   &err),
-                           &err, "workers");
+                           &err, "workers[1]");
 }
 
 static void unpack_rejects_bad_strings_inside_a_oneof_message(void **state)
@@ -316,6 +316,89 @@ static void unpack_rejects_malformed_input_naming_the_message_type(void **state)
     assert_int_equal(unpack(*state, &cairn__v1__append_events_request__descriptor, &w, &m, &err),
                      SRV_INVALID_ARGUMENT);
     assert_non_null(strstr(err.msg, "cairn.v1.AppendEventsRequest"));
+}
+
+/* Unpacks w as an AppendEventsRequest; the call must fail with
+ * INVALID_ARGUMENT and a message starting with field and holding what. */
+static void assert_malformed(void **state, const wbuf *w, const char *field, const char *what)
+{
+    ProtobufCMessage *m = NULL;
+    srv_error err;
+    srv_code rc = unpack(*state, &cairn__v1__append_events_request__descriptor, w, &m, &err);
+    if (rc != SRV_INVALID_ARGUMENT)
+        fail_msg("expected INVALID_ARGUMENT, got %d: %s", rc, err.msg);
+    char want[128];
+    snprintf(want, sizeof want, "%s: ", field);
+    if (strncmp(err.msg, want, strlen(want)) != 0)
+        fail_msg("message should start with \"%s\": %s", want, err.msg);
+    if (!strstr(err.msg, what))
+        fail_msg("message should say \"%s\": %s", what, err.msg);
+}
+
+static void unpack_rejects_a_wrong_wire_type_naming_the_field(void **state)
+{
+    wbuf w = {0};
+    put_uint(&w, 2, 7); /* run_id as a varint */
+    assert_malformed(state, &w, "run_id", "wire type 0 (varint)");
+    memset(&w, 0, sizeof w);
+    PUT_STR(&w, 2, "run-1");
+    PUT_STR(&w, 4, "7"); /* expected_next_seq as a string */
+    assert_malformed(state, &w, "expected_next_seq", "wire type 2 (length-delimited)");
+    memset(&w, 0, sizeof w);
+    wbuf ev = {0};
+    put_uint(&ev, 3, 1); /* events[0].type as a varint */
+    put_msg(&w, 3, &ev);
+    assert_malformed(state, &w, "events[0].type", "needs wire type 2");
+}
+
+static void unpack_rejects_cut_short_fields_naming_them(void **state)
+{
+    wbuf w = {0};
+    PUT_STR(&w, 2, "run-1");
+    put_varint(&w, 2 << 3 | 2);
+    put_varint(&w, 50); /* 50 bytes that are not there */
+    w.b[w.n++] = 'x';
+    assert_malformed(state, &w, "run_id", "declares 50 bytes but only 1 remain");
+    memset(&w, 0, sizeof w);
+    put_varint(&w, 4 << 3);
+    w.b[w.n++] = 0x80; /* a varint that never ends */
+    assert_malformed(state, &w, "expected_next_seq", "cut short");
+    memset(&w, 0, sizeof w);
+    w.b[w.n++] = 0x80; /* a tag that never ends */
+    assert_malformed(state, &w, "request", "field tag");
+}
+
+static void unpack_rejects_field_zero_bad_wire_types_and_bad_unknown_fields(void **state)
+{
+    wbuf w = {0};
+    put_uint(&w, 0, 1);
+    assert_malformed(state, &w, "request", "field number 0");
+    memset(&w, 0, sizeof w);
+    put_varint(&w, 99 << 3 | 7);
+    assert_malformed(state, &w, "request: unknown field 99", "7 (not a wire type)");
+    memset(&w, 0, sizeof w);
+    put_varint(&w, 99 << 3 | 2);
+    put_varint(&w, 9);
+    assert_malformed(state, &w, "request: unknown field 99", "declares 9 bytes");
+}
+
+static void unpack_rejects_32_bit_fields_out_of_range_and_accepts_well_formed_unknowns(
+    void **state)
+{
+    ProtobufCMessage *m = NULL;
+    srv_error err;
+    wbuf w = {0};
+    put_uint(&w, 1, UINT64_MAX); /* ListRunsRequest.page_size = int32 -1 */
+    assert_int_equal(unpack(*state, &cairn__v1__list_runs_request__descriptor, &w, &m, &err),
+                     SRV_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.msg, "page_size: 18446744073709551615 does not fit"));
+    memset(&w, 0, sizeof w);
+    put_uint(&w, 1, UINT32_MAX);
+    put_uint(&w, 99, 5);        /* unknown varint */
+    PUT_STR(&w, 100, "\xff\0"); /* unknown bytes: not checked as a string */
+    assert_int_equal(unpack(*state, &cairn__v1__list_runs_request__descriptor, &w, &m, &err),
+                     SRV_OK);
+    assert_int_equal(((Cairn__V1__ListRunsRequest *)m)->page_size, UINT32_MAX);
 }
 
 /* ---- fingerprints ---- */
@@ -467,6 +550,47 @@ static void fingerprint_ignores_unknown_fields(void **state)
                             &err),
                      SRV_OK);
     uint8_t fa[32], fb[32];
+    fingerprint(*state, a, fa);
+    fingerprint(*state, b, fb);
+    assert_memory_equal(fa, fb, 32);
+}
+
+static void fingerprint_ignores_unknown_fields_of_nested_messages_and_restores_them(
+    void **state)
+{
+    wbuf plain = {0}, extra = {0}, ev = {0}, ev_extra = {0}, entry = {0};
+    PUT_STR(&ev, 3, "step");
+    PUT_STR(&ev_extra, 3, "step");
+    PUT_STR(&ev_extra, 99, "inside an event");
+    PUT_STR(&plain, 2, "run-1");
+    put_msg(&plain, 3, &ev);
+    PUT_STR(&extra, 2, "run-1");
+    put_msg(&extra, 3, &ev_extra);
+    ProtobufCMessage *a, *b;
+    srv_error err;
+    assert_int_equal(unpack(*state, &cairn__v1__append_events_request__descriptor, &plain, &a,
+                            &err),
+                     SRV_OK);
+    assert_int_equal(unpack(*state, &cairn__v1__append_events_request__descriptor, &extra, &b,
+                            &err),
+                     SRV_OK);
+    uint8_t fa[32], fb[32];
+    fingerprint(*state, a, fa);
+    fingerprint(*state, b, fb);
+    assert_memory_equal(fa, fb, 32);
+    assert_int_equal(((Cairn__V1__AppendEventsRequest *)b)->events[0]->base.n_unknown_fields, 1);
+
+    /* A map entry's unknown field, and a oneof member's. */
+    memset(&plain, 0, sizeof plain);
+    memset(&extra, 0, sizeof extra);
+    PUT_STR(&entry, 1, "k");
+    put_msg(&plain, 4, &entry);
+    PUT_STR(&entry, 77, "x");
+    put_msg(&extra, 4, &entry);
+    assert_int_equal(unpack(*state, &cairn__v1__create_run_request__descriptor, &plain, &a, &err),
+                     SRV_OK);
+    assert_int_equal(unpack(*state, &cairn__v1__create_run_request__descriptor, &extra, &b, &err),
+                     SRV_OK);
     fingerprint(*state, a, fa);
     fingerprint(*state, b, fb);
     assert_memory_equal(fa, fb, 32);
@@ -663,11 +787,16 @@ int main(void)
         T(unpack_accepts_any_bytes_in_bytes_fields),
         T(unpack_accepts_valid_utf8_and_decodes_every_field),
         T(unpack_rejects_malformed_input_naming_the_message_type),
+        T(unpack_rejects_a_wrong_wire_type_naming_the_field),
+        T(unpack_rejects_cut_short_fields_naming_them),
+        T(unpack_rejects_field_zero_bad_wire_types_and_bad_unknown_fields),
+        T(unpack_rejects_32_bit_fields_out_of_range_and_accepts_well_formed_unknowns),
         T(fingerprint_ignores_only_the_idempotency_key),
         T(fingerprint_differs_when_any_other_field_differs),
         T(fingerprint_of_create_run_covers_workers_and_labels),
         T(fingerprint_leaves_the_key_and_unknown_fields_intact),
         T(fingerprint_ignores_unknown_fields),
+        T(fingerprint_ignores_unknown_fields_of_nested_messages_and_restores_them),
         T(fingerprint_works_for_a_message_without_a_key),
         T(replayed_suffix_marks_every_response_type_and_changes_nothing_else),
         T(replayed_suffix_is_empty_for_types_without_replayed),
