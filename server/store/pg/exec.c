@@ -310,8 +310,10 @@ srv_code pg_do_sql(pg_conn *c, const char *sql, int n, const char *const *v, con
 {
     const call q = {-1, sql, n, v, len, fmt};
     PGresult *r = conn_call(c, &q, what, err);
+    if (!r)
+        return err->code;
     PQclear(r);
-    return r ? SRV_OK : err->code;
+    return SRV_OK;
 }
 
 /* SQL text may hold several statements here, which a pipeline cannot
