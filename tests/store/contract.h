@@ -148,6 +148,7 @@ bool dedup_found(fx *f, const srv_dedup_key *k, srv_dedup_record *out);
     XX(reads_see_committed_data_only, OPEN)                                                  \
     XX(a_read_snapshot_opened_before_a_commit_does_not_see_it, OPEN)                         \
     XX(rollback_to_savepoint_drops_event_and_dedup_record_of_that_mutation_only, OPEN)       \
+    XX(a_head_read_again_in_a_transaction_shows_its_own_appends_and_completions, OPEN)        \
     XX(rollback_of_a_whole_transaction_leaves_nothing, OPEN)                                 \
     XX(close_rolls_back_a_write_transaction_left_open, OPEN)                                 \
     XX(data_survives_close_and_reopen, OPEN)                                                 \

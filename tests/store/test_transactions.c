@@ -204,6 +204,40 @@ void rollback_to_savepoint_drops_event_and_dedup_record_of_that_mutation_only(vo
     assert_int_equal(head_of(f, "run-1").next_seq, 3);
 }
 
+/* Every mutation of a batch reads the run's head again (the PostgreSQL
+ * backend answers from what it read and wrote in the transaction). */
+void a_head_read_again_in_a_transaction_shows_its_own_appends_and_completions(void **state)
+{
+    fx *f = *state;
+    insert_run(f, "run-1", 2);
+    srv_error err;
+    srv_txn *t = wbegin(f);
+    ok(srv_store_savepoint(t, &err), &err);
+    srv_run_head h = head_in(f, t, "run-1");
+    ok(srv_store_events_insert(t, &h, make_events(f, 3, 4, 1), 3, NOW_US, &err), &err);
+    ok(srv_store_release(t, &err), &err);
+
+    ok(srv_store_savepoint(t, &err), &err);
+    h = head_in(f, t, "run-1");
+    assert_int_equal(h.next_seq, 4);
+    ok(srv_store_events_insert(t, &h, make_events(f, 2, 4, 2), 2, NOW_US, &err), &err);
+    ok(srv_store_worker_complete(t, &h, "w1", 5, &err), &err);
+    ok(srv_store_release(t, &err), &err);
+
+    ok(srv_store_savepoint(t, &err), &err);
+    h = head_in(f, t, "run-1");
+    assert_int_equal(h.next_seq, 6);
+    assert_int_equal(h.n_completed, 1);
+    assert_string_equal(h.run_id, "run-1");
+    srv_store_rollback_to(t); /* nothing written since the savepoint */
+    h = head_in(f, t, "run-1");
+    assert_int_equal(h.next_seq, 6);
+    wcommit(t);
+    h = head_of(f, "run-1");
+    assert_int_equal(h.next_seq, 6);
+    assert_int_equal(h.n_completed, 1);
+}
+
 void rollback_of_a_whole_transaction_leaves_nothing(void **state)
 {
     fx *f = *state;

@@ -70,6 +70,7 @@ srv_code pg_checkpoint_insert(srv_txn *t, const srv_run_head *run, const srv_che
     pg_i64(&p, (int64_t)c->snapshot_size);
     pg_text(&p, c->sha256);
     pg_text(&p, workers);
+    pg_head_forget(pg_conn_of(t), run->ref); /* its latest checkpoint changes */
     srv_code rc = pg_do(pg_conn_of(t), PS_CKPT_INSERT, &p, "storing a checkpoint", NULL, err);
     free(workers);
     return rc;

@@ -6,10 +6,10 @@
  * (REPEATABLE READ READ ONLY), pins, staging and reading snapshot bytes.
  * Every session runs with synchronous_commit = on, so a commit is on the
  * server's disk (and its synchronous standbys, if any) before cairnd
- * acknowledges it. This file: schema and its migration, statements,
- * connections, transactions, the clock, idempotency records, opening;
- * runs.c, leases.c, checkpoints.c and blobs.c hold the rest. Design notes
- * in README.md. */
+ * acknowledges it. This file: schema and its migration, the statements'
+ * text, connections, transactions, the clock, idempotency records,
+ * opening; exec.c sends statements, runs.c, leases.c, checkpoints.c and
+ * blobs.c hold the rest. Design notes in README.md. */
 #include "store/pg/pg_int.h"
 #include "base/clock.h"
 #include "base/error.h"
@@ -18,7 +18,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,7 +127,7 @@ enum { SCHEMA_VERSION = sizeof migrations / sizeof migrations[0] };
 #define CKPT_COLUMNS \
     "id, checkpoint_id, created_us, run_state, events_count, snapshot_size, snapshot_sha256"
 
-static const char *const sql_text[PG_N_STMT] = {
+const char *const pg_sql_text[PG_N_STMT] = {
     /* The database's clock, which every replica shares (README.md, "Time"). */
     [PS_NOW] = "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::int8",
     [PS_RUN_BY_NAME] = "SELECT " RUN_COLUMNS " FROM runs WHERE run_id = $1",
@@ -163,6 +162,16 @@ static const char *const sql_text[PG_N_STMT] = {
         "  FROM (SELECT * FROM events WHERE run = $1 AND seq >= $2 ORDER BY seq LIMIT $3) e"
         "  WINDOW w AS (ORDER BY seq)) p "
         "WHERE i = 1 OR spent <= $5::int8 ORDER BY seq",
+    /* A batch of events (arrays $4..$6 of types, workers, payloads, in
+     * binary; seqs from $2) and the run's next_seq in one statement; the
+     * announcement goes out when (and if) the transaction commits. */
+    [PS_EVENTS_APPEND] =
+        "WITH e AS (INSERT INTO events (run, seq, type, worker_id, payload, created_us) "
+        "           SELECT $1, $2::int8 + u.o - 1, u.t, u.w, u.p, $3 "
+        "           FROM unnest($4::text[], $5::text[], $6::bytea[]) WITH ORDINALITY "
+        "           AS u(t, w, p, o)) "
+        "UPDATE runs SET next_seq = $2::int8 + cardinality($4::text[]) WHERE id = $1 "
+        "RETURNING pg_notify('" PG_CHANNEL "', (next_seq - 1)::text || ' ' || run_id)",
     [PS_DEDUP_GET] = "SELECT d.fingerprint, d.response FROM dedup d JOIN runs r ON r.id = d.run "
                      "WHERE r.run_id = $1 AND d.method = $2 AND d.key = $3",
     [PS_DEDUP_PUT] = "INSERT INTO dedup (run, method, key, fingerprint, response, created_us) "
@@ -226,207 +235,6 @@ static const char *const sql_text[PG_N_STMT] = {
     [PS_BLOB_CHUNK] = "SELECT data FROM blob_chunks WHERE owner = $1 AND n = $2",
 };
 
-/* ---- parameters ---- */
-
-void pg_text(pg_params *p, const char *s)
-{
-    p->v[p->n] = s ? s : "";
-    p->len[p->n] = 0;
-    p->fmt[p->n] = 0;
-    p->n++;
-}
-
-void pg_i64(pg_params *p, int64_t v)
-{
-    snprintf(p->num[p->n], sizeof p->num[p->n], "%lld", (long long)v);
-    pg_text(p, p->num[p->n]);
-}
-
-void pg_bytes(pg_params *p, const void *data, size_t len)
-{
-    p->v[p->n] = len ? (const char *)data : "";
-    p->len[p->n] = (int)len;
-    p->fmt[p->n] = 1;
-    p->n++;
-}
-
-void pg_sql_add(pg_sql *b, const char *fmt, ...)
-{
-    if (b->failed)
-        return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->failed = true;
-            return;
-        }
-        if (b->p && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = b->cap ? b->cap * 2 : 1024;
-        while (cap <= b->len + (size_t)n)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->failed = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-}
-
-/* ---- errors ---- */
-
-/* A disk that cannot take more comes back later: retry after this. */
-enum { DISK_FULL_PUSHBACK_MS = 1000 };
-
-srv_code pg_fail(pg_conn *c, const PGresult *r, const char *what, srv_error *err)
-{
-    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    const char *raw = r ? PQresultErrorMessage(r) : NULL;
-    if (!raw || !*raw)
-        raw = c->pg ? PQerrorMessage(c->pg) : "no connection";
-    char msg[256];
-    snprintf(msg, sizeof msg, "%s", raw);
-    for (size_t n = strlen(msg); n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '); n--)
-        msg[n - 1] = '\0';
-    for (char *p = msg; *p; p++)
-        if (*p == '\n')
-            *p = ' ';
-    bool lost = !c->pg || PQstatus(c->pg) != CONNECTION_OK;
-    if (lost || !state || strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 ||
-        strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0 ||
-        strcmp(state, "53300") == 0)
-        return srv_fail(err, SRV_UNAVAILABLE, "store: %s failed: PostgreSQL unavailable: %s",
-                        what, msg);
-    if (strcmp(state, "23505") == 0)
-        return srv_fail(err, SRV_ABORTED, "store: a concurrent write took the key while %s",
-                        what);
-    if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0)
-        return srv_fail(err, SRV_ABORTED,
-                        "store: %s conflicted with a concurrent transaction (%s); retry", what,
-                        msg);
-    if (strcmp(state, "53100") == 0)
-        return srv_fail_pushback(err, SRV_RESOURCE_EXHAUSTED, DISK_FULL_PUSHBACK_MS,
-                                 "store: PostgreSQL's disk is full while %s; retry later", what);
-    if (strcmp(state, "53200") == 0)
-        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "store: PostgreSQL out of memory while %s",
-                        what);
-    if (strcmp(state, "XX001") == 0 || strcmp(state, "XX002") == 0)
-        return srv_fail(err, SRV_DATA_LOSS, "store: database corrupt while %s: %s", what, msg);
-    if (strncmp(state, "23", 2) == 0) /* a constraint the contract names no code for */
-        return srv_fail(err, SRV_INTERNAL, "store: %s broke a constraint: %s", what, msg);
-    return srv_fail(err, SRV_UNAVAILABLE, "store: %s failed: %s (SQLSTATE %s)", what, msg, state);
-}
-
-/* ---- statements ---- */
-
-static bool result_ok(const PGresult *r)
-{
-    ExecStatusType s = PQresultStatus(r);
-    return s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK;
-}
-
-PGresult *pg_run(pg_conn *c, pg_stmt_id id, const pg_params *p, const char *what,
-                 srv_error *err)
-{
-    char name[16];
-    snprintf(name, sizeof name, "s%d", (int)id);
-    if (!c->prepared[id]) {
-        PGresult *r = PQprepare(c->pg, name, sql_text[id], 0, NULL);
-        if (!r || !result_ok(r)) {
-            pg_fail(c, r, "preparing a statement", err);
-            PQclear(r);
-            return NULL;
-        }
-        PQclear(r);
-        c->prepared[id] = true;
-    }
-    static const pg_params none = {0};
-    if (!p)
-        p = &none;
-    PGresult *r = PQexecPrepared(c->pg, name, p->n, p->v, p->len, p->fmt, 1);
-    if (!r || !result_ok(r)) {
-        pg_fail(c, r, what, err);
-        PQclear(r);
-        return NULL;
-    }
-    return r;
-}
-
-srv_code pg_do(pg_conn *c, pg_stmt_id id, const pg_params *p, const char *what, int64_t *rows,
-               srv_error *err)
-{
-    PGresult *r = pg_run(c, id, p, what, err);
-    if (!r)
-        return err->code;
-    if (rows)
-        *rows = strtoll(PQcmdTuples(r), NULL, 10);
-    PQclear(r);
-    return SRV_OK;
-}
-
-srv_code pg_do_sql(pg_conn *c, const char *sql, int n, const char *const *v, const int *len,
-                   const int *fmt, const char *what, srv_error *err)
-{
-    PGresult *r = PQexecParams(c->pg, sql, n, NULL, v, len, fmt, 1);
-    srv_code rc = r && result_ok(r) ? SRV_OK : pg_fail(c, r, what, err);
-    PQclear(r);
-    return rc;
-}
-
-srv_code pg_exec(pg_conn *c, const char *sql, const char *what, srv_error *err)
-{
-    PGresult *r = PQexec(c->pg, sql);
-    srv_code rc = r && result_ok(r) ? SRV_OK : pg_fail(c, r, what, err);
-    PQclear(r);
-    return rc;
-}
-
-int64_t pg_col_i64(const PGresult *r, int row, int col)
-{
-    const unsigned char *v = (const unsigned char *)PQgetvalue(r, row, col);
-    int len = PQgetlength(r, row, col);
-    if (PQgetisnull(r, row, col) || (len != 8 && len != 4))
-        return 0;
-    uint64_t x = 0;
-    for (int i = 0; i < len; i++)
-        x = x << 8 | v[i];
-    return len == 8 ? (int64_t)x : (int64_t)(int32_t)(uint32_t)x;
-}
-
-const char *pg_col_text(srv_arena *a, const PGresult *r, int row, int col)
-{
-    return srv_arena_strndup(a, PQgetvalue(r, row, col), (size_t)PQgetlength(r, row, col));
-}
-
-srv_code pg_read_strings(pg_conn *c, srv_arena *a, pg_stmt_id id, int64_t key, char ***out,
-                         size_t *n, srv_error *err)
-{
-    pg_params p = {0};
-    pg_i64(&p, key);
-    PGresult *r = pg_run(c, id, &p, "reading a list", err);
-    if (!r)
-        return err->code;
-    int rows = PQntuples(r);
-    char **v = rows ? srv_arena_alloc(a, (size_t)rows * sizeof *v) : NULL;
-    srv_code rc = SRV_OK;
-    for (int i = 0; i < rows && !rc; i++)
-        if (!v || !(v[i] = (char *)pg_col_text(a, r, i, 0)))
-            rc = srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
-    PQclear(r);
-    if (rc)
-        return rc;
-    *out = v;
-    *n = (size_t)rows;
-    return SRV_OK;
-}
-
 /* ---- connections ---- */
 
 /* Settings of every session: acknowledged means on disk (DESIGN.md,
@@ -436,10 +244,13 @@ static const char SESSION_SETUP[] = "SET synchronous_commit = on;"
                                     "SET client_min_messages = warning;"
                                     "SET application_name = 'cairnd'";
 
-static srv_code conn_setup(pg_conn *c, srv_error *err)
+srv_code pg_conn_setup(pg_conn *c, srv_error *err)
 {
     memset(c->prepared, 0, sizeof c->prepared);
     c->in_txn = false;
+    c->n_queued = 0;
+    c->begin_queued = c->savepoint_queued = false;
+    pg_heads_clear(c);
     return pg_exec(c, SESSION_SETUP, "configuring a PostgreSQL session", err);
 }
 
@@ -451,7 +262,7 @@ static srv_code conn_open(pg_store *s, pg_conn *c, bool writer, srv_error *err)
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
     if (PQstatus(c->pg) != CONNECTION_OK)
         return pg_fail(c, NULL, "connecting to PostgreSQL (--pg-dsn)", err);
-    return conn_setup(c, err);
+    return pg_conn_setup(c, err);
 }
 
 /* Whether a connection libpq still calls good is good. libpq learns that
@@ -484,7 +295,7 @@ static srv_code conn_ready(pg_conn *c, srv_error *err)
     PQreset(c->pg);
     if (PQstatus(c->pg) != CONNECTION_OK)
         return pg_fail(c, NULL, "reconnecting to PostgreSQL", err);
-    return conn_setup(c, err);
+    return pg_conn_setup(c, err);
 }
 
 pg_conn *pg_take(pg_store *s, srv_error *err)
@@ -540,14 +351,27 @@ static srv_code pg_read_begin(srv_store *st, srv_txn **out, srv_error *err)
     return SRV_OK;
 }
 
-/* ---- the write transaction ---- */
+/* ---- the write transaction ----
+ *
+ * Lazy control statements: BEGIN, SAVEPOINT, RELEASE and ROLLBACK TO
+ * return nothing the ledger needs, so they are queued on the writer and
+ * go out in front of its next statement, in the same round trip
+ * (call_piped). A savepoint whose mutation sent nothing is dropped
+ * instead of being sent, released or rolled back to. pg_txn_active
+ * reads the transaction status of the last round trip; an error of a
+ * queued statement comes back from the statement that carried it. */
 
 static srv_code pg_begin(srv_store *st, srv_txn **out, srv_error *err)
 {
     pg_conn *w = &pg_from(st)->writer;
-    if (conn_ready(w, err) ||
-        pg_exec(w, "BEGIN ISOLATION LEVEL READ COMMITTED", "beginning a transaction", err))
+    if (conn_ready(w, err))
         return err->code;
+    w->n_queued = 0;
+    w->savepoint_queued = false;
+    pg_heads_clear(w);
+    if (pg_queue(w, "BEGIN ISOLATION LEVEL READ COMMITTED", "beginning a transaction", err))
+        return err->code;
+    w->begin_queued = true;
     w->in_txn = true;
     *out = &w->txn;
     return SRV_OK;
@@ -556,12 +380,19 @@ static srv_code pg_begin(srv_store *st, srv_txn **out, srv_error *err)
 static srv_code pg_commit(srv_txn *t, srv_error *err)
 {
     pg_conn *w = pg_conn_of(t);
-    PGresult *r = PQexec(w->pg, "COMMIT");
+    pg_heads_clear(w);
+    if (w->begin_queued) { /* nothing of it was sent: nothing to commit */
+        w->n_queued = 0;
+        w->begin_queued = w->savepoint_queued = false;
+        w->in_txn = false;
+        return SRV_OK;
+    }
+    PGresult *r = pg_query(w, "COMMIT", "committing", err);
     srv_code rc = SRV_OK;
-    if (!r || !result_ok(r))
+    if (!r)
         /* Lost on the way: whether it committed is unknown, and a client
          * retrying with its key finds out (DESIGN.md, "Idempotency"). */
-        rc = pg_fail(w, r, "committing", err);
+        rc = err->code;
     else if (strcmp(PQcmdStatus(r), "COMMIT") != 0) /* an earlier error undid it */
         rc = srv_fail(err, SRV_ABORTED, "store: the transaction failed before its commit");
     PQclear(r);
@@ -572,7 +403,11 @@ static srv_code pg_commit(srv_txn *t, srv_error *err)
 static void pg_rollback(srv_txn *t)
 {
     pg_conn *w = pg_conn_of(t);
-    if (w->in_txn && w->pg && PQstatus(w->pg) == CONNECTION_OK &&
+    bool sent = !w->begin_queued;
+    w->n_queued = 0; /* what was never sent needs no undoing */
+    w->begin_queued = w->savepoint_queued = false;
+    pg_heads_clear(w);
+    if (sent && w->in_txn && w->pg && PQstatus(w->pg) == CONNECTION_OK &&
         PQtransactionStatus(w->pg) != PQTRANS_IDLE) {
         srv_error ignored;
         pg_exec(w, "ROLLBACK", "rolling back", &ignored);
@@ -582,31 +417,54 @@ static void pg_rollback(srv_txn *t)
 
 static srv_code pg_savepoint(srv_txn *t, srv_error *err)
 {
-    return pg_exec(pg_conn_of(t), "SAVEPOINT mutation", "opening a savepoint", err);
+    pg_conn *w = pg_conn_of(t);
+    if (pg_queue(w, "SAVEPOINT mutation", "opening a savepoint", err))
+        return err->code;
+    w->savepoint_queued = true;
+    return SRV_OK;
 }
 
 static srv_code pg_release(srv_txn *t, srv_error *err)
 {
-    return pg_exec(pg_conn_of(t), "RELEASE SAVEPOINT mutation", "releasing a savepoint", err);
+    pg_conn *w = pg_conn_of(t);
+    if (w->savepoint_queued) {
+        w->n_queued--;
+        w->savepoint_queued = false;
+        return SRV_OK;
+    }
+    return pg_queue(w, "RELEASE SAVEPOINT mutation", "releasing a savepoint", err);
 }
 
 /* A failed statement inside a savepoint leaves the transaction waiting
  * for ROLLBACK TO (PQTRANS_INERROR): still there. A lost connection took
- * it with it. */
+ * it with it. A BEGIN still queued is a transaction with nothing in it
+ * yet, alive while its connection is. */
 static bool pg_txn_active(srv_txn *t)
 {
     pg_conn *w = pg_conn_of(t);
     if (!w->in_txn || PQstatus(w->pg) != CONNECTION_OK)
         return false;
+    if (w->begin_queued)
+        return true;
     PGTransactionStatusType s = PQtransactionStatus(w->pg);
     return s == PQTRANS_INTRANS || s == PQTRANS_INERROR;
 }
 
+/* Row locks taken since the savepoint go with it, so the run heads
+ * remembered are forgotten. */
 static void pg_rollback_to(srv_txn *t)
 {
+    pg_conn *w = pg_conn_of(t);
+    if (w->savepoint_queued) {
+        w->n_queued--;
+        w->savepoint_queued = false;
+        return;
+    }
+    pg_heads_clear(w);
     srv_error ignored;
-    pg_exec(pg_conn_of(t), "ROLLBACK TO SAVEPOINT mutation; RELEASE SAVEPOINT mutation",
-            "rolling back a savepoint", &ignored);
+    if (pg_queue(w, "ROLLBACK TO SAVEPOINT mutation", "rolling back a savepoint", &ignored) ||
+        pg_queue(w, "RELEASE SAVEPOINT mutation", "rolling back a savepoint", &ignored))
+        return;
 }
 
 /* ---- the clock ---- */

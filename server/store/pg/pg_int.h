@@ -33,6 +33,7 @@ typedef enum pg_stmt_id {
     PS_WORKER_SET_COMPLETED,
     PS_LABELS,
     PS_EVENTS_FROM,
+    PS_EVENTS_APPEND,
     PS_DEDUP_GET,
     PS_DEDUP_PUT,
     PS_CKPT_INSERT,
@@ -60,12 +61,36 @@ typedef enum pg_stmt_id {
     PG_N_STMT
 } pg_stmt_id;
 
+/* Control statements the writer holds back (pg.c, "lazy control
+ * statements"): at most BEGIN, ROLLBACK TO + RELEASE, RELEASE and
+ * SAVEPOINT are ever waiting at once. */
+#define PG_MAX_QUEUED 8
+/* Run heads the writer remembers per transaction (runs.c). */
+#define PG_HEADS 8
+
+/* A run's head as the writer last read or wrote it in this transaction,
+ * its row locked by it; strings malloc'ed. */
+typedef struct pg_head {
+    srv_run_head head;
+    char *run_id;
+    char *latest_checkpoint_id;
+} pg_head;
+
 /* A connection; its txn is what callers hold while it is in use. */
 typedef struct pg_conn {
     srv_txn txn;
     PGconn *pg;
     bool prepared[PG_N_STMT];     /* on this session; cleared by a reconnect */
-    bool in_txn;                  /* BEGIN sent, no COMMIT/ROLLBACK yet */
+    bool in_txn;                  /* BEGIN issued (maybe still queued), no COMMIT/ROLLBACK yet */
+    /* The writer's control statements not sent yet, in order (static
+     * strings); they go out in front of the next statement, in one
+     * round trip (pg.c). */
+    const char *queued[PG_MAX_QUEUED];
+    int n_queued;
+    bool begin_queued;            /* nothing of this transaction sent yet */
+    bool savepoint_queued;        /* the last queued is SAVEPOINT: the mutation sent nothing */
+    pg_head heads[PG_HEADS];      /* the writer's locked runs (runs.c) */
+    int n_heads;
     struct pg_conn *next_free;
 } pg_conn;
 
@@ -116,7 +141,15 @@ void pg_text(pg_params *p, const char *s);
 void pg_i64(pg_params *p, int64_t v);
 void pg_bytes(pg_params *p, const void *data, size_t len);
 
-/* ---- pg.c: connections, statements, errors ---- */
+/* ---- pg.c: schema, connections, transactions ---- */
+
+/* The text of every prepared statement, by id. */
+extern const char *const pg_sql_text[PG_N_STMT];
+/* Settings of a new (or remade) session; forgets what the old one had
+ * prepared, queued and locked. */
+srv_code pg_conn_setup(pg_conn *c, srv_error *err);
+
+/* ---- exec.c: statements, errors ---- */
 
 /* Maps a failed statement (r may be NULL: the connection's error) to a
  * cairn error naming what was being done: connection lost or the server
@@ -141,6 +174,18 @@ srv_code pg_do_sql(pg_conn *c, const char *sql, int n, const char *const *v, con
 /* SQL without parameters, possibly several statements. */
 srv_code pg_exec(pg_conn *c, const char *sql, const char *what, srv_error *err);
 
+/* One statement of SQL text without parameters: its result (the caller
+ * PQclears it) or NULL with *err filled. */
+PGresult *pg_query(pg_conn *c, const char *sql, const char *what, srv_error *err);
+/* Holds a control statement of the writer (a static string, no result
+ * wanted) back until its next statement, which carries it in the same
+ * round trip; an error of it comes back from that statement. Sends the
+ * queue first when it is full, which the ledger's order never makes
+ * it. */
+srv_code pg_queue(pg_conn *c, const char *sql, const char *what, srv_error *err);
+/* Sends the queued control statements, if any, alone. */
+srv_code pg_flush(pg_conn *c, const char *what, srv_error *err);
+
 int64_t pg_col_i64(const PGresult *r, int row, int col);
 /* A text column copied into the arena ("" when NULL). */
 const char *pg_col_text(srv_arena *a, const PGresult *r, int row, int col);
@@ -162,6 +207,12 @@ typedef struct pg_sql {
 void pg_sql_add(pg_sql *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ---- runs.c: runs, the event log, workers ---- */
+
+/* Forgets the run heads the writer remembered (its locks are gone, or
+ * may be: commit, rollback, rollback to a savepoint, reconnect). */
+void pg_heads_clear(pg_conn *c);
+/* Forgets the head of run ref (a statement changed its row). */
+void pg_head_forget(pg_conn *c, int64_t ref);
 
 srv_code pg_run_find(srv_txn *t, srv_arena *a, const char *run_id, srv_run_head *out,
                      bool *found, srv_error *err);

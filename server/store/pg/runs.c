@@ -21,15 +21,95 @@ static void read_head(srv_arena *a, const PGresult *r, int i, srv_run_head *h)
     h->latest_checkpoint_us = pg_col_i64(r, i, 8);
 }
 
+/* ---- the writer's locked run heads ----
+ *
+ * The writer reads a run's row FOR NO KEY UPDATE, and holds that lock
+ * until its transaction ends: no other transaction can change the row
+ * meanwhile, only this one's own statements. So the head it read is
+ * kept for the rest of the transaction and answered from memory, and
+ * the writer's own changes keep it true: events_insert sets next_seq,
+ * the other statements that change the row (a worker's completion, a
+ * checkpoint) forget it. Forgotten too, with every other, at commit,
+ * rollback and a rollback to the savepoint (whose row locks PostgreSQL
+ * releases with it), and when the session is made again. */
+
+void pg_heads_clear(pg_conn *c)
+{
+    for (int i = 0; i < c->n_heads; i++) {
+        free(c->heads[i].run_id);
+        free(c->heads[i].latest_checkpoint_id);
+    }
+    c->n_heads = 0;
+}
+
+void pg_head_forget(pg_conn *c, int64_t ref)
+{
+    for (int i = 0; i < c->n_heads; i++)
+        if (c->heads[i].head.ref == ref) {
+            free(c->heads[i].run_id);
+            free(c->heads[i].latest_checkpoint_id);
+            c->heads[i] = c->heads[--c->n_heads];
+            return;
+        }
+}
+
+static pg_head *head_by_id(pg_conn *c, const char *run_id)
+{
+    for (int i = 0; i < c->n_heads; i++)
+        if (strcmp(c->heads[i].run_id, run_id) == 0)
+            return &c->heads[i];
+    return NULL;
+}
+
+static pg_head *head_by_ref(pg_conn *c, int64_t ref)
+{
+    for (int i = 0; i < c->n_heads; i++)
+        if (c->heads[i].head.ref == ref)
+            return &c->heads[i];
+    return NULL;
+}
+
+/* Remembers a head just read with its row locked (not when full or out
+ * of memory: then the next find reads it again, which costs a round
+ * trip and nothing else). */
+static void head_keep(pg_conn *c, const srv_run_head *h)
+{
+    if (c->n_heads == PG_HEADS)
+        return;
+    pg_head *k = &c->heads[c->n_heads];
+    k->run_id = strdup(h->run_id);
+    k->latest_checkpoint_id = strdup(h->latest_checkpoint_id);
+    if (!k->run_id || !k->latest_checkpoint_id) {
+        free(k->run_id);
+        free(k->latest_checkpoint_id);
+        return;
+    }
+    k->head = *h;
+    k->head.run_id = k->run_id;
+    k->head.latest_checkpoint_id = k->latest_checkpoint_id;
+    c->n_heads++;
+}
+
 /* The writer locks the row it reads (pg.c, PS_RUN_BY_NAME_LOCKED): the
  * head it returns stays true until its transaction ends, whatever other
  * replicas do. */
 srv_code pg_run_find(srv_txn *t, srv_arena *a, const char *run_id, srv_run_head *out,
                      bool *found, srv_error *err)
 {
+    pg_conn *c = pg_conn_of(t);
+    const pg_head *k = t->write ? head_by_id(c, run_id) : NULL;
+    if (k) {
+        *out = k->head;
+        out->run_id = srv_arena_strdup(a, k->run_id);
+        out->latest_checkpoint_id = srv_arena_strdup(a, k->latest_checkpoint_id);
+        if (!out->run_id || !out->latest_checkpoint_id)
+            return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+        *found = true;
+        return SRV_OK;
+    }
     pg_params p = {0};
     pg_text(&p, run_id);
-    PGresult *r = pg_run(pg_conn_of(t), t->write ? PS_RUN_BY_NAME_LOCKED : PS_RUN_BY_NAME, &p,
+    PGresult *r = pg_run(c, t->write ? PS_RUN_BY_NAME_LOCKED : PS_RUN_BY_NAME, &p,
                          "reading a run", err);
     if (!r)
         return err->code;
@@ -37,6 +117,8 @@ srv_code pg_run_find(srv_txn *t, srv_arena *a, const char *run_id, srv_run_head 
     if (*found)
         read_head(a, r, 0, out);
     PQclear(r);
+    if (*found && t->write && out->run_id && out->latest_checkpoint_id)
+        head_keep(c, out);
     return SRV_OK;
 }
 
@@ -203,58 +285,98 @@ srv_code pg_run_insert(srv_txn *t, const char *run_id, char *const *workers, siz
 
 /* ---- events ---- */
 
-typedef struct event_rows {
-    Cairn__V1__Event *const *events;
-    uint64_t first_seq;
-    char (*seqs)[24];
-} event_rows;
+/* PostgreSQL's binary array format (array_recv), one dimension. */
+enum { OID_BYTEA = 17, OID_TEXT = 25 };
 
-static void event_row(const void *ctx, size_t i, int base, pg_sql *sql, const char **v,
-                      int *len, int *fmt)
+static void put_u32(uint8_t *p, uint32_t v)
 {
-    const event_rows *e = ctx;
-    const Cairn__V1__Event *ev = e->events[i];
-    pg_sql_add(sql, "($1, $%d, $%d, $%d, $%d, $2)", base, base + 1, base + 2, base + 3);
-    snprintf(e->seqs[i], sizeof e->seqs[i], "%llu", (unsigned long long)(e->first_seq + i));
-    v[0] = e->seqs[i];
-    v[1] = ev->type ? ev->type : "";
-    v[2] = ev->worker_id ? ev->worker_id : "";
-    v[3] = ev->payload.len ? (const char *)ev->payload.data : "";
-    len[0] = len[1] = len[2] = 0;
-    len[3] = (int)ev->payload.len;
-    fmt[0] = fmt[1] = fmt[2] = 0;
-    fmt[3] = 1;
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
 }
 
-/* One multi-row INSERT for the batch of events (run->next_seq + i each),
- * then the run's next_seq. Seqs come from the head the writer read with
- * the run's row locked, so no other replica can take them meanwhile; a
- * stale head meets the primary key (ABORTED). */
+/* Field f (0 type, 1 worker, 2 payload) of every event as one array of
+ * elem_oid; malloc'ed, its size in *len. NULL when out of memory or past
+ * what one parameter can carry. */
+static uint8_t *event_array(Cairn__V1__Event *const *events, size_t n, int f, uint32_t elem_oid,
+                            int *len)
+{
+    size_t total = n ? 20 : 12;
+    for (size_t i = 0; i < n; i++) {
+        const Cairn__V1__Event *ev = events[i];
+        total += 4 + (f == 2 ? ev->payload.len
+                             : strlen(f ? (ev->worker_id ? ev->worker_id : "")
+                                        : (ev->type ? ev->type : "")));
+    }
+    if (total > INT32_MAX)
+        return NULL;
+    uint8_t *b = malloc(total), *p = b;
+    if (!b)
+        return NULL;
+    put_u32(p, n ? 1 : 0); /* dimensions */
+    put_u32(p + 4, 0);     /* no NULLs */
+    put_u32(p + 8, elem_oid);
+    p += 12;
+    if (n) {
+        put_u32(p, (uint32_t)n);
+        put_u32(p + 4, 1); /* lower bound */
+        p += 8;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const Cairn__V1__Event *ev = events[i];
+        const void *d;
+        size_t dl;
+        if (f == 2) {
+            d = ev->payload.data;
+            dl = ev->payload.len;
+        } else {
+            d = f ? (ev->worker_id ? ev->worker_id : "") : (ev->type ? ev->type : "");
+            dl = strlen(d);
+        }
+        put_u32(p, (uint32_t)dl);
+        if (dl)
+            memcpy(p + 4, d, dl);
+        p += 4 + dl;
+    }
+    *len = (int)total;
+    return b;
+}
+
+/* The batch of events (run->next_seq + i each) and the run's next_seq in
+ * one statement and one round trip. Seqs come from the head the writer
+ * read with the run's row locked, so no other replica can take them
+ * meanwhile; a stale head meets the primary key (ABORTED). */
 srv_code pg_events_insert(srv_txn *t, const srv_run_head *run, Cairn__V1__Event *const *events,
                           size_t n, int64_t now_us, srv_error *err)
 {
     pg_conn *w = pg_conn_of(t);
-    char ref[24], now[24];
-    snprintf(ref, sizeof ref, "%lld", (long long)run->ref);
-    snprintf(now, sizeof now, "%lld", (long long)now_us);
-    const char *shared[] = {ref, now};
-    event_rows e = {events, run->next_seq, calloc(n ? n : 1, sizeof *e.seqs)};
-    if (!e.seqs)
-        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
-    const multi m = {"INSERT INTO events (run, seq, type, worker_id, payload, created_us) VALUES",
-                     2, 4, "appending events", event_row, &e};
-    srv_code rc = insert_rows(w, &m, shared, n, err);
-    free(e.seqs);
+    pg_head *k = head_by_ref(w, run->ref);
+    if (k && k->head.next_seq != run->next_seq)
+        pg_head_forget(w, run->ref), k = NULL; /* not the head it remembers: read it again */
+    int lens[3] = {0};
+    uint8_t *arr[3] = {event_array(events, n, 0, OID_TEXT, &lens[0]),
+                       event_array(events, n, 1, OID_TEXT, &lens[1]),
+                       event_array(events, n, 2, OID_BYTEA, &lens[2])};
+    srv_code rc = SRV_OK;
+    if (!arr[0] || !arr[1] || !arr[2]) {
+        rc = srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    } else {
+        pg_params p = {0};
+        pg_i64(&p, run->ref);
+        pg_i64(&p, (int64_t)run->next_seq);
+        pg_i64(&p, now_us);
+        for (int i = 0; i < 3; i++)
+            pg_bytes(&p, arr[i], (size_t)lens[i]);
+        rc = pg_do(w, PS_EVENTS_APPEND, &p, "appending events", NULL, err);
+    }
+    for (int i = 0; i < 3; i++)
+        free(arr[i]);
     if (rc)
-        return rc;
-    pg_params p = {0};
-    pg_i64(&p, (int64_t)(run->next_seq + n));
-    pg_i64(&p, run->ref);
-    /* The announcement goes out when (and if) the transaction commits. */
-    return pg_do_sql(w,
-                     "UPDATE runs SET next_seq = $1 WHERE id = $2 RETURNING "
-                     "pg_notify('" PG_CHANNEL "', ($1 - 1)::text || ' ' || run_id)",
-                     p.n, p.v, p.len, p.fmt, "appending events", err);
+        pg_head_forget(w, run->ref);
+    else if (k)
+        k->head.next_seq = run->next_seq + n;
+    return rc;
 }
 
 srv_code pg_events_read(srv_txn *t, srv_arena *a, const srv_run_head *run, uint64_t from_seq,
@@ -323,6 +445,7 @@ srv_code pg_worker_complete(srv_txn *t, const srv_run_head *run, const char *wor
     pg_i64(&p, run->ref);
     pg_text(&p, worker_id);
     pg_i64(&p, (int64_t)seq);
+    pg_head_forget(pg_conn_of(t), run->ref); /* its completed_count changes */
     PGresult *r = pg_run(pg_conn_of(t), PS_WORKER_SET_COMPLETED, &p, "completing a worker", err);
     if (!r)
         return err->code;
