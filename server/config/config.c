@@ -122,19 +122,30 @@ static const struct setting {
      "without TLS or tokens (default false)"},
 };
 enum { N_SETTINGS = sizeof settings / sizeof settings[0] };
+_Static_assert(N_SETTINGS == SRV_CONFIG_SETTINGS, "SRV_CONFIG_SETTINGS is the table's rows");
+
+enum { OPT_CONFIG = 'c', OPT_PRINT_CONFIG = 'p' };
 
 static void usage(FILE *out)
 {
     fprintf(out,
             "usage: cairnd [flags]\n"
-            "cairnd holds runs' event logs, checkpoints and worker leases.\n\n");
+            "cairnd holds runs' event logs, checkpoints and worker leases.\n"
+            "Settings come from the flags, over their CAIRN_* environment twins, over a\n"
+            "config file, over the defaults.\n\n");
+    fprintf(out, "  %-28s %s [env %s]\n", "--config FILE",
+            "read settings from FILE: lines \"key = value\", the keys the flag names "
+            "without --, # comments; flags and environment override it; read again on SIGHUP",
+            "CAIRN_CONFIG");
     for (int i = 0; i < N_SETTINGS; i++) {
         char left[64];
         snprintf(left, sizeof left, "--%s %s", settings[i].flag, settings[i].arg);
         fprintf(out, "  %-28s %s [env %s]\n", left, settings[i].help, settings[i].env);
     }
-    fprintf(out, "  %-28s %s\n  %-28s %s\n", "--help", "show this help",
-            "--version", "show the version");
+    fprintf(out, "  %-28s %s\n  %-28s %s\n  %-28s %s\n", "--print-config",
+            "print the effective settings as a config file, each with where it came from "
+            "(a pg-dsn password shown as ***), and exit",
+            "--help", "show this help", "--version", "show the version");
 }
 
 static int parse_int(const char *s, long lo, long hi, int *out)
@@ -192,9 +203,11 @@ static bool dsn_has_password(const char *dsn)
     return false;
 }
 
-/* Applies one setting; returns 0, or -1 after printing what is wrong. */
+/* Applies one setting; returns 0, or -1 after printing what is wrong,
+ * naming origin. A password is refused in a flag only: ps shows argv to
+ * every user, not the environment or a file. */
 static int apply(srv_config *cfg, const struct setting *st, const char *v,
-                 const char *origin)
+                 const char *origin, bool from_flag)
 {
     int ok = 0;
     switch (st->id) {
@@ -267,7 +280,7 @@ static int apply(srv_config *cfg, const struct setting *st, const char *v,
         ok = parse_i64(v, 1, 1LL << 40, &cfg->ledger_max_queue_bytes) == 0;
         break;
     case OPT_PG_DSN:
-        if (origin[0] == '-' && dsn_has_password(v)) {
+        if (from_flag && dsn_has_password(v)) {
             fprintf(stderr,
                     "cairnd: --pg-dsn: refusing a password on the command line, where ps shows "
                     "it to every user; put it in libpq's password file (PGPASSFILE, default "
@@ -319,33 +332,246 @@ static void defaults(srv_config *cfg)
     cfg->watch_ring_bytes = SRV_DEFAULT_WATCH_RING_BYTES;
 }
 
-/* srv_config_parse, and with check_listen false srv_config_reload's. */
-static srv_config_result parse(srv_config *cfg, int argc, char **argv, bool check_listen)
-{
-    defaults(cfg);
-    for (int i = 0; i < N_SETTINGS; i++) {
-        const char *v = getenv(settings[i].env);
-        if (v && *v && apply(cfg, &settings[i], v, settings[i].env) < 0)
-            return SRV_CONFIG_EXIT_USAGE;
-    }
+/* ---- the config file ---- */
 
-    struct option opts[N_SETTINGS + 3];
+static const struct setting *find_setting(const char *flag)
+{
+    for (int i = 0; i < N_SETTINGS; i++)
+        if (strcmp(settings[i].flag, flag) == 0)
+            return &settings[i];
+    return NULL;
+}
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
+        s[--n] = '\0';
+    return s;
+}
+
+/* Splits "key = value  # comment" in place: the value is either "quoted"
+ * (anything but a double quote) or runs to the first '#', trimmed.
+ * Returns NULL, or the problem. */
+static const char *split_line(char *line, char **key, char **value)
+{
+    char *eq = strchr(line, '=');
+    if (!eq)
+        return "expected \"key = value\"";
+    *eq = '\0';
+    *key = trim(line);
+    char *v = trim(eq + 1);
+    if (*v == '"') {
+        char *close = strchr(v + 1, '"');
+        if (!close)
+            return "a value opens a double quote and does not close it";
+        char *rest = trim(close + 1);
+        if (*rest && *rest != '#')
+            return "text after the closing double quote";
+        *close = '\0';
+        *value = v + 1;
+    } else {
+        char *hash = strchr(v, '#');
+        if (hash)
+            *hash = '\0';
+        *value = trim(v);
+    }
+    return **key ? NULL : "no key before '='";
+}
+
+/* Applies cfg->config_file's lines; returns 0, or -1 after printing
+ * "FILE:LINE: problem" (or why the file cannot be read). */
+static int read_file(srv_config *cfg)
+{
+    const char *path = cfg->config_file;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "cairnd: --config %s: cannot read it: %s\n", path, strerror(errno));
+        return -1;
+    }
+    int seen[N_SETTINGS] = {0};
+    char *line = NULL;
+    size_t cap = 0;
+    int lineno = 0, rc = 0;
+    while (rc == 0 && getline(&line, &cap, f) != -1) {
+        lineno++;
+        char *s = trim(line), *key, *value;
+        if (*s == '\0' || *s == '#')
+            continue;
+        const char *problem = split_line(s, &key, &value);
+        const struct setting *st = problem ? NULL : find_setting(key);
+        rc = -1;
+        if (problem)
+            fprintf(stderr, "cairnd: %s:%d: %s\n", path, lineno, problem);
+        else if (!st)
+            fprintf(stderr,
+                    "cairnd: %s:%d: unknown key \"%s\" (the keys are the flag names without "
+                    "--: see cairnd --help)\n",
+                    path, lineno, key);
+        else if (seen[st - settings])
+            fprintf(stderr, "cairnd: %s:%d: %s given twice (first on line %d)\n", path,
+                    lineno, key, seen[st - settings]);
+        else {
+            char origin[4200];
+            snprintf(origin, sizeof origin, "%s:%d: %s", path, lineno, key);
+            rc = apply(cfg, st, value, origin, false);
+            seen[st - settings] = lineno;
+            cfg->from[st - settings] = SRV_FROM_FILE;
+            cfg->from_line[st - settings] = lineno;
+        }
+    }
+    if (rc == 0 && ferror(f)) {
+        fprintf(stderr, "cairnd: --config %s: cannot read it: %s\n", path, strerror(errno));
+        rc = -1;
+    }
+    free(line);
+    fclose(f);
+    return rc;
+}
+
+/* ---- --print-config ---- */
+
+/* s with the password of a libpq DSN replaced by ***: the value of each
+ * password= keyword (to the next blank, or its 'quotes'), and the
+ * password of a URI's user:password@. */
+static void mask_dsn(const char *s, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", s);
+    bool uri = strncmp(out, "postgresql://", 13) == 0 || strncmp(out, "postgres://", 11) == 0;
+    if (uri) {
+        char *auth = strstr(out, "://") + 3;
+        char *end = auth + strcspn(auth, "/?#");
+        char *at = memchr(auth, '@', (size_t)(end - auth));
+        char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+        if (colon) {
+            char tail[4096];
+            snprintf(tail, sizeof tail, "***%s", at);
+            snprintf(colon + 1, cap - (size_t)(colon + 1 - out), "%s", tail);
+        }
+    }
+    for (char *p = out; (p = strcasestr(p, "password")) != NULL; p += 8) {
+        char *q = p + 8;
+        while (*q == ' ' || *q == '\t')
+            q++;
+        bool starts = p == out || p[-1] == ' ' || p[-1] == '\t' || (uri && (p[-1] == '?' ||
+                                                                            p[-1] == '&'));
+        if (!starts || *q != '=')
+            continue;
+        q++;
+        while (!uri && (*q == ' ' || *q == '\t'))
+            q++;
+        char *end = q;
+        if (!uri && *q == '\'') {
+            for (end = q + 1; *end && *end != '\''; end += end[0] == '\\' && end[1] ? 2 : 1)
+                ;
+            if (*end)
+                end++;
+        } else {
+            end = q + strcspn(q, uri ? "&#" : " \t");
+        }
+        char tail[4096];
+        snprintf(tail, sizeof tail, "***%s", end);
+        snprintf(q, cap - (size_t)(q - out), "%s", tail);
+    }
+}
+
+/* Setting st's value in cfg, as its flag would take it. */
+static void value_of(const srv_config *cfg, const struct setting *st, char *out, size_t cap)
+{
+    long long n = 0;
+    switch (st->id) {
+    case OPT_LISTEN: snprintf(out, cap, "%s", cfg->listen); return;
+    case OPT_DATA_DIR: snprintf(out, cap, "%s", cfg->data_dir); return;
+    case OPT_STORE: snprintf(out, cap, "%s", cfg->store); return;
+    case OPT_PG_DSN: mask_dsn(cfg->pg_dsn, out, cap); return;
+    case OPT_LOG_LEVEL: snprintf(out, cap, "%s", srv_log_level_name(cfg->log_level)); return;
+    case OPT_LOG_FORMAT:
+        snprintf(out, cap, "%s", cfg->log_format == SRV_LOG_JSON ? "json" : "text");
+        return;
+    case OPT_INSECURE: snprintf(out, cap, "%s", cfg->insecure ? "true" : "false"); return;
+    case OPT_THREADS: n = cfg->threads; break;
+    case OPT_IO_THREADS: n = cfg->io_threads; break;
+    case OPT_SHUTDOWN_GRACE: n = cfg->shutdown_grace_ms; break;
+    case OPT_RETENTION: n = cfg->checkpoint_retention; break;
+    case OPT_MAX_SNAPSHOT: n = cfg->max_snapshot_bytes; break;
+    case OPT_MAX_STREAMS: n = cfg->max_concurrent_streams; break;
+    case OPT_KEEPALIVE_TIME: n = cfg->keepalive_time_ms; break;
+    case OPT_KEEPALIVE_TIMEOUT: n = cfg->keepalive_timeout_ms; break;
+    case OPT_MAX_IDLE: n = cfg->max_connection_idle_ms; break;
+    case OPT_MAX_UPLOADS: n = cfg->max_uploads; break;
+    case OPT_MAX_STAGED: n = cfg->max_staged_bytes; break;
+    case OPT_TRANSFER_IDLE: n = cfg->transfer_idle_ms; break;
+    case OPT_MAX_WATCHERS: n = cfg->max_watchers; break;
+    case OPT_WATCH_RING_BYTES: n = cfg->watch_ring_bytes; break;
+    case OPT_GRPC_MEMORY: n = cfg->grpc_memory_bytes; break;
+    case OPT_LEDGER_QUEUE_BYTES: n = cfg->ledger_max_queue_bytes; break;
+    case OPT_PG_POOL_SIZE: n = cfg->pg_pool_size; break;
+    }
+    snprintf(out, cap, "%lld", n);
+}
+
+void srv_config_print(const srv_config *cfg, FILE *out)
+{
+    if (cfg->config_file[0])
+        fprintf(out, "# config file: %s\n", cfg->config_file);
+    for (int i = 0; i < N_SETTINGS; i++) {
+        char v[4200], origin[4200];
+        value_of(cfg, &settings[i], v, sizeof v);
+        /* Quoted when the reader would otherwise trim or cut it. */
+        bool quote = v[0] == '\0' || strpbrk(v, "#\"") || v[0] == ' ' || v[0] == '\t' ||
+                     v[strlen(v) - 1] == ' ' || v[strlen(v) - 1] == '\t';
+        switch (cfg->from[i]) {
+        case SRV_FROM_DEFAULT: snprintf(origin, sizeof origin, "default"); break;
+        case SRV_FROM_FILE:
+            snprintf(origin, sizeof origin, "%s:%d", cfg->config_file, cfg->from_line[i]);
+            break;
+        case SRV_FROM_ENV: snprintf(origin, sizeof origin, "env %s", settings[i].env); break;
+        case SRV_FROM_FLAG: snprintf(origin, sizeof origin, "flag --%s", settings[i].flag); break;
+        }
+        fprintf(out, "%s = %s%s%s  # from %s\n", settings[i].flag, quote ? "\"" : "", v,
+                quote ? "\"" : "", origin);
+    }
+}
+
+/* ---- parse ---- */
+
+enum { MODE_START, MODE_RELOAD };
+
+/* Reads argv into flags (the settings given, in order), config and
+ * print; returns SRV_CONFIG_RUN, or after --help or --version or a usage
+ * error what the caller returns. */
+static srv_config_result read_argv(int argc, char **argv, int mode, const struct setting **st_of,
+                                   char **val_of, int *n, const char **config, bool *print)
+{
+    struct option opts[N_SETTINGS + 5];
     for (int i = 0; i < N_SETTINGS; i++)
         opts[i] = (struct option){settings[i].flag, required_argument, NULL, settings[i].id};
     opts[N_SETTINGS] = (struct option){"help", no_argument, NULL, 'h'};
     opts[N_SETTINGS + 1] = (struct option){"version", no_argument, NULL, 'V'};
-    opts[N_SETTINGS + 2] = (struct option){NULL, 0, NULL, 0};
+    opts[N_SETTINGS + 2] = (struct option){"config", required_argument, NULL, OPT_CONFIG};
+    opts[N_SETTINGS + 3] = (struct option){"print-config", no_argument, NULL, OPT_PRINT_CONFIG};
+    opts[N_SETTINGS + 4] = (struct option){NULL, 0, NULL, 0};
 
     optind = 1;
+    *n = 0;
     int c;
     while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
-        if (c == 'h') {
-            usage(stdout);
+        if (c == 'h' || c == 'V') {
+            if (mode == MODE_START && c == 'h')
+                usage(stdout);
+            else if (mode == MODE_START)
+                printf("cairnd %s (git %s)\n", CAIRN_VERSION_STRING, CAIRN_GIT_REVISION);
             return SRV_CONFIG_EXIT_OK;
         }
-        if (c == 'V') {
-            printf("cairnd %s (git %s)\n", CAIRN_VERSION_STRING, CAIRN_GIT_REVISION);
-            return SRV_CONFIG_EXIT_OK;
+        if (c == OPT_CONFIG) {
+            *config = optarg;
+            continue;
+        }
+        if (c == OPT_PRINT_CONFIG) {
+            *print = true;
+            continue;
         }
         const struct setting *st = NULL;
         for (int i = 0; i < N_SETTINGS; i++)
@@ -355,48 +581,92 @@ static srv_config_result parse(srv_config *cfg, int argc, char **argv, bool chec
             fprintf(stderr, "cairnd: unknown flag (see cairnd --help)\n");
             return SRV_CONFIG_EXIT_USAGE;
         }
-        char origin[64];
-        snprintf(origin, sizeof origin, "--%s", st->flag);
-        if (apply(cfg, st, optarg, origin) < 0)
-            return SRV_CONFIG_EXIT_USAGE;
+        st_of[*n] = st;
+        val_of[(*n)++] = optarg;
     }
     if (optind < argc) {
         fprintf(stderr, "cairnd: unexpected argument \"%s\" (see cairnd --help)\n", argv[optind]);
         return SRV_CONFIG_EXIT_USAGE;
     }
+    return SRV_CONFIG_RUN;
+}
+
+/* srv_config_parse, and in MODE_RELOAD srv_config_reload's: defaults,
+ * the file, the environment, the flags, each over the one before. */
+static srv_config_result parse(srv_config *cfg, int argc, char **argv, int mode)
+{
+    defaults(cfg);
+    const struct setting **st_of = calloc((size_t)argc + 1, sizeof *st_of);
+    char **val_of = calloc((size_t)argc + 1, sizeof *val_of);
+    if (!st_of || !val_of) {
+        free(st_of);
+        free(val_of);
+        fprintf(stderr, "cairnd: out of memory reading the flags\n");
+        return SRV_CONFIG_EXIT_USAGE;
+    }
+    const char *config = getenv("CAIRN_CONFIG");
+    bool print = false;
+    int n = 0;
+    srv_config_result rc = read_argv(argc, argv, mode, st_of, val_of, &n, &config, &print);
+    if (rc == SRV_CONFIG_RUN && config && *config &&
+        (copy_str(cfg->config_file, sizeof cfg->config_file, config) < 0 || read_file(cfg) < 0))
+        rc = SRV_CONFIG_EXIT_USAGE;
+    for (int i = 0; rc == SRV_CONFIG_RUN && i < N_SETTINGS; i++) {
+        const char *v = getenv(settings[i].env);
+        if (v && *v && apply(cfg, &settings[i], v, settings[i].env, false) < 0)
+            rc = SRV_CONFIG_EXIT_USAGE;
+        else if (v && *v)
+            cfg->from[i] = SRV_FROM_ENV;
+    }
+    for (int i = 0; rc == SRV_CONFIG_RUN && i < n; i++) {
+        char origin[64];
+        snprintf(origin, sizeof origin, "--%s", st_of[i]->flag);
+        if (apply(cfg, st_of[i], val_of[i], origin, true) < 0)
+            rc = SRV_CONFIG_EXIT_USAGE;
+        cfg->from[st_of[i] - settings] = SRV_FROM_FLAG;
+    }
+    free(st_of);
+    free(val_of);
+    if (rc != SRV_CONFIG_RUN)
+        return rc;
     char why[512];
-    if (check_listen && !cfg->insecure &&
+    if (mode == MODE_START && !cfg->insecure &&
         !srv_listen_is_loopback(cfg->listen, why, sizeof why)) {
         fprintf(stderr, "cairnd: %s\n", why);
         return SRV_CONFIG_EXIT_USAGE;
+    }
+    if (mode == MODE_START && print) {
+        srv_config_print(cfg, stdout);
+        return SRV_CONFIG_EXIT_OK;
     }
     return SRV_CONFIG_RUN;
 }
 
 srv_config_result srv_config_parse(srv_config *cfg, int argc, char **argv)
 {
-    return parse(cfg, argc, argv, true);
+    return parse(cfg, argc, argv, MODE_START);
 }
 
 int srv_config_reload(const srv_config *running, srv_config *next, int argc, char **argv,
                       char *report, size_t cap)
 {
-    if (parse(next, argc, argv, false) != SRV_CONFIG_RUN) {
+    if (parse(next, argc, argv, MODE_RELOAD) != SRV_CONFIG_RUN) {
         snprintf(report, cap, "nothing: the settings no longer parse; the running ones stay");
         return -1;
     }
     const char *now = srv_log_level_name(next->log_level);
-    char level[64];
+    char level[64], file[4200] = "";
     if (next->log_level == running->log_level)
         snprintf(level, sizeof level, "log level %s (unchanged)", now);
     else
         snprintf(level, sizeof level, "log level %s (was %s)", now,
                  srv_log_level_name(running->log_level));
+    if (next->config_file[0])
+        snprintf(file, sizeof file, " (config file %s read again)", next->config_file);
     snprintf(report, cap,
-             "%s; not reloadable: the other settings (restart cairnd to change them); flags and "
-             "environment are read once at start, and cairnd has no config file, certificates "
-             "or tokens yet",
-             level);
+             "%s%s; not reloadable: the other settings (restart cairnd to change them); flags and "
+             "environment are read once at start, and cairnd has no certificates or tokens yet",
+             level, file);
     return 0;
 }
 

@@ -1,5 +1,7 @@
-/* cairnd's settings: defaults, then CAIRN_* environment variables, then
- * command-line flags (each flag has an env twin: --data-dir, CAIRN_DATA_DIR). */
+/* cairnd's settings: defaults, then a config file (--config FILE, lines
+ * "key = value" with the flag names as keys), then CAIRN_* environment
+ * variables, then command-line flags (each flag has an env twin: --data-dir,
+ * CAIRN_DATA_DIR). Each setting remembers which of these it came from. */
 #ifndef CAIRN_SERVER_CONFIG_H
 #define CAIRN_SERVER_CONFIG_H
 
@@ -8,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define SRV_DEFAULT_LISTEN "127.0.0.1:7070"
 #define SRV_DEFAULT_DATA_DIR "./cairn-data"
@@ -52,6 +55,17 @@
  * the reason and --insecure. Blocks while localhost resolves. */
 bool srv_listen_is_loopback(const char *listen, char *why, size_t cap);
 
+/* Settings in the table (config.c), each with an origin. */
+#define SRV_CONFIG_SETTINGS 24
+
+/* Where a setting's value came from; a later source overrides an earlier. */
+typedef enum srv_config_from {
+    SRV_FROM_DEFAULT,
+    SRV_FROM_FILE,                 /* line from_line of config_file */
+    SRV_FROM_ENV,                  /* its CAIRN_* twin */
+    SRV_FROM_FLAG,                 /* its --flag */
+} srv_config_from;
+
 typedef struct srv_config {
     char listen[256];
     char data_dir[4096];
@@ -77,23 +91,35 @@ typedef struct srv_config {
     int pg_pool_size;              /* --store postgres: pool connections besides the writer's */
     int64_t grpc_memory_bytes;     /* gRPC resource quota; 0: gRPC's own (no limit) */
     int64_t watch_ring_bytes;      /* watch rings of all runs together */
+    char config_file[4096];        /* --config or CAIRN_CONFIG; "" when none */
+    srv_config_from from[SRV_CONFIG_SETTINGS]; /* per setting, in --help's order */
+    int from_line[SRV_CONFIG_SETTINGS];        /* SRV_FROM_FILE: its line */
 } srv_config;
 
 typedef enum srv_config_result {
     SRV_CONFIG_RUN,                /* start the server */
-    SRV_CONFIG_EXIT_OK,            /* --help or --version was printed */
+    SRV_CONFIG_EXIT_OK,            /* --help, --version or --print-config was printed */
     SRV_CONFIG_EXIT_USAGE,         /* a bad flag or value; message printed */
 } srv_config_result;
 
-/* Fills *cfg from defaults, the environment and argv. Prints help, version
- * or a usage error (naming the flag and the accepted values) itself.
- * Refuses a --listen address off loopback unless --insecure is given:
- * cairnd has no TLS or tokens yet. */
+/* Fills *cfg from defaults, the config file (--config, else CAIRN_CONFIG),
+ * the environment and argv, later over earlier. Prints help, version,
+ * the effective settings (--print-config, srv_config_print) or a usage
+ * error (naming the flag, variable or FILE:LINE and the accepted values)
+ * itself. A config file's errors: an unreadable file, a line without '=',
+ * an unknown key, a key given twice, a bad value. Refuses a --listen
+ * address off loopback unless --insecure is given: cairnd has no TLS or
+ * tokens yet. */
 srv_config_result srv_config_parse(srv_config *cfg, int argc, char **argv);
 
+/* Writes every setting to out, one line each, "name = value  # from
+ * ORIGIN", in --help's order, as a config file that reads back to the same
+ * settings; a password in pg-dsn is written as ***. */
+void srv_config_print(const srv_config *cfg, FILE *out);
+
 /* The reload hook (SIGHUP): reads the settings again, from the sources
- * srv_config_parse read at start (the environment, then argv: both fixed
- * for the life of the process, as cairnd has no config file yet), into
+ * srv_config_parse read at start (the config file, read again now, then
+ * the environment and argv, fixed for the life of the process), into
  * *next, without --listen's loopback check (the address is not
  * reloaded). Writes one line to report (cap bytes, NUL-terminated): the
  * settings a reload applies, with their value (today the log level: the

@@ -71,6 +71,10 @@ static int setup(void **state)
     unsetenv("CAIRN_WATCH_RING_BYTES");
     unsetenv("CAIRN_PG_DSN");
     unsetenv("CAIRN_STORE");
+    unsetenv("CAIRN_CONFIG");
+    unsetenv("CAIRN_THREADS");
+    unsetenv("CAIRN_LOG_LEVEL");
+    unsetenv("CAIRN_DATA_DIR");
     return 0;
 }
 
@@ -330,7 +334,8 @@ static void reload_reads_the_log_level_again_from_the_flags_and_the_environment(
     assert_int_equal(srv_config_reload(&running, &next, 3, argv, report, sizeof report), 0);
     assert_int_equal(next.log_level, SRV_LOG_DEBUG);
     assert_non_null(strstr(report, "log level debug (unchanged); not reloadable: "));
-    assert_non_null(strstr(report, "no config file, certificates or tokens yet"));
+    assert_non_null(strstr(report, "no certificates or tokens yet"));
+    assert_null(strstr(report, "config file"));
 
     char *env_only[] = {"cairnd", NULL};
     running.log_level = SRV_LOG_ERROR; /* as if its source had changed */
@@ -360,6 +365,371 @@ static void reload_of_settings_that_no_longer_parse_says_nothing_was_reloaded(vo
     assert_non_null(strstr(report, "nothing: the settings no longer parse"));
 }
 
+
+/* ---- the config file (--config) ---- */
+
+/* A file holding text, its path in path (a template under /tmp). */
+static void write_conf(char *path, size_t cap, const char *text)
+{
+    snprintf(path, cap, "/tmp/cairn-test-config-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+}
+
+/* parse_argv of "cairnd --config <a file holding text> extra...". */
+static srv_config_result parse_conf(const char *text, char **extra, srv_config *cfg, char *out,
+                                    size_t cap, char *path, size_t path_cap)
+{
+    write_conf(path, path_cap, text);
+    char *argv[16] = {"cairnd", "--config", path};
+    int n = 3;
+    for (int i = 0; extra && extra[i]; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    return parse_argv(argv, out, cap, cfg);
+}
+
+/* The text of the origin comment of name's line in srv_config_print. */
+static void printed(const srv_config *cfg, char *out, size_t cap)
+{
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    srv_config_print(cfg, tmp);
+    rewind(tmp);
+    size_t n = fread(out, 1, cap - 1, tmp);
+    out[n] = '\0';
+    fclose(tmp);
+}
+
+/* Each index into cfg->from by flag name: the table's order, as printed. */
+static int index_of(const srv_config *cfg, const char *name)
+{
+    char text[16384];
+    printed(cfg, text, sizeof text);
+    int i = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        if (line[0] == '#')
+            continue;
+        if (strncmp(line, name, strlen(name)) == 0 && line[strlen(name)] == ' ')
+            return i;
+        i++;
+    }
+    fail_msg("%s not printed", name);
+    return -1;
+}
+
+static void a_config_file_sets_keys_named_like_the_flags_with_comments_blanks_and_quotes(
+    void **state)
+{
+    (void)state;
+    srv_config cfg;
+    char out[1024], path[64];
+    assert_int_equal(parse_conf("# cairnd settings\n"
+                                "\n"
+                                "   \t\n"
+                                "  data-dir   =   /srv/cairn data  \n"
+                                "threads=3 # a comment after the value\n"
+                                "log-level = \"debug\"   # quoted\n"
+                                "listen = \" 127.0.0.1:7071\"\n"
+                                "   # an indented comment\n"
+                                "pg-dsn = \"host=db # not a comment\"\n",
+                                NULL, &cfg, out, sizeof out, path, sizeof path),
+                     SRV_CONFIG_EXIT_USAGE); /* " 127..." keeps its space: not HOST:PORT */
+    assert_non_null(strstr(out, "--listen:  127.0.0.1:7071 "));
+
+    assert_int_equal(parse_conf("# cairnd settings\n"
+                                "\n"
+                                "  data-dir   =   /srv/cairn data  \n"
+                                "threads=3 # a comment after the value\n"
+                                "log-level = \"debug\"   # quoted\n"
+                                "pg-dsn = \"host=db # not a comment\"\n",
+                                NULL, &cfg, out, sizeof out, path, sizeof path),
+                     SRV_CONFIG_RUN);
+    unlink(path);
+    assert_string_equal(cfg.data_dir, "/srv/cairn data");
+    assert_int_equal(cfg.threads, 3);
+    assert_int_equal(cfg.log_level, SRV_LOG_DEBUG);
+    assert_string_equal(cfg.pg_dsn, "host=db # not a comment");
+    assert_string_equal(cfg.config_file, path);
+    assert_int_equal(cfg.from[index_of(&cfg, "data-dir")], SRV_FROM_FILE);
+    assert_int_equal(cfg.from_line[index_of(&cfg, "data-dir")], 3);
+    assert_int_equal(cfg.from_line[index_of(&cfg, "pg-dsn")], 6);
+    assert_int_equal(cfg.from[index_of(&cfg, "store")], SRV_FROM_DEFAULT);
+}
+
+/* text must be refused with a message holding FILE:LINE and want. */
+static void assert_conf_refused(const char *text, int line, const char *want)
+{
+    srv_config cfg;
+    char out[2048], path[64], where[96];
+    if (parse_conf(text, NULL, &cfg, out, sizeof out, path, sizeof path) !=
+        SRV_CONFIG_EXIT_USAGE)
+        fail_msg("should be refused: %s", text);
+    unlink(path);
+    snprintf(where, sizeof where, "cairnd: %s:%d: ", path, line);
+    if (!strstr(out, where) || !strstr(out, want))
+        fail_msg("refusing %s: expected \"%s\" and \"%s\", got: %s", text, where, want, out);
+    if (strchr(out, '\n') != out + strlen(out) - 1)
+        fail_msg("want one line, got: %s", out);
+}
+
+static void config_file_errors_name_the_file_and_line(void **state)
+{
+    (void)state;
+    assert_conf_refused("threads = 2\n\nverbose = true\n", 3, "unknown key \"verbose\"");
+    assert_conf_refused("# x\nthreads 2\n", 2, "expected \"key = value\"");
+    assert_conf_refused("threads = 2\nlog-level = info\nthreads = 3\n", 3,
+                        "threads given twice (first on line 1)");
+    assert_conf_refused("threads = 65\n", 1, "threads: completion-queue threads, 1..64");
+    assert_conf_refused("log-level = loud\n", 1, "got \"loud\"");
+    assert_conf_refused("listen = \"127.0.0.1:1\n", 1, "does not close");
+    assert_conf_refused("listen = \"127.0.0.1:1\" x\n", 1, "after the closing double quote");
+    assert_conf_refused(" = 3\n", 1, "no key before '='");
+    /* config names the file; inside one it is no setting. */
+    assert_conf_refused("config = /etc/other.conf\n", 1, "unknown key \"config\"");
+    /* --flag spelling is not a key either. */
+    assert_conf_refused("--threads = 2\n", 1, "unknown key \"--threads\"");
+}
+
+static void an_unreadable_config_file_is_refused_naming_it(void **state)
+{
+    (void)state;
+    char *argv[] = {"cairnd", "--config", "/nonexistent/cairn.conf", NULL};
+    srv_config cfg;
+    char out[1024];
+    assert_int_equal(parse_argv(argv, out, sizeof out, &cfg), SRV_CONFIG_EXIT_USAGE);
+    assert_non_null(strstr(out, "--config /nonexistent/cairn.conf: cannot read it: "));
+
+    setenv("CAIRN_CONFIG", "/nonexistent/env.conf", 1);
+    char *none[] = {"cairnd", NULL};
+    assert_int_equal(parse_argv(none, out, sizeof out, &cfg), SRV_CONFIG_EXIT_USAGE);
+    unsetenv("CAIRN_CONFIG");
+    assert_non_null(strstr(out, "/nonexistent/env.conf: cannot read it"));
+}
+
+/* defaults < file < env < flags, each pair. */
+static void precedence_is_flags_over_env_over_file_over_defaults(void **state)
+{
+    (void)state;
+    srv_config cfg;
+    char out[1024], path[64];
+    const char *conf = "threads = 3\nlog-level = warn\ndata-dir = /from/file\n";
+
+    /* file over default */
+    assert_int_equal(parse_conf(conf, NULL, &cfg, out, sizeof out, path, sizeof path),
+                     SRV_CONFIG_RUN);
+    unlink(path);
+    assert_int_equal(cfg.threads, 3);
+    assert_int_equal(cfg.checkpoint_retention, SRV_DEFAULT_RETENTION);
+    assert_int_equal(cfg.from[index_of(&cfg, "threads")], SRV_FROM_FILE);
+    assert_int_equal(cfg.from[index_of(&cfg, "checkpoint-retention")], SRV_FROM_DEFAULT);
+
+    /* env over file (and over default) */
+    setenv("CAIRN_THREADS", "5", 1);
+    setenv("CAIRN_DATA_DIR", "/from/env", 1);
+    assert_int_equal(parse_conf(conf, NULL, &cfg, out, sizeof out, path, sizeof path),
+                     SRV_CONFIG_RUN);
+    unlink(path);
+    assert_int_equal(cfg.threads, 5);
+    assert_string_equal(cfg.data_dir, "/from/env");
+    assert_int_equal(cfg.log_level, SRV_LOG_WARN);
+    assert_int_equal(cfg.from[index_of(&cfg, "threads")], SRV_FROM_ENV);
+    assert_int_equal(cfg.from[index_of(&cfg, "log-level")], SRV_FROM_FILE);
+
+    /* flag over env over file; the file may come after the flag */
+    char *argv[] = {"cairnd", "--threads", "7", "--log-level", "error", "--config", NULL, NULL};
+    write_conf(path, sizeof path, conf);
+    argv[6] = path;
+    assert_int_equal(parse_argv(argv, out, sizeof out, &cfg), SRV_CONFIG_RUN);
+    unlink(path);
+    unsetenv("CAIRN_THREADS");
+    unsetenv("CAIRN_DATA_DIR");
+    assert_int_equal(cfg.threads, 7);
+    assert_int_equal(cfg.log_level, SRV_LOG_ERROR);
+    assert_string_equal(cfg.data_dir, "/from/env");
+    assert_int_equal(cfg.from[index_of(&cfg, "threads")], SRV_FROM_FLAG);
+    assert_int_equal(cfg.from[index_of(&cfg, "log-level")], SRV_FROM_FLAG);
+    assert_int_equal(cfg.from[index_of(&cfg, "data-dir")], SRV_FROM_ENV);
+
+    /* flag over default, no file */
+    char *flag_only[] = {"cairnd", "--threads", "2", NULL};
+    assert_int_equal(parse_argv(flag_only, out, sizeof out, &cfg), SRV_CONFIG_RUN);
+    assert_int_equal(cfg.from[index_of(&cfg, "threads")], SRV_FROM_FLAG);
+    assert_string_equal(cfg.config_file, "");
+
+    /* --config over CAIRN_CONFIG */
+    setenv("CAIRN_CONFIG", "/nonexistent/env.conf", 1);
+    assert_int_equal(parse_conf(conf, NULL, &cfg, out, sizeof out, path, sizeof path),
+                     SRV_CONFIG_RUN);
+    unlink(path);
+    unsetenv("CAIRN_CONFIG");
+    assert_string_equal(cfg.config_file, path);
+}
+
+/* A file is read like the environment: no ps shows it. */
+static void a_pg_dsn_password_is_taken_from_a_config_file(void **state)
+{
+    (void)state;
+    srv_config cfg;
+    char out[1024], path[64];
+    assert_int_equal(parse_conf("pg-dsn = host=db user=u password=s3cret\n", NULL, &cfg, out,
+                                sizeof out, path, sizeof path),
+                     SRV_CONFIG_RUN);
+    unlink(path);
+    assert_string_equal(cfg.pg_dsn, "host=db user=u password=s3cret");
+}
+
+static void print_config_shows_each_setting_with_its_origin(void **state)
+{
+    (void)state;
+    srv_config cfg;
+    char out[1024], path[64], text[16384], want[256];
+    setenv("CAIRN_LOG_LEVEL", "warn", 1);
+    char *extra[] = {"--threads", "6", NULL};
+    assert_int_equal(parse_conf("\ndata-dir = \"/a dir/#1\"\n", extra, &cfg, out, sizeof out,
+                                path, sizeof path),
+                     SRV_CONFIG_RUN);
+    unlink(path);
+    unsetenv("CAIRN_LOG_LEVEL");
+    printed(&cfg, text, sizeof text);
+    snprintf(want, sizeof want, "data-dir = \"/a dir/#1\"  # from %s:2\n", path);
+    assert_non_null(strstr(text, want));
+    assert_non_null(strstr(text, "threads = 6  # from flag --threads\n"));
+    assert_non_null(strstr(text, "log-level = warn  # from env CAIRN_LOG_LEVEL\n"));
+    assert_non_null(strstr(text, "listen = 127.0.0.1:7070  # from default\n"));
+    assert_non_null(strstr(text, "insecure = false  # from default\n"));
+    assert_non_null(strstr(text, "pg-dsn = \"\"  # from default\n"));
+    int lines = 0;
+    for (const char *p = text; (p = strchr(p, '\n')) != NULL; p++)
+        lines++;
+    assert_int_equal(lines, SRV_CONFIG_SETTINGS + 1); /* and "# config file: PATH" */
+}
+
+/* What --print-config writes reads back as a config file to the same
+ * settings, all now from that file. */
+static void print_config_output_parses_back_to_the_same_settings(void **state)
+{
+    (void)state;
+    srv_config cfg, again;
+    char out[1024], path[64], path2[64], text[16384];
+    setenv("CAIRN_LOG_LEVEL", "debug", 1);
+    char *extra[] = {"--max-uploads", "9", "--log-format", "json", "--pg-dsn",
+                     "host=db dbname=cairn", NULL};
+    assert_int_equal(parse_conf("data-dir = \" /odd dir# \"\nthreads = 2\ninsecure = true\n"
+                                "listen = 0.0.0.0:7070\n",
+                                extra, &cfg, out, sizeof out, path, sizeof path),
+                     SRV_CONFIG_RUN);
+    unsetenv("CAIRN_LOG_LEVEL");
+    unlink(path);
+    printed(&cfg, text, sizeof text);
+    assert_int_equal(parse_conf(text, NULL, &again, out, sizeof out, path2, sizeof path2),
+                     SRV_CONFIG_RUN);
+    unlink(path2);
+    assert_string_equal(again.data_dir, " /odd dir# ");
+    assert_int_equal(again.max_uploads, 9);
+    assert_int_equal(again.log_level, SRV_LOG_DEBUG);
+    /* Equal but for where each came from. */
+    assert_string_equal(again.config_file, path2);
+    for (int i = 0; i < SRV_CONFIG_SETTINGS; i++) {
+        assert_int_equal(again.from[i], SRV_FROM_FILE);
+        again.from[i] = cfg.from[i];
+        again.from_line[i] = cfg.from_line[i];
+    }
+    memcpy(again.config_file, cfg.config_file, sizeof again.config_file);
+    assert_memory_equal(&again, &cfg, sizeof cfg);
+}
+
+static void print_config_masks_a_pg_dsn_password(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        {"host=db password=s3cret user=u", "host=db password=*** user=u"},
+        {"host=db PASSWORD = 's3 cr\\'et' user=u", "host=db PASSWORD = *** user=u"},
+        {"password=s3cret", "password=***"},
+        {"postgresql://u:s3cret@db/cairn", "postgresql://u:***@db/cairn"},
+        {"postgres://u@db/cairn?password=s3cret&sslmode=require",
+         "postgres://u@db/cairn?password=***&sslmode=require"},
+        {"host=db user=u", "host=db user=u"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        srv_config cfg;
+        char out[1024], path[64], text[16384], want[256], conf[256];
+        snprintf(conf, sizeof conf, "pg-dsn = \"%s\"\n", cases[i][0]);
+        assert_int_equal(parse_conf(conf, NULL, &cfg, out, sizeof out, path, sizeof path),
+                         SRV_CONFIG_RUN);
+        unlink(path);
+        printed(&cfg, text, sizeof text);
+        snprintf(want, sizeof want, "pg-dsn = %s  # from", cases[i][1]);
+        if (!strstr(text, want))
+            fail_msg("%s: want \"%s\", got:\n%s", cases[i][0], want, text);
+        assert_null(strstr(text, "s3"));
+    }
+}
+
+/* --print-config exits 0 after writing the settings to stdout. */
+static void print_config_flag_prints_and_exits_ok(void **state)
+{
+    (void)state;
+    char *argv[] = {"cairnd", "--print-config", "--threads", "4", NULL};
+    srv_config cfg;
+    char out[1024], text[16384];
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    fflush(stdout);
+    int saved = dup(STDOUT_FILENO);
+    dup2(fileno(tmp), STDOUT_FILENO);
+    srv_config_result rc = parse_argv(argv, out, sizeof out, &cfg);
+    fflush(stdout);
+    dup2(saved, STDOUT_FILENO);
+    close(saved);
+    rewind(tmp);
+    size_t n = fread(text, 1, sizeof text - 1, tmp);
+    text[n] = '\0';
+    fclose(tmp);
+    assert_int_equal(rc, SRV_CONFIG_EXIT_OK);
+    assert_non_null(strstr(text, "threads = 4  # from flag --threads\n"));
+}
+
+/* SIGHUP reads the file again: its log level takes effect. */
+static void reload_reads_the_config_file_again(void **state)
+{
+    (void)state;
+    srv_config running, next;
+    char out[1024], path[64], report[512];
+    assert_int_equal(parse_conf("log-level = info\n", NULL, &running, out, sizeof out, path,
+                                sizeof path),
+                     SRV_CONFIG_RUN);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("# now louder\nlog-level = debug\n", f);
+    fclose(f);
+    char *argv[] = {"cairnd", "--config", path, NULL};
+    assert_int_equal(srv_config_reload(&running, &next, 3, argv, report, sizeof report), 0);
+    assert_int_equal(next.log_level, SRV_LOG_DEBUG);
+    assert_int_equal(next.from_line[index_of(&next, "log-level")], 2);
+    assert_non_null(strstr(report, "log level debug (was info) (config file "));
+    assert_non_null(strstr(report, path));
+    assert_non_null(strstr(report, "not reloadable: "));
+
+    /* A file that no longer parses reloads nothing. */
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("log-level = debug\nlouder = yes\n", f);
+    fclose(f);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO), null = open("/dev/null", O_WRONLY);
+    dup2(null, STDERR_FILENO);
+    int rc = srv_config_reload(&running, &next, 3, argv, report, sizeof report);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    close(null);
+    unlink(path);
+    assert_int_equal(rc, -1);
+    assert_non_null(strstr(report, "nothing: the settings no longer parse"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -374,6 +744,16 @@ int main(void)
         cmocka_unit_test(a_pg_dsn_without_a_password_is_taken_and_one_from_the_environment_too),
         cmocka_unit_test(reload_reads_the_log_level_again_from_the_flags_and_the_environment),
         cmocka_unit_test(reload_of_settings_that_no_longer_parse_says_nothing_was_reloaded),
+        cmocka_unit_test(a_config_file_sets_keys_named_like_the_flags_with_comments_blanks_and_quotes),
+        cmocka_unit_test(config_file_errors_name_the_file_and_line),
+        cmocka_unit_test(an_unreadable_config_file_is_refused_naming_it),
+        cmocka_unit_test(precedence_is_flags_over_env_over_file_over_defaults),
+        cmocka_unit_test(a_pg_dsn_password_is_taken_from_a_config_file),
+        cmocka_unit_test(print_config_shows_each_setting_with_its_origin),
+        cmocka_unit_test(print_config_output_parses_back_to_the_same_settings),
+        cmocka_unit_test(print_config_masks_a_pg_dsn_password),
+        cmocka_unit_test(print_config_flag_prints_and_exits_ok),
+        cmocka_unit_test(reload_reads_the_config_file_again),
     };
     return cmocka_run_group_tests_name("config", tests, setup, NULL);
 }
