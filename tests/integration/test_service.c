@@ -222,6 +222,48 @@ static void sighup_reloads_logs_one_line_and_keeps_serving(void **state)
     ct_server_cleanup(&s);
 }
 
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* Before the config file, nothing a SIGHUP read could change while
+ * cairnd ran: here the file's log level goes from info to debug and the
+ * reload applies it. */
+static void sighup_reads_the_config_file_again_and_applies_its_log_level(void **state)
+{
+    (void)state;
+    ct_server s;
+    assert_int_equal(ct_server_init(&s), 0);
+    notify_sock n;
+    notify_open(&n, &s, false);
+    char conf[300];
+    snprintf(conf, sizeof conf, "%s/cairn.conf", s.dir);
+    write_text(conf, "# cairnd\nlog-level = info\n");
+    s.env[0] = n.env;
+    const char *const args[] = {"--config", conf, NULL};
+    assert_int_equal(ct_server_start(&s, 0, args), 0);
+    char st[1024];
+    notify_recv(&n, &s, st, sizeof st);
+    assert_true(has_line(st, "READY=1"));
+
+    write_text(conf, "# cairnd\nlog-level = debug\n");
+    assert_int_equal(kill(s.pid, SIGHUP), 0);
+    notify_recv(&n, &s, st, sizeof st);
+    assert_true(has_line(st, "RELOADING=1"));
+    notify_recv(&n, &s, st, sizeof st);
+    assert_true(has_line(st, "READY=1"));
+    assert_int_equal(count_log_lines(&s, "received SIGHUP; reloaded: log level debug (was info)"),
+                     1);
+    assert_serves(&s, "after-config-reload");
+    stop_and_hear_stopping(&s, &n);
+    notify_close(&n);
+    ct_server_cleanup(&s);
+}
+
 /* Errors are logged, never fatal: a NOTIFY_SOCKET nobody binds. */
 static void a_notify_socket_nobody_reads_is_logged_and_cairnd_serves_on(void **state)
 {
@@ -276,6 +318,7 @@ int main(void)
         cmocka_unit_test(ready_on_a_socket_path_once_serving_and_stopping_on_sigterm),
         cmocka_unit_test(ready_on_an_abstract_socket_once_serving_and_stopping_on_sigterm),
         cmocka_unit_test(sighup_reloads_logs_one_line_and_keeps_serving),
+        cmocka_unit_test(sighup_reads_the_config_file_again_and_applies_its_log_level),
         cmocka_unit_test(a_notify_socket_nobody_reads_is_logged_and_cairnd_serves_on),
         cmocka_unit_test(version_names_the_release_and_the_git_revision),
     };
