@@ -1,4 +1,6 @@
-/* cairnd's settings (config/config.c): which --listen addresses need
+/* cairnd's settings (config/config.c): the config file (--config), its
+ * errors, precedence (flags > env > file > defaults) and --print-config;
+ * the SIGHUP reload; and which --listen addresses need
  * --insecure. No TLS or tokens yet, so only loopback is served without
  * it: 127.0.0.0/8 and ::1 written as addresses, or localhost names whose
  * every address is loopback. Names are never looked up in DNS here:
