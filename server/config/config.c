@@ -663,10 +663,22 @@ int srv_config_reload(const srv_config *running, srv_config *next, int argc, cha
                  srv_log_level_name(running->log_level));
     if (next->config_file[0])
         snprintf(file, sizeof file, " (config file %s read again)", next->config_file);
+    /* What the file now says differently but a running cairnd keeps. */
+    char kept[256] = "";
+    size_t k = 0;
+    for (int i = 0; i < N_SETTINGS; i++) {
+        char was[4200], now_v[4200];
+        value_of(running, &settings[i], was, sizeof was);
+        value_of(next, &settings[i], now_v, sizeof now_v);
+        if (settings[i].id != OPT_LOG_LEVEL && strcmp(was, now_v) != 0 && k < sizeof kept)
+            k += (size_t)snprintf(kept + k, sizeof kept - k, "%s%s", k ? ", " : "; changed "
+                                  "but kept until a restart: ", settings[i].flag);
+    }
     snprintf(report, cap,
-             "%s%s; not reloadable: the other settings (restart cairnd to change them); flags and "
-             "environment are read once at start, and cairnd has no certificates or tokens yet",
-             level, file);
+             "%s%s%s; not reloadable: the other settings (restart cairnd to change them); flags "
+             "and environment are read once at start, and cairnd has no certificates or tokens "
+             "yet",
+             level, file, kept);
     return 0;
 }
 

@@ -714,6 +714,16 @@ static void reload_reads_the_config_file_again(void **state)
     assert_non_null(strstr(report, "log level debug (was info) (config file "));
     assert_non_null(strstr(report, path));
     assert_non_null(strstr(report, "not reloadable: "));
+    assert_null(strstr(report, "changed but kept"));
+
+    /* A setting that needs a restart is read, named, and not applied. */
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("log-level = debug\nio-threads = 7\nmax-uploads = 9\n", f);
+    fclose(f);
+    assert_int_equal(srv_config_reload(&running, &next, 3, argv, report, sizeof report), 0);
+    assert_non_null(strstr(report, "read again); changed but kept until a restart: io-threads, "
+                                   "max-uploads; not reloadable: "));
 
     /* A file that no longer parses reloads nothing. */
     f = fopen(path, "w");
