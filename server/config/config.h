@@ -123,7 +123,8 @@ void srv_config_print(const srv_config *cfg, FILE *out);
  * *next, without --listen's loopback check (the address is not
  * reloaded). Writes one line to report (cap bytes, NUL-terminated): the
  * settings a reload applies, with their value (today the log level: the
- * caller applies next->log_level), and what it cannot reload. Returns 0,
+ * caller applies next->log_level), the settings the file now changes but
+ * a running cairnd keeps, and what it cannot reload. Returns 0,
  * or -1 when the settings no longer parse: *next is then unusable and
  * report says so. Prints nothing (help, version) on success. Not
  * thread-safe (getopt): call from one thread. */
