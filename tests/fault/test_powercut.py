@@ -56,7 +56,9 @@ import grpc
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 import powercut_revert  # noqa: E402
+import stubs  # noqa: E402
 
 ARGS = None
 pb = pb_grpc = None
@@ -79,14 +81,7 @@ def die_with_parent():
 
 def generate_stubs(out):
     global pb, pb_grpc
-    subprocess.run([ARGS.protoc, "-I" + ARGS.proto_dir, "--python_out=" + out,
-                    "--grpc_out=" + out, "--plugin=protoc-gen-grpc=" + ARGS.grpc_plugin,
-                    "cairn/v1/coordinator.proto"], check=True)
-    for pkg in ("cairn", os.path.join("cairn", "v1")):
-        open(os.path.join(out, pkg, "__init__.py"), "a").close()
-    sys.path.insert(0, out)
-    from cairn.v1 import coordinator_pb2, coordinator_pb2_grpc
-    pb, pb_grpc = coordinator_pb2, coordinator_pb2_grpc
+    pb, pb_grpc, _, _ = stubs.generate(ARGS.protoc, ARGS.proto_dir, ARGS.grpc_plugin, out)
 
 
 def channel(target):

@@ -42,6 +42,9 @@ import uuid
 
 import grpc
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import stubs  # noqa: E402
+
 MiB = 1024 * 1024
 # Every call gets a deadline, so a server that never answers fails the test
 # instead of hanging it. Not used for synchronisation.
@@ -90,38 +93,11 @@ def die_with_parent():
     midway never leaves a server running (prctl PR_SET_PDEATHSIG)."""
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
 
-def _run(cmd):
-    res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         universal_newlines=True)
-    if res.returncode != 0:
-        raise RuntimeError("command failed (%d): %s\n%s" % (res.returncode, " ".join(cmd),
-                                                            res.stdout))
-
-
 def _generate_stubs(out):
-    """protoc + grpc_python_plugin into `out`, then put `out` on sys.path."""
+    """The stubs (tests/support/stubs.py) into `out`, on sys.path."""
     global pb, pb_grpc, health_pb, health_grpc
-    plugin = "--plugin=protoc-gen-grpc=" + ARGS.grpc_plugin
-    _run([ARGS.protoc, "-I" + ARGS.proto_dir, "--python_out=" + out, "--grpc_out=" + out,
-          plugin, "cairn/v1/coordinator.proto"])
-    # The health proto lives under grpc/health/v1, which as a Python package
-    # would shadow the installed `grpc`. Generate it from a copy under
-    # cairn_health/ instead: the module path changes, the proto package (and
-    # so the wire name /grpc.health.v1.Health/Check) does not.
-    src = os.path.join(out, "_src")
-    os.makedirs(os.path.join(src, "cairn_health"))
-    shutil.copyfile(os.path.join(ARGS.proto_dir, "grpc", "health", "v1", "health.proto"),
-                    os.path.join(src, "cairn_health", "health.proto"))
-    _run([ARGS.protoc, "-I" + src, "--python_out=" + out, "--grpc_out=" + out, plugin,
-          "cairn_health/health.proto"])
-    # Regular packages, so nothing else named cairn on sys.path can win.
-    for pkg in ("cairn", os.path.join("cairn", "v1"), "cairn_health"):
-        open(os.path.join(out, pkg, "__init__.py"), "a").close()
-    sys.path.insert(0, out)
-    from cairn.v1 import coordinator_pb2, coordinator_pb2_grpc
-    from cairn_health import health_pb2, health_pb2_grpc
-    pb, pb_grpc = coordinator_pb2, coordinator_pb2_grpc
-    health_pb, health_grpc = health_pb2, health_pb2_grpc
+    pb, pb_grpc, health_pb, health_grpc = stubs.generate(ARGS.protoc, ARGS.proto_dir,
+                                                         ARGS.grpc_plugin, out)
 
 
 def _server_log():
@@ -142,9 +118,7 @@ def _start_store():
         return
     if STORE != "postgres":
         sys.exit("CAIRN_TEST_STORE=%s: no such store" % STORE)
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
-                                    "support"))
-    import pgcluster
+    import pgcluster  # tests/support, on sys.path above
     try:
         PG = pgcluster.PgCluster()
     except pgcluster.Unavailable as e:
