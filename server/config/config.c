@@ -43,6 +43,14 @@ enum {
     OPT_PG_POOL_SIZE,
     OPT_GRPC_MEMORY,
     OPT_WATCH_RING_BYTES,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_TLS_CLIENT_CA,
+    OPT_AUTH_TOKENS,
+    OPT_METRICS_LISTEN,
+    OPT_SLOW_CALL_MS,
+    OPT_COMPLETED_RUN_RETENTION,
+    OPT_DEDUP_WINDOW,
 };
 
 /* One row per setting: flag, env twin, help. The table drives getopt, the
@@ -117,9 +125,34 @@ static const struct setting {
     {OPT_LEDGER_QUEUE_BYTES, "max-queued-write-bytes", "CAIRN_MAX_QUEUED_WRITE_BYTES", "BYTES",
      "writes waiting for the writer, by their requests' size, 1..2^40; past it "
      "RESOURCE_EXHAUSTED with a pushback (default 268435456)"},
+    {OPT_TLS_CERT, "tls-cert", "CAIRN_TLS_CERT", "FILE",
+     "serve TLS with this PEM certificate chain (with --tls-key); read again on SIGHUP "
+     "(default: none, plaintext)"},
+    {OPT_TLS_KEY, "tls-key", "CAIRN_TLS_KEY", "FILE",
+     "the PEM private key of --tls-cert; read again on SIGHUP (default: none)"},
+    {OPT_TLS_CLIENT_CA, "tls-client-ca", "CAIRN_TLS_CLIENT_CA", "FILE",
+     "mutual TLS: clients must present a certificate that verifies against these PEM CA "
+     "certificates, else the handshake fails; needs --tls-cert (default: none)"},
+    {OPT_AUTH_TOKENS, "auth-tokens", "CAIRN_AUTH_TOKENS", "FILE",
+     "require a bearer token on every call but Health: lines \"name token-sha256 role "
+     "run-prefix\" (role read, write or admin; prefix * or a run id prefix); the file must "
+     "not be readable by group or others; read again on SIGHUP (default: none, no tokens)"},
     {OPT_INSECURE, "insecure", "CAIRN_INSECURE", "true|false",
-     "serve a --listen address other than 127.0.0.0/8, [::1], localhost or unix:PATH, "
-     "without TLS or tokens (default false)"},
+     "serve a --listen address other than 127.0.0.0/8, [::1], localhost or unix:PATH "
+     "without both TLS and tokens (default false)"},
+    {OPT_METRICS_LISTEN, "metrics-listen", "CAIRN_METRICS_LISTEN", "HOST:PORT",
+     "serve Prometheus metrics at /metrics and /healthz over HTTP, or off (default "
+     SRV_DEFAULT_METRICS_LISTEN ")"},
+    {OPT_SLOW_CALL_MS, "slow-call-ms", "CAIRN_SLOW_CALL_MS", "MS",
+     "log a call that took longer than this at info, as failed calls are, 0..86400000; 0 "
+     "logs every call (default 1000)"},
+    {OPT_COMPLETED_RUN_RETENTION, "completed-run-retention", "CAIRN_COMPLETED_RUN_RETENTION",
+     "DURATION",
+     "delete runs completed longer ago than this, with their events and checkpoints: N, Ns, "
+     "Nm, Nh or Nd, 0 keeps them (default 0)"},
+    {OPT_DEDUP_WINDOW, "dedup-window", "CAIRN_DEDUP_WINDOW", "DURATION",
+     "forget idempotency keys older than this, so a retry sent later applies again: N, Ns, "
+     "Nm, Nh or Nd, 0 keeps them as long as their run (default 0)"},
 };
 enum { N_SETTINGS = sizeof settings / sizeof settings[0] };
 _Static_assert(N_SETTINGS == SRV_CONFIG_SETTINGS, "SRV_CONFIG_SETTINGS is the table's rows");
@@ -167,6 +200,32 @@ static int parse_i64(const char *s, long long lo, long long hi, int64_t *out)
     if (errno || end == s || *end || v < lo || v > hi)
         return -1;
     *out = v;
+    return 0;
+}
+
+/* A duration in seconds: N or N followed by s, m, h or d; at most 100 years. */
+static int parse_duration(const char *s, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || v < 0 || (*end && end[1]))
+        return -1;
+    long long unit = *end == '\0' || *end == 's' ? 1 : *end == 'm' ? 60 : *end == 'h' ? 3600
+                     : *end == 'd' ? 86400 : 0;
+    if (unit == 0 || v > 100LL * 365 * 86400 / unit)
+        return -1;
+    *out = v * unit;
+    return 0;
+}
+
+/* An optional path: "" turns the setting off. */
+static int copy_path(char *dst, size_t cap, const char *s)
+{
+    size_t n = strlen(s);
+    if (n >= cap)
+        return -1;
+    memcpy(dst, s, n + 1);
     return 0;
 }
 
@@ -296,6 +355,30 @@ static int apply(srv_config *cfg, const struct setting *st, const char *v,
         ok = strcmp(v, "true") == 0 || strcmp(v, "false") == 0;
         cfg->insecure = strcmp(v, "true") == 0;
         break;
+    case OPT_TLS_CERT:
+        ok = copy_path(cfg->tls_cert, sizeof cfg->tls_cert, v) == 0;
+        break;
+    case OPT_TLS_KEY:
+        ok = copy_path(cfg->tls_key, sizeof cfg->tls_key, v) == 0;
+        break;
+    case OPT_TLS_CLIENT_CA:
+        ok = copy_path(cfg->tls_client_ca, sizeof cfg->tls_client_ca, v) == 0;
+        break;
+    case OPT_AUTH_TOKENS:
+        ok = copy_path(cfg->auth_tokens, sizeof cfg->auth_tokens, v) == 0;
+        break;
+    case OPT_METRICS_LISTEN:
+        ok = copy_str(cfg->metrics_listen, sizeof cfg->metrics_listen, v) == 0;
+        break;
+    case OPT_SLOW_CALL_MS:
+        ok = parse_int(v, 0, 86400000, &cfg->slow_call_ms) == 0;
+        break;
+    case OPT_COMPLETED_RUN_RETENTION:
+        ok = parse_duration(v, &cfg->completed_run_retention_s) == 0;
+        break;
+    case OPT_DEDUP_WINDOW:
+        ok = parse_duration(v, &cfg->dedup_window_s) == 0;
+        break;
     }
     if (!ok) {
         fprintf(stderr, "cairnd: %s: %s, got \"%s\"\n", origin, st->help, v);
@@ -330,6 +413,8 @@ static void defaults(srv_config *cfg)
     cfg->pg_pool_size = SRV_DEFAULT_PG_POOL_SIZE;
     cfg->grpc_memory_bytes = SRV_DEFAULT_GRPC_MEMORY_BYTES;
     cfg->watch_ring_bytes = SRV_DEFAULT_WATCH_RING_BYTES;
+    strcpy(cfg->metrics_listen, SRV_DEFAULT_METRICS_LISTEN);
+    cfg->slow_call_ms = SRV_DEFAULT_SLOW_CALL_MS;
 }
 
 /* ---- the config file ---- */
@@ -491,6 +576,14 @@ static void value_of(const srv_config *cfg, const struct setting *st, char *out,
         snprintf(out, cap, "%s", cfg->log_format == SRV_LOG_JSON ? "json" : "text");
         return;
     case OPT_INSECURE: snprintf(out, cap, "%s", cfg->insecure ? "true" : "false"); return;
+    case OPT_TLS_CERT: snprintf(out, cap, "%s", cfg->tls_cert); return;
+    case OPT_TLS_KEY: snprintf(out, cap, "%s", cfg->tls_key); return;
+    case OPT_TLS_CLIENT_CA: snprintf(out, cap, "%s", cfg->tls_client_ca); return;
+    case OPT_AUTH_TOKENS: snprintf(out, cap, "%s", cfg->auth_tokens); return;
+    case OPT_METRICS_LISTEN: snprintf(out, cap, "%s", cfg->metrics_listen); return;
+    case OPT_SLOW_CALL_MS: n = cfg->slow_call_ms; break;
+    case OPT_COMPLETED_RUN_RETENTION: n = cfg->completed_run_retention_s; break;
+    case OPT_DEDUP_WINDOW: n = cfg->dedup_window_s; break;
     case OPT_THREADS: n = cfg->threads; break;
     case OPT_IO_THREADS: n = cfg->io_threads; break;
     case OPT_SHUTDOWN_GRACE: n = cfg->shutdown_grace_ms; break;
@@ -629,8 +722,18 @@ static srv_config_result parse(srv_config *cfg, int argc, char **argv, int mode)
     free(val_of);
     if (rc != SRV_CONFIG_RUN)
         return rc;
+    if (!cfg->tls_cert[0] != !cfg->tls_key[0]) {
+        fprintf(stderr, "cairnd: --tls-cert and --tls-key go together: give both or neither\n");
+        return SRV_CONFIG_EXIT_USAGE;
+    }
+    if (cfg->tls_client_ca[0] && !cfg->tls_cert[0]) {
+        fprintf(stderr, "cairnd: --tls-client-ca needs --tls-cert and --tls-key: mutual TLS is "
+                        "TLS with client certificates\n");
+        return SRV_CONFIG_EXIT_USAGE;
+    }
     char why[512];
-    if (mode == MODE_START && !cfg->insecure &&
+    bool guarded = cfg->tls_cert[0] && cfg->auth_tokens[0];
+    if (mode == MODE_START && !cfg->insecure && !guarded &&
         !srv_listen_is_loopback(cfg->listen, why, sizeof why)) {
         fprintf(stderr, "cairnd: %s\n", why);
         return SRV_CONFIG_EXIT_USAGE;
@@ -676,8 +779,9 @@ int srv_config_reload(const srv_config *running, srv_config *next, int argc, cha
     }
     snprintf(report, cap,
              "%s%s%s; not reloadable: the other settings (restart cairnd to change them); flags "
-             "and environment are read once at start, and cairnd has no certificates or tokens "
-             "yet",
+             "and environment are read once at start; the files --tls-cert, --tls-key, "
+             "--tls-client-ca and --auth-tokens name are read again, each reported on its own "
+             "line",
              level, file, kept);
     return 0;
 }
@@ -743,8 +847,8 @@ __attribute__((format(printf, 3, 4))) static bool refuse(char *why, size_t cap,
     vsnprintf(reason, sizeof reason, fmt, ap);
     va_end(ap);
     snprintf(why, cap,
-             "--listen: %s; cairnd has no TLS or tokens yet: pass --insecure true to serve it "
-             "anyway",
+             "--listen: %s; off loopback cairnd needs TLS and tokens (--tls-cert, --tls-key, "
+             "--auth-tokens), or --insecure true to serve it without them",
              reason);
     return false;
 }

@@ -41,6 +41,8 @@
 #define SRV_GRPC_MEMORY_MIN (16LL * 1024 * 1024)
 /* Eight runs' worth of the per-run ring (8 MiB), shared by every watched run. */
 #define SRV_DEFAULT_WATCH_RING_BYTES (64LL * 1024 * 1024)
+#define SRV_DEFAULT_METRICS_LISTEN "127.0.0.1:9464"
+#define SRV_DEFAULT_SLOW_CALL_MS 1000
 
 /* True when cairnd may serve on listen without --insecure, because only
  * this machine can reach it:
@@ -56,7 +58,7 @@
 bool srv_listen_is_loopback(const char *listen, char *why, size_t cap);
 
 /* Settings in the table (config.c), each with an origin. */
-#define SRV_CONFIG_SETTINGS 24
+#define SRV_CONFIG_SETTINGS 32
 
 /* Where a setting's value came from; a later source overrides an earlier. */
 typedef enum srv_config_from {
@@ -91,6 +93,14 @@ typedef struct srv_config {
     int pg_pool_size;              /* --store postgres: pool connections besides the writer's */
     int64_t grpc_memory_bytes;     /* gRPC resource quota; 0: gRPC's own (no limit) */
     int64_t watch_ring_bytes;      /* watch rings of all runs together */
+    char tls_cert[4096];           /* PEM chain; "" serves plaintext */
+    char tls_key[4096];            /* its private key; set with tls_cert */
+    char tls_client_ca[4096];      /* mutual TLS: CAs client certificates must verify against */
+    char auth_tokens[4096];        /* tokens file; "" lets every call through */
+    char metrics_listen[256];      /* HOST:PORT of /metrics, or "off" */
+    int slow_call_ms;              /* log calls slower than this; 0 logs all */
+    int64_t completed_run_retention_s; /* delete runs completed this long ago; 0 never */
+    int64_t dedup_window_s;        /* forget keys older than this; 0 as long as the run */
     char config_file[4096];        /* --config or CAIRN_CONFIG; "" when none */
     srv_config_from from[SRV_CONFIG_SETTINGS]; /* per setting, in --help's order */
     int from_line[SRV_CONFIG_SETTINGS];        /* SRV_FROM_FILE: its line */
@@ -107,9 +117,10 @@ typedef enum srv_config_result {
  * the effective settings (--print-config, srv_config_print) or a usage
  * error (naming the flag, variable or FILE:LINE and the accepted values)
  * itself. A config file's errors: an unreadable file, a line without '=',
- * an unknown key, a key given twice, a bad value. Refuses a --listen
- * address off loopback unless --insecure is given: cairnd has no TLS or
- * tokens yet. */
+ * an unknown key, a key given twice, a bad value. Refuses --tls-cert
+ * without --tls-key or the reverse, --tls-client-ca without them, and a
+ * --listen address off loopback unless cairnd has both TLS and tokens or
+ * --insecure is given. */
 srv_config_result srv_config_parse(srv_config *cfg, int argc, char **argv);
 
 /* Writes every setting to out, one line each, "name = value  # from

@@ -36,6 +36,7 @@
     XX(cairn_circuit_breaker, 48)                                              \
     XX(cairn_retry_info, 64)                                                   \
     XX(cairn_client_options, 240)                                              \
+    XX(cairn_tls_options, 64)                                                  \
     XX(cairn_label, 48)                                                        \
     XX(cairn_create_run_request, 80)                                           \
     XX(cairn_run, 416)                                                         \

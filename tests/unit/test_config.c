@@ -1,7 +1,7 @@
 /* cairnd's settings (config/config.c): the config file (--config), its
  * errors, precedence (flags > env > file > defaults) and --print-config;
  * the SIGHUP reload; and which --listen addresses need
- * --insecure. No TLS or tokens yet, so only loopback is served without
+ * --insecure: without both TLS and tokens only loopback is served without
  * it: 127.0.0.0/8 and ::1 written as addresses, or localhost names whose
  * every address is loopback. Names are never looked up in DNS here:
  * "localhost" resolves from /etc/hosts, and any other name is refused
@@ -164,7 +164,7 @@ static void assert_refused(const char *listen, const char *text)
     if (srv_listen_is_loopback(listen, why, sizeof why))
         fail_msg("%s should not count as loopback", listen);
     if (strncmp(why, "--listen: ", 10) != 0 || !strstr(why, text) ||
-        !strstr(why, "pass --insecure true"))
+        !strstr(why, "--insecure true"))
         fail_msg("refusing %s: expected \"--listen: ...%s...--insecure\", got: %s", listen,
                  text, why);
 }
@@ -254,6 +254,83 @@ static void watch_ring_bytes_defaults_to_64_mib_takes_0_to_2_40(void **state)
     assert_flag_refused("--watch-ring-bytes", "-1", "0..2^40");
 }
 
+/* argv, NULL-terminated, must be refused with a message containing want. */
+static void assert_argv_refused(char **argv, const char *want)
+{
+    srv_config cfg;
+    char out[1024];
+    if (parse_argv(argv, out, sizeof out, &cfg) != SRV_CONFIG_EXIT_USAGE)
+        fail_msg("%s %s should be refused", argv[1], argv[2]);
+    if (!strstr(out, want))
+        fail_msg("refusing %s %s: expected \"%s\", got: %s", argv[1], argv[2], want, out);
+}
+
+static void tls_cert_and_key_go_together_and_a_client_ca_needs_them(void **state)
+{
+    (void)state;
+    char *cert_only[] = {"cairnd", "--tls-cert", "c.pem", NULL};
+    assert_argv_refused(cert_only, "--tls-cert and --tls-key go together");
+    char *key_only[] = {"cairnd", "--tls-key", "k.pem", NULL};
+    assert_argv_refused(key_only, "--tls-cert and --tls-key go together");
+    char *ca_only[] = {"cairnd", "--tls-client-ca", "ca.pem", NULL};
+    assert_argv_refused(ca_only, "--tls-client-ca needs --tls-cert and --tls-key");
+    char *all[] = {"cairnd", "--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-client-ca",
+                   "ca.pem", NULL};
+    srv_config cfg;
+    char out[1024];
+    assert_int_equal(parse_argv(all, out, sizeof out, &cfg), SRV_CONFIG_RUN);
+    assert_string_equal(cfg.tls_cert, "c.pem");
+    assert_string_equal(cfg.tls_key, "k.pem");
+    assert_string_equal(cfg.tls_client_ca, "ca.pem");
+}
+
+/* Off loopback, TLS and tokens together stand in for --insecure; either
+ * alone does not. */
+static void a_public_address_is_served_with_tls_and_tokens_but_not_with_one_of_them(
+    void **state)
+{
+    (void)state;
+    char *both[] = {"cairnd", "--listen", "0.0.0.0:7070", "--tls-cert", "c.pem", "--tls-key",
+                    "k.pem", "--auth-tokens", "tokens", NULL};
+    srv_config cfg;
+    char out[1024];
+    assert_int_equal(parse_argv(both, out, sizeof out, &cfg), SRV_CONFIG_RUN);
+    char *tls_only[] = {"cairnd", "--listen", "0.0.0.0:7070", "--tls-cert", "c.pem",
+                        "--tls-key", "k.pem", NULL};
+    assert_argv_refused(tls_only, "needs TLS and tokens (--tls-cert, --tls-key, --auth-tokens)");
+    char *tokens_only[] = {"cairnd", "--listen", "0.0.0.0:7070", "--auth-tokens", "tokens",
+                           NULL};
+    assert_argv_refused(tokens_only, "or --insecure true");
+}
+
+static void durations_take_seconds_minutes_hours_and_days(void **state)
+{
+    (void)state;
+    srv_config cfg;
+    char out[1024];
+    assert_int_equal(parse_flag(NULL, NULL, &cfg, out, sizeof out), SRV_CONFIG_RUN);
+    assert_int_equal(cfg.completed_run_retention_s, 0);
+    assert_int_equal(cfg.dedup_window_s, 0);
+    assert_int_equal(cfg.slow_call_ms, 1000);
+    assert_string_equal(cfg.metrics_listen, "127.0.0.1:9464");
+    static const struct { const char *text; int64_t seconds; } ok[] = {
+        {"0", 0}, {"90", 90}, {"90s", 90}, {"30m", 1800}, {"24h", 86400}, {"7d", 604800},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        assert_int_equal(parse_flag("--dedup-window", ok[i].text, &cfg, out, sizeof out),
+                         SRV_CONFIG_RUN);
+        assert_int_equal(cfg.dedup_window_s, ok[i].seconds);
+        assert_int_equal(parse_flag("--completed-run-retention", ok[i].text, &cfg, out,
+                                    sizeof out),
+                         SRV_CONFIG_RUN);
+        assert_int_equal(cfg.completed_run_retention_s, ok[i].seconds);
+    }
+    assert_flag_refused("--dedup-window", "7w", "Nd");
+    assert_flag_refused("--dedup-window", "-1d", "Nd");
+    assert_flag_refused("--completed-run-retention", "36501d", "Nd");
+    assert_flag_refused("--completed-run-retention", "1dd", "Nd");
+}
+
 /* ---- --pg-dsn and passwords ---- */
 
 
@@ -336,7 +413,7 @@ static void reload_reads_the_log_level_again_from_the_flags_and_the_environment(
     assert_int_equal(srv_config_reload(&running, &next, 3, argv, report, sizeof report), 0);
     assert_int_equal(next.log_level, SRV_LOG_DEBUG);
     assert_non_null(strstr(report, "log level debug (unchanged); not reloadable: "));
-    assert_non_null(strstr(report, "no certificates or tokens yet"));
+    assert_non_null(strstr(report, "--auth-tokens name are read again"));
     assert_null(strstr(report, "config file"));
 
     char *env_only[] = {"cairnd", NULL};
@@ -752,6 +829,9 @@ int main(void)
         cmocka_unit_test(localhost_and_unix_sockets_count_as_loopback),
         cmocka_unit_test(grpc_memory_bytes_defaults_to_1_gib_takes_0_or_16_mib_up),
         cmocka_unit_test(watch_ring_bytes_defaults_to_64_mib_takes_0_to_2_40),
+        cmocka_unit_test(tls_cert_and_key_go_together_and_a_client_ca_needs_them),
+        cmocka_unit_test(a_public_address_is_served_with_tls_and_tokens_but_not_with_one_of_them),
+        cmocka_unit_test(durations_take_seconds_minutes_hours_and_days),
         cmocka_unit_test(a_pg_dsn_with_a_password_on_the_command_line_is_refused_naming_pgpassfile),
         cmocka_unit_test(a_pg_dsn_without_a_password_is_taken_and_one_from_the_environment_too),
         cmocka_unit_test(reload_reads_the_log_level_again_from_the_flags_and_the_environment),

@@ -214,8 +214,26 @@ typedef struct cairn_client_options {
     cairn_circuit_breaker breaker;
     cairn_retry_observer on_retry;  /* optional */
     void *on_retry_user;
-    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
+    /* TLS to the server; NULL for plaintext. Files are read when the
+     * client is created. */
+    const struct cairn_tls_options *tls;
+    /* Bearer token sent as "authorization: Bearer TOKEN" on every call
+     * (Health too); NULL for none. Refused over plaintext to a server off
+     * loopback, where anyone on the path could read it. Copied. */
+    const char *token;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS - 2]; /* must be zero */
 } cairn_client_options;
+
+/* TLS settings of a client (cairn_client_options.tls). */
+typedef struct cairn_tls_options {
+    const char *ca_file;          /* PEM CAs the server's certificate must verify against;
+                                     NULL: the system's roots */
+    const char *cert_file;        /* mutual TLS: PEM client certificate chain, or NULL */
+    const char *key_file;         /* and its PEM private key (with cert_file) */
+    const char *server_name;      /* name to verify the server's certificate against instead
+                                     of the target's host; NULL: the target's */
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
+} cairn_tls_options;
 
 /* Fills the defaults. Call before setting fields, so fields added later
  * get their defaults too. */
