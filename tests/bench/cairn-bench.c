@@ -1,9 +1,11 @@
 /* cairn-bench: an AppendEvents load generator on libcairn (its default
  * retry policy unless told otherwise). Each event's payload starts with a
  * unique tag "bench:<thread>:<request>:<event>", so --verify can read the
- * log back and prove every acknowledged event is there exactly once.
- * Exit status 0 only if every append was acknowledged (and, with
- * --verify, the log checks out). */
+ * logs back and prove every acknowledged event is there exactly once.
+ * --runs spreads the threads over several runs; --health sends Health
+ * checks instead, the transport's own ceiling with no store behind it.
+ * Exit status 0 only if every call was acknowledged (and, with --verify,
+ * the logs check out). */
 #include <cairn/cairn.h>
 
 #include <errno.h>
@@ -19,7 +21,9 @@
 
 typedef struct config {
     char target[1024];
-    char run_id[129];
+    char run_id[120];
+    int runs;                   /* thread t appends to run t % runs */
+    bool health;                /* Health checks in place of appends */
     long requests;              /* 0 with duration */
     double duration_s;
     int concurrency;
@@ -62,12 +66,14 @@ static void on_retry(void *user, const cairn_retry_info *info)
 static int usage(void)
 {
     fprintf(stderr,
-            "usage: cairn-bench --target HOST:PORT[,HOST:PORT...] [--run ID]\n"
+            "usage: cairn-bench --target HOST:PORT[,HOST:PORT...] [--run ID] [--runs N]\n"
             "                   [--requests N | --duration S] [--concurrency C] [--batch B]\n"
             "                   [--payload-bytes P] [--retry-budget] [--breaker] [--json]\n"
-            "                   [--verify] [--progress N]\n"
+            "                   [--verify] [--progress N] [--health]\n"
             "  --target      one server, or several (IPv4) spread round-robin\n"
             "  --run         run to append to (created if missing; default bench-<pid>)\n"
+            "  --runs        spread the threads over N runs, ID-0..ID-<N-1> (default 1: ID)\n"
+            "  --health      send Health checks instead of appends (no store involved)\n"
             "  --requests    appends in all (default 10000), or --duration seconds\n"
             "  --concurrency threads, one blocking call each (default 8)\n"
             "  --batch       events per append (default 1)\n"
@@ -87,8 +93,10 @@ static int parse_args(int argc, char **argv, config *cfg)
         {"payload-bytes", required_argument, NULL, 'p'}, {"retry-budget", no_argument, NULL, 'B'},
         {"breaker", no_argument, NULL, 'K'},           {"json", no_argument, NULL, 'j'},
         {"verify", no_argument, NULL, 'v'},            {"progress", required_argument, NULL, 'P'},
+        {"runs", required_argument, NULL, 'R'},        {"health", no_argument, NULL, 'H'},
         {"help", no_argument, NULL, 'h'},              {0}};
-    *cfg = (config){.requests = 10000, .concurrency = 8, .batch = 1, .payload_bytes = 64};
+    *cfg = (config){.requests = 10000, .concurrency = 8, .batch = 1, .payload_bytes = 64,
+                    .runs = 1};
     snprintf(cfg->run_id, sizeof cfg->run_id, "bench-%ld", (long)getpid());
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -123,6 +131,12 @@ static int parse_args(int argc, char **argv, config *cfg)
         case 'P':
             cfg->progress_every = strtol(optarg, &end, 10);
             break;
+        case 'R':
+            cfg->runs = (int)strtol(optarg, &end, 10);
+            break;
+        case 'H':
+            cfg->health = true;
+            break;
         case 'B':
             cfg->retry_budget = true;
             break;
@@ -144,10 +158,48 @@ static int parse_args(int argc, char **argv, config *cfg)
         }
     }
     if (!cfg->target[0] || optind != argc || cfg->concurrency < 1 || cfg->concurrency > 1024 ||
-        cfg->batch < 1 || cfg->batch > 1000 || cfg->payload_bytes < 0 ||
+        cfg->batch < 1 || cfg->batch > 1000 || cfg->payload_bytes < 0 || cfg->runs < 1 ||
+        cfg->runs > cfg->concurrency || (cfg->health && cfg->verify) ||
         cfg->payload_bytes > 1024 * 1024 || (cfg->requests <= 0 && cfg->duration_s <= 0))
         return usage();
     return 0;
+}
+
+/* The run thread t appends to. */
+static void run_of(const config *cfg, int t, char *out, size_t cap)
+{
+    if (cfg->runs == 1)
+        snprintf(out, cap, "%s", cfg->run_id);
+    else
+        snprintf(out, cap, "%s-%d", cfg->run_id, t % cfg->runs);
+}
+
+/* One call: an append of request i, or a Health check. */
+static cairn_status call_once(thread_state *t, const char *run_id, long i, char **payloads,
+                              cairn_event *evs, cairn_error *err)
+{
+    const config *cfg = t->cfg;
+    if (cfg->health) {
+        cairn_serving serving;
+        cairn_status st = cairn_health_check(t->client, NULL, &serving, err);
+        return st == CAIRN_OK && serving != CAIRN_SERVING ? CAIRN_UNAVAILABLE : st;
+    }
+    size_t len = (size_t)cfg->payload_bytes;
+    for (int j = 0; j < cfg->batch; j++) {
+        int tag = snprintf(payloads[j], len + 64, "bench:%d:%ld:%d", t->id, i, j);
+        size_t n = len > (size_t)tag ? len : (size_t)tag;
+        memset(payloads[j] + tag, 'x', n - (size_t)tag);
+        evs[j] = (cairn_event){.type = "bench", .payload = payloads[j], .payload_len = n};
+    }
+    char key[65], tid[16], idx[24];
+    snprintf(tid, sizeof tid, "%d", t->id);
+    snprintf(idx, sizeof idx, "%ld", i);
+    const char *parts[] = {run_id, "bench", tid, idx};
+    cairn_idempotency_key(key, parts, 4);
+    cairn_append_request req = {.idempotency_key = key, .run_id = run_id, .events = evs,
+                                .events_count = (size_t)cfg->batch};
+    cairn_append_result res;
+    return cairn_append_events(t->client, &req, &res, err);
 }
 
 static bool record_ack(thread_state *t, long i, uint64_t ns)
@@ -185,24 +237,12 @@ static void *worker(void *arg)
     cairn_event *evs = calloc((size_t)cfg->batch, sizeof *evs);
     for (int j = 0; payloads && j < cfg->batch; j++)
         payloads[j] = malloc(len + 64);
+    char run_id[sizeof cfg->run_id + 16];
+    run_of(cfg, t->id, run_id, sizeof run_id);
     for (long i = 0; t->quota < 0 ? now_s() < t->deadline : i < t->quota; i++) {
-        for (int j = 0; j < cfg->batch; j++) {
-            int tag = snprintf(payloads[j], len + 64, "bench:%d:%ld:%d", t->id, i, j);
-            size_t n = len > (size_t)tag ? len : (size_t)tag;
-            memset(payloads[j] + tag, 'x', n - (size_t)tag);
-            evs[j] = (cairn_event){.type = "bench", .payload = payloads[j], .payload_len = n};
-        }
-        char key[65], tid[16], idx[24];
-        snprintf(tid, sizeof tid, "%d", t->id);
-        snprintf(idx, sizeof idx, "%ld", i);
-        const char *parts[] = {cfg->run_id, "bench", tid, idx};
-        cairn_idempotency_key(key, parts, 4);
-        cairn_append_request req = {.idempotency_key = key, .run_id = cfg->run_id,
-                                    .events = evs, .events_count = (size_t)cfg->batch};
-        cairn_append_result res;
         cairn_error err;
         double t0 = now_s();
-        cairn_status st = cairn_append_events(t->client, &req, &res, &err);
+        cairn_status st = call_once(t, run_id, i, payloads, evs, &err);
         if (st == CAIRN_OK && record_ack(t, i, (uint64_t)((now_s() - t0) * 1e9))) {
             long total = atomic_fetch_add(&g_acked, 1) + 1;
             if (cfg->progress_every && total % cfg->progress_every == 0) {
@@ -237,53 +277,61 @@ static double pct_ms(const uint64_t *v, long n, double p)
     return (double)v[i] / 1e6;
 }
 
-/* Reads the whole log: seqs dense from 1, every acknowledged tag exactly
- * once. Returns 0 when it checks out. */
+/* Reads every run's whole log: seqs dense from 1 in each, every
+ * acknowledged tag exactly once. Returns 0 when they check out. */
 static int verify(cairn_client *c, const config *cfg, thread_state *ts, long *events_out)
 {
     long dense_breaks = 0, dups = 0, foreign = 0, unacked = 0, missing = 0, n = 0;
     /* seen[t][i] counts events of request i of thread t */
-    int **seen = calloc((size_t)cfg->concurrency, sizeof *seen);
+    size_t threads = cfg->concurrency > 0 ? (size_t)cfg->concurrency : 1; /* parse_args */
+    int **seen = calloc(threads, sizeof *seen);
     for (int t = 0; t < cfg->concurrency; t++)
         seen[t] = calloc((size_t)(ts[t].map_cap + 1), sizeof **seen);
-    uint64_t from = 1;
-    for (;;) {
-        cairn_event_page page;
-        cairn_error err;
-        cairn_status st = cairn_read_events(c, cfg->run_id, from, 1000, &page, &err);
-        if (st) {
-            fprintf(stderr, "cairn-bench: verify: %s: %s\n", cairn_strerror(st), err.message);
-            return 1;
-        }
-        if (page.events_count == 0) {
+    for (int r = 0; r < cfg->runs; r++) {
+        char run_id[sizeof cfg->run_id + 16];
+        run_of(cfg, r, run_id, sizeof run_id);
+        uint64_t from = 1;
+        long in_run = 0;
+        for (;;) {
+            cairn_event_page page;
+            cairn_error err;
+            cairn_status st = cairn_read_events(c, run_id, from, 1000, &page, &err);
+            if (st) {
+                fprintf(stderr, "cairn-bench: verify %s: %s: %s\n", run_id, cairn_strerror(st),
+                        err.message);
+                return 1;
+            }
+            if (page.events_count == 0) {
+                cairn_event_page_free(&page);
+                break;
+            }
+            for (size_t k = 0; k < page.events_count; k++) {
+                const cairn_event *e = &page.events[k];
+                if (e->seq != (uint64_t)in_run + 1)
+                    dense_breaks++;
+                in_run++;
+                n++;
+                int tid, j;
+                long i;
+                char tag[64];
+                size_t l = e->payload_len < sizeof tag - 1 ? e->payload_len : sizeof tag - 1;
+                memcpy(tag, e->payload, l);
+                tag[l] = '\0';
+                if (sscanf(tag, "bench:%d:%ld:%d", &tid, &i, &j) != 3 || tid < 0 ||
+                    tid >= cfg->concurrency || i < 0) {
+                    foreign++;
+                    continue;
+                }
+                if (i >= ts[tid].map_cap || !ts[tid].acked_map[i]) {
+                    unacked++; /* committed, but its caller gave up */
+                    continue;
+                }
+                if (++seen[tid][i] > cfg->batch)
+                    dups++;
+            }
+            from = page.next_seq;
             cairn_event_page_free(&page);
-            break;
         }
-        for (size_t k = 0; k < page.events_count; k++) {
-            const cairn_event *e = &page.events[k];
-            if (e->seq != (uint64_t)n + 1)
-                dense_breaks++;
-            n++;
-            int tid, j;
-            long i;
-            char tag[64];
-            size_t l = e->payload_len < sizeof tag - 1 ? e->payload_len : sizeof tag - 1;
-            memcpy(tag, e->payload, l);
-            tag[l] = '\0';
-            if (sscanf(tag, "bench:%d:%ld:%d", &tid, &i, &j) != 3 || tid < 0 ||
-                tid >= cfg->concurrency || i < 0) {
-                foreign++;
-                continue;
-            }
-            if (i >= ts[tid].map_cap || !ts[tid].acked_map[i]) {
-                unacked++; /* committed, but its caller gave up */
-                continue;
-            }
-            if (++seen[tid][i] > cfg->batch)
-                dups++;
-        }
-        from = page.next_seq;
-        cairn_event_page_free(&page);
     }
     for (int t = 0; t < cfg->concurrency; t++) {
         for (long i = 0; i < ts[t].map_cap; i++) {
@@ -296,9 +344,13 @@ static int verify(cairn_client *c, const config *cfg, thread_state *ts, long *ev
     }
     free(seen);
     *events_out = n;
-    printf("verify: %ld events, seqs 1..%ld %s, %ld duplicates, %ld missing, %ld committed but "
-           "unacknowledged, %ld foreign\n",
-           n, n, dense_breaks ? "NOT dense" : "dense", dups, missing, unacked, foreign);
+    if (cfg->runs == 1)
+        printf("verify: %ld events, seqs 1..%ld %s, ", n, n, dense_breaks ? "NOT dense" : "dense");
+    else
+        printf("verify: %ld events in %d runs, seqs %s in each, ", n, cfg->runs,
+               dense_breaks ? "NOT dense" : "dense");
+    printf("%ld duplicates, %ld missing, %ld committed but unacknowledged, %ld foreign\n", dups,
+           missing, unacked, foreign);
     return dense_breaks || dups || missing ? 1 : 0;
 }
 
@@ -321,16 +373,20 @@ int main(int argc, char **argv)
         fprintf(stderr, "cairn-bench: %s\n", err.message);
         return 1;
     }
-    const char *workers[] = {"bench"};
-    cairn_create_run_request cr = {.run_id = cfg.run_id, .workers = workers, .workers_count = 1};
-    cairn_run run;
-    cairn_status st = cairn_create_run(client, &cr, &run, &err);
-    if (st) {
-        fprintf(stderr, "cairn-bench: create run %s: %s: %s\n", cfg.run_id, cairn_strerror(st),
-                err.message);
-        return 1;
+    for (int r = 0; !cfg.health && r < cfg.runs; r++) {
+        char run_id[sizeof cfg.run_id + 16];
+        run_of(&cfg, r, run_id, sizeof run_id);
+        const char *workers[] = {"bench"};
+        cairn_create_run_request cr = {.run_id = run_id, .workers = workers, .workers_count = 1};
+        cairn_run run;
+        cairn_status st = cairn_create_run(client, &cr, &run, &err);
+        if (st) {
+            fprintf(stderr, "cairn-bench: create run %s: %s: %s\n", run_id, cairn_strerror(st),
+                    err.message);
+            return 1;
+        }
+        cairn_run_free(&run);
     }
-    cairn_run_free(&run);
 
     thread_state *ts = calloc((size_t)cfg.concurrency, sizeof *ts);
     pthread_t *th = calloc((size_t)cfg.concurrency, sizeof *th);
@@ -357,25 +413,29 @@ int main(int argc, char **argv)
         for (long i = 0; i < ts[t].acked; i++)
             all[k++] = ts[t].lat_ns[i];
     qsort(all, (size_t)acked, sizeof *all, cmp_u64);
-    double rps = (double)acked / elapsed;
+    double rps = (double)acked / elapsed, eps = cfg.health ? 0 : rps * cfg.batch;
     double p50 = pct_ms(all, acked, 0.50), p99 = pct_ms(all, acked, 0.99),
            p999 = pct_ms(all, acked, 0.999);
     long retries = atomic_load(&g_retries);
 
     if (cfg.json)
-        printf("{\"target\":\"%s\",\"run\":\"%s\",\"concurrency\":%d,\"batch\":%d,"
+        printf("{\"target\":\"%s\",\"run\":\"%s\",\"runs\":%d,\"method\":\"%s\","
+               "\"concurrency\":%d,\"batch\":%d,"
                "\"payload_bytes\":%d,\"acknowledged\":%ld,\"failed\":%ld,\"retries\":%ld,"
                "\"seconds\":%.3f,\"requests_per_s\":%.1f,\"events_per_s\":%.1f,"
                "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f}\n",
-               cfg.target, cfg.run_id, cfg.concurrency, cfg.batch, cfg.payload_bytes, acked, failed,
-               retries, elapsed, rps, rps * cfg.batch, p50, p99, p999);
+               cfg.target, cfg.run_id, cfg.runs, cfg.health ? "Health" : "AppendEvents",
+               cfg.concurrency, cfg.batch, cfg.payload_bytes, acked, failed, retries, elapsed, rps,
+               eps, p50, p99, p999);
     else
-        printf("target %s run %s: %d threads, %d events/append, %d-byte payloads\n"
-               "acknowledged %ld appends (%ld events) in %.3f s, failed %ld, retries %ld\n"
+        printf("target %s run %s (%d runs): %d threads, %d events/append, %d-byte payloads\n"
+               "acknowledged %ld %s (%ld events) in %.3f s, failed %ld, retries %ld\n"
                "requests/s %.1f  events/s %.1f\n"
                "latency ms  p50 %.3f  p99 %.3f  p99.9 %.3f\n",
-               cfg.target, cfg.run_id, cfg.concurrency, cfg.batch, cfg.payload_bytes, acked,
-               acked * cfg.batch, elapsed, failed, retries, rps, rps * cfg.batch, p50, p99, p999);
+               cfg.target, cfg.run_id, cfg.runs, cfg.concurrency, cfg.batch, cfg.payload_bytes,
+               acked, cfg.health ? "Health checks" : "appends",
+               cfg.health ? 0 : acked * cfg.batch, elapsed, failed, retries, rps,
+               eps, p50, p99, p999);
     for (int t = 0; t < cfg.concurrency; t++)
         if (ts[t].first_error[0])
             fprintf(stderr, "cairn-bench: thread %d: %s\n", t, ts[t].first_error);

@@ -5,9 +5,13 @@ PostgreSQL (tests/support/pgcluster.py, fsync and synchronous_commit on),
 1. pgbench: 64 clients, each transaction one single-row INSERT (a 64-byte
    payload, a bigserial key), autocommit;
 2. cairn-bench at concurrency 64 against 3 cairnd replicas on that
-   PostgreSQL, round-robin, one 64-byte event per append;
+   PostgreSQL, round-robin, one 64-byte event per append, all to one run
+   (the issue's case), and the same spread over 64 runs (one per client);
 3. cairn-bench at concurrency 64 against one cairnd on the embedded
-   SQLite store, beside them.
+   SQLite store, beside them;
+4. cairn-bench --health against the 3 replicas and against one cairnd:
+   the transport's own ceiling on this machine, with no store behind it,
+   which no store can beat.
 
 Prints a Markdown table of durable writes per second (and the ratio of 2
 to 1, which the issue wants >= 2) and each tool's raw result.
@@ -32,7 +36,8 @@ CLIENTS = 64
 
 def start_cairnd(build, data_dir, env, *flags):
     p = subprocess.Popen([os.path.join(build, "server", "cairnd"), "--listen", "127.0.0.1:0",
-                          "--data-dir", data_dir, "--log-level", "warn"] + list(flags),
+                          "--data-dir", data_dir, "--log-level", "warn", "--metrics-listen",
+                          "off"] + list(flags),
                          stdout=subprocess.PIPE, env=env)
     line = p.stdout.readline().decode()
     m = re.match(r"listening on (\S+)", line)
@@ -41,10 +46,10 @@ def start_cairnd(build, data_dir, env, *flags):
     return p, m.group(1)
 
 
-def cairn_bench(build, target, seconds):
+def cairn_bench(build, target, seconds, *flags):
     out = subprocess.run([os.path.join(build, "tests", "bench", "cairn-bench"), "--target",
                           target, "--concurrency", str(CLIENTS), "--duration", str(seconds),
-                          "--payload-bytes", "64", "--json"],
+                          "--payload-bytes", "64", "--json"] + list(flags),
                          check=True, stdout=subprocess.PIPE).stdout.decode()
     r = json.loads(out)
     return r["requests_per_s"], out.strip()
@@ -68,6 +73,32 @@ def pgbench(pg, seconds, tmp):
     return tps, " ".join(l for l in out.splitlines() if "tps" in l or "latency" in l)
 
 
+# (key, table row, replicas on PostgreSQL (0: one cairnd on SQLite), cairn-bench flags)
+CASES = [
+    ("cluster", "cairn-bench, 3 cairnd replicas on that PostgreSQL, one run", 3, []),
+    ("cluster_runs", "the same, 64 runs (one per client)", 3, ["--runs", str(CLIENTS)]),
+    ("sqlite", "cairn-bench, one cairnd, embedded SQLite, one run", 0, []),
+    ("cluster_health", "Health checks (no store), 3 cairnd replicas", 3, ["--health"]),
+    ("health", "Health checks (no store), one cairnd", 0, ["--health"]),
+]
+
+
+def run_case(args, pg, tmp, rnd, key, replicas, flags):
+    if replicas:
+        env = dict(os.environ, CAIRN_PG_DSN=pg.dsn)
+        servers = [start_cairnd(args.build, os.path.join(tmp, "%s%d-%d" % (key, rnd, i)), env,
+                                "--store", "postgres") for i in range(replicas)]
+    else:
+        servers = [start_cairnd(args.build, os.path.join(tmp, "%s%d" % (key, rnd)),
+                                dict(os.environ))]
+    try:
+        return cairn_bench(args.build, ",".join(t for _, t in servers), args.seconds, *flags)
+    finally:
+        for p, _ in servers:
+            p.terminate()
+            p.wait()
+
+
 def main():
     a = argparse.ArgumentParser()
     a.add_argument("build")
@@ -76,52 +107,33 @@ def main():
     args = a.parse_args()
     tmp = tempfile.mkdtemp(prefix="cairn-bench-pg-")
     pg = pgcluster.PgCluster()
-    results = {"pgbench": [], "cluster": [], "sqlite": []}
+    results = {key: [] for key in ["pgbench"] + [c[0] for c in CASES]}
     try:
         pg.start()
         for rnd in range(args.rounds):
             tps, raw = pgbench(pg, args.seconds, tmp)
             results["pgbench"].append(tps)
             print("round %d pgbench: %s" % (rnd + 1, raw), flush=True)
-
-            env = dict(os.environ, CAIRN_PG_DSN=pg.dsn)
-            replicas = [start_cairnd(args.build, os.path.join(tmp, "r%d-%d" % (rnd, i)), env,
-                                     "--store", "postgres") for i in range(3)]
-            try:
-                rate, raw = cairn_bench(args.build, ",".join(t for _, t in replicas),
-                                        args.seconds)
-            finally:
-                for p, _ in replicas:
-                    p.terminate()
-                    p.wait()
-            results["cluster"].append(rate)
-            print("round %d cluster: %s" % (rnd + 1, raw), flush=True)
-
-            p, target = start_cairnd(args.build, os.path.join(tmp, "sqlite%d" % rnd),
-                                     dict(os.environ))
-            try:
-                rate, raw = cairn_bench(args.build, target, args.seconds)
-            finally:
-                p.terminate()
-                p.wait()
-            results["sqlite"].append(rate)
-            print("round %d sqlite: %s" % (rnd + 1, raw), flush=True)
+            for key, _, replicas, flags in CASES:
+                rate, raw = run_case(args, pg, tmp, rnd, key, replicas, flags)
+                results[key].append(rate)
+                print("round %d %s: %s" % (rnd + 1, key, raw), flush=True)
     finally:
         pg.stop()
         pg.cleanup()
         subprocess.run(["rm", "-rf", tmp])
 
     med = {k: statistics.median(v) for k, v in results.items()}
-    print("\n| writer (64 clients, %d s, median of %d) | durable writes/s | rounds |"
-          % (args.seconds, args.rounds))
+    print("\n| 64 clients, %d s, median of %d | calls/s | rounds |" % (args.seconds, args.rounds))
     print("| --- | --- | --- |")
-    print("| pgbench, single-row INSERT per transaction | %.0f | %s |"
-          % (med["pgbench"], ", ".join("%.0f" % x for x in results["pgbench"])))
-    print("| cairn-bench, 3 cairnd replicas on that PostgreSQL | %.0f | %s |"
-          % (med["cluster"], ", ".join("%.0f" % x for x in results["cluster"])))
-    print("| cairn-bench, one cairnd, embedded SQLite | %.0f | %s |"
-          % (med["sqlite"], ", ".join("%.0f" % x for x in results["sqlite"])))
-    print("\ncluster / pgbench = %.2f" % (med["cluster"] / med["pgbench"]))
+    rows = [("pgbench", "pgbench, single-row INSERT per transaction")] + \
+        [(c[0], c[1]) for c in CASES]
+    for key, label in rows:
+        print("| %s | %.0f | %s |" % (label, med[key],
+                                     ", ".join("%.0f" % x for x in results[key])))
+    print("\ncluster / pgbench = %.2f (64 runs: %.2f); Health of 3 replicas / pgbench = %.2f"
+          % (med["cluster"] / med["pgbench"], med["cluster_runs"] / med["pgbench"],
+             med["cluster_health"] / med["pgbench"]))
 
 
 if __name__ == "__main__":
