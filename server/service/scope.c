@@ -7,13 +7,15 @@
 
 /* Probes are open: a load balancer or kubelet carries no token. */
 static srv_code authenticate(void *appv, const char *path, const char *header,
-                             size_t header_len, srv_error *err)
+                             size_t header_len, bool repeated, srv_error *err)
 {
     srv_app *app = appv;
     if (strcmp(path, HEALTH_PATH) == 0)
         return SRV_OK;
     srv_identity who;
-    srv_code rc = srv_tokens_identify(app->tokens, header, header_len, &who, err);
+    srv_code rc = repeated ? srv_fail(err, SRV_UNAUTHENTICATED,
+                                      "authorization header: sent more than once; send one")
+                           : srv_tokens_identify(app->tokens, header, header_len, &who, err);
     if (rc)
         srv_debug("auth: refused a call to %s: %s", path, err->msg);
     return rc;

@@ -10,8 +10,9 @@
 
 /* The transport's authenticate hook (srv_rpc_config) for app: NULL when
  * cairnd runs without tokens. The hook lets Health through whatever
- * the call carries and refuses any other call without a known token
- * (UNAUTHENTICATED naming the authorization header). */
+ * the call carries and refuses any other call without exactly one
+ * authorization header holding a known token (UNAUTHENTICATED naming
+ * the authorization header). */
 srv_rpc_auth_fn srv_scope_authenticator(const srv_app *app);
 
 /* Who the call is, from its authorization header; *who lives in the

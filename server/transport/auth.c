@@ -47,10 +47,7 @@ static void process(void *state, grpc_auth_context *ctx, const grpc_metadata *md
         }
     }
     srv_error err;
-    srv_code code = headers > 1 ? srv_fail(&err, SRV_UNAUTHENTICATED,
-                                           "authorization header: sent %d times; send it once",
-                                           headers)
-                                : p->fn(p->app, path, header, header_len, &err);
+    srv_code code = p->fn(p->app, path, header, header_len, headers > 1, &err);
     done(user_data, NULL, 0, NULL, 0, (grpc_status_code)code, code ? err.msg : NULL);
 }
 

@@ -35,15 +35,14 @@ typedef struct srv_rpc_method {
 typedef void (*srv_rpc_on_call)(void *app, srv_call *call, size_t index);
 
 /* Admits or refuses a call before it is accepted: path is its method
- * ("/pkg.Svc/Method"; "" if it has none), header the value of its
+ * ("/pkg.Svc/Method"; "" if it has none), header the value of its first
  * authorization metadata (header_len bytes, not NUL-terminated; NULL
- * when it has none). Returns SRV_OK to let it through, or a code
- * (UNAUTHENTICATED) with err's message, which is the client's answer.
- * Runs on gRPC's threads for every call, methods not served included
- * (a call with two authorization headers is refused before it); must
- * not block. */
+ * when it has none), repeated true when it has more than one. Returns
+ * SRV_OK to let it through, or a code (UNAUTHENTICATED) with err's
+ * message, which is the client's answer. Runs on gRPC's threads for
+ * every call, methods not served included; must not block. */
 typedef srv_code (*srv_rpc_auth_fn)(void *app, const char *path, const char *header,
-                                    size_t header_len, srv_error *err);
+                                    size_t header_len, bool repeated, srv_error *err);
 
 typedef struct srv_rpc_config {
     const char *listen;           /* "127.0.0.1:7070" (port 0 = any free port) or
