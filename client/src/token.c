@@ -25,22 +25,26 @@ static bool host_is_loopback(const char *host, size_t n)
     return strcasecmp(h, "localhost") == 0;
 }
 
-/* One address, n bytes: "HOST:PORT", "[V6]:PORT" or "HOST". */
+/* One address, n bytes: "HOST:PORT", "[V6]:PORT" or "HOST"; without
+ * brackets, more than one ':' makes the whole an IPv6 host, as gRPC
+ * reads it. */
 static bool address_is_loopback(const char *addr, size_t n)
 {
     if (n > 0 && addr[0] == '[') {
         const char *close = memchr(addr, ']', n);
         if (!close)
             return false;
-        size_t rest = n - (size_t)(close + 1 - addr);
-        return (rest == 0 || close[1] == ':') && host_is_loopback(addr + 1, (size_t)(close - addr - 1));
+        size_t host_len = (size_t)(close - addr - 1), rest = n - host_len - 2;
+        return (rest == 0 || close[1] == ':') && host_is_loopback(addr + 1, host_len);
     }
     const char *colon = NULL;
+    int colons = 0;
     for (const char *p = addr; p < addr + n; p++)
-        if (*p == ':')
+        if (*p == ':') {
             colon = p;
-    size_t host_len = colon ? (size_t)(colon - addr) : n;
-    return host_is_loopback(addr, host_len) || host_is_loopback(addr, n); /* bare "::1" */
+            colons++;
+        }
+    return host_is_loopback(addr, colons == 1 ? (size_t)(colon - addr) : n);
 }
 
 static bool starts_with(const char *s, const char *prefix)

@@ -103,7 +103,8 @@ static srv_code parse_line(char *line, const char *where, entry *e, srv_error *e
     if (!hex_ok) /* the digest is not repeated: it is the file's secret */
         return srv_fail(err, SRV_INVALID_ARGUMENT,
                         "%s: token-sha256: must be 64 hex digits (sha256sum's output), got %zu "
-                        "characters%s", where, hex_len, hex_len == 2 * DIGEST ? " not all hex" : "");
+                        "characters%s",
+                        where, hex_len, hex_len == 2 * DIGEST ? " not all hex" : "");
     int role = -1;
     for (int r = SRV_ROLE_READ; r <= SRV_ROLE_ADMIN; r++)
         if (strcmp(field[2], role_names[r]) == 0)

@@ -46,49 +46,49 @@ typedef struct row {
 /* A method's path and its name (the dedup scope), from one token. */
 #define COORD(name) "/cairn.v1.Coordinator/" #name, #name
 #define MSG(x) &cairn__v1__##x##__descriptor
-/* The least role of a row, then which run it touches. */
-#define READ SRV_ROLE_READ, SCOPE_RUN
-#define WRITE SRV_ROLE_WRITE, SCOPE_RUN
+/* A row's least role and its scope, for the rows naming a run_id. */
+#define READS_RUN SRV_ROLE_READ, SCOPE_RUN
+#define WRITES_RUN SRV_ROLE_WRITE, SCOPE_RUN
 
 /* Methods not listed here get UNIMPLEMENTED from the transport's
  * catch-all. */
 static const row table[] = {
-    {COORD(CreateRun), KIND_MUTATION, WRITE, MSG(create_run_request), MSG(run),
+    {COORD(CreateRun), KIND_MUTATION, WRITES_RUN, MSG(create_run_request), MSG(run),
      srv_validate_create_run, .apply = srv_apply_create_run},
-    {COORD(GetRun), KIND_READ, READ, MSG(get_run_request), MSG(run),
+    {COORD(GetRun), KIND_READ, READS_RUN, MSG(get_run_request), MSG(run),
      srv_validate_run_id_only, .read = srv_read_get_run},
     {COORD(ListRuns), KIND_READ, SRV_ROLE_READ, SCOPE_LISTED, MSG(list_runs_request),
      MSG(list_runs_response), srv_validate_list_runs, .scoped_read = srv_read_list_runs},
-    {COORD(AppendEvents), KIND_MUTATION, WRITE, MSG(append_events_request),
+    {COORD(AppendEvents), KIND_MUTATION, WRITES_RUN, MSG(append_events_request),
      MSG(append_events_response), srv_validate_append_events, .apply = srv_apply_append_events},
-    {COORD(ReadEvents), KIND_READ, READ, MSG(read_events_request),
+    {COORD(ReadEvents), KIND_READ, READS_RUN, MSG(read_events_request),
      MSG(read_events_response), srv_validate_read_events, .read = srv_read_read_events},
-    {COORD(WatchEvents), KIND_SERVER_STREAM, READ, MSG(watch_events_request), MSG(event),
+    {COORD(WatchEvents), KIND_SERVER_STREAM, READS_RUN, MSG(watch_events_request), MSG(event),
      srv_validate_watch_events, .serve = srv_start_watch_events},
-    {COORD(AcquireWorker), KIND_MUTATION, WRITE, MSG(acquire_worker_request), MSG(lease),
+    {COORD(AcquireWorker), KIND_MUTATION, WRITES_RUN, MSG(acquire_worker_request), MSG(lease),
      srv_validate_acquire_worker, .apply = srv_apply_acquire_worker},
-    {COORD(RenewLease), KIND_MUTATION, WRITE, MSG(renew_lease_request), MSG(lease),
+    {COORD(RenewLease), KIND_MUTATION, WRITES_RUN, MSG(renew_lease_request), MSG(lease),
      srv_validate_renew_lease, .apply = srv_apply_renew_lease},
-    {COORD(ReleaseWorker), KIND_MUTATION, WRITE, MSG(release_worker_request),
+    {COORD(ReleaseWorker), KIND_MUTATION, WRITES_RUN, MSG(release_worker_request),
      MSG(release_worker_response), srv_validate_release_worker, .apply = srv_apply_release_worker},
-    {COORD(CompleteWorker), KIND_MUTATION, WRITE, MSG(complete_worker_request),
+    {COORD(CompleteWorker), KIND_MUTATION, WRITES_RUN, MSG(complete_worker_request),
      MSG(complete_worker_response), srv_validate_complete_worker,
      .apply = srv_apply_complete_worker},
     {COORD(CreateCheckpoint), KIND_CLIENT_STREAM, SRV_ROLE_WRITE, SCOPE_HEADER,
      MSG(create_checkpoint_request), MSG(checkpoint), NULL,
      .apply = srv_apply_create_checkpoint, .accept = srv_start_create_checkpoint},
-    {COORD(ListCheckpoints), KIND_READ, READ, MSG(list_checkpoints_request),
+    {COORD(ListCheckpoints), KIND_READ, READS_RUN, MSG(list_checkpoints_request),
      MSG(list_checkpoints_response), srv_validate_list_checkpoints,
      .read = srv_read_list_checkpoints},
-    {COORD(GetLatestCheckpoint), KIND_READ, READ,
+    {COORD(GetLatestCheckpoint), KIND_READ, READS_RUN,
      MSG(get_latest_checkpoint_request), MSG(checkpoint), srv_validate_run_id_only,
      .read = srv_read_get_latest_checkpoint},
-    {COORD(LoadCheckpoint), KIND_SERVER_STREAM, READ, MSG(load_checkpoint_request),
+    {COORD(LoadCheckpoint), KIND_SERVER_STREAM, READS_RUN, MSG(load_checkpoint_request),
      MSG(checkpoint_chunk), srv_validate_load_checkpoint, .serve = srv_start_load_checkpoint},
-    {COORD(CleanupCheckpoints), KIND_MUTATION, WRITE,
+    {COORD(CleanupCheckpoints), KIND_MUTATION, WRITES_RUN,
      MSG(cleanup_checkpoints_request), MSG(cleanup_checkpoints_response),
      srv_validate_cleanup_checkpoints, .apply = srv_apply_cleanup_checkpoints},
-    {COORD(ResumeRun), KIND_READ, READ, MSG(resume_run_request), MSG(resume_result),
+    {COORD(ResumeRun), KIND_READ, READS_RUN, MSG(resume_run_request), MSG(resume_result),
      srv_validate_resume_run, .read = srv_read_resume_run},
     /* A probe is answered even while every I/O thread waits for the disk,
      * and carries no token. */

@@ -280,7 +280,8 @@ static void prefix_token_is_denied_every_kind_of_call_outside_its_prefix(void **
     assert_int_equal(append_one(f->admin, "other-run-3", &err), CAIRN_OK);
     assert_int_equal(upload(f->admin, "other-run-3", &err), CAIRN_OK);
     cairn_client *team = client_with(&f->server, TEAM_A);
-    const char *want = "run_id \"other-run-3\" is outside the run prefix \"team-a\" of token team-a";
+    const char *want =
+        "run_id \"other-run-3\" is outside the run prefix \"team-a\" of token team-a";
 
     cairn_run run;
     assert_refused(cairn_get_run(team, "other-run-3", &run, &err), &err,

@@ -41,6 +41,7 @@ static void token_in_plaintext_to_loopback_targets_is_accepted(void **state)
         "localhost:7070",
         "LocalHost:7070",
         "[::1]:7070",
+        "::1",
         "ipv4:127.0.0.1:7001,127.0.0.1:7002",
         "ipv6:[::1]:7001,[::1]:7002",
         "dns:///localhost:7070",
@@ -68,6 +69,7 @@ static void token_in_plaintext_off_loopback_is_refused_naming_token_and_target(v
         "cairn.example.com:7070",
         "127.0.0.1.nip.io:7070",              /* a name, whatever it resolves to */
         "[2001:db8::1]:7070",
+        "::1:7070",                           /* unbracketed: the IPv6 host ::1:7070 */
         "ipv6:[::1]:7001,[2001:db8::1]:7002",
         "xds:///cairn",                       /* schemes cairn does not use */
     };
