@@ -728,6 +728,18 @@ class BadInputTest(tc.CairnTestCase):
                     failures.append("%s / Health: %s" % (name, h.status))
             except grpc.RpcError as e:
                 failures.append("%s / Health: %s %s" % (name, e.code().name, e.details()))
+        # A method cairnd does not serve: refused before any handler, by
+        # gRPC core's auth metadata processor on the server's credentials
+        # (only it sees such calls), UNIMPLEMENTED only with a token.
+        unknown = server.channel.unary_unary(SVC + "NoSuchMethod")
+        for md, code in (([], UNAUTHENTICATED), (auth, grpc.StatusCode.UNIMPLEMENTED)):
+            try:
+                unknown(b"", metadata=md, timeout=RPC_TIMEOUT_S)
+                failures.append("NoSuchMethod answered OK")
+            except grpc.RpcError as e:
+                if e.code() != code:
+                    failures.append("NoSuchMethod with %d headers: expected %s, got %s %r"
+                                    % (len(md), code.name, e.code().name, e.details()))
         # Nothing got in: no event, no checkpoint; and cairnd still serves.
         run = stub.GetRun(pb.GetRunRequest(run_id=run_id), metadata=auth,
                           timeout=RPC_TIMEOUT_S)
