@@ -175,7 +175,8 @@ static srv_code read_lines(FILE *f, const char *path, token_set *s, srv_error *e
             break;
         }
         line[strcspn(line, "\n")] = '\0';
-        if (line[strspn(line, " \t\r")] == '\0' || line[strspn(line, " \t\r")] == '#')
+        char first = line[strspn(line, " \t\r")];
+        if (first == '\0' || first == '#')
             continue;
         entry e = {.line = no};
         if ((rc = parse_line(line, where, &e, err)) || (rc = check_unique(s, &e, where, err)))
@@ -207,7 +208,9 @@ static token_set *load(const char *path, srv_error *err)
         srv_fail(err, SRV_INVALID_ARGUMENT, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
-    FILE *f = check_file(fd, path, err) ? NULL : fdopen(fd, "r");
+    FILE *f = NULL;
+    if (!check_file(fd, path, err) && !(f = fdopen(fd, "r")))
+        srv_fail(err, SRV_RESOURCE_EXHAUSTED, "%s: cannot read: %s", path, strerror(errno));
     token_set *s = f ? calloc(1, sizeof *s) : NULL;
     if (f && !s)
         srv_fail(err, SRV_RESOURCE_EXHAUSTED, "%s: out of memory", path);
