@@ -1,7 +1,8 @@
 /* cairnd: wiring only. Parse settings, open the store (the backend locks
  * its data), start the I/O pool, the ledger, the watch hub and the gRPC
  * transport, then wait for SIGTERM/SIGINT and shut down in reverse order.
- * SIGHUP reloads what can be reloaded (srv_config_reload) and serves on.
+ * SIGHUP reloads what can be reloaded (srv_config_reload, the tokens
+ * file) and serves on.
  * The service manager hears of each step (base/notify.h, a no-op outside
  * systemd's Type=notify): READY=1 once the transport serves, RELOADING=1
  * then READY=1 around a reload, STOPPING=1 when shutdown begins.
@@ -17,6 +18,7 @@
 #include "config/config.h"
 #include "service/dispatch.h"
 #include "service/contract.h"
+#include "service/scope.h"
 #include "base/log.h"
 #include "base/notify.h"
 #include "transport/rpc.h"
@@ -72,11 +74,13 @@ static void commits_to(srv_app *app, srv_watch *w)
     pthread_mutex_unlock(&app->commits_mu);
 }
 
-/* SIGHUP: re-reads the settings and applies the reloadable ones; the
- * service manager sees RELOADING=1 (with the monotonic time that systemd's
- * Type=notify-reload asks for) until READY=1 again. cfg is the settings
- * at start; the report compares with what is in effect now. */
-static void reload(const srv_config *cfg, int argc, char **argv, const char *bound)
+/* SIGHUP: re-reads the settings and applies the reloadable ones, and
+ * the tokens file (tokens may be NULL: none); the service manager sees
+ * RELOADING=1 (with the monotonic time that systemd's Type=notify-reload
+ * asks for) until READY=1 again. cfg is the settings at start; the report
+ * compares with what is in effect now. */
+static void reload(const srv_config *cfg, srv_tokens *tokens, int argc, char **argv,
+                   const char *bound)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -88,6 +92,8 @@ static void reload(const srv_config *cfg, int argc, char **argv, const char *bou
     if (srv_config_reload(&running, &next, argc, argv, report, sizeof report) == 0)
         srv_log_set_level(next.log_level);
     srv_info("received SIGHUP; reloaded: %s", report);
+    if (tokens)
+        srv_tokens_reload(tokens);
     srv_notify("READY=1\nSTATUS=serving on %s", bound);
 }
 
@@ -123,6 +129,15 @@ int main(int argc, char **argv)
 
     srv_error err;
     srv_app app = {.cfg = &cfg, .commits_mu = PTHREAD_MUTEX_INITIALIZER};
+    /* Before the store: a bad file stops cairnd before it takes the data. */
+    if (cfg.auth_tokens[0]) {
+        if (!(app.tokens = srv_tokens_open(cfg.auth_tokens, &err))) {
+            fprintf(stderr, "cairnd: --auth-tokens: %s\n", err.msg);
+            return 2;
+        }
+        srv_info("auth tokens: %zu tokens from %s; every call but Health needs one",
+                 srv_tokens_count(app.tokens), cfg.auth_tokens);
+    }
     srv_upload_gate_init(&app.uploads, cfg.max_uploads, (uint64_t)cfg.max_staged_bytes);
     const srv_store_config store_cfg = {.data_dir = cfg.data_dir,
                                         /* the I/O pool's and the watch hub's */
@@ -136,6 +151,7 @@ int main(int argc, char **argv)
                                         .on_committed_ctx = &app};
     if (srv_store_open(cfg.store, &store_cfg, &app.store, &err)) {
         srv_error_log("%s", err.msg);
+        srv_tokens_close(app.tokens);
         return 1;
     }
     if (!(app.io = srv_pool_start(cfg.io_threads)))
@@ -146,6 +162,7 @@ int main(int argc, char **argv)
         srv_ledger_free(app.ledger);
         srv_pool_stop(app.io);
         srv_store_close(app.store);
+        srv_tokens_close(app.tokens);
         return 1;
     }
     srv_ledger_observe(app.ledger, srv_watch_committed, app.watch);
@@ -168,6 +185,7 @@ int main(int argc, char **argv)
         .memory_bytes = (size_t)cfg.grpc_memory_bytes,
         .methods = srv_dispatch_methods(&n_methods),
         .on_call = srv_dispatch_call,
+        .authenticate = srv_scope_authenticator(&app),
         .app = &app,
     };
     rc.n_methods = n_methods;
@@ -190,7 +208,7 @@ int main(int argc, char **argv)
 
         int sig = 0;
         while (sigwait(&signals, &sig) == 0 && sig == SIGHUP)
-            reload(&cfg, argc, argv, bound);
+            reload(&cfg, app.tokens, argc, argv, bound);
         const char *why = atomic_load(&app.store_failed) ? "the store failed"
                           : sig == SIGINT                ? "SIGINT"
                                                          : "SIGTERM";
@@ -215,6 +233,7 @@ int main(int argc, char **argv)
     srv_watch_stop(app.watch);
     srv_store_close(app.store);
     srv_upload_gate_destroy(&app.uploads);
+    srv_tokens_close(app.tokens); /* the transport, which asked it, is gone */
     srv_rpc_global_shutdown();
     if (atomic_load(&app.store_failed))
         status = 1;

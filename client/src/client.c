@@ -65,6 +65,8 @@ cairn_status cairn_client_create(const cairn_client_options *opts, cairn_client 
     cairn_status rc = check_reserved(opts, err);
     if (!rc)
         rc = check_policy(&opts->retry, err);
+    if (!rc)
+        rc = cairn__check_token(opts->token, target, opts->tls != NULL, err);
     if (rc)
         return rc;
     cairn_client *c = calloc(1, sizeof *c);
@@ -79,7 +81,7 @@ cairn_status cairn_client_create(const cairn_client_options *opts, cairn_client 
     rc = cairn__transport_create(target,
                                  opts->max_message_bytes ? opts->max_message_bytes
                                                          : DEFAULT_MAX_MESSAGE,
-                                 &c->transport, err);
+                                 opts->token, &c->transport, err);
     if (rc) {
         cairn__budget_destroy(&c->budget);
         cairn__breaker_destroy(&c->breaker);

@@ -33,8 +33,11 @@ typedef enum cairn__method {
 
 typedef struct cairn__transport cairn__transport;
 
+/* token (NULL for none, checked by cairn__check_token) goes with every
+ * call as "authorization: Bearer TOKEN". */
 cairn_status cairn__transport_create(const char *target, uint32_t max_message_bytes,
-                                     cairn__transport **out, cairn_error *err);
+                                     const char *token, cairn__transport **out,
+                                     cairn_error *err);
 void cairn__transport_destroy(cairn__transport *t);
 /* The RPC's short name, "AppendEvents". */
 const char *cairn__method_name(cairn__method m);
@@ -181,6 +184,19 @@ cairn_status cairn__check_reserved(const void *reserved, size_t size, const char
                                    size_t index, cairn_error *err);
 #define CAIRN__CHECK_RESERVED(s, field, index, err) \
     cairn__check_reserved((s)->reserved, sizeof (s)->reserved, field, index, err)
+
+/* ---- token.c ---- */
+
+/* True when every address of a gRPC target is on this machine:
+ * 127.0.0.0/8, [::1], localhost or a unix: socket ("127.0.0.1:7070",
+ * "ipv4:127.0.0.1:7001,127.0.0.1:7002", "dns:///localhost:7070",
+ * "unix:/path"); false for any other name or scheme. Resolves nothing. */
+bool cairn__target_is_loopback(const char *target);
+/* The token option: NULL, or 1..CAIRN_TOKEN_MAX printable ASCII without
+ * spaces, sent in plaintext (tls false) only to a loopback target.
+ * INVALID_ARGUMENT naming token (and the target) otherwise. */
+cairn_status cairn__check_token(const char *token, const char *target, bool tls,
+                                cairn_error *err);
 
 /* ---- retry.c ---- */
 

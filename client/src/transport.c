@@ -44,10 +44,16 @@ enum { RECONNECT_MIN_MS = 100, RECONNECT_INITIAL_MS = 100, RECONNECT_MAX_MS = 10
 struct cairn__transport {
     grpc_channel *channel;
     void *handles[CAIRN__METHOD_COUNT];
+    /* "authorization: Bearer TOKEN" when there is a token: every call's
+     * initial metadata, copied into the attempt (gRPC writes into a
+     * grpc_metadata it sends, so calls on other threads share none). */
+    grpc_metadata auth;
+    size_t n_auth;
 };
 
 cairn_status cairn__transport_create(const char *target, uint32_t max_message_bytes,
-                                     cairn__transport **out, cairn_error *err)
+                                     const char *token, cairn__transport **out,
+                                     cairn_error *err)
 {
     cairn__transport *t = calloc(1, sizeof *t);
     if (!t)
@@ -80,6 +86,15 @@ cairn_status cairn__transport_create(const char *target, uint32_t max_message_by
     }
     for (int m = 0; m < CAIRN__METHOD_COUNT; m++)
         t->handles[m] = grpc_channel_register_call(t->channel, paths[m], NULL, NULL);
+    if (token) {
+        static const char scheme[] = "Bearer ";
+        size_t len = strlen(token);
+        t->auth.key = grpc_slice_from_static_string("authorization");
+        t->auth.value = grpc_slice_malloc(sizeof scheme - 1 + len);
+        memcpy(GRPC_SLICE_START_PTR(t->auth.value), scheme, sizeof scheme - 1);
+        memcpy(GRPC_SLICE_START_PTR(t->auth.value) + sizeof scheme - 1, token, len);
+        t->n_auth = 1;
+    }
     *out = t;
     return CAIRN_OK;
 }
@@ -89,6 +104,11 @@ void cairn__transport_destroy(cairn__transport *t)
     if (!t)
         return;
     grpc_channel_destroy(t->channel);
+    if (t->n_auth) {
+        /* the token is a secret: not left in freed memory */
+        memset(GRPC_SLICE_START_PTR(t->auth.value), 0, GRPC_SLICE_LENGTH(t->auth.value));
+        grpc_slice_unref(t->auth.value);
+    }
     free(t);
     grpc_shutdown();
 }
@@ -167,6 +187,7 @@ typedef struct attempt {
     grpc_slice details;
     const char *error_string;
     int status_tag;
+    grpc_metadata auth;           /* the transport's, for this call alone */
 } attempt;
 
 static bool attempt_start(attempt *a, cairn__transport *t, cairn__method m, uint32_t timeout_ms,
@@ -243,10 +264,16 @@ static void attempt_end(attempt *a)
     grpc_completion_queue_destroy(a->cq);
 }
 
-static void send_initial(grpc_op *op, bool wait_for_ready)
+static void send_initial(grpc_op *op, attempt *a, const cairn__transport *t,
+                         bool wait_for_ready)
 {
     op->op = GRPC_OP_SEND_INITIAL_METADATA;
     op->flags = wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0;
+    if (t->n_auth) {
+        a->auth = t->auth; /* gRPC takes its own references to the slices */
+        op->data.send_initial_metadata.count = 1;
+        op->data.send_initial_metadata.metadata = &a->auth;
+    }
 }
 
 /* The body of an OK reply, or an INTERNAL failure without one. */
@@ -302,7 +329,7 @@ void cairn__transport_unary(cairn__transport *t, cairn__method m, const uint8_t 
     grpc_byte_buffer *recv = NULL;
     grpc_op ops[6];
     memset(ops, 0, sizeof ops);
-    send_initial(&ops[0], wait_for_ready);
+    send_initial(&ops[0], &a, t, wait_for_ready);
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -340,7 +367,7 @@ void cairn__transport_upload(cairn__transport *t, cairn__method m, cairn__next_f
     }
     grpc_op op;
     memset(&op, 0, sizeof op);
-    send_initial(&op, wait_for_ready);
+    send_initial(&op, &a, t, wait_for_ready);
     bool open = run_batch(&a, &op, 1);
     /* One message in flight: a send completes once flow control takes it. */
     while (open) {
@@ -400,7 +427,7 @@ void cairn__transport_download(cairn__transport *t, cairn__method m, const uint8
     grpc_byte_buffer *send = buffer_from(req, len);
     grpc_op ops[3];
     memset(ops, 0, sizeof ops);
-    send_initial(&ops[0], wait_for_ready);
+    send_initial(&ops[0], &a, t, wait_for_ready);
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;

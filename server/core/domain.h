@@ -31,11 +31,14 @@ srv_code srv_run_create(srv_apply *ap, const Cairn__V1__CreateRunRequest *req,
 /* NOT_FOUND for an unknown run. */
 srv_code srv_run_read(srv_store *st, srv_arena *a, const char *run_id, Cairn__V1__Run *out,
                       srv_error *err);
-/* Runs in creation order after position after (0: the first), at most
- * limit (>= 1) and about max_bytes encoded (at least one); *next is the
- * position to go on from, 0 at the end. Reads the store a few runs at a
- * time and stops once the page is full, so memory stays near max_bytes. */
-srv_code srv_runs_read(srv_store *st, srv_arena *a, uint64_t after, uint32_t limit,
+/* Runs in creation order after position after (0: the first) whose id
+ * starts with prefix ("" for every run), at most limit (>= 1) and about
+ * max_bytes encoded (at least one); *next is the position to go on from,
+ * 0 at the end. Reads the store a few runs at a time and stops once the
+ * page is full, so memory stays near max_bytes. The store filters by
+ * prefix, so pages stay full and a token's position stays valid. */
+srv_code srv_runs_read(srv_store *st, srv_arena *a, uint64_t after, const char *prefix,
+                       uint32_t limit,
                        size_t max_bytes, Cairn__V1__ListRunsResponse *out, uint64_t *next,
                        srv_error *err);
 /* "created" before the first event, "completed" once every worker

@@ -122,7 +122,8 @@ srv_code srv_run_read(srv_store *st, srv_arena *a, const char *run_id, Cairn__V1
     return found ? fill_run(a, &rec, out, err) : no_run(run_id, err);
 }
 
-srv_code srv_runs_read(srv_store *st, srv_arena *a, uint64_t after, uint32_t limit,
+srv_code srv_runs_read(srv_store *st, srv_arena *a, uint64_t after, const char *prefix,
+                       uint32_t limit,
                        size_t max_bytes, Cairn__V1__ListRunsResponse *out, uint64_t *next,
                        srv_error *err)
 {
@@ -143,7 +144,7 @@ srv_code srv_runs_read(srv_store *st, srv_arena *a, uint64_t after, uint32_t lim
         uint32_t want = srv_page_want(&page);
         srv_run_rec *recs = NULL;
         size_t n = 0;
-        rc = srv_store_runs_list(t, a, pos, want, &recs, &n, err);
+        rc = srv_store_runs_list(t, a, pos, prefix, want, &recs, &n, err);
         end = !rc && n < want;
         for (size_t i = 0; !rc && i < n; i++) {
             Cairn__V1__Run *run = srv_arena_alloc(a, sizeof *run);

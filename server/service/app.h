@@ -5,6 +5,7 @@
 
 #include "base/pool.h"
 #include "config/config.h"
+#include "config/tokens.h"
 #include "core/ledger.h"
 #include "store/store.h"
 #include "core/watch.h"
@@ -20,6 +21,7 @@ typedef struct srv_app {
     srv_watch *watch;         /* WatchEvents streams */
     srv_pool *io;             /* disk work, off the completion-queue threads */
     srv_upload_gate uploads;  /* CreateCheckpoint streams in progress */
+    srv_tokens *tokens;       /* --auth-tokens; NULL: every call goes through */
     atomic_bool serving;      /* false once shutdown begins (health) */
     atomic_bool store_failed; /* the store stopped taking writes: exit 1 */
     /* Commits the store announces (other replicas'), for the watch hub

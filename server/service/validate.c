@@ -1,30 +1,13 @@
 #include "service/validate.h"
 #include "service/contract.h"
+#include "base/id.h"
 #include "base/strset.h"
 
 #include <string.h>
 
-static bool id_char(char c, bool first)
-{
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))
-        return true;
-    return !first && (c == '.' || c == '_' || c == ':' || c == '-');
-}
-
-static bool id_valid(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > SRV_ID_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!id_char(s[i], i == 0))
-            return false;
-    return true;
-}
-
 srv_code srv_check_id(const char *field, const char *s, srv_error *err)
 {
-    if (id_valid(s))
+    if (srv_id_valid(s))
         return SRV_OK;
     char q[SRV_QUOTE_MAX];
     return srv_fail(err, SRV_INVALID_ARGUMENT, "%s: must match " SRV_ID_PATTERN ", got %s",

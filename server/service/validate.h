@@ -6,12 +6,11 @@
 
 #include "base/arena.h"
 #include "base/error.h"
+#include "base/id.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#define SRV_ID_PATTERN "[A-Za-z0-9][A-Za-z0-9._:-]{0,127}"
 
 /* field: an id (run_id, worker_id, holder, checkpoint_id). */
 srv_code srv_check_id(const char *field, const char *s, srv_error *err);

@@ -103,8 +103,8 @@ struct srv_store_ops {
                          bool *found, srv_error *err);
     srv_code (*run_get)(srv_txn *t, srv_arena *a, const char *run_id, srv_run_rec *out,
                         bool *found, srv_error *err);
-    srv_code (*runs_list)(srv_txn *t, srv_arena *a, int64_t after, uint32_t limit,
-                          srv_run_rec **out, size_t *n, srv_error *err);
+    srv_code (*runs_list)(srv_txn *t, srv_arena *a, int64_t after, const char *prefix,
+                          uint32_t limit, srv_run_rec **out, size_t *n, srv_error *err);
     srv_code (*run_insert)(srv_txn *t, const char *run_id, char *const *workers,
                            size_t n_workers, const srv_label *labels,
                            size_t n_labels, int64_t now_us, int64_t *ref, srv_error *err);

@@ -289,10 +289,10 @@ srv_code srv_store_run_get(srv_txn *t, srv_arena *a, const char *run_id, srv_run
     WRAP(t->store, RUN_GET, run_get(t, a, run_id, out, found, err));
 }
 
-srv_code srv_store_runs_list(srv_txn *t, srv_arena *a, int64_t after, uint32_t limit,
-                             srv_run_rec **out, size_t *n, srv_error *err)
+srv_code srv_store_runs_list(srv_txn *t, srv_arena *a, int64_t after, const char *prefix,
+                             uint32_t limit, srv_run_rec **out, size_t *n, srv_error *err)
 {
-    WRAP(t->store, RUNS_LIST, runs_list(t, a, after, limit, out, n, err));
+    WRAP(t->store, RUNS_LIST, runs_list(t, a, after, prefix, limit, out, n, err));
 }
 
 srv_code srv_store_run_insert(srv_txn *t, const char *run_id, char *const *workers,

@@ -141,9 +141,10 @@ srv_code srv_store_run_find(srv_txn *t, srv_arena *a, const char *run_id, srv_ru
                             bool *found, srv_error *err);
 srv_code srv_store_run_get(srv_txn *t, srv_arena *a, const char *run_id, srv_run_rec *out,
                            bool *found, srv_error *err);
-/* Runs whose ref is greater than after, in creation order, at most limit. */
-srv_code srv_store_runs_list(srv_txn *t, srv_arena *a, int64_t after, uint32_t limit,
-                             srv_run_rec **out, size_t *n, srv_error *err);
+/* Runs whose ref is greater than after and whose id starts with prefix
+ * ("" for every run), in creation order, at most limit. */
+srv_code srv_store_runs_list(srv_txn *t, srv_arena *a, int64_t after, const char *prefix,
+                             uint32_t limit, srv_run_rec **out, size_t *n, srv_error *err);
 /* Write. Stores a new run with next_seq 1 (labels sorted by key, no two
  * alike); *ref is its handle. ABORTED when the id exists. */
 srv_code srv_store_run_insert(srv_txn *t, const char *run_id, char *const *workers,

@@ -3,6 +3,7 @@
  * their reply batch. Shutdown order follows GRPC_CORE_NOTES: shutdown and
  * notify, cancel what outlives the grace period, destroy, drain queues. */
 #include "transport/rpc.h"
+#include "transport/auth.h"
 #include "base/clock.h"
 #include "base/log.h"
 
@@ -51,6 +52,8 @@ struct srv_call {
     srv_arena *arena;
     uint8_t *req;
     size_t req_len;
+    char *authorization;          /* the authorization header, or NULL */
+    size_t authorization_len;
     bool streaming;               /* RECV_CLOSE_ON_SERVER is its own batch */
     bool initial_sent;            /* initial metadata went with a message */
     atomic_int refs;              /* the end batch + every batch in flight */
@@ -166,6 +169,12 @@ const uint8_t *srv_call_request(srv_call *c, size_t *len)
 {
     *len = c->req_len;
     return c->req;
+}
+
+const char *srv_call_authorization(const srv_call *c, size_t *len)
+{
+    *len = c->authorization_len;
+    return c->authorization;
 }
 
 int64_t srv_call_remaining_ms(const srv_call *c)
@@ -479,6 +488,19 @@ static srv_call *adopt_call(slot *s, grpc_byte_buffer *payload)
     pthread_mutex_lock(&s->rpc->mu);
     s->rpc->live_calls++;
     pthread_mutex_unlock(&s->rpc->mu);
+    for (size_t i = 0; i < s->md.count && !c->authorization; i++) {
+        grpc_slice key = s->md.metadata[i].key, value = s->md.metadata[i].value;
+        if (GRPC_SLICE_LENGTH(key) == 13 &&
+            memcmp(GRPC_SLICE_START_PTR(key), "authorization", 13) == 0) {
+            c->authorization_len = GRPC_SLICE_LENGTH(value);
+            /* memdup of len + 1 would read past the slice: copy, then end it */
+            c->authorization = srv_arena_alloc(arena, c->authorization_len + 1);
+            if (c->authorization) {
+                memcpy(c->authorization, GRPC_SLICE_START_PTR(value), c->authorization_len);
+                c->authorization[c->authorization_len] = '\0';
+            }
+        }
+    }
     if (payload) {
         grpc_byte_buffer_reader r;
         if (grpc_byte_buffer_reader_init(&r, payload)) {
@@ -715,6 +737,13 @@ srv_code srv_rpc_start(const srv_rpc_config *cfg, srv_rpc **out,
     }
 
     grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    if (srv_rpc_auth_attach(creds, cfg) < 0) {
+        grpc_server_credentials_release(creds);
+        grpc_server_destroy(rpc->server);
+        stop_queues(rpc);
+        free_rpc(rpc);
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    }
     /* A unix socket file is created 0600, so only this user may connect
      * (config.c serves it without --insecure). gRPC binds within this
      * call, and no other thread creates files while cairnd starts, so the

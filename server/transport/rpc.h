@@ -34,6 +34,16 @@ typedef struct srv_rpc_method {
  * The callee owns the call until it replies. */
 typedef void (*srv_rpc_on_call)(void *app, srv_call *call, size_t index);
 
+/* Admits or refuses a call before it is accepted: path is its method
+ * ("/pkg.Svc/Method"; "" if it has none), header the value of its first
+ * authorization metadata (header_len bytes, not NUL-terminated; NULL
+ * when it has none), repeated true when it has more than one. Returns
+ * SRV_OK to let it through, or a code (UNAUTHENTICATED) with err's
+ * message, which is the client's answer. Runs on gRPC's threads for
+ * every call, methods not served included; must not block. */
+typedef srv_code (*srv_rpc_auth_fn)(void *app, const char *path, const char *header,
+                                    size_t header_len, bool repeated, srv_error *err);
+
 typedef struct srv_rpc_config {
     const char *listen;           /* "127.0.0.1:7070" (port 0 = any free port) or
                                    * "unix:PATH" (a socket file, made 0600) */
@@ -49,7 +59,8 @@ typedef struct srv_rpc_config {
     const srv_rpc_method *methods;
     size_t n_methods;
     srv_rpc_on_call on_call;
-    void *app;
+    srv_rpc_auth_fn authenticate; /* NULL: every call goes through */
+    void *app;                    /* on_call's and authenticate's */
 } srv_rpc_config;
 
 /* Creates and starts the server. On success *out serves and bound (at
@@ -84,6 +95,10 @@ srv_arena *srv_call_arena(srv_call *c);
 /* The request message of a unary or server-streaming call. Lives in the
  * call's arena. */
 const uint8_t *srv_call_request(srv_call *c, size_t *len);
+
+/* The value of the call's authorization metadata (NUL-terminated, *len
+ * bytes; in the call's arena), or NULL when it has none. */
+const char *srv_call_authorization(const srv_call *c, size_t *len);
 
 /* Milliseconds until the client's deadline; INT64_MAX without one. */
 int64_t srv_call_remaining_ms(const srv_call *c);

@@ -109,6 +109,7 @@ bool dedup_found(fx *f, const srv_dedup_key *k, srv_dedup_record *out);
     XX(run_insert_then_find_and_get_return_the_definition_with_labels_sorted, OPEN)          \
     XX(find_and_get_of_an_unknown_run_report_not_found_without_an_error, OPEN)               \
     XX(runs_list_pages_by_ref_in_creation_order, OPEN)                                       \
+    XX(runs_list_with_a_prefix_keeps_only_runs_starting_with_it, OPEN)                       \
     XX(run_insert_of_an_existing_id_is_aborted_and_leaves_the_first_intact, OPEN)            \
     XX(events_insert_gives_dense_seqs_across_batches_and_moves_next_seq, OPEN)               \
     XX(events_read_returns_every_field_as_inserted_with_binary_and_empty_payloads, OPEN)     \

@@ -86,7 +86,7 @@ void runs_list_pages_by_ref_in_creation_order(void **state)
     for (size_t page = 0; page < 4; page++) {
         srv_run_rec *recs = NULL;
         size_t n = 99;
-        ok(srv_store_runs_list(t, f->a, after, 3, &recs, &n, &err), &err);
+        ok(srv_store_runs_list(t, f->a, after, "", 3, &recs, &n, &err), &err);
         assert_int_equal(n, want[page]);
         for (size_t i = 0; i < n; i++, seen++) {
             assert_int_equal(recs[i].head.ref, refs[seen]);
@@ -105,10 +105,42 @@ void runs_list_pages_by_ref_in_creation_order(void **state)
     /* after a ref in the middle: the runs created later */
     srv_run_rec *recs = NULL;
     size_t n = 0;
-    ok(srv_store_runs_list(t, f->a, refs[4], 100, &recs, &n, &err), &err);
+    ok(srv_store_runs_list(t, f->a, refs[4], "", 100, &recs, &n, &err), &err);
     assert_int_equal(n, 2);
     assert_string_equal(recs[0].head.run_id, "r-e");
     assert_string_equal(recs[1].head.run_id, "r-d");
+    srv_store_read_end(t);
+}
+
+/* The scope of a token's run prefix (ListRuns): by bytes, case and all,
+ * with pages by ref as without one. */
+void runs_list_with_a_prefix_keeps_only_runs_starting_with_it(void **state)
+{
+    fx *f = *state;
+    static const char *const ids[] = {"team-a.1", "team-b.1", "team-a.2", "Team-a.3",
+                                      "team-a",   "team-",    "team-a.4"};
+    for (size_t i = 0; i < 7; i++)
+        insert_run(f, ids[i], 1);
+    srv_error err;
+    srv_txn *t = rbegin(f);
+    static const char *const want[] = {"team-a.1", "team-a.2", "team-a", "team-a.4"};
+    int64_t after = 0;
+    size_t seen = 0;
+    for (int page = 0; page < 3; page++) {
+        srv_run_rec *recs = NULL;
+        size_t n = 99;
+        ok(srv_store_runs_list(t, f->a, after, "team-a", 2, &recs, &n, &err), &err);
+        assert_int_equal(n, page < 2 ? 2 : 0);
+        for (size_t i = 0; i < n; i++, seen++) {
+            assert_string_equal(recs[i].head.run_id, want[seen]);
+            after = recs[i].head.ref;
+        }
+    }
+    assert_int_equal(seen, 4);
+    srv_run_rec *recs = NULL;
+    size_t n = 99;
+    ok(srv_store_runs_list(t, f->a, 0, "nobody", 10, &recs, &n, &err), &err);
+    assert_int_equal(n, 0);
     srv_store_read_end(t);
 }
 

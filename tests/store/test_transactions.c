@@ -263,7 +263,7 @@ void rollback_of_a_whole_transaction_leaves_nothing(void **state)
     t = rbegin(f);
     ok(srv_store_run_get(t, f->a, "run-1", &run, &found, &err), &err);
     assert_false(found);
-    ok(srv_store_runs_list(t, f->a, 0, 10, &list, &n, &err), &err);
+    ok(srv_store_runs_list(t, f->a, 0, "", 10, &list, &n, &err), &err);
     assert_int_equal(n, 0);
     srv_store_read_end(t);
     assert_false(dedup_found(f, &k, &got));
@@ -401,7 +401,7 @@ void a_write_operation_on_a_read_snapshot_fails_internal_and_writes_nothing(void
     srv_run_rec *list;
     size_t n;
     t = rbegin(f);
-    ok(srv_store_runs_list(t, f->a, 0, 10, &list, &n, &err), &err);
+    ok(srv_store_runs_list(t, f->a, 0, "", 10, &list, &n, &err), &err);
     assert_int_equal(n, 1);
     srv_lease_rec got_lease;
     ok(srv_store_lease_get(t, f->a, &after, "w0", &got_lease, &err), &err);

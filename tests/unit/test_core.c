@@ -80,7 +80,7 @@ static void list_runs_pages_in_creation_order(void **state)
     for (int page = 0; page < 3; page++) {
         Cairn__V1__ListRunsResponse out;
         cairn__v1__list_runs_response__init(&out);
-        ok(srv_runs_read(f->st, f->a, after, 3, SIZE_MAX, &out, &next, &err), &err);
+        ok(srv_runs_read(f->st, f->a, after, "", 3, SIZE_MAX, &out, &next, &err), &err);
         assert_int_equal(out.n_runs, page < 2 ? 3 : 1);
         for (size_t i = 0; i < out.n_runs; i++, seen++) {
             assert_string_equal(out.runs[i]->run_id, ids[seen]);
@@ -104,7 +104,7 @@ static void list_runs_last_full_page_has_no_next(void **state)
     uint64_t next = 99;
     Cairn__V1__ListRunsResponse out;
     cairn__v1__list_runs_response__init(&out);
-    ok(srv_runs_read(f->st, f->a, 0, 10, SIZE_MAX, &out, &next, &err), &err);
+    ok(srv_runs_read(f->st, f->a, 0, "", 10, SIZE_MAX, &out, &next, &err), &err);
     assert_int_equal(out.n_runs, 0);
     assert_int_equal(next, 0);
     for (int i = 0; i < 4; i++) {
@@ -113,11 +113,11 @@ static void list_runs_last_full_page_has_no_next(void **state)
         create_run(f, id, 1);
     }
     cairn__v1__list_runs_response__init(&out);
-    ok(srv_runs_read(f->st, f->a, 0, 2, SIZE_MAX, &out, &next, &err), &err);
+    ok(srv_runs_read(f->st, f->a, 0, "", 2, SIZE_MAX, &out, &next, &err), &err);
     assert_int_equal(out.n_runs, 2);
     assert_true(next != 0);
     cairn__v1__list_runs_response__init(&out);
-    ok(srv_runs_read(f->st, f->a, next, 2, SIZE_MAX, &out, &next, &err), &err);
+    ok(srv_runs_read(f->st, f->a, next, "", 2, SIZE_MAX, &out, &next, &err), &err);
     assert_int_equal(out.n_runs, 2);
     assert_string_equal(out.runs[1]->run_id, "run-3");
     assert_int_equal(next, 0);
@@ -135,7 +135,7 @@ static size_t list_runs_by(fx *f, size_t n, uint32_t limit, size_t max_bytes, si
     do {
         Cairn__V1__ListRunsResponse out;
         cairn__v1__list_runs_response__init(&out);
-        ok(srv_runs_read(f->st, f->a, after, limit, max_bytes, &out, &next, &err), &err);
+        ok(srv_runs_read(f->st, f->a, after, "", limit, max_bytes, &out, &next, &err), &err);
         assert_true(out.n_runs >= 1);
         assert_true(out.n_runs <= limit);
         for (size_t i = 0; i < out.n_runs; i++, seen++) {

@@ -218,11 +218,16 @@ typedef struct cairn_client_options {
      * client is created. */
     const struct cairn_tls_options *tls;
     /* Bearer token sent as "authorization: Bearer TOKEN" on every call
-     * (Health too); NULL for none. Refused over plaintext to a server off
-     * loopback, where anyone on the path could read it. Copied. */
+     * (streams and Health too); NULL for none. 1..CAIRN_TOKEN_MAX
+     * printable ASCII without spaces. Refused over plaintext (tls NULL)
+     * unless every address of target is on this machine (127.0.0.0/8,
+     * [::1], localhost, unix:), where anyone on the path could read it.
+     * Copied. */
     const char *token;
     uint64_t reserved[CAIRN_RESERVED_SLOTS - 2]; /* must be zero */
 } cairn_client_options;
+
+#define CAIRN_TOKEN_MAX 4096
 
 /* TLS settings of a client (cairn_client_options.tls). */
 typedef struct cairn_tls_options {
@@ -240,7 +245,8 @@ typedef struct cairn_tls_options {
 CAIRN_API void cairn_client_options_init(cairn_client_options *opts);
 
 /* Creates a client. No connection is made until the first call. Returns
- * CAIRN_OK and *out, or INVALID_ARGUMENT for bad options (named in err).
+ * CAIRN_OK and *out, or INVALID_ARGUMENT for bad options (named in err),
+ * a token in plaintext to a server off loopback among them.
  * Ownership: opts is copied (target too); *out is the caller's, to close
  * with cairn_client_destroy. */
 CAIRN_API cairn_status cairn_client_create(const cairn_client_options *opts,

@@ -25,6 +25,12 @@ typedef srv_code (*srv_validate_fn)(ProtobufCMessage *req, srv_arena *a, srv_err
 typedef srv_code (*srv_read_fn)(srv_app *app, srv_arena *a, const ProtobufCMessage *req,
                                 ProtobufCMessage *resp, srv_error *err);
 
+/* A read whose answer is limited to the runs whose id starts with
+ * prefix ("" for every run): the caller's scope. */
+typedef srv_code (*srv_scoped_read_fn)(srv_app *app, srv_arena *a, const char *prefix,
+                                       const ProtobufCMessage *req, ProtobufCMessage *resp,
+                                       srv_error *err);
+
 /* runs.c */
 srv_code srv_validate_create_run(ProtobufCMessage *req, srv_arena *a, srv_error *err);
 srv_code srv_apply_create_run(srv_apply *ap, const ProtobufCMessage *req, ProtobufCMessage *resp,
@@ -32,8 +38,8 @@ srv_code srv_apply_create_run(srv_apply *ap, const ProtobufCMessage *req, Protob
 srv_code srv_read_get_run(srv_app *app, srv_arena *a, const ProtobufCMessage *req,
                           ProtobufCMessage *resp, srv_error *err);
 srv_code srv_validate_list_runs(ProtobufCMessage *req, srv_arena *a, srv_error *err);
-srv_code srv_read_list_runs(srv_app *app, srv_arena *a, const ProtobufCMessage *req,
-                            ProtobufCMessage *resp, srv_error *err);
+srv_code srv_read_list_runs(srv_app *app, srv_arena *a, const char *prefix,
+                            const ProtobufCMessage *req, ProtobufCMessage *resp, srv_error *err);
 
 /* events.c */
 srv_code srv_validate_append_events(ProtobufCMessage *req, srv_arena *a, srv_error *err);
@@ -81,9 +87,11 @@ srv_code srv_validate_load_checkpoint(ProtobufCMessage *req, srv_arena *a, srv_e
 
 /* upload.c: CreateCheckpoint, a client stream; the handler reads it and
  * submits the mutation `m` prepared from its table row (method, response
- * type, apply) once the header and the bytes are in. ap->ctx of the apply
- * is the upload's srv_new_checkpoint. */
-void srv_start_create_checkpoint(srv_app *app, srv_call *call, srv_mutation *m);
+ * type, apply) once the header and the bytes are in, failing the call
+ * when the header's run is outside who's scope. ap->ctx of the apply is
+ * the upload's srv_new_checkpoint. */
+void srv_start_create_checkpoint(srv_app *app, srv_call *call, const srv_identity *who,
+                                 srv_mutation *m);
 srv_code srv_apply_create_checkpoint(srv_apply *ap, const ProtobufCMessage *req,
                                      ProtobufCMessage *resp, srv_error *err);
 

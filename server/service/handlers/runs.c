@@ -125,15 +125,15 @@ srv_code srv_validate_list_runs(ProtobufCMessage *msg, srv_arena *a, srv_error *
     return SRV_OK;
 }
 
-srv_code srv_read_list_runs(srv_app *app, srv_arena *a, const ProtobufCMessage *msg,
-                            ProtobufCMessage *resp, srv_error *err)
+srv_code srv_read_list_runs(srv_app *app, srv_arena *a, const char *prefix,
+                            const ProtobufCMessage *msg, ProtobufCMessage *resp, srv_error *err)
 {
     const Cairn__V1__ListRunsRequest *req = (const Cairn__V1__ListRunsRequest *)msg;
     Cairn__V1__ListRunsResponse *out = (Cairn__V1__ListRunsResponse *)resp;
     uint64_t after = 0, next = 0;
     parse_token(req->page_token, &after); /* validated */
-    srv_code rc = srv_runs_read(app->store, a, after, req->page_size, SRV_READ_PAGE_BYTES, out,
-                                &next, err);
+    srv_code rc = srv_runs_read(app->store, a, after, prefix, req->page_size,
+                                SRV_READ_PAGE_BYTES, out, &next, err);
     if (!rc && next) {
         char token[24];
         snprintf(token, sizeof token, "%llu", (unsigned long long)next);

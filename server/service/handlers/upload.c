@@ -16,6 +16,7 @@
  * message is asked for once the pool is done with this one. */
 #include "service/handlers/handlers.h"
 #include "service/contract.h"
+#include "service/scope.h"
 #include "service/validate.h"
 #include "core/snapshots.h"
 #include "base/pbc.h"
@@ -27,6 +28,7 @@ typedef struct upload {
     srv_job job;                     /* the step in hand, on the I/O pool */
     srv_app *app;
     srv_call *call;
+    const srv_identity *who;         /* the caller, whose scope the header's run must be in */
     srv_mutation *m;                 /* from the table row */
     Cairn__V1__CheckpointHeader *header;
     uint8_t header_fp[32];
@@ -183,6 +185,7 @@ static srv_code take_header(upload *u, const uint8_t *msg, size_t len, srv_error
                             : ", got a message with neither header nor chunk");
     Cairn__V1__CheckpointHeader *h = u->header = req->header;
     if (srv_validate_checkpoint_header(h, a, u->app->cfg->max_snapshot_bytes, err) ||
+        srv_scope_run(u->who, u->m->method, h->run_id, err) ||
         srv_fingerprint(a, &h->base, u->header_fp, err))
         return err->code;
     u->m->run_id = h->run_id;
@@ -236,7 +239,8 @@ static void on_header(srv_call *c, void *arg, const uint8_t *msg, size_t len, bo
     srv_pool_run(u->app->io, &u->job, run_open_upload);
 }
 
-void srv_start_create_checkpoint(srv_app *app, srv_call *call, srv_mutation *m)
+void srv_start_create_checkpoint(srv_app *app, srv_call *call, const srv_identity *who,
+                                 srv_mutation *m)
 {
     upload *u = srv_arena_alloc(srv_call_arena(call), sizeof *u);
     if (!u) {
@@ -248,6 +252,7 @@ void srv_start_create_checkpoint(srv_app *app, srv_call *call, srv_mutation *m)
     memset(u, 0, sizeof *u);
     u->app = app;
     u->call = call;
+    u->who = who;
     u->m = m;
     /* A stalled upload is cancelled: its stage goes with it (fail). */
     srv_call_idle_timeout(call, app->cfg->transfer_idle_ms);

@@ -136,7 +136,8 @@ const char *const pg_sql_text[PG_N_STMT] = {
      * follow one another and each sees the next_seq the last one left. */
     [PS_RUN_BY_NAME_LOCKED] = "SELECT " RUN_COLUMNS " FROM runs WHERE run_id = $1 "
                               "FOR NO KEY UPDATE",
-    [PS_RUNS_AFTER] = "SELECT " RUN_COLUMNS " FROM runs WHERE id > $1 ORDER BY id LIMIT $2",
+    [PS_RUNS_AFTER] = "SELECT " RUN_COLUMNS " FROM runs WHERE id > $1 AND "
+                      "starts_with(run_id, $3) ORDER BY id LIMIT $2",
     [PS_RUN_INSERT] = "INSERT INTO runs (run_id, created_us, worker_count) VALUES ($1, $2, $3) "
                       "RETURNING id",
     [PS_WORKERS] = "SELECT worker_id FROM run_workers WHERE run = $1 ORDER BY idx",

@@ -161,13 +161,15 @@ srv_code pg_run_get(srv_txn *t, srv_arena *a, const char *run_id, srv_run_rec *o
     return read_definition(pg_conn_of(t), a, out, err);
 }
 
-srv_code pg_runs_list(srv_txn *t, srv_arena *a, int64_t after, uint32_t limit,
+srv_code pg_runs_list(srv_txn *t, srv_arena *a, int64_t after, const char *prefix,
+                      uint32_t limit,
                       srv_run_rec **out, size_t *n, srv_error *err)
 {
     pg_conn *c = pg_conn_of(t);
     pg_params p = {0};
     pg_i64(&p, after);
     pg_i64(&p, limit);
+    pg_text(&p, prefix);
     PGresult *r = pg_run(c, PS_RUNS_AFTER, &p, "listing runs", err);
     if (!r)
         return err->code;

@@ -82,7 +82,8 @@ srv_code sq_run_get(srv_txn *t, srv_arena *a, const char *run_id, srv_run_rec *o
     return read_definition(sq_conn(t), a, out, err);
 }
 
-srv_code sq_runs_list(srv_txn *t, srv_arena *a, int64_t after, uint32_t limit,
+srv_code sq_runs_list(srv_txn *t, srv_arena *a, int64_t after, const char *prefix,
+                      uint32_t limit,
                       srv_run_rec **out, size_t *n, srv_error *err)
 {
     conn *c = sq_conn(t);
@@ -95,6 +96,7 @@ srv_code sq_runs_list(srv_txn *t, srv_arena *a, int64_t after, uint32_t limit,
     size_t len = 0, cap = 0;
     sqlite3_bind_int64(s, 1, after);
     sqlite3_bind_int64(s, 2, limit);
+    sqlite3_bind_text(s, 3, prefix, -1, SQLITE_STATIC);
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         if (!(rows = srv_arena_grow(a, rows, len, &cap, sizeof *rows))) {

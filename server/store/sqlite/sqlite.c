@@ -113,7 +113,9 @@ static const char *const sql_text[N_STMT] = {
     [ST_READ_SNAPSHOT] = "PRAGMA schema_version",
     [ST_READ_END] = "COMMIT",
     [ST_RUN_BY_NAME] = "SELECT " RUN_COLUMNS " FROM runs WHERE run_id = ?1",
-    [ST_RUNS_AFTER] = "SELECT " RUN_COLUMNS " FROM runs WHERE id > ?1 ORDER BY id LIMIT ?2",
+    /* substr, not LIKE: LIKE ignores case in SQLite */
+    [ST_RUNS_AFTER] = "SELECT " RUN_COLUMNS " FROM runs WHERE id > ?1 AND "
+                      "substr(run_id, 1, length(?3)) = ?3 ORDER BY id LIMIT ?2",
     [ST_RUN_INSERT] = "INSERT INTO runs (run_id, created_us, worker_count) VALUES (?1, ?2, ?3)",
     [ST_RUN_SET_NEXT] = "UPDATE runs SET next_seq = ?2 WHERE id = ?1",
     [ST_RUN_COMPLETED] = "UPDATE runs SET completed_count = completed_count + 1 WHERE id = ?1",
