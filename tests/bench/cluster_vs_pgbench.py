@@ -32,7 +32,8 @@ CLIENTS = 64
 
 def start_cairnd(build, data_dir, env, *flags):
     p = subprocess.Popen([os.path.join(build, "server", "cairnd"), "--listen", "127.0.0.1:0",
-                          "--data-dir", data_dir, "--log-level", "warn"] + list(flags),
+                          "--metrics-listen", "127.0.0.1:0", "--data-dir", data_dir,
+                          "--log-level", "warn"] + list(flags),
                          stdout=subprocess.PIPE, env=env)
     line = p.stdout.readline().decode()
     m = re.match(r"listening on (\S+)", line)
