@@ -296,6 +296,12 @@ class MetricsUnderLoadTest(MetricsTestCase):
         self.assertEqual(http_get(self.metrics, "/nothing")[0], 404)
 
         records, log = self.stop_and_read_log()
+        # One line per failed call, whatever the method: as many as the
+        # counters saw (the cancelled watch among them).
+        failures = delta(lambda s: sum(
+            v for (name, labels), v in s.samples.items()
+            if name == "cairn_rpc_requests_total" and ("code", "OK") not in labels))
+        self.assertEqual(len([r for r in records if r.get("msg") == "call failed"]), failures)
         failed = [r for r in records if r.get("msg") == "call failed"
                   and r.get("method") == "GetRun"]
         self.assertEqual(sorted(r["run_id"] for r in failed), sorted(missing))
