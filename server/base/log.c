@@ -84,7 +84,7 @@ static void put(line *l, const char *s, size_t n)
     l->len += n;
 }
 
-static void puts_(line *l, const char *s)
+static void put_str(line *l, const char *s)
 {
     put(l, s, strlen(s));
 }
@@ -133,16 +133,16 @@ static bool plain(const char *s)
 
 static void put_field(line *l, const srv_log_field *f, bool json)
 {
-    puts_(l, json ? ",\"" : " ");
-    puts_(l, f->key);
-    puts_(l, json ? "\":" : "=");
+    put_str(l, json ? ",\"" : " ");
+    put_str(l, f->key);
+    put_str(l, json ? "\":" : "=");
     if (f->literal || (!json && plain(f->value))) {
         put(l, f->value, strnlen(f->value, VALUE_ESCAPED_MAX));
         return;
     }
-    puts_(l, "\"");
+    put_str(l, "\"");
     put_escaped(l, f->value, VALUE_ESCAPED_MAX);
-    puts_(l, "\"");
+    put_str(l, "\"");
 }
 
 static void vlog(srv_log_level level, const srv_log_field *fields, size_t n, const char *fmt,
@@ -159,22 +159,22 @@ static void vlog(srv_log_level level, const srv_log_field *fields, size_t n, con
     if (n > FIELDS_MAX)
         n = FIELDS_MAX;
     if (json) {
-        puts_(&l, "{\"ts\":\"");
-        puts_(&l, ts);
-        puts_(&l, "\",\"level\":\"");
-        puts_(&l, level_names[level]);
-        puts_(&l, "\",\"msg\":\"");
+        put_str(&l, "{\"ts\":\"");
+        put_str(&l, ts);
+        put_str(&l, "\",\"level\":\"");
+        put_str(&l, level_names[level]);
+        put_str(&l, "\",\"msg\":\"");
         put_escaped(&l, msg, MSG_ESCAPED_MAX);
-        puts_(&l, "\"");
+        put_str(&l, "\"");
     } else {
         char head[48];
         snprintf(head, sizeof head, "%s %-5s ", ts, level_names[level]);
-        puts_(&l, head);
-        puts_(&l, msg);
+        put_str(&l, head);
+        put_str(&l, msg);
     }
     for (size_t i = 0; i < n; i++)
         put_field(&l, &fields[i], json);
-    puts_(&l, json ? "}\n" : "\n");
+    put_str(&l, json ? "}\n" : "\n");
     if (write(STDERR_FILENO, l.buf, l.len) < 0) {
         /* Nowhere left to report it. */
     }

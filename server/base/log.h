@@ -51,7 +51,8 @@ typedef struct srv_log_field {
  * that would not. Thread-safe. */
 bool srv_log_enabled(srv_log_level level);
 
-/* Logs one record with n fields; thread-safe, as srv_log. */
+/* Logs one record with n fields (8 at most; each value cut at 512
+ * bytes); thread-safe, as srv_log. */
 void srv_log_fields(srv_log_level level, const srv_log_field *fields, size_t n,
                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
