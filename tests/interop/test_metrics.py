@@ -146,12 +146,22 @@ class MetricsTestCase(CairnTestCase):
     """A cairnd of its own with FLAGS plus --log-format json."""
 
     FLAGS = ("--metrics-listen", "127.0.0.1:0")
+    GRPC_VERBOSITY = None  # set: cairnd's environment asks gRPC core for its lines
     server = None
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.server = Cairnd(cls.__name__, ("--log-format", "json") + tuple(cls.FLAGS))
+        saved = os.environ.get("GRPC_VERBOSITY")
+        if cls.GRPC_VERBOSITY:
+            os.environ["GRPC_VERBOSITY"] = cls.GRPC_VERBOSITY
+        try:
+            cls.server = Cairnd(cls.__name__, ("--log-format", "json") + tuple(cls.FLAGS))
+        finally:
+            if saved is None:
+                os.environ.pop("GRPC_VERBOSITY", None)
+            else:
+                os.environ["GRPC_VERBOSITY"] = saved
         cls.metrics = metrics_address(cls.server)
 
     @classmethod
@@ -193,7 +203,10 @@ class MetricsTestCase(CairnTestCase):
 
 class MetricsUnderLoadTest(MetricsTestCase):
     """Known calls, with reads in parallel threads while /metrics is
-    scraped; the counts must match what was made, exactly."""
+    scraped; the counts must match what was made, exactly. gRPC core
+    writes its info lines too, into the same JSON log."""
+
+    GRPC_VERBOSITY = "info"
 
     NOT_FOUND_CALLS = 3
     READ_THREADS = 4
@@ -314,6 +327,9 @@ class MetricsUnderLoadTest(MetricsTestCase):
             self.assertTrue(r["peer"].startswith("ipv4:127.0.0.1:"), r["peer"])
         self.assertNotIn(PAYLOAD_MARK, log)
         self.assertNotIn(b"authorization", log.lower())
+        grpc_lines = [r for r in records if r["msg"].startswith("grpc: ")]
+        self.assertTrue(grpc_lines, "no line of gRPC core's in the log")
+        self.assertEqual({r["level"] for r in grpc_lines} - {"debug", "info", "error"}, set())
 
 
 class SlowCallLogTest(MetricsTestCase):
