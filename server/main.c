@@ -1,6 +1,7 @@
 /* cairnd: wiring only. Parse settings, open the store (the backend locks
- * its data), start the I/O pool, the ledger, the watch hub and the gRPC
- * transport, then wait for SIGTERM/SIGINT and shut down in reverse order.
+ * its data), start the I/O pool, the ledger, the watch hub, the metrics
+ * endpoint and the gRPC transport, then wait for SIGTERM/SIGINT and shut
+ * down in reverse order.
  * SIGHUP reloads what can be reloaded (srv_config_reload, the tokens
  * file) and serves on.
  * The service manager hears of each step (base/notify.h, a no-op outside
@@ -19,7 +20,9 @@
 #include "service/dispatch.h"
 #include "service/contract.h"
 #include "service/scope.h"
+#include "service/observe.h"
 #include "base/log.h"
+#include "metrics/http.h"
 #include "base/notify.h"
 #include "transport/rpc.h"
 
@@ -174,6 +177,8 @@ int main(int argc, char **argv)
 
     srv_rpc_global_init();
     size_t n_methods;
+    const srv_rpc_method *methods = srv_dispatch_methods(&n_methods);
+    app.observe = srv_observe_create(methods, n_methods, cfg.slow_call_ms);
     srv_rpc_config rc = {
         .listen = cfg.listen,
         .threads = cfg.threads,
@@ -183,24 +188,40 @@ int main(int argc, char **argv)
         .keepalive_timeout_ms = cfg.keepalive_timeout_ms,
         .max_connection_idle_ms = cfg.max_connection_idle_ms,
         .memory_bytes = (size_t)cfg.grpc_memory_bytes,
-        .methods = srv_dispatch_methods(&n_methods),
+        .methods = methods,
+        .n_methods = n_methods,
         .on_call = srv_dispatch_call,
         .authenticate = srv_scope_authenticator(&app),
+        .on_end = srv_observe_call,
         .app = &app,
     };
-    rc.n_methods = n_methods;
+    const srv_metrics_http_config mc = {.listen = cfg.metrics_listen,
+                                        .render = srv_observe_render,
+                                        .serving = srv_observe_serving,
+                                        .ctx = &app};
+    bool metrics_on = strcmp(cfg.metrics_listen, "off") != 0;
+    srv_metrics_http *metrics = NULL;
     srv_rpc *rpc = NULL;
-    char bound[300];
+    char bound[300], metrics_bound[300] = "off";
     int status = 0;
-    if (srv_rpc_start(&rc, &rpc, bound, sizeof bound, &err)) {
+    /* The endpoint comes first, so that a bad --metrics-listen stops
+     * cairnd before it takes a call; /healthz says 503 until serving. */
+    if (!app.observe) {
+        srv_error_log("out of memory");
+        status = 1;
+    } else if (metrics_on && srv_metrics_http_start(&mc, &metrics, metrics_bound,
+                                                    sizeof metrics_bound, &err)) {
+        srv_error_log("%s", err.msg);
+        status = 1;
+    } else if (srv_rpc_start(&rc, &rpc, bound, sizeof bound, &err)) {
         srv_error_log("%s", err.msg);
         status = 1;
     } else {
         atomic_store(&app.serving, true);
         printf("listening on %s\n", bound);
         fflush(stdout);
-        srv_info("cairnd serving on %s, store %s%s%s, %d threads", bound, cfg.store,
-                 strcmp(cfg.store, "sqlite") == 0 ? " in " : "",
+        srv_info("cairnd serving on %s, metrics on %s, store %s%s%s, %d threads", bound,
+                 metrics_bound, cfg.store, strcmp(cfg.store, "sqlite") == 0 ? " in " : "",
                  strcmp(cfg.store, "sqlite") == 0 ? cfg.data_dir : "", cfg.threads);
         /* Only now: the listening socket takes calls, so whatever systemd
          * starts After= cairnd finds it serving. */
@@ -223,10 +244,13 @@ int main(int argc, char **argv)
     }
     /* In this order: no new calls (above); the ledger answers every call
      * it holds; then the transport, which waits for every call to be
-     * released (the I/O pool runs on meanwhile: its jobs end calls); only
-     * then may the pool and the ledger, which both submit to, go. */
+     * released (the I/O pool runs on meanwhile: its jobs end calls); the
+     * metrics endpoint, which answered 503 on /healthz since shutdown
+     * began and reads all of them; only then may the pool and the ledger,
+     * which both submit to, go. */
     srv_ledger_stop(app.ledger);
     srv_rpc_stop(rpc);
+    srv_metrics_http_stop(metrics);
     srv_pool_stop(app.io);
     srv_ledger_free(app.ledger);
     commits_to(&app, NULL);
@@ -234,6 +258,7 @@ int main(int argc, char **argv)
     srv_store_close(app.store);
     srv_upload_gate_destroy(&app.uploads);
     srv_tokens_close(app.tokens); /* the transport, which asked it, is gone */
+    srv_observe_free(app.observe);
     srv_rpc_global_shutdown();
     if (atomic_load(&app.store_failed))
         status = 1;

@@ -173,6 +173,7 @@ static int start_server(demo *d, int i)
      * shows in ps. */
     char *argv[] = {(char *)d->cairnd, "--listen", "127.0.0.1:0", "--data-dir",
                     d->pg_dsn ? dir : d->data_dir, "--log-level", "warn",
+                    "--metrics-listen", "127.0.0.1:0", /* three at once: no fixed port */
                     d->pg_dsn ? "--store" : NULL /* ends argv here without */, "postgres",
                     NULL};
     d->server[i] = spawn(argv, p[1]);

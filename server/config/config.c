@@ -894,3 +894,13 @@ bool srv_listen_is_loopback(const char *listen, char *why, size_t cap)
         return refuse(why, cap, "%s resolves to an address off loopback", host);
     return true;
 }
+
+const char *srv_config_version(void)
+{
+    return CAIRN_VERSION_STRING;
+}
+
+const char *srv_config_revision(void)
+{
+    return CAIRN_GIT_REVISION;
+}

@@ -123,6 +123,11 @@ typedef enum srv_config_result {
  * --insecure is given. */
 srv_config_result srv_config_parse(srv_config *cfg, int argc, char **argv);
 
+/* cairnd's version ("0.3.0") and git revision, as --version prints them:
+ * static text. */
+const char *srv_config_version(void);
+const char *srv_config_revision(void);
+
 /* Writes every setting to out, one line each, "name = value  # from
  * ORIGIN", in --help's order, as a config file that reads back to the same
  * settings; a password in pg-dsn is written as ***. */

@@ -25,7 +25,11 @@ struct srv_ledger {
     bool joined;                  /* srv_ledger_stop ran (once) */
     srv_commit_observer observer;
     void *observer_ctx;
+    srv_ledger_metrics metrics;
 };
+
+/* Batch sizes up to BATCH_MAX, in powers of two. */
+static const uint64_t batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
 
 /* Per-mutation outcome while its batch is open. */
 typedef struct outcome {
@@ -153,8 +157,12 @@ static void run_batch(srv_ledger *l, srv_mutation *batch, int n)
             srv_store_rollback(t);
         }
     }
-    if (!batch_code)
+    if (!batch_code) {
+        int64_t start = srv_mono_us();
         batch_code = srv_store_commit(t, &batch_err);
+        srv_histogram_observe(&l->metrics.commit_us, (uint64_t)(srv_mono_us() - start));
+        srv_histogram_observe(&l->metrics.batch_size, (uint64_t)n);
+    }
     if (batch_code) /* a failed begin or commit leaves no transaction open */
         srv_warn("ledger: a batch of %d failed: %s", n, batch_err.msg);
     for (int i = 0; !batch_code && l->observer && i < n; i++)
@@ -209,6 +217,9 @@ srv_code srv_ledger_start(srv_store *st, int max_queue, srv_ledger **out, srv_er
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
     l->store = st;
     l->max_queue = max_queue;
+    srv_histogram_init(&l->metrics.batch_size, batch_bounds,
+                       sizeof batch_bounds / sizeof batch_bounds[0]);
+    srv_histogram_init(&l->metrics.commit_us, srv_duration_bounds_us, srv_duration_bounds_n);
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
     if (pthread_create(&l->thread, NULL, writer_main, l) != 0) {
@@ -226,6 +237,19 @@ void srv_ledger_limit_bytes(srv_ledger *l, size_t max_queue_bytes)
     pthread_mutex_lock(&l->mu);
     l->max_queue_bytes = max_queue_bytes;
     pthread_mutex_unlock(&l->mu);
+}
+
+srv_ledger_metrics *srv_ledger_metrics_of(srv_ledger *l)
+{
+    return &l->metrics;
+}
+
+int srv_ledger_queued(srv_ledger *l)
+{
+    pthread_mutex_lock(&l->mu);
+    int n = l->queued;
+    pthread_mutex_unlock(&l->mu);
+    return n;
 }
 
 void srv_ledger_observe(srv_ledger *l, srv_commit_observer fn, void *ctx)

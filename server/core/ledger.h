@@ -10,6 +10,7 @@
 
 #include "base/arena.h"
 #include "base/error.h"
+#include "metrics/metrics.h"
 #include "store/store.h"
 
 #include <protobuf-c/protobuf-c.h>
@@ -96,6 +97,19 @@ srv_code srv_ledger_lookup(srv_store *st, const srv_mutation *m, srv_arena *a,
  * (another fingerprint). */
 srv_code srv_ledger_replay(const srv_mutation *m, const srv_dedup_record *rec, srv_arena *a,
                            const uint8_t **resp, size_t *len, srv_error *err);
+
+/* What the writer did, for metrics; recorded on the writer thread, read
+ * from any. */
+typedef struct srv_ledger_metrics {
+    srv_histogram batch_size;     /* mutations per transaction */
+    srv_histogram commit_us;      /* srv_store_commit's time, the fsync included */
+} srv_ledger_metrics;
+
+/* The ledger's metrics; they live as long as l. Any thread. */
+srv_ledger_metrics *srv_ledger_metrics_of(srv_ledger *l);
+
+/* Mutations waiting for the writer now. Any thread. */
+int srv_ledger_queued(srv_ledger *l);
 
 /* Finishes every queued mutation (each done is called) and stops the
  * thread. Submissions from then on fail with UNAVAILABLE, so the ledger

@@ -37,6 +37,16 @@ void srv_upload_gate_destroy(srv_upload_gate *g)
     pthread_mutex_destroy(&g->mu);
 }
 
+uint64_t srv_upload_gate_staged(srv_upload_gate *g, int *uploads)
+{
+    pthread_mutex_lock(&g->mu);
+    uint64_t staged = g->staged_bytes;
+    if (uploads)
+        *uploads = g->uploads;
+    pthread_mutex_unlock(&g->mu);
+    return staged;
+}
+
 static srv_code gate_enter(srv_upload_gate *g, uint64_t staged, srv_error *err)
 {
     srv_code rc = SRV_OK;

@@ -30,6 +30,9 @@ typedef struct srv_upload_gate {
 
 void srv_upload_gate_init(srv_upload_gate *g, int max_uploads, uint64_t max_staged_bytes);
 void srv_upload_gate_destroy(srv_upload_gate *g);
+/* The declared snapshot sizes of the uploads staging now, and (when not
+ * NULL) the uploads in progress. Any thread. */
+uint64_t srv_upload_gate_staged(srv_upload_gate *g, int *uploads);
 
 /* Starts receiving exactly size bytes. With stage false the bytes are
  * only hashed, not stored (the idempotency key was used already: they are

@@ -788,6 +788,14 @@ size_t srv_watch_ring_bytes(srv_watch *h, size_t *peak)
     return held;
 }
 
+int srv_watch_open_streams(srv_watch *h)
+{
+    pthread_mutex_lock(&h->mu);
+    int n = h->watchers;
+    pthread_mutex_unlock(&h->mu);
+    return n;
+}
+
 void srv_watch_close_all(srv_watch *h)
 {
     atomic_store(&h->stopping, true);

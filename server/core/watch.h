@@ -127,6 +127,9 @@ void srv_watch_ring_budget(srv_watch *w, size_t bytes);
  * *peak (if not NULL) gets the most they ever held at once. Any thread. */
 size_t srv_watch_ring_bytes(srv_watch *w, size_t *peak);
 
+/* The streams served now (those being set up included). Any thread. */
+int srv_watch_open_streams(srv_watch *w);
+
 /* Ends every stream with UNAVAILABLE and refuses new ones; call before the
  * transport stops, so parked streams do not hold shutdown up. */
 void srv_watch_close_all(srv_watch *w);

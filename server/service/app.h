@@ -1,5 +1,5 @@
 /* What every handler can reach: the settings, the store, the ledger, the
- * watch hub and the I/O pool. */
+ * watch hub, the I/O pool and what cairnd observes of its calls. */
 #ifndef CAIRN_SERVER_APP_H
 #define CAIRN_SERVER_APP_H
 
@@ -10,6 +10,7 @@
 #include "store/store.h"
 #include "core/watch.h"
 #include "core/snapshots.h"
+#include "service/observe.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -22,6 +23,7 @@ typedef struct srv_app {
     srv_pool *io;             /* disk work, off the completion-queue threads */
     srv_upload_gate uploads;  /* CreateCheckpoint streams in progress */
     srv_tokens *tokens;       /* --auth-tokens; NULL: every call goes through */
+    srv_observe *observe;     /* call counts, durations, log lines; /metrics */
     atomic_bool serving;      /* false once shutdown begins (health) */
     atomic_bool store_failed; /* the store stopped taking writes: exit 1 */
     /* Commits the store announces (other replicas'), for the watch hub

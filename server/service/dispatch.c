@@ -192,6 +192,9 @@ static void serve(srv_app *app, srv_call *call, const row *r, const srv_identity
     ProtobufCMessage *req;
 
     srv_code rc = srv_unpack(r->request, a, data, len, &req, &err);
+    const char *run_id = rc ? "" : srv_msg_string(req, "run_id");
+    if (*run_id) /* for the call's log line */
+        srv_call_set_run_id(call, run_id);
     if (!rc && r->kind == KIND_MUTATION)
         rc = srv_check_key(srv_msg_string(req, "idempotency_key"), &err);
     if (!rc && r->validate)

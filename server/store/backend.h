@@ -48,7 +48,7 @@
 
 #include <stdatomic.h>
 
-#define SRV_STORE_OPS_VERSION 2
+#define SRV_STORE_OPS_VERSION 3
 
 struct srv_store_ops;
 
@@ -169,6 +169,11 @@ struct srv_store_ops {
      * (srv_store_now); t is the write transaction or NULL. A backend of
      * one process may answer with srv_now_us(). */
     srv_code (*now)(srv_store *st, srv_txn *t, int64_t *now_us, srv_error *err);
+
+    /* Version 3. What the store holds, for metrics (srv_store_usage): t
+     * is a read snapshot; leases live at now_us, and the bytes the store
+     * takes on disk as cheaply as the backend can tell them. */
+    srv_code (*usage)(srv_txn *t, int64_t now_us, srv_store_usage *out, srv_error *err);
 };
 
 /* Stages and readers start with this, so the wrappers find the store. */

@@ -68,6 +68,8 @@ static const char *missing_op(const struct srv_store_ops *ops)
 #undef XX
     if (ops->version >= 2 && !ops->now)
         return "now";
+    if (ops->version >= 3 && !ops->usage)
+        return "usage";
     return NULL;
 }
 
@@ -471,4 +473,23 @@ srv_code srv_store_now(srv_store *st, srv_txn *t, int64_t *now_us, srv_error *er
         return enter(st, SRV_STORE_OP_NOW, err);
     }
     WRAP(st, NOW, now(st, t, now_us, err));
+}
+
+srv_code srv_store_usage_get(srv_store *st, srv_store_usage *out, srv_error *err)
+{
+    if (st->ops->version < 3)
+        return srv_fail(err, SRV_UNIMPLEMENTED, "store: backend %s cannot tell its usage",
+                        st->ops->name);
+    int64_t now_us;
+    srv_txn *t;
+    srv_code rc = srv_store_now(st, NULL, &now_us, err);
+    if (!rc)
+        rc = srv_store_read_begin(st, &t, err);
+    if (rc)
+        return rc;
+    rc = enter(st, SRV_STORE_OP_USAGE, err);
+    if (!rc)
+        rc = leave(st, SRV_STORE_OP_USAGE, st->ops->usage(t, now_us, out, err));
+    srv_store_read_end(t);
+    return rc;
 }

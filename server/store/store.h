@@ -319,6 +319,18 @@ srv_code srv_store_dedup_put(srv_txn *t, const srv_dedup_key *k, const srv_dedup
  * connection, writer thread) or NULL (any thread). */
 srv_code srv_store_now(srv_store *st, srv_txn *t, int64_t *now_us, srv_error *err);
 
+/* ---- what the store holds (for metrics) ---- */
+
+typedef struct srv_store_usage {
+    uint64_t bytes;               /* on disk: SQLite's database, WAL and snapshot
+                                   * files; PostgreSQL's pg_database_size */
+    uint64_t live_leases;         /* leases not released whose expires_at is ahead */
+} srv_store_usage;
+
+/* Reads it in a read snapshot of its own, by the store's clock. Any
+ * thread; a backend of ops version 2 or older answers UNIMPLEMENTED. */
+srv_code srv_store_usage_get(srv_store *st, srv_store_usage *out, srv_error *err);
+
 /* ---- what the wrappers saw (for logs and metrics) ---- */
 
 /* Every operation, by name; SRV_STORE_OP_<NAME> indexes counters and
@@ -330,7 +342,7 @@ srv_code srv_store_now(srv_store *st, srv_txn *t, int64_t *now_us, srv_error *er
     XX(CHECKPOINT_DELETE) XX(CHECKPOINT_GET) XX(CHECKPOINTS_LIST) XX(PIN_ADD)              \
     XX(PIN_REMOVE) XX(PINNED) XX(STAGE_BEGIN) XX(STAGE_WRITE) XX(STAGE_FINISH)             \
     XX(BLOB_LINK) XX(BLOB_UNLINK) XX(BLOB_OPEN) XX(BLOB_READ) XX(DEDUP_GET) XX(DEDUP_PUT)  \
-    XX(NOW)
+    XX(NOW) XX(USAGE)
 
 typedef enum srv_store_op {
 #define XX(name) SRV_STORE_OP_##name,

@@ -10,6 +10,8 @@
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 
 #include <limits.h>
@@ -48,6 +50,9 @@ struct srv_call {
     srv_tag tag;                  /* the batch that ends the call */
     srv_rpc *rpc;
     grpc_call *call;
+    size_t method;                /* index in rpc->methods; n_methods: unknown */
+    int64_t arrived_us;           /* monotonic, for the outcome's duration */
+    const char *run_id;           /* for the outcome, srv_call_set_run_id */
     gpr_timespec deadline;
     srv_arena *arena;
     uint8_t *req;
@@ -92,6 +97,7 @@ struct srv_rpc {
     size_t n_methods;
     void **handles;
     srv_rpc_on_call on_call;
+    srv_rpc_on_end on_end;
     void *app;
     atomic_bool stopping;
     srv_tag shutdown_tag;
@@ -109,8 +115,18 @@ struct srv_rpc {
     grpc_resource_quota *quota;   /* ours while the server runs; NULL: none */
 };
 
+/* gRPC core's log lines, as cairnd's own records. */
+static void route_grpc_log(gpr_log_func_args *args)
+{
+    srv_log_level level = args->severity == GPR_LOG_SEVERITY_ERROR  ? SRV_LOG_ERROR
+                          : args->severity == GPR_LOG_SEVERITY_INFO ? SRV_LOG_INFO
+                                                                    : SRV_LOG_DEBUG;
+    srv_log(level, "grpc: %s (%s:%d)", args->message, args->file, args->line);
+}
+
 void srv_rpc_global_init(void)
 {
+    gpr_set_log_function(route_grpc_log);
     grpc_init();
 }
 
@@ -177,6 +193,19 @@ const char *srv_call_authorization(const srv_call *c, size_t *len)
     return c->authorization;
 }
 
+void srv_call_set_run_id(srv_call *c, const char *run_id)
+{
+    c->run_id = run_id;
+}
+
+char *srv_call_peer(srv_call *c, char *out, size_t cap)
+{
+    char *peer = grpc_call_get_peer(c->call);
+    snprintf(out, cap, "%s", peer ? peer : "");
+    gpr_free(peer);
+    return out;
+}
+
 int64_t srv_call_remaining_ms(const srv_call *c)
 {
     if (c->deadline.tv_sec == INT64_MAX)
@@ -208,6 +237,12 @@ static size_t initial_metadata_op(srv_call *c, grpc_op *ops)
 static void end_call(srv_call *c, srv_code code, const char *details, const uint8_t *msg,
                      size_t len, bool has_msg, bool replayed, int pushback_ms)
 {
+    srv_rpc *rpc = c->rpc;
+    if (rpc->on_end) {
+        const srv_call_outcome o = {c->method, code, details, replayed,
+                                    srv_mono_us() - c->arrived_us, c->run_id};
+        rpc->on_end(rpc->app, c, &o);
+    }
     grpc_op ops[4];
     memset(ops, 0, sizeof ops);
     size_t n = initial_metadata_op(c, ops);
@@ -482,6 +517,8 @@ static srv_call *adopt_call(slot *s, grpc_byte_buffer *payload)
     }
     c->rpc = s->rpc;
     c->call = s->call;
+    c->method = s->method == CATCH_ALL ? s->rpc->n_methods : s->method;
+    c->arrived_us = srv_mono_us();
     c->deadline = s->deadline;
     c->arena = arena;
     atomic_init(&c->refs, 1);
@@ -666,6 +703,7 @@ srv_code srv_rpc_start(const srv_rpc_config *cfg, srv_rpc **out,
     rpc->methods = cfg->methods;
     rpc->n_methods = cfg->n_methods;
     rpc->on_call = cfg->on_call;
+    rpc->on_end = cfg->on_end;
     rpc->app = cfg->app;
     rpc->shutdown_tag.fn = on_shutdown;
     rpc->cqs = calloc((size_t)cfg->threads, sizeof *rpc->cqs);

@@ -43,6 +43,19 @@ typedef void (*srv_rpc_on_call)(void *app, srv_call *call, size_t index);
  * every call, methods not served included; must not block. */
 typedef srv_code (*srv_rpc_auth_fn)(void *app, const char *path, const char *header,
                                     size_t header_len, bool repeated, srv_error *err);
+/* How a call ended, told once per call as its end is sent. */
+typedef struct srv_call_outcome {
+    size_t method;                /* index in methods; n_methods: a method not served */
+    srv_code code;
+    const char *message;          /* the status message; NULL with OK */
+    bool replayed;                /* answered with "cairn-replayed: true" */
+    int64_t duration_us;          /* from the call's arrival to its end */
+    const char *run_id;           /* srv_call_set_run_id's, or NULL */
+} srv_call_outcome;
+
+/* Called on the thread that ends the call, before the call may go: the
+ * callee may ask srv_call_peer. Must not block. */
+typedef void (*srv_rpc_on_end)(void *app, srv_call *call, const srv_call_outcome *o);
 
 typedef struct srv_rpc_config {
     const char *listen;           /* "127.0.0.1:7070" (port 0 = any free port) or
@@ -60,7 +73,8 @@ typedef struct srv_rpc_config {
     size_t n_methods;
     srv_rpc_on_call on_call;
     srv_rpc_auth_fn authenticate; /* NULL: every call goes through */
-    void *app;                    /* on_call's and authenticate's */
+    srv_rpc_on_end on_end;        /* NULL: not told */
+    void *app;                    /* on_call's, authenticate's and on_end's */
 } srv_rpc_config;
 
 /* Creates and starts the server. On success *out serves and bound (at
@@ -83,7 +97,9 @@ srv_code srv_rpc_start(const srv_rpc_config *cfg, srv_rpc **out,
 void srv_rpc_shutdown(srv_rpc *rpc, int grace_ms);
 void srv_rpc_stop(srv_rpc *rpc);
 
-/* Process-wide gRPC setup and teardown (grpc_init / grpc_shutdown). */
+/* Process-wide gRPC setup and teardown (grpc_init / grpc_shutdown). Setup
+ * also routes gRPC core's own log lines through base/log.h, at the level
+ * gRPC gives them (GRPC_VERBOSITY still chooses which gRPC writes). */
 void srv_rpc_global_init(void);
 void srv_rpc_global_shutdown(void);
 
@@ -99,6 +115,14 @@ const uint8_t *srv_call_request(srv_call *c, size_t *len);
 /* The value of the call's authorization metadata (NUL-terminated, *len
  * bytes; in the call's arena), or NULL when it has none. */
 const char *srv_call_authorization(const srv_call *c, size_t *len);
+/* Names the run the call is about, for srv_call_outcome (its log line).
+ * run_id must live as long as the call (the call's arena). */
+void srv_call_set_run_id(srv_call *c, const char *run_id);
+
+/* The client's address as gRPC names it ("ipv4:127.0.0.1:51234"), cut to
+ * fit out (cap bytes). Costs an allocation inside gRPC: for log lines,
+ * not for every call. Returns out. */
+char *srv_call_peer(srv_call *c, char *out, size_t cap);
 
 /* Milliseconds until the client's deadline; INT64_MAX without one. */
 int64_t srv_call_remaining_ms(const srv_call *c);

@@ -12,7 +12,8 @@ cairnd=$1 bench=$2 label=$3
 shift 3
 dir=$(mktemp -d "${TMPDIR:-/tmp}/cairn-bench-XXXXXX")
 trap 'rm -rf "$dir"' EXIT
-"$cairnd" --listen 127.0.0.1:0 --data-dir "$dir/data" >"$dir/out" 2>"$dir/log" &
+"$cairnd" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir "$dir/data" \
+    >"$dir/out" 2>"$dir/log" &
 pid=$!
 # cairnd prints "listening on HOST:PORT" once it serves.
 while ! grep -q '^listening on ' "$dir/out"; do

@@ -38,8 +38,8 @@ class Health(unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory(prefix="cairn-health-")
         cls.proc = subprocess.Popen(
-            [ARGS.cairnd, "--listen", "127.0.0.1:0", "--data-dir",
-             os.path.join(cls.tmp.name, "data")],
+            [ARGS.cairnd, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+             "--data-dir", os.path.join(cls.tmp.name, "data")],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = cls.proc.stdout.readline()
         if not line.startswith("listening on "):

@@ -63,7 +63,7 @@ class Cairnd:
     def __init__(self, data_dir, log, port=0, extra=()):
         self.proc = subprocess.Popen(
             [ARGS.cairnd, "--listen", "127.0.0.1:%d" % port, "--data-dir", data_dir,
-             "--threads", "2"] + list(extra),
+             "--threads", "2", "--metrics-listen", "127.0.0.1:0"] + list(extra),
             stdout=subprocess.PIPE, stderr=log, preexec_fn=die_with_parent)
         line = self.proc.stdout.readline().decode()
         m = re.match(r"listening on 127\.0\.0\.1:(\d+)", line)

@@ -114,7 +114,8 @@ class Cairnd:
         with open(log, "ab") as lf:
             self.proc = subprocess.Popen(
                 [ARGS.cairnd, "--listen", "127.0.0.1:0", "--data-dir", data_dir,
-                 "--threads", "2", "--checkpoint-retention", "100000"],
+                 "--threads", "2", "--checkpoint-retention", "100000",
+                 "--metrics-listen", "127.0.0.1:0"],
                 stdout=subprocess.PIPE, stderr=lf, env=env, preexec_fn=die_with_parent)
         line = self.proc.stdout.readline().decode()
         m = re.match(r"listening on (127\.0\.0\.1:\d+)", line)

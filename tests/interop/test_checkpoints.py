@@ -78,7 +78,7 @@ class Cairnd:
         store_flags, env = tc.store_args(self.data_dir)
         self.proc = subprocess.Popen(preexec_fn=tc.die_with_parent, args=
             [tc.ARGS.cairnd, "--listen", "127.0.0.1:0", "--data-dir", self.data_dir,
-             "--threads", "2"] + store_flags + list(flags),
+             "--threads", "2", "--metrics-listen", "127.0.0.1:0"] + store_flags + list(flags),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.log_file,
             cwd=self.root, env=env)
         try:

@@ -216,8 +216,8 @@ def _start_cairnd():
     S.log_file = open(S.log_path, "wb")
     flags, env = store_args(S.data_dir)
     S.proc = subprocess.Popen(
-        [ARGS.cairnd, "--listen", "127.0.0.1:0", "--data-dir", S.data_dir, "--threads", "2"]
-        + flags,
+        [ARGS.cairnd, "--listen", "127.0.0.1:0", "--data-dir", S.data_dir, "--threads", "2",
+         "--metrics-listen", "127.0.0.1:0"] + flags,
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=S.log_file, cwd=S.cwd,
         env=env, preexec_fn=die_with_parent)
     # cairnd prints exactly one line once it accepts calls. Wait for that

@@ -13,14 +13,15 @@ allowed() {
     case $1 in
     base) echo "base/" ;;
     config) echo "base/ config/ cairn_revision.h" ;;
+    metrics) echo "base/ metrics/" ;;
     transport) echo "base/ transport/" ;;
     store) echo "base/ store/ pb" ;;
-    core) echo "base/ store/store.h core/ pb" ;;
-    service) echo "base/ config/ transport/ core/ store/store.h service/ pb" ;;
+    core) echo "base/ metrics/ store/store.h core/ pb" ;;
+    service) echo "base/ config/ metrics/ transport/ core/ store/store.h service/ pb" ;;
     esac
 }
 
-for layer in base config transport store core service; do
+for layer in base config metrics transport store core service; do
     if [ ! -f "$dir/$layer/README.md" ]; then
         echo "server/$layer: no README.md saying what lives there"
         status=1

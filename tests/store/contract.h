@@ -122,6 +122,7 @@ bool dedup_found(fx *f, const srv_dedup_key *k, srv_dedup_record *out);
     /* test_leases_checkpoints.c */                                                          \
     XX(lease_get_of_a_never_leased_worker_is_not_found, OPEN)                                \
     XX(lease_put_then_get_round_trips_and_a_second_put_replaces_it, OPEN)                    \
+    XX(usage_counts_leases_live_by_the_store_clock_and_the_bytes_stored, OPEN)               \
     XX(checkpoint_insert_makes_it_the_latest_in_the_runs_head, OPEN)                         \
     XX(checkpoint_get_by_id_and_latest_with_an_empty_id_round_trip_every_field, OPEN)        \
     XX(checkpoints_list_is_oldest_first_with_after_and_limit, OPEN)                          \

@@ -1,5 +1,6 @@
 /* Contract: leases, checkpoints and pins. */
 #include "contract.h"
+#include "base/clock.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -83,6 +84,30 @@ void lease_put_then_get_round_trips_and_a_second_put_replaces_it(void **state)
     assert_string_equal(lease_of(f, "run-1", "w0").lease_id, "lease-b");
     wcommit(t);
     assert_string_equal(lease_of(f, "run-1", "w0").lease_id, "lease-c");
+}
+
+void usage_counts_leases_live_by_the_store_clock_and_the_bytes_stored(void **state)
+{
+    fx *f = *state;
+    insert_run(f, "run-1", 4);
+    /* srv_store_usage_get reads the store's own clock: this machine's
+     * (SQLite) or the database server's on it (postgres). */
+    int64_t now = srv_now_us(), hour = 3600ll * 1000000;
+    const srv_lease_rec live = {true, "lease-a", "h", 1, now + hour};
+    const srv_lease_rec expired = {true, "lease-b", "h", 2, now - hour};
+    const srv_lease_rec released = {true, "lease-c", "h", 3, 0};
+    put_lease(f, "run-1", "w0", &live);
+    put_lease(f, "run-1", "w1", &expired);
+    put_lease(f, "run-1", "w2", &released);
+    srv_store_usage u;
+    srv_error err;
+    ok(srv_store_usage_get(f->st, &u, &err), &err);
+    assert_int_equal(u.live_leases, 1);
+    assert_true(u.bytes > 0);
+
+    put_lease(f, "run-1", "w1", &live);
+    ok(srv_store_usage_get(f->st, &u, &err), &err);
+    assert_int_equal(u.live_leases, 2);
 }
 
 /* ---- checkpoints ---- */

@@ -263,8 +263,11 @@ int ct_server_start(ct_server *s, int port, const char *const *extra_args)
         snprintf(listen, sizeof listen, "%s", s->listen);
     else
         snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
-    const char *args[63] = {"--listen", listen, "--data-dir", s->data_dir, "--threads", "2"};
-    int argc = 6;
+    /* Metrics on a free port too, so servers (and other suites) running
+     * at once never contend for 9464; a test's own flag comes later and wins. */
+    const char *args[63] = {"--listen", listen, "--data-dir", s->data_dir, "--threads", "2",
+                            "--metrics-listen", "127.0.0.1:0"};
+    int argc = 8;
     /* The DSN goes in the environment (as a deployment's Secret does),
      * the store on the command line, where a test's flags may follow. */
     const char *env[ENV_MAX + 1] = {NULL};

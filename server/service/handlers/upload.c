@@ -184,6 +184,7 @@ static srv_code take_header(upload *u, const uint8_t *msg, size_t len, srv_error
                             ? ", got a snapshot chunk"
                             : ", got a message with neither header nor chunk");
     Cairn__V1__CheckpointHeader *h = u->header = req->header;
+    srv_call_set_run_id(u->call, h->run_id);
     if (srv_validate_checkpoint_header(h, a, u->app->cfg->max_snapshot_bytes, err) ||
         srv_scope_run(u->who, u->m->method, h->run_id, err) ||
         srv_fingerprint(a, &h->base, u->header_fp, err))

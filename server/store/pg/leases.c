@@ -40,3 +40,18 @@ srv_code pg_lease_put(srv_txn *t, const srv_run_head *run, const char *worker_id
     pg_i64(&p, l->expires_us);
     return pg_do(pg_conn_of(t), PS_LEASE_PUT, &p, "storing a lease", NULL, err);
 }
+
+/* The whole database, as PostgreSQL counts it (tables, indexes, TOAST):
+ * what an operator provisions disk for. */
+srv_code pg_usage(srv_txn *t, int64_t now_us, srv_store_usage *out, srv_error *err)
+{
+    pg_params p = {0};
+    pg_i64(&p, now_us);
+    PGresult *r = pg_run(pg_conn_of(t), PS_USAGE, &p, "reading the store's usage", err);
+    if (!r)
+        return err->code;
+    out->live_leases = (uint64_t)pg_col_i64(r, 0, 0);
+    out->bytes = (uint64_t)pg_col_i64(r, 0, 1);
+    PQclear(r);
+    return SRV_OK;
+}

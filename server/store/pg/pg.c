@@ -198,6 +198,8 @@ const char *const pg_sql_text[PG_N_STMT] = {
     [PS_CKPT_DELETE] = "DELETE FROM checkpoints WHERE run = $1 AND checkpoint_id = $2",
     [PS_LEASE_GET] = "SELECT lease_id, holder, fencing_token, expires_us FROM leases "
                      "WHERE run = $1 AND worker_id = $2",
+    [PS_USAGE] = "SELECT (SELECT count(*) FROM leases WHERE expires_us > $1), "
+                 "pg_database_size(current_database())",
     [PS_LEASE_PUT] = "INSERT INTO leases (run, worker_id, lease_id, holder, fencing_token, "
                      "expires_us) VALUES ($1, $2, $3, $4, $5, $6) "
                      "ON CONFLICT (run, worker_id) DO UPDATE SET lease_id = excluded.lease_id, "
@@ -755,6 +757,7 @@ static const struct srv_store_ops pg_ops = {
     .dedup_put = pg_dedup_put,
     .txn_active = pg_txn_active,
     .now = pg_now,
+    .usage = pg_usage,
 };
 
 srv_code srv_pg_open(const srv_store_config *cfg, srv_store **out, srv_error *err)

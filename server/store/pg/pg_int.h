@@ -44,6 +44,7 @@ typedef enum pg_stmt_id {
     PS_CKPT_DELETE,
     PS_LEASE_GET,
     PS_LEASE_PUT,
+    PS_USAGE,
     PS_PIN_INSERT,
     PS_PIN_DELETE,
     PS_PINNED,
@@ -242,6 +243,8 @@ srv_code pg_lease_get(srv_txn *t, srv_arena *a, const srv_run_head *run, const c
                       srv_lease_rec *out, srv_error *err);
 srv_code pg_lease_put(srv_txn *t, const srv_run_head *run, const char *worker_id,
                       const srv_lease_rec *l, srv_error *err);
+/* The leases live at now_us, and the database's size. */
+srv_code pg_usage(srv_txn *t, int64_t now_us, srv_store_usage *out, srv_error *err);
 
 /* ---- checkpoints.c: checkpoints and pins ---- */
 

@@ -162,6 +162,8 @@ static const char *const sql_text[N_STMT] = {
     [ST_BLOB_EXISTS] = "SELECT 1 FROM blobs WHERE sha256 = ?1",
     [ST_LEASE_GET] = "SELECT lease_id, holder, fencing_token, expires_us FROM leases "
                      "WHERE run = ?1 AND worker_id = ?2",
+    [ST_USAGE] = "SELECT (SELECT count(*) FROM leases WHERE expires_us > ?1), "
+                 "(SELECT coalesce(sum(size), 0) FROM blobs)",
     [ST_LEASE_PUT] = "INSERT OR REPLACE INTO leases (run, worker_id, lease_id, holder, "
                      "fencing_token, expires_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [ST_PIN_INSERT] = "INSERT INTO pins (run_id, checkpoint_id, expires_us) VALUES (?1, ?2, ?3)",
@@ -707,6 +709,7 @@ static const struct srv_store_ops sqlite_ops = {
     .dedup_put = sq_dedup_put,
     .txn_active = sq_txn_active,
     .now = sq_now,
+    .usage = sq_usage,
 };
 
 /* The data dir without trailing slashes ("/" stays), in a new string. */

@@ -57,6 +57,7 @@ typedef enum stmt_id {
     ST_BLOB_EXISTS,
     ST_LEASE_GET,
     ST_LEASE_PUT,
+    ST_USAGE,
     ST_PIN_INSERT,
     ST_PIN_DELETE,
     ST_PINNED,
@@ -167,6 +168,9 @@ srv_code sq_lease_get(srv_txn *t, srv_arena *a, const srv_run_head *run, const c
                       srv_lease_rec *out, srv_error *err);
 srv_code sq_lease_put(srv_txn *t, const srv_run_head *run, const char *worker_id,
                       const srv_lease_rec *l, srv_error *err);
+/* The leases live at now_us, and the database, its WAL and the snapshot
+ * files' sizes. */
+srv_code sq_usage(srv_txn *t, int64_t now_us, srv_store_usage *out, srv_error *err);
 
 /* ---- checkpoints.c: checkpoints and pins ---- */
 
