@@ -45,7 +45,7 @@ const flag_def flag_defs[] = {
     {FLAG_EXPECT, "expect", 0, "SEQ", NULL, "fail (exit 4) unless the run's next seq is SEQ"},
     {FLAG_FENCING_TOKEN, "fencing-token", 0, "N", NULL,
      "the worker's lease token: fail (exit 4) once a newer lease exists"},
-    {FLAG_FROM, "from", 0, "SEQ", NULL, "the first seq (default 1)"},
+    {FLAG_FROM, "from", 0, "SEQ", NULL, "the first seq (read, watch: default 1)"},
     {FLAG_MAX, "max", 0, "N", NULL, "events per page, 1..1000 (default 100)"},
     {FLAG_ALL, "all", 0, NULL, NULL, "every page, not just the first"},
     {FLAG_PAGE_SIZE, "page-size", 0, "N", NULL, "runs per page, 1..1000 (default 100)"},

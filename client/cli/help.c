@@ -9,10 +9,11 @@
 
 static void print_flag(FILE *out, const flag_def *d)
 {
-    char left[64];
-    int n = snprintf(left, sizeof left, "  %s%c%s--%s%s%s", d->short_name ? "-" : "",
-                     d->short_name ? d->short_name : ' ', d->short_name ? ", " : "  ", d->name,
-                     d->metavar ? " " : "", d->metavar ? d->metavar : "");
+    char left[64], shorthand[8] = "    ";
+    if (d->short_name)
+        snprintf(shorthand, sizeof shorthand, "-%c, ", d->short_name);
+    int n = snprintf(left, sizeof left, "  %s--%s%s%s", shorthand, d->name, d->metavar ? " " : "",
+                     d->metavar ? d->metavar : "");
     fprintf(out, "%s%*s %s", left, n < FLAG_COLUMN ? FLAG_COLUMN - n : 0, "", d->help);
     if (d->env)
         fprintf(out, " [$%s]", d->env);
