@@ -130,6 +130,8 @@ int flags_init(flags *f, int argc);
  * "CAIRN_TIMEOUT"). Returns 0 or an exit code after a message naming the
  * source and the limit. */
 int flag_apply(flags *f, flag_id id, const char *value, const char *source);
+/* Returns 0 and *out for a decimal in lo..hi; -1 otherwise. */
+int parse_uint(const char *s, uint64_t lo, uint64_t hi, uint64_t *out);
 /* Releases what flags_init and flag_apply allocated. */
 void flags_free(flags *f);
 

@@ -131,9 +131,8 @@ int cmd_load(const cli_ctx *cli, char **args, int nargs)
 int cmd_cleanup(const cli_ctx *cli, char **args, int nargs)
 {
     (void)nargs;
-    char *end;
-    unsigned long long keep = strtoull(args[1], &end, 10);
-    if (args[1][0] < '1' || args[1][0] > '9' || *end || keep > UINT32_MAX)
+    uint64_t keep;
+    if (parse_uint(args[1], 1, UINT32_MAX, &keep))
         return usage_error("KEEP_LAST_N: expected 1..%u, got \"%s\"", UINT32_MAX, args[1]);
     cairn_cleanup_request req = {.idempotency_key = cli->flags->key, .run_id = args[0],
                                  .keep_last_n = (uint32_t)keep};

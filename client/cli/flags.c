@@ -91,8 +91,7 @@ static int parse_duration(const char *s, uint32_t *out_ms)
     return -1;
 }
 
-/* A decimal in lo..hi. */
-static int parse_range(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
+int parse_uint(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
 {
     char *end;
     errno = 0;
@@ -162,7 +161,7 @@ static int bad_value(const char *source, const char *value, const char *expected
     return usage_error("%s: expected %s, got \"%s\"", source, expected, value);
 }
 
-int flag_apply(flags *f, flag_id id, const char *v, const char *source)
+static int apply_global(flags *f, flag_id id, const char *v, const char *source)
 {
     uint64_t n;
     switch (id) {
@@ -176,13 +175,14 @@ int flag_apply(flags *f, flag_id id, const char *v, const char *source)
                    ? bad_value(source, v, "a duration from 1ms to 49d: 500ms, 3s, 1m, 1h")
                    : 0;
     case FLAG_ATTEMPTS:
-        if (parse_range(v, 1, MAX_ATTEMPTS, &n))
+        if (parse_uint(v, 1, MAX_ATTEMPTS, &n))
             return bad_value(source, v, "1..100");
         f->attempts = (int)n;
         return 0;
     case FLAG_OUTPUT:
-        return output_format_parse(v, &f->output) ? bad_value(source, v, "text, json, jsonl or table")
-                                                  : 0;
+        if (output_format_parse(v, &f->output))
+            return bad_value(source, v, "text, json, jsonl or table");
+        return 0;
     case FLAG_CA_FILE:
         f->tls_set = true;
         return readable_file(v, source, &f->tls.ca_file);
@@ -206,6 +206,16 @@ int flag_apply(flags *f, flag_id id, const char *v, const char *source)
     case FLAG_VERSION:
         f->version = true;
         return 0;
+    default:
+        break;
+    }
+    return usage_error("%s: not a flag", source);
+}
+
+static int apply_command(flags *f, flag_id id, const char *v, const char *source)
+{
+    uint64_t n;
+    switch (id) {
     case FLAG_KEY:
         f->key = v;
         return 0;
@@ -223,18 +233,18 @@ int flag_apply(flags *f, flag_id id, const char *v, const char *source)
         f->worker = v;
         return 0;
     case FLAG_EXPECT:
-        return parse_range(v, 1, UINT64_MAX, &f->expect) ? bad_value(source, v, "a seq, 1 or more")
+        return parse_uint(v, 1, UINT64_MAX, &f->expect) ? bad_value(source, v, "a seq, 1 or more")
                                                          : 0;
     case FLAG_FENCING_TOKEN:
-        return parse_range(v, 1, UINT64_MAX, &f->fencing_token)
+        return parse_uint(v, 1, UINT64_MAX, &f->fencing_token)
                    ? bad_value(source, v, "a fencing token, 1 or more")
                    : 0;
     case FLAG_FROM:
         f->has_from = true;
-        return parse_range(v, 1, UINT64_MAX, &f->from) ? bad_value(source, v, "a seq, 1 or more")
+        return parse_uint(v, 1, UINT64_MAX, &f->from) ? bad_value(source, v, "a seq, 1 or more")
                                                        : 0;
     case FLAG_MAX:
-        if (parse_range(v, 1, MAX_EVENT_PAGE, &n))
+        if (parse_uint(v, 1, MAX_EVENT_PAGE, &n))
             return bad_value(source, v, "1..1000");
         f->max = (uint32_t)n;
         return 0;
@@ -242,7 +252,7 @@ int flag_apply(flags *f, flag_id id, const char *v, const char *source)
         f->all = true;
         return 0;
     case FLAG_PAGE_SIZE:
-        if (parse_range(v, 1, MAX_RUN_PAGE, &n))
+        if (parse_uint(v, 1, MAX_RUN_PAGE, &n))
             return bad_value(source, v, "1..1000");
         f->page_size = (uint32_t)n;
         return 0;
@@ -253,7 +263,7 @@ int flag_apply(flags *f, flag_id id, const char *v, const char *source)
         f->state = v;
         return 0;
     case FLAG_EVENTS:
-        return parse_range(v, 0, UINT64_MAX, &f->events) ? bad_value(source, v, "a count, 0 or more")
+        return parse_uint(v, 0, UINT64_MAX, &f->events) ? bad_value(source, v, "a count, 0 or more")
                                                          : 0;
     case FLAG_COMPLETED:
         f->completed[f->completed_count++] = v;
@@ -266,7 +276,7 @@ int flag_apply(flags *f, flag_id id, const char *v, const char *source)
         return 0;
     case FLAG_LINES:
         f->has_lines = true;
-        return parse_range(v, 0, UINT64_MAX, &f->lines) ? bad_value(source, v, "a count, 0 or more")
+        return parse_uint(v, 0, UINT64_MAX, &f->lines) ? bad_value(source, v, "a count, 0 or more")
                                                         : 0;
     case FLAG_HOLDER:
         f->holder = v;
@@ -278,10 +288,15 @@ int flag_apply(flags *f, flag_id id, const char *v, const char *source)
     case FLAG_NO_PROGRESS:
         f->no_progress = true;
         return 0;
-    case FLAG_END:
+    default:
         break;
     }
     return usage_error("%s: not a flag", source);
+}
+
+int flag_apply(flags *f, flag_id id, const char *v, const char *source)
+{
+    return id < FLAG_KEY ? apply_global(f, id, v, source) : apply_command(f, id, v, source);
 }
 
 int flags_init(flags *f, int argc)

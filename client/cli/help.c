@@ -111,7 +111,8 @@ static void print_bash(FILE *out)
           "        fi\n"
           "    done\n"
           "    case $prev in\n"
-          "    -o|--output) COMPREPLY=($(compgen -W \"text json jsonl table\" -- \"$cur\")); return ;;\n"
+          "    -o|--output)\n"
+          "        COMPREPLY=($(compgen -W \"text json jsonl table\" -- \"$cur\")); return ;;\n"
           "    --ca-file|--cert-file|--key-file|--token-file|--out)\n"
           "        COMPREPLY=($(compgen -f -- \"$cur\")); return ;;\n"
           "    esac\n"
@@ -128,8 +129,9 @@ static void print_bash(FILE *out)
         size_t g = group_len(commands[i].name);
         if (g && first_of_group(i)) { /* the group alone: complete its subcommands */
             fprintf(out, "    %.*s) words=\"", (int)g, commands[i].name);
-            for (size_t j = i; j < commands_count && !strncmp(commands[j].name, commands[i].name, g + 1); j++)
-                fprintf(out, " %s", commands[j].name + g + 1);
+            for (size_t j = i; j < commands_count; j++)
+                if (strncmp(commands[j].name, commands[i].name, g + 1) == 0)
+                    fprintf(out, " %s", commands[j].name + g + 1);
             fputs("\" ;;\n", out);
         }
         fprintf(out, "    \"%s\") words+=\"", commands[i].name);

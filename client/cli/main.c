@@ -29,8 +29,10 @@ static bool takes_next_word(const char *word)
 }
 
 /* The command the line names, its words skipped past the flags; NULL
- * with *name the first word when it names none (NULL: no word). */
-static const command *find_command(int argc, char **argv, const char **name)
+ * with *name the first word when it names none (NULL: no word), and
+ * *group true when that word is a group ("events") without a known
+ * subcommand. */
+static const command *find_command(int argc, char **argv, const char **name, bool *group)
 {
     const char *words[2] = {NULL, NULL};
     int n = 0;
@@ -49,8 +51,13 @@ static const command *find_command(int argc, char **argv, const char **name)
         size_t len = strlen(words[0]);
         if (strncmp(row, words[0], len) != 0)
             continue;
-        if (row[len] == '\0' || (row[len] == ' ' && words[1] && strcmp(row + len + 1, words[1]) == 0))
+        if (row[len] == '\0')
             return &commands[k];
+        if (row[len] != ' ')
+            continue; /* a longer name: "get" is not "get-run" */
+        if (words[1] && strcmp(row + len + 1, words[1]) == 0)
+            return &commands[k];
+        *group = true;
     }
     return NULL;
 }
@@ -149,8 +156,8 @@ static int run_command(const command *cmd, char **args, int nargs, const flags *
         opts.target = f->target;
     opts.tls = f->tls_set ? &f->tls : NULL;
     opts.token = f->token;
-    set_policy(&opts.retry, (cmd->flags & FLAG_BIT(FLAG_FOLLOW)) && f->follow ? CALL_FOLLOW : cmd->kind,
-               f);
+    bool follows = (cmd->flags & FLAG_BIT(FLAG_FOLLOW)) && f->follow; /* events tail -f */
+    set_policy(&opts.retry, follows ? CALL_FOLLOW : cmd->kind, f);
     cairn_error err;
     cairn_status st = cairn_client_create(&opts, &c.client, &err);
     if (st)
@@ -163,7 +170,10 @@ static int run_command(const command *cmd, char **args, int nargs, const flags *
 static int run(int argc, char **argv, flags *f)
 {
     const char *name;
-    const command *cmd = find_command(argc, argv, &name);
+    bool group = false;
+    const command *cmd = find_command(argc, argv, &name, &group);
+    if (group && !cmd)
+        return usage_error("%s: expected a subcommand (cairnctl --help lists them)", name);
     if (name && !cmd)
         return usage_error("unknown command \"%s\" (cairnctl --help lists them)", name);
     int rc = parse_flags(argc, argv, GLOBAL_FLAGS | (cmd ? cmd->flags : 0), f,

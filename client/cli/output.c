@@ -229,8 +229,18 @@ static int flushed(void)
     return 0;
 }
 
+/* A document jansson could not build: only out of memory does that (the
+ * server's strings are UTF-8, payloads base64). */
+static int no_document(void)
+{
+    fputs("cairnctl: out of memory building the output\n", stderr);
+    return EXIT_LOCAL_IO;
+}
+
 int output_print(output_format format, json_t *doc, json_t *items)
 {
+    if (!doc)
+        return no_document();
     size_t i;
     json_t *item;
     json_t *one = NULL;
@@ -264,6 +274,8 @@ int output_print(output_format format, json_t *doc, json_t *items)
 
 int output_stream_item(output_format format, json_t *item, bool first)
 {
+    if (!item)
+        return no_document();
     json_t *rows = json_pack("[O]", item);
     if (format == OUT_JSON || format == OUT_JSONL)
         dump_line(item);

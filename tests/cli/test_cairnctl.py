@@ -390,6 +390,7 @@ class ExitCodes(CairnctlTest):
     def test_usage_is_2_naming_the_flag_or_argument_and_the_limit(self):
         cases = [
             (["nope"], 'unknown command "nope"'),
+            (["events", "head"], "events: expected a subcommand"),
             (["get-run"], "get-run: expected RUN"),
             (["get-run", "r", "--bogus"], "--bogus is not a flag of get-run"),
             (["get-run", "r", "--from", "1"], "--from is not a flag of get-run"),
