@@ -221,6 +221,25 @@ static int stream_event(void *user, const cairn_event *e)
     return s->rc; /* stdout gone: stop */
 }
 
+/* Streams the events from `from` up to the end of the log. */
+static cairn_status read_to_end(const cli_ctx *cli, const char *run_id, uint64_t from, stream *s,
+                                cairn_error *err)
+{
+    for (;;) {
+        cairn_event_page page;
+        cairn_status st = cairn_read_events(cli->client, run_id, from, 0, &page, err);
+        if (st)
+            return st;
+        for (size_t i = 0; i < page.events_count && !s->rc; i++)
+            stream_event(s, &page.events[i]);
+        bool last = page.events_count == 0 || s->rc;
+        from = page.next_seq;
+        cairn_event_page_free(&page);
+        if (last)
+            return CAIRN_OK;
+    }
+}
+
 /* Prints the events from `from` on: up to the end, or following new ones
  * (libcairn's watch reconnects after a restart without a gap or a
  * duplicate). */
@@ -228,24 +247,10 @@ static int print_events(const cli_ctx *cli, const char *run_id, uint64_t from, b
 {
     stream s = {.cli = cli};
     cairn_error err;
-    cairn_status st = CAIRN_OK;
-    if (follow) {
-        cairn_watch_request req = {.run_id = run_id, .from_seq = from, .on_event = stream_event,
-                                   .user = &s};
-        st = cairn_watch(cli->client, &req, &err);
-    }
-    while (!follow && !st && !s.rc) {
-        cairn_event_page page;
-        if ((st = cairn_read_events(cli->client, run_id, from, 0, &page, &err)))
-            break;
-        for (size_t i = 0; i < page.events_count && !s.rc; i++)
-            stream_event(&s, &page.events[i]);
-        bool last = page.events_count == 0;
-        from = page.next_seq;
-        cairn_event_page_free(&page);
-        if (last)
-            break;
-    }
+    cairn_watch_request req = {.run_id = run_id, .from_seq = from, .on_event = stream_event,
+                               .user = &s};
+    cairn_status st = follow ? cairn_watch(cli->client, &req, &err)
+                             : read_to_end(cli, run_id, from, &s, &err);
     return st ? fail(st, &err) : s.rc;
 }
 

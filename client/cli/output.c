@@ -94,6 +94,8 @@ static void put_value(FILE *out, const char *key, json_t *v, const char *sep)
     size_t i;
     const char *k;
     json_t *item;
+    if (!v) /* a row without this column */
+        return;
     switch (json_typeof(v)) {
     case JSON_STRING:
         if (is_bytes_field(key))
