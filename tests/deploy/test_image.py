@@ -98,7 +98,7 @@ def main():
             return 1
         print("health check: healthy")
 
-        out = sh([rt, "exec", cid, "cairnctl", "--deadline-ms", "3000", "health"]).stdout
+        out = sh([rt, "exec", cid, "cairnctl", "--timeout", "3s", "health"]).stdout
         assert out == "SERVING\n", out
         uid = sh([rt, "exec", cid, "id", "-u"]).stdout.strip()
         assert uid == "10001", uid
