@@ -84,7 +84,8 @@ class Cairnd:
     def start(self):
         listen = self.target or "127.0.0.1:0"
         self.proc = subprocess.Popen(
-            [ARGS.cairnd, "--listen", listen, "--data-dir", self.data_dir] + self.flags,
+            [ARGS.cairnd, "--listen", listen, "--metrics-listen", "127.0.0.1:0", "--data-dir",
+             self.data_dir] + self.flags,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.log, env=self.env,
             preexec_fn=die_with_parent)
         sel = selectors.DefaultSelector()
