@@ -72,11 +72,13 @@ static void commits_to(srv_app *app, srv_watch *w)
     pthread_mutex_unlock(&app->commits_mu);
 }
 
-/* SIGHUP: re-reads the settings and applies the reloadable ones; the
- * service manager sees RELOADING=1 (with the monotonic time that systemd's
+/* SIGHUP: re-reads the settings and applies the reloadable ones, then
+ * the TLS files (the transport logs its own line); the service manager
+ * sees RELOADING=1 (with the monotonic time that systemd's
  * Type=notify-reload asks for) until READY=1 again. cfg is the settings
  * at start; the report compares with what is in effect now. */
-static void reload(const srv_config *cfg, int argc, char **argv, const char *bound)
+static void reload(const srv_config *cfg, int argc, char **argv, srv_rpc *rpc,
+                   const char *bound)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -88,6 +90,7 @@ static void reload(const srv_config *cfg, int argc, char **argv, const char *bou
     if (srv_config_reload(&running, &next, argc, argv, report, sizeof report) == 0)
         srv_log_set_level(next.log_level);
     srv_info("received SIGHUP; reloaded: %s", report);
+    srv_rpc_reload_tls(rpc);
     srv_notify("READY=1\nSTATUS=serving on %s", bound);
 }
 
@@ -166,6 +169,9 @@ int main(int argc, char **argv)
         .keepalive_timeout_ms = cfg.keepalive_timeout_ms,
         .max_connection_idle_ms = cfg.max_connection_idle_ms,
         .memory_bytes = (size_t)cfg.grpc_memory_bytes,
+        .tls_cert = cfg.tls_cert,
+        .tls_key = cfg.tls_key,
+        .tls_client_ca = cfg.tls_client_ca,
         .methods = srv_dispatch_methods(&n_methods),
         .on_call = srv_dispatch_call,
         .app = &app,
@@ -190,7 +196,7 @@ int main(int argc, char **argv)
 
         int sig = 0;
         while (sigwait(&signals, &sig) == 0 && sig == SIGHUP)
-            reload(&cfg, argc, argv, bound);
+            reload(&cfg, argc, argv, rpc, bound);
         const char *why = atomic_load(&app.store_failed) ? "the store failed"
                           : sig == SIGINT                ? "SIGINT"
                                                          : "SIGTERM";

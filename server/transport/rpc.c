@@ -3,6 +3,7 @@
  * their reply batch. Shutdown order follows GRPC_CORE_NOTES: shutdown and
  * notify, cancel what outlives the grace period, destroy, drain queues. */
 #include "transport/rpc.h"
+#include "transport/tls.h"
 #include "base/clock.h"
 #include "base/log.h"
 
@@ -104,6 +105,7 @@ struct srv_rpc {
     bool wd_started;
     pthread_t wd_thread;
     grpc_resource_quota *quota;   /* ours while the server runs; NULL: none */
+    srv_tls *tls;                 /* NULL: plaintext */
 };
 
 void srv_rpc_global_init(void)
@@ -612,6 +614,7 @@ static void free_rpc(srv_rpc *rpc)
     pthread_mutex_destroy(&rpc->mu);
     if (rpc->quota) /* the server's channel args held their own reference */
         grpc_resource_quota_unref(rpc->quota);
+    srv_tls_free(rpc->tls); /* the server, its only user, is gone */
     free(rpc);
 }
 
@@ -625,6 +628,30 @@ static void stop_queues(srv_rpc *rpc)
     /* Queues no thread was started for are drained here. */
     for (int i = rpc->n_threads; i < rpc->n_cqs; i++)
         cq_thread(rpc->cqs[i]);
+}
+
+/* One line on the certificate served: a warning once it has expired,
+ * since every client will then refuse it. */
+static void log_tls(const srv_tls *tls, const char *before, const char *after)
+{
+    char line[900];
+    bool expired = srv_tls_describe(tls, line, sizeof line);
+    srv_log(expired ? SRV_LOG_WARN : SRV_LOG_INFO, "%s %s%s%s", before, line, after,
+            expired ? "; clients refuse an expired certificate" : "");
+}
+
+void srv_rpc_reload_tls(srv_rpc *rpc)
+{
+    if (!rpc || !rpc->tls)
+        return;
+    srv_error err;
+    if (srv_tls_reload(rpc->tls, &err)) {
+        srv_error_log("received SIGHUP; TLS not reloaded (the certificate loaded before serves on): %s",
+                      err.msg);
+        return;
+    }
+    log_tls(rpc->tls, "received SIGHUP; TLS reloaded:",
+            "; new connections use it, open ones keep theirs");
 }
 
 srv_code srv_rpc_start(const srv_rpc_config *cfg, srv_rpc **out,
@@ -652,6 +679,15 @@ srv_code srv_rpc_start(const srv_rpc_config *cfg, srv_rpc **out,
     if (!rpc->cqs || !rpc->threads || !rpc->handles) {
         free_rpc(rpc);
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    /* Bad TLS files stop the start before anything listens. */
+    if (cfg->tls_cert && *cfg->tls_cert) {
+        const srv_tls_files files = {cfg->tls_cert, cfg->tls_key, cfg->tls_client_ca};
+        srv_code rc = srv_tls_open(&files, &rpc->tls, err);
+        if (rc) {
+            free_rpc(rpc);
+            return rc;
+        }
     }
 
     /* Limits per connection. Keepalive: the server pings after
@@ -714,7 +750,8 @@ srv_code srv_rpc_start(const srv_rpc_config *cfg, srv_rpc **out,
             0);
     }
 
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    grpc_server_credentials *creds = rpc->tls ? srv_tls_credentials(rpc->tls)
+                                              : grpc_insecure_server_credentials_create();
     /* A unix socket file is created 0600, so only this user may connect
      * (config.c serves it without --insecure). gRPC binds within this
      * call, and no other thread creates files while cairnd starts, so the
@@ -733,6 +770,8 @@ srv_code srv_rpc_start(const srv_rpc_config *cfg, srv_rpc **out,
                         cfg->listen);
     }
     bound_address(cfg->listen, port, bound, bound_cap);
+    if (rpc->tls)
+        log_tls(rpc->tls, "TLS:", "");
     grpc_server_start(rpc->server);
 
     for (int q = 0; q < rpc->n_cqs; q++) {
