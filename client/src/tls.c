@@ -130,8 +130,9 @@ cairn_status cairn__tls_load(const cairn_tls_options *o, cairn__tls *out, cairn_
                            "(only %s is set)",
                            is_set(o->cert_file) ? "tls.cert_file" : "tls.key_file");
     if (is_set(o->server_name) && strlen(o->server_name) > SERVER_NAME_MAX)
-        return cairn__fail(err, CAIRN_INVALID_ARGUMENT, "tls.server_name: at most %d bytes, got %zu",
-                           SERVER_NAME_MAX, strlen(o->server_name));
+        return cairn__fail(err, CAIRN_INVALID_ARGUMENT,
+                           "tls.server_name: at most %d bytes, got %zu", SERVER_NAME_MAX,
+                           strlen(o->server_name));
     cairn_status rc = CAIRN_OK;
     if (is_set(o->ca_file))
         rc = read_certs("tls.ca_file", o->ca_file, &out->ca_pem, NULL, err);

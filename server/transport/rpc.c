@@ -646,7 +646,7 @@ void srv_rpc_reload_tls(srv_rpc *rpc)
         return;
     srv_error err;
     if (srv_tls_reload(rpc->tls, &err)) {
-        srv_error_log("received SIGHUP; TLS not reloaded (the certificate loaded before serves on): %s",
+        srv_error_log("received SIGHUP; TLS not reloaded, the old certificate serves on: %s",
                       err.msg);
         return;
     }

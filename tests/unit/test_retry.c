@@ -723,8 +723,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(jittered_delays_follow_the_public_function, setup, teardown),
         cmocka_unit_test_setup_teardown(retries_wait_for_ready_and_the_first_attempt_fails_fast,
                                         setup, teardown),
-        cmocka_unit_test_setup_teardown(a_deadline_after_unavailable_tells_the_unavailable_reason,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            a_deadline_after_unavailable_tells_the_unavailable_reason, setup, teardown),
         cmocka_unit_test_setup_teardown(
             a_deadline_without_an_earlier_unavailable_is_told_as_it_came, setup, teardown),
         cmocka_unit_test_setup_teardown(pushback_replaces_the_backoff, setup, teardown),
