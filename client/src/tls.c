@@ -39,6 +39,7 @@ static cairn_status read_pem(const char *field, const char *path, char **out, si
     if (!buf)
         return cairn__fail(err, CAIRN_NO_MEMORY, "%s: out of memory", field);
     if (failed || n > TLS_FILE_MAX) {
+        OPENSSL_cleanse(buf, n); /* it may have been a key */
         free(buf);
         return failed ? cairn__fail(err, CAIRN_INVALID_ARGUMENT, "%s: cannot read %s", field, path)
                       : cairn__fail(err, CAIRN_INVALID_ARGUMENT,
