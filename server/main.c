@@ -1,7 +1,8 @@
 /* cairnd: wiring only. Parse settings, open the store (the backend locks
  * its data), start the I/O pool, the ledger, the watch hub and the gRPC
  * transport, then wait for SIGTERM/SIGINT and shut down in reverse order.
- * SIGHUP reloads what can be reloaded (srv_config_reload) and serves on.
+ * SIGHUP reloads what can be reloaded (srv_config_reload, then the TLS
+ * files: srv_rpc_reload_tls) and serves on.
  * The service manager hears of each step (base/notify.h, a no-op outside
  * systemd's Type=notify): READY=1 once the transport serves, RELOADING=1
  * then READY=1 around a reload, STOPPING=1 when shutdown begins.
