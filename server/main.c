@@ -2,8 +2,8 @@
  * its data), start the I/O pool, the ledger, the watch hub, the metrics
  * endpoint and the gRPC transport, then wait for SIGTERM/SIGINT and shut
  * down in reverse order.
- * SIGHUP reloads what can be reloaded (srv_config_reload, the tokens
- * file) and serves on.
+ * SIGHUP reloads what can be reloaded (srv_config_reload, the tokens file,
+ * then the TLS files: srv_rpc_reload_tls) and serves on.
  * The service manager hears of each step (base/notify.h, a no-op outside
  * systemd's Type=notify): READY=1 once the transport serves, RELOADING=1
  * then READY=1 around a reload, STOPPING=1 when shutdown begins.
@@ -77,12 +77,13 @@ static void commits_to(srv_app *app, srv_watch *w)
     pthread_mutex_unlock(&app->commits_mu);
 }
 
-/* SIGHUP: re-reads the settings and applies the reloadable ones, and
- * the tokens file (tokens may be NULL: none); the service manager sees
- * RELOADING=1 (with the monotonic time that systemd's Type=notify-reload
- * asks for) until READY=1 again. cfg is the settings at start; the report
- * compares with what is in effect now. */
-static void reload(const srv_config *cfg, srv_tokens *tokens, int argc, char **argv,
+/* SIGHUP: re-reads the settings and applies the reloadable ones, the
+ * tokens file (tokens may be NULL: none) and the TLS files (each logs its
+ * own line); the service manager sees RELOADING=1 (with the monotonic
+ * time that systemd's Type=notify-reload asks for) until READY=1 again.
+ * cfg is the settings at start; the report compares with what is in
+ * effect now. */
+static void reload(const srv_config *cfg, srv_tokens *tokens, srv_rpc *rpc, int argc, char **argv,
                    const char *bound)
 {
     struct timespec ts;
@@ -97,6 +98,7 @@ static void reload(const srv_config *cfg, srv_tokens *tokens, int argc, char **a
     srv_info("received SIGHUP; reloaded: %s", report);
     if (tokens)
         srv_tokens_reload(tokens);
+    srv_rpc_reload_tls(rpc);
     srv_notify("READY=1\nSTATUS=serving on %s", bound);
 }
 
@@ -188,6 +190,9 @@ int main(int argc, char **argv)
         .keepalive_timeout_ms = cfg.keepalive_timeout_ms,
         .max_connection_idle_ms = cfg.max_connection_idle_ms,
         .memory_bytes = (size_t)cfg.grpc_memory_bytes,
+        .tls_cert = cfg.tls_cert,
+        .tls_key = cfg.tls_key,
+        .tls_client_ca = cfg.tls_client_ca,
         .methods = methods,
         .n_methods = n_methods,
         .on_call = srv_dispatch_call,
@@ -229,7 +234,7 @@ int main(int argc, char **argv)
 
         int sig = 0;
         while (sigwait(&signals, &sig) == 0 && sig == SIGHUP)
-            reload(&cfg, app.tokens, argc, argv, bound);
+            reload(&cfg, app.tokens, rpc, argc, argv, bound);
         const char *why = atomic_load(&app.store_failed) ? "the store failed"
                           : sig == SIGINT                ? "SIGINT"
                                                          : "SIGTERM";

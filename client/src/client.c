@@ -32,6 +32,8 @@ static cairn_status check_reserved(const cairn_client_options *o, cairn_error *e
         rc = CAIRN__CHECK_RESERVED(&o->retry_budget, "retry_budget", CAIRN__NO_INDEX, err);
     if (!rc)
         rc = CAIRN__CHECK_RESERVED(&o->breaker, "breaker", CAIRN__NO_INDEX, err);
+    if (!rc && o->tls)
+        rc = CAIRN__CHECK_RESERVED(o->tls, "tls", CAIRN__NO_INDEX, err);
     return rc;
 }
 
@@ -69,9 +71,14 @@ cairn_status cairn_client_create(const cairn_client_options *opts, cairn_client 
         rc = cairn__check_token(opts->token, target, opts->tls != NULL, err);
     if (rc)
         return rc;
+    cairn__tls tls = {0};
+    if (opts->tls && (rc = cairn__tls_load(opts->tls, &tls, err)))
+        return rc;
     cairn_client *c = calloc(1, sizeof *c);
-    if (!c)
+    if (!c) {
+        cairn__tls_free(&tls);
         return cairn__fail(err, CAIRN_NO_MEMORY, "out of memory");
+    }
     c->retry = opts->retry;
     c->clock = cairn__real_clock();
     c->on_retry = opts->on_retry;
@@ -81,7 +88,8 @@ cairn_status cairn_client_create(const cairn_client_options *opts, cairn_client 
     rc = cairn__transport_create(target,
                                  opts->max_message_bytes ? opts->max_message_bytes
                                                          : DEFAULT_MAX_MESSAGE,
-                                 opts->token, &c->transport, err);
+                                 opts->tls ? &tls : NULL, opts->token, &c->transport, err);
+    cairn__tls_free(&tls); /* gRPC has its own copy */
     if (rc) {
         cairn__budget_destroy(&c->budget);
         cairn__breaker_destroy(&c->breaker);

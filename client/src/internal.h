@@ -33,10 +33,21 @@ typedef enum cairn__method {
 
 typedef struct cairn__transport cairn__transport;
 
-/* token (NULL for none, checked by cairn__check_token) goes with every
- * call as "authorization: Bearer TOKEN". */
+/* What cairn_tls_options' files hold, read at create (tls.c). */
+typedef struct cairn__tls {
+    char *ca_pem;                 /* NULL: gRPC's default roots */
+    char *cert_pem, *key_pem;     /* the client's key pair, both or neither */
+    size_t key_len;
+    char *server_name;            /* NULL: the target's host */
+} cairn__tls;
+
+/* Creates the channel to target: TLS with tls's PEM text (which gRPC
+ * copies), or plaintext when tls is NULL. token (NULL for none, checked
+ * by cairn__check_token) goes with every call as "authorization: Bearer
+ * TOKEN". */
 cairn_status cairn__transport_create(const char *target, uint32_t max_message_bytes,
-                                     const char *token, cairn__transport **out,
+                                     const cairn__tls *tls, const char *token,
+                                     cairn__transport **out,
                                      cairn_error *err);
 void cairn__transport_destroy(cairn__transport *t);
 /* The RPC's short name, "AppendEvents". */
@@ -266,6 +277,18 @@ cairn_status cairn__pick_key(char out[CAIRN_KEY_MAX + 1], const char *given, cai
 /* Decodes one Event from s into *out; the event's strings and payload
  * live in one malloc'd block that out->type points at (free it so). */
 bool cairn__decode_event(pb_istream_t *s, cairn_event *out);
+
+/* ---- tls.c ---- */
+
+/* Checks o (cert_file and key_file both or neither; server_name at most
+ * 253 bytes; NULL and "" mean unset) and reads its files into *out:
+ * each must be readable and at most 1 MiB, ca_file and cert_file hold a
+ * PEM certificate, key_file an unencrypted PEM key that matches
+ * cert_file's first certificate. INVALID_ARGUMENT names the field and
+ * the path. On failure *out holds nothing. */
+cairn_status cairn__tls_load(const cairn_tls_options *o, cairn__tls *out, cairn_error *err);
+/* Frees what *t holds, wiping the key's text first, and zeroes it. */
+void cairn__tls_free(cairn__tls *t);
 
 /* ---- keys.c ---- */
 

@@ -196,6 +196,22 @@ static cairn_status give_up_pushback(cairn_error *err, int64_t left)
     return give_up(err, why);
 }
 
+/* Retries wait for the channel to connect (wait_for_ready), so when it
+ * never does, gRPC ends them with a bare "Deadline Exceeded": why the
+ * connection failed (refused, a handshake or certificate error) came
+ * only with an earlier fail-fast UNAVAILABLE. reason keeps the last such
+ * message, and a deadline after it is told with it. */
+static void keep_connection_reason(cairn_error *err, char reason[CAIRN_ERROR_MESSAGE_MAX])
+{
+    if (err->status == CAIRN_UNAVAILABLE) {
+        snprintf(reason, CAIRN_ERROR_MESSAGE_MAX, "%s", err->message);
+    } else if (err->status == CAIRN_DEADLINE_EXCEEDED && reason[0]) {
+        size_t n = strlen(err->message);
+        snprintf(err->message + n, sizeof err->message - n,
+                 " (an earlier attempt failed UNAVAILABLE: %s)", reason);
+    }
+}
+
 cairn_status cairn__invoke(cairn_client *c, const cairn__call *call, cairn__reply *out,
                            cairn_error *errp)
 {
@@ -211,6 +227,7 @@ cairn_status cairn__invoke_with(cairn_client *c, const cairn_retry_policy *p,
     cairn__error_clear(err);
     const int64_t deadline = clk->now_ms(clk->ctx) + p->call_deadline_ms;
     const int max_attempts = p->max_attempts > 0 ? p->max_attempts : 1;
+    char unavailable[CAIRN_ERROR_MESSAGE_MAX] = "";
 
     for (int attempt = 1;; attempt++) {
         if (call->stop && cairn__cancel_fired(call->stop))
@@ -233,6 +250,7 @@ cairn_status cairn__invoke_with(cairn_client *c, const cairn_retry_policy *p,
          * once on a channel that is still reconnecting after a restart. */
         call->attempt(call->ctx, c->transport, timeout, attempt > 1, &r);
         cairn__record(err, &r, attempt);
+        keep_connection_reason(err, unavailable);
         if (r.local) { /* a local failure: retrying cannot help */
             cairn__reply_free(&r);
             cairn__breaker_record(&c->breaker, false, probe, clk->now_ms(clk->ctx));

@@ -51,8 +51,17 @@ struct cairn__transport {
     size_t n_auth;
 };
 
+static grpc_channel_credentials *channel_credentials(const cairn__tls *tls)
+{
+    if (!tls)
+        return grpc_insecure_credentials_create();
+    grpc_ssl_pem_key_cert_pair pair = {tls->key_pem, tls->cert_pem};
+    return grpc_ssl_credentials_create(tls->ca_pem, tls->cert_pem ? &pair : NULL, NULL, NULL);
+}
+
 cairn_status cairn__transport_create(const char *target, uint32_t max_message_bytes,
-                                     const char *token, cairn__transport **out,
+                                     const cairn__tls *tls, const char *token,
+                                     cairn__transport **out,
                                      cairn_error *err)
 {
     cairn__transport *t = calloc(1, sizeof *t);
@@ -60,7 +69,7 @@ cairn_status cairn__transport_create(const char *target, uint32_t max_message_by
         return cairn__fail(err, CAIRN_NO_MEMORY, "out of memory");
     grpc_init();
 
-    grpc_arg args[7];
+    grpc_arg args[8];
     int n = 0;
 #define INT_ARG(k, v) \
     args[n].type = GRPC_ARG_INTEGER, args[n].key = (char *)(k), args[n++].value.integer = (int)(v)
@@ -74,9 +83,14 @@ cairn_status cairn__transport_create(const char *target, uint32_t max_message_by
     args[n].type = GRPC_ARG_STRING;
     args[n].key = (char *)GRPC_ARG_LB_POLICY_NAME;
     args[n++].value.string = (char *)"round_robin";
+    if (tls && tls->server_name) { /* the name the certificate must carry */
+        args[n].type = GRPC_ARG_STRING;
+        args[n].key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
+        args[n++].value.string = tls->server_name;
+    }
     grpc_channel_args cargs = {(size_t)n, args};
 
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    grpc_channel_credentials *creds = channel_credentials(tls);
     t->channel = grpc_channel_create(target, creds, &cargs);
     grpc_channel_credentials_release(creds);
     if (!t->channel) {

@@ -4,6 +4,7 @@
  * notify, cancel what outlives the grace period, destroy, drain queues. */
 #include "transport/rpc.h"
 #include "transport/auth.h"
+#include "transport/tls.h"
 #include "base/clock.h"
 #include "base/log.h"
 
@@ -113,6 +114,7 @@ struct srv_rpc {
     bool wd_started;
     pthread_t wd_thread;
     grpc_resource_quota *quota;   /* ours while the server runs; NULL: none */
+    srv_tls *tls;                 /* NULL: plaintext */
 };
 
 /* gRPC core's log lines, as cairnd's own records. */
@@ -671,6 +673,7 @@ static void free_rpc(srv_rpc *rpc)
     pthread_mutex_destroy(&rpc->mu);
     if (rpc->quota) /* the server's channel args held their own reference */
         grpc_resource_quota_unref(rpc->quota);
+    srv_tls_free(rpc->tls); /* the server, its only user, is gone */
     free(rpc);
 }
 
@@ -684,6 +687,30 @@ static void stop_queues(srv_rpc *rpc)
     /* Queues no thread was started for are drained here. */
     for (int i = rpc->n_threads; i < rpc->n_cqs; i++)
         cq_thread(rpc->cqs[i]);
+}
+
+/* One line on the certificate served: a warning once it has expired,
+ * since every client will then refuse it. */
+static void log_tls(const srv_tls *tls, const char *before, const char *after)
+{
+    char line[900];
+    bool expired = srv_tls_describe(tls, line, sizeof line);
+    srv_log(expired ? SRV_LOG_WARN : SRV_LOG_INFO, "%s %s%s%s", before, line, after,
+            expired ? "; clients refuse an expired certificate" : "");
+}
+
+void srv_rpc_reload_tls(srv_rpc *rpc)
+{
+    if (!rpc || !rpc->tls)
+        return;
+    srv_error err;
+    if (srv_tls_reload(rpc->tls, &err)) {
+        srv_error_log("received SIGHUP; TLS not reloaded, the old certificate serves on: %s",
+                      err.msg);
+        return;
+    }
+    log_tls(rpc->tls, "received SIGHUP; TLS reloaded:",
+            "; new connections use it, open ones keep theirs");
 }
 
 srv_code srv_rpc_start(const srv_rpc_config *cfg, srv_rpc **out,
@@ -712,6 +739,15 @@ srv_code srv_rpc_start(const srv_rpc_config *cfg, srv_rpc **out,
     if (!rpc->cqs || !rpc->threads || !rpc->handles) {
         free_rpc(rpc);
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    /* Bad TLS files stop the start before anything listens. */
+    if (cfg->tls_cert && *cfg->tls_cert) {
+        const srv_tls_files files = {cfg->tls_cert, cfg->tls_key, cfg->tls_client_ca};
+        srv_code rc = srv_tls_open(&files, &rpc->tls, err);
+        if (rc) {
+            free_rpc(rpc);
+            return rc;
+        }
     }
 
     /* Limits per connection. Keepalive: the server pings after
@@ -774,7 +810,8 @@ srv_code srv_rpc_start(const srv_rpc_config *cfg, srv_rpc **out,
             0);
     }
 
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    grpc_server_credentials *creds = rpc->tls ? srv_tls_credentials(rpc->tls)
+                                              : grpc_insecure_server_credentials_create();
     if (srv_rpc_auth_attach(creds, cfg) < 0) {
         grpc_server_credentials_release(creds);
         grpc_server_destroy(rpc->server);
@@ -800,6 +837,8 @@ srv_code srv_rpc_start(const srv_rpc_config *cfg, srv_rpc **out,
                         cfg->listen);
     }
     bound_address(cfg->listen, port, bound, bound_cap);
+    if (rpc->tls)
+        log_tls(rpc->tls, "TLS:", "");
     grpc_server_start(rpc->server);
 
     for (int q = 0; q < rpc->n_cqs; q++) {

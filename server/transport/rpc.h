@@ -69,6 +69,11 @@ typedef struct srv_rpc_config {
     size_t memory_bytes;          /* gRPC resource quota over what the transport
                                    * buffers (reads, frames, call arenas);
                                    * 0: gRPC's own (unlimited) */
+    const char *tls_cert;         /* PEM certificate chain to serve TLS with (with
+                                   * tls_key); NULL or "": plaintext */
+    const char *tls_key;          /* its PEM private key */
+    const char *tls_client_ca;    /* mutual TLS: PEM CAs a client certificate must
+                                   * verify against; NULL or "": none asked for */
     const srv_rpc_method *methods;
     size_t n_methods;
     srv_rpc_on_call on_call;
@@ -79,7 +84,11 @@ typedef struct srv_rpc_config {
 
 /* Creates and starts the server. On success *out serves and bound (at
  * least 64 bytes) holds the listening address as HOST:PORT with the real
- * port, or unix:PATH as given. Requires grpc_init to have been called by srv_rpc_global_init. */
+ * port, or unix:PATH as given; with TLS, one line logged says which
+ * certificate it serves. A TLS file that cannot be read or does not pass
+ * its checks (transport/tls.h) fails it before anything listens, with
+ * err naming the flag, the path and why. Requires grpc_init to have been
+ * called by srv_rpc_global_init. */
 srv_code srv_rpc_start(const srv_rpc_config *cfg, srv_rpc **out,
                        char *bound, size_t bound_cap, srv_error *err);
 
@@ -96,6 +105,13 @@ srv_code srv_rpc_start(const srv_rpc_config *cfg, srv_rpc **out,
  * ended), then stops the threads and frees the server. NULL is a no-op. */
 void srv_rpc_shutdown(srv_rpc *rpc, int grace_ms);
 void srv_rpc_stop(srv_rpc *rpc);
+
+/* Reads the TLS files again (SIGHUP) and logs one line: that they were
+ * reloaded, or which file failed and why, the previous ones serving on.
+ * New connections use what a reload read; connections already open keep
+ * theirs, calls and streams untouched. A no-op without TLS. Call from
+ * one thread at a time. */
+void srv_rpc_reload_tls(srv_rpc *rpc);
 
 /* Process-wide gRPC setup and teardown (grpc_init / grpc_shutdown). Setup
  * also routes gRPC core's own log lines through base/log.h, at the level

@@ -26,6 +26,7 @@ typedef struct step {
 
 typedef struct script {
     step steps[MAX_SCRIPT];
+    const char *details[MAX_SCRIPT]; /* each step's status message; NULL: "scripted" */
     int n;                      /* scripted; later attempts repeat the last */
     int made;                   /* attempts made */
     uint32_t timeouts[MAX_SCRIPT];
@@ -59,7 +60,8 @@ static void scripted_attempt(void *ctx, cairn__transport *t, uint32_t timeout_ms
 {
     (void)t;
     script *s = ctx;
-    const step *st = &s->steps[s->made < s->n ? s->made : s->n - 1];
+    int i = s->made < s->n ? s->made : s->n - 1;
+    const step *st = &s->steps[i];
     s->timeouts[s->made] = timeout_ms;
     s->wait_for_ready[s->made] = wait_for_ready;
     s->made++;
@@ -72,7 +74,7 @@ static void scripted_attempt(void *ctx, cairn__transport *t, uint32_t timeout_ms
     if (st->pushback_ms == PUSHBACK_TEXT) /* read as transport.c reads the trailer */
         out->has_pushback = cairn__parse_pushback(s->pushback_text, strlen(s->pushback_text),
                                                   &out->pushback_ms);
-    out->details = strdup("scripted");
+    out->details = strdup(s->details[i] ? s->details[i] : "scripted");
     out->local = st->local;
     if (st->grpc_status == 0) {
         out->body = malloc(1);
@@ -265,6 +267,39 @@ static void retries_wait_for_ready_and_the_first_attempt_fails_fast(void **state
     assert_false(f->s.wait_for_ready[0]);
     assert_true(f->s.wait_for_ready[1]);
     assert_true(f->s.wait_for_ready[2]);
+}
+
+/* gRPC ends a wait-for-ready retry that never connected with a bare
+ * "Deadline Exceeded"; the handshake error of the first attempt is what
+ * tells the user why. */
+static void a_deadline_after_unavailable_tells_the_unavailable_reason(void **state)
+{
+    fixture *f = *state;
+    step steps[] = {FAIL(14), {4, -1, -1, CAIRN_OK}};
+    set_script(&f->s, 2, steps);
+    f->s.details[0] = "Ssl handshake failed: certificate verify failed";
+    f->s.details[1] = "Deadline Exceeded";
+    f->client->retry.max_attempts = 3;
+    cairn_error err;
+    assert_int_equal(invoke(f->client, &f->s, "k", &err), CAIRN_DEADLINE_EXCEEDED);
+    assert_int_equal(f->s.made, 3);
+    assert_string_equal(err.message, "Deadline Exceeded (an earlier attempt failed UNAVAILABLE: "
+                                     "Ssl handshake failed: certificate verify failed)");
+    /* The observer saw the same text for the second attempt. */
+    assert_int_equal(f->s.n_infos, 2);
+    assert_int_equal(f->s.infos[1].status, CAIRN_DEADLINE_EXCEEDED);
+}
+
+static void a_deadline_without_an_earlier_unavailable_is_told_as_it_came(void **state)
+{
+    fixture *f = *state;
+    step steps[] = {{4, -1, -1, CAIRN_OK}};
+    set_script(&f->s, 1, steps);
+    f->s.details[0] = "Deadline Exceeded";
+    f->client->retry.max_attempts = 2;
+    cairn_error err;
+    assert_int_equal(invoke(f->client, &f->s, "k", &err), CAIRN_DEADLINE_EXCEEDED);
+    assert_string_equal(err.message, "Deadline Exceeded");
 }
 
 static void pushback_replaces_the_backoff(void **state)
@@ -688,6 +723,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(jittered_delays_follow_the_public_function, setup, teardown),
         cmocka_unit_test_setup_teardown(retries_wait_for_ready_and_the_first_attempt_fails_fast,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            a_deadline_after_unavailable_tells_the_unavailable_reason, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            a_deadline_without_an_earlier_unavailable_is_told_as_it_came, setup, teardown),
         cmocka_unit_test_setup_teardown(pushback_replaces_the_backoff, setup, teardown),
         cmocka_unit_test_setup_teardown(negative_pushback_stops_retrying, setup, teardown),
         cmocka_unit_test_setup_teardown(resource_exhausted_without_pushback_is_not_retried, setup,

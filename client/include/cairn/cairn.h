@@ -214,8 +214,10 @@ typedef struct cairn_client_options {
     cairn_circuit_breaker breaker;
     cairn_retry_observer on_retry;  /* optional */
     void *on_retry_user;
-    /* TLS to the server; NULL for plaintext. Files are read when the
-     * client is created. */
+    /* TLS to the server; NULL for plaintext. Its files are read and
+     * checked when the client is created (cairn_client_create), not
+     * again: a client made before a certificate rotation keeps what it
+     * read. */
     const struct cairn_tls_options *tls;
     /* Bearer token sent as "authorization: Bearer TOKEN" on every call
      * (streams and Health too); NULL for none. 1..CAIRN_TOKEN_MAX
@@ -229,14 +231,24 @@ typedef struct cairn_client_options {
 
 #define CAIRN_TOKEN_MAX 4096
 
-/* TLS settings of a client (cairn_client_options.tls). */
+/* TLS settings of a client (cairn_client_options.tls). A NULL or empty
+ * string leaves a field unset. Each file is at most 1 MiB. A handshake
+ * that fails (a certificate that does not verify, is expired or names
+ * another host; a server that wants a client certificate) fails the
+ * call UNAVAILABLE, transient, with gRPC's reason in the message (after
+ * retries, which wait for a connection, DEADLINE_EXCEEDED with that
+ * reason added). */
 typedef struct cairn_tls_options {
     const char *ca_file;          /* PEM CAs the server's certificate must verify against;
-                                     NULL: the system's roots */
+                                     NULL: gRPC's default roots (the file
+                                     $GRPC_DEFAULT_SSL_ROOTS_FILE_PATH names, else the
+                                     roots.pem installed with gRPC) */
     const char *cert_file;        /* mutual TLS: PEM client certificate chain, or NULL */
-    const char *key_file;         /* and its PEM private key (with cert_file) */
+    const char *key_file;         /* and its unencrypted PEM private key; with cert_file,
+                                     both or neither */
     const char *server_name;      /* name to verify the server's certificate against instead
-                                     of the target's host; NULL: the target's */
+                                     of the target's host (at most 253 bytes); NULL: the
+                                     target's */
     uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
 } cairn_tls_options;
 
@@ -246,7 +258,9 @@ CAIRN_API void cairn_client_options_init(cairn_client_options *opts);
 
 /* Creates a client. No connection is made until the first call. Returns
  * CAIRN_OK and *out, or INVALID_ARGUMENT for bad options (named in err),
- * a token in plaintext to a server off loopback among them.
+ * a token in plaintext to a server off loopback among them; with tls,
+ * also a file that cannot be read or does not hold what its field says (a
+ * PEM certificate; a key that matches cert_file), named with its path.
  * Ownership: opts is copied (target too); *out is the caller's, to close
  * with cairn_client_destroy. */
 CAIRN_API cairn_status cairn_client_create(const cairn_client_options *opts,
