@@ -160,6 +160,8 @@ static int run_command(const command *cmd, char **args, int nargs, const flags *
     set_policy(&opts.retry, follows ? CALL_FOLLOW : cmd->kind, f);
     cairn_error err;
     cairn_status st = cairn_client_create(&opts, &c.client, &err);
+    if (st == CAIRN_INVALID_ARGUMENT) /* the flags make no usable client */
+        return usage_error("%s", err.message);
     if (st)
         return fail(st, &err);
     int rc = cmd->run(&c, args, nargs);

@@ -654,12 +654,113 @@ class Restart(unittest.TestCase):
                              [b"1", b"2", b"3", b"4"])
 
 
+class Secured(unittest.TestCase):
+    """cairnctl's TLS and token flags end to end: a cairnd with TLS, mutual
+    TLS and a tokens file (certificates made now by cairn-test-certs)."""
+
+    TOKENS = {"admin": ("admin-secret-1", "admin", "*"),
+              "reader": ("reader-secret-2", "read", "*"),
+              "team": ("team-secret-3", "write", "team-a.")}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory(prefix="cairn-cli-tls-")
+        root = cls.tmp.name
+        cls.certs = os.path.join(root, "certs")
+        os.mkdir(cls.certs, 0o700)
+        subprocess.run([ARGS.certs, cls.certs], check=True)
+        lines = ["%s %s %s %s" % (name, hashlib.sha256(tok.encode()).hexdigest(), role, prefix)
+                 for name, (tok, role, prefix) in cls.TOKENS.items()]
+        tokens = os.path.join(root, "tokens")
+        with open(os.open(tokens, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+            f.write("\n".join(lines) + "\n")
+        for name, (tok, _, _) in cls.TOKENS.items():
+            with open(os.open(os.path.join(root, name + ".token"), os.O_WRONLY | os.O_CREAT,
+                              0o600), "w") as f:
+                f.write(tok + "\n")
+        cls.server = Cairnd(root)
+        cls.server.flags += ["--tls-cert", cls.cert("server.crt"), "--tls-key",
+                             cls.cert("server.key"), "--tls-client-ca", cls.cert("ca.crt"),
+                             "--auth-tokens", tokens]
+        cls.server.start()
+        cls.target = cls.server.target
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.close()
+        cls.tmp.cleanup()
+
+    @classmethod
+    def cert(cls, name):
+        return os.path.join(cls.certs, name)
+
+    def token_file(self, name):
+        return os.path.join(self.tmp.name, name + ".token")
+
+    def secured(self, token, *argv, env=None):
+        """cairnctl -o json with the CA, the client certificate and a token."""
+        return ctl("--target", self.target, "--ca-file", self.cert("ca.crt"), "--cert-file",
+                   self.cert("client.crt"), "--key-file", self.cert("client.key"),
+                   "--token-file", self.token_file(token), "-o", "json", *argv, env=env)
+
+    def test_flags_carry_tls_client_certificate_and_token(self):
+        rc, out, err = self.secured("admin", "create-run", "secured-1", "w1")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(json.loads(out)["run_id"], "secured-1")
+        rc, out, err = self.secured("reader", "get-run", "secured-1")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(json.loads(out)["workers"], ["w1"])
+
+    def test_environment_twins_carry_them_too(self):
+        env = clean_env(CAIRN_TARGET=self.target, CAIRN_CA_FILE=self.cert("ca.crt"),
+                        CAIRN_CERT_FILE=self.cert("client.crt"),
+                        CAIRN_KEY_FILE=self.cert("client.key"),
+                        CAIRN_TOKEN_FILE=self.token_file("team"))
+        rc, out, err = ctl("-o", "json", "create-run", "team-a.env", "w", env=env)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(json.loads(out)["run_id"], "team-a.env")
+
+    def test_refusals_exit_1_naming_what_is_missing(self):
+        rc, _, err = self.secured("reader", "create-run", "secured-denied", "w")
+        self.assertEqual(rc, 1, err)
+        self.assertIn("permission denied", err)
+        rc, _, err = self.secured("team", "create-run", "team-b.x", "w")
+        self.assertEqual(rc, 1, err)
+        self.assertIn("team-a.", err)
+        rc, _, err = ctl("--target", self.target, "--ca-file", self.cert("ca.crt"),
+                         "--cert-file", self.cert("client.crt"), "--key-file",
+                         self.cert("client.key"), "get-run", "secured-1")
+        self.assertEqual(rc, 1, err)
+        self.assertIn("authorization", err)
+        rc, _, err = self.secured("admin", "get-run", "secured-denied")
+        self.assertEqual(rc, 3, err)  # the denied create stored nothing
+
+    def test_health_needs_tls_but_no_token(self):
+        rc, out, err = ctl("--target", self.target, "--ca-file", self.cert("ca.crt"),
+                           "--cert-file", self.cert("client.crt"), "--key-file",
+                           self.cert("client.key"), "health")
+        self.assertEqual((rc, out), (0, b"status: SERVING\n"), err)
+        rc, _, err = ctl("--target", self.target, "health")  # plaintext to a TLS port
+        self.assertEqual(rc, 5, err)
+        rc, _, err = ctl("--target", self.target, "--ca-file", self.cert("ca.crt"), "health")
+        self.assertEqual(rc, 5, err)  # mutual TLS: no client certificate
+
+    def test_a_token_is_not_sent_in_plaintext_off_loopback(self):
+        # Refused when the client is made: nothing is sent to 10.0.0.1.
+        rc, _, err = ctl("--target", "10.0.0.1:7070", "--token-file", self.token_file("admin"),
+                         "health")
+        self.assertEqual(rc, 2, err)
+        self.assertIn("token", err)
+        self.assertIn("10.0.0.1:7070", err)
+        self.assertNotIn(self.TOKENS["admin"][0], err)
+
 
 def main():
     global ARGS, PG
     ap = argparse.ArgumentParser()
     ap.add_argument("--cairnd", required=True)
     ap.add_argument("--cairnctl", required=True)
+    ap.add_argument("--certs", required=True, help="cairn-test-certs")
     ARGS, rest = ap.parse_known_args()
     if STORE == "postgres":
         import pgcluster
