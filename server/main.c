@@ -19,6 +19,7 @@
 #include "service/contract.h"
 #include "base/log.h"
 #include "base/notify.h"
+#include "core/lifecycle.h"
 #include "transport/rpc.h"
 
 #include <signal.h>
@@ -149,11 +150,23 @@ int main(int argc, char **argv)
         return 1;
     }
     srv_ledger_observe(app.ledger, srv_watch_committed, app.watch);
+    srv_ledger_observe_deletions(app.ledger, srv_watch_deleted, app.watch);
     commits_to(&app, app.watch);
     srv_ledger_limit_bytes(app.ledger, (size_t)cfg.ledger_max_queue_bytes);
     srv_watch_limit(app.watch, cfg.max_watchers);
     srv_watch_use_pool(app.watch, app.io);
     srv_watch_ring_budget(app.watch, (size_t)cfg.watch_ring_bytes);
+
+    srv_lifecycle *lifecycle = NULL;
+    if (srv_lifecycle_start(app.ledger, cfg.completed_run_retention_s, cfg.dedup_window_s,
+                            &lifecycle, &err)) {
+        srv_error_log("%s", err.msg);
+        srv_ledger_free(app.ledger);
+        srv_watch_stop(app.watch);
+        srv_pool_stop(app.io);
+        srv_store_close(app.store);
+        return 1;
+    }
 
     srv_rpc_global_init();
     size_t n_methods;

@@ -42,6 +42,9 @@ static const row table[] = {
      srv_validate_run_id_only, .read = srv_read_get_run},
     {COORD(ListRuns), KIND_READ, MSG(list_runs_request), MSG(list_runs_response),
      srv_validate_list_runs, .read = srv_read_list_runs},
+    /* Admin only, once bearer tokens exist. */
+    {COORD(DeleteRun), KIND_MUTATION, MSG(delete_run_request), MSG(delete_run_response),
+     srv_validate_run_id_only, .apply = srv_apply_delete_run},
     {COORD(AppendEvents), KIND_MUTATION, MSG(append_events_request),
      MSG(append_events_response), srv_validate_append_events, .apply = srv_apply_append_events},
     {COORD(ReadEvents), KIND_READ, MSG(read_events_request),

@@ -36,6 +36,12 @@ typedef enum pg_stmt_id {
     PS_EVENTS_APPEND,
     PS_DEDUP_GET,
     PS_DEDUP_PUT,
+    PS_DEDUP_PUT_GONE,
+    PS_DEDUP_EXPIRE,
+    PS_DEDUP_EXPIRE_GONE,
+    PS_RUN_DELETE,
+    PS_RUN_SET_COMPLETED,
+    PS_RUNS_COMPLETED_BEFORE,
     PS_CKPT_INSERT,
     PS_CKPT_WORKERS,
     PS_CKPT_LIST,
@@ -223,6 +229,11 @@ srv_code pg_runs_list(srv_txn *t, srv_arena *a, int64_t after, uint32_t limit,
 srv_code pg_run_insert(srv_txn *t, const char *run_id, char *const *workers, size_t n_workers,
                        const srv_label *labels, size_t n_labels, int64_t now_us, int64_t *ref,
                        srv_error *err);
+srv_code pg_run_delete(srv_txn *t, const srv_run_head *run, srv_error *err);
+srv_code pg_run_set_completed(srv_txn *t, const srv_run_head *run, int64_t now_us,
+                              srv_error *err);
+srv_code pg_runs_completed_before(srv_txn *t, srv_arena *a, int64_t before_us, uint32_t limit,
+                                  char ***out, size_t *n, srv_error *err);
 srv_code pg_events_insert(srv_txn *t, const srv_run_head *run, Cairn__V1__Event *const *events,
                           size_t n, int64_t now_us, srv_error *err);
 srv_code pg_events_read(srv_txn *t, srv_arena *a, const srv_run_head *run, uint64_t from_seq,
