@@ -150,8 +150,8 @@ srv_code srv_store_run_insert(srv_txn *t, const char *run_id, char *const *worke
                               size_t n_workers, const srv_label *labels, size_t n_labels,
                               int64_t now_us, int64_t *ref, srv_error *err);
 /* Write. Deletes the run and everything it holds: events, workers,
- * labels, leases, idempotency records, and the rows of checkpoints still
- * left (their snapshot references are the caller's to drop first, with
+ * labels, leases, idempotency records. Its checkpoints are the caller's
+ * to delete first, each with its snapshot reference (checkpoint_delete,
  * blob_unlink). Ops version 3. */
 srv_code srv_store_run_delete(srv_txn *t, const srv_run_head *run, srv_error *err);
 /* Write. Records when the run completed (its last worker did). Ops

@@ -94,7 +94,7 @@ static int setup(void **state)
     Cairn__V1__Run run;
     srv_txn *t;
     ok(srv_store_begin(f->st, &t, &err), &err);
-    srv_apply ap = {t, a, 1000, NULL, NULL, 0};
+    srv_apply ap = {t, a, 1000, NULL, NULL, 0, NULL};
     ok(srv_run_create(&ap, &req, &run, &err), &err);
     ok(srv_store_commit(t, &err), &err);
     srv_arena_destroy(a);

@@ -294,7 +294,7 @@ static void create_run_named(fx *f, const char *run_id)
     Cairn__V1__Run run;
     srv_txn *t;
     ok(srv_store_begin(f->st, &t, &err), &err);
-    srv_apply ap = {t, f->a, NOW_US, NULL, NULL, 0};
+    srv_apply ap = {t, f->a, NOW_US, NULL, NULL, 0, NULL};
     ok(srv_run_create(&ap, &req, &run, &err), &err);
     ok(srv_store_commit(t, &err), &err);
 }

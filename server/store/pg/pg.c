@@ -204,14 +204,12 @@ const char *const pg_sql_text[PG_N_STMT] = {
     [PS_DEDUP_EXPIRE_GONE] = "DELETE FROM gone_dedup WHERE (run_id, method, key) IN (SELECT "
                              "run_id, method, key FROM gone_dedup WHERE created_us < $1 LIMIT $2)",
     /* Every row of the run in one statement: the foreign keys are checked
-     * at its end, once the children are gone too (checkpoint_workers go
-     * by ON DELETE CASCADE). */
+     * at its end, once the children are gone too. */
     [PS_RUN_DELETE] = "WITH e AS (DELETE FROM events WHERE run = $1), "
                       "     w AS (DELETE FROM run_workers WHERE run = $1), "
                       "     l AS (DELETE FROM run_labels WHERE run = $1), "
                       "     s AS (DELETE FROM leases WHERE run = $1), "
-                      "     d AS (DELETE FROM dedup WHERE run = $1), "
-                      "     k AS (DELETE FROM checkpoints WHERE run = $1) "
+                      "     d AS (DELETE FROM dedup WHERE run = $1) "
                       "DELETE FROM runs WHERE id = $1",
     [PS_RUN_SET_COMPLETED] = "UPDATE runs SET completed_us = $2 WHERE id = $1",
     [PS_RUNS_COMPLETED_BEFORE] = "SELECT run_id FROM runs WHERE completed_us > 0 "

@@ -143,9 +143,6 @@ static const char *const sql_text[N_STMT] = {
     [ST_RUN_DELETE_LABELS] = "DELETE FROM run_labels WHERE run = ?1",
     [ST_RUN_DELETE_LEASES] = "DELETE FROM leases WHERE run = ?1",
     [ST_RUN_DELETE_DEDUP] = "DELETE FROM dedup WHERE run = ?1",
-    [ST_RUN_DELETE_CKPT_WORKERS] = "DELETE FROM checkpoint_workers WHERE checkpoint IN "
-                                   "(SELECT id FROM checkpoints WHERE run = ?1)",
-    [ST_RUN_DELETE_CKPTS] = "DELETE FROM checkpoints WHERE run = ?1",
     [ST_RUN_DELETE] = "DELETE FROM runs WHERE id = ?1",
     [ST_RUN_SET_COMPLETED] = "UPDATE runs SET completed_us = ?2 WHERE id = ?1",
     [ST_RUNS_COMPLETED_BEFORE] = "SELECT run_id FROM runs WHERE completed_us > 0 "
