@@ -20,6 +20,7 @@
 #include "base/log.h"
 #include "base/notify.h"
 #include "core/lifecycle.h"
+#include "store/sqlite/sqlite.h"
 #include "transport/rpc.h"
 
 #include <signal.h>
@@ -92,11 +93,53 @@ static void reload(const srv_config *cfg, int argc, char **argv, const char *bou
     srv_notify("READY=1\nSTATUS=serving on %s", bound);
 }
 
+static void print_problem(void *ctx, const char *line)
+{
+    (void)ctx;
+    printf("%s\n", line);
+}
+
+/* `cairnd backup --data-dir D DEST` and `cairnd verify --data-dir D`
+ * (SQLite data dirs; docs/operations.md, "Backup"): exit 0 done or no
+ * problem, 1 failed or problems (one line each), 2 bad usage. */
+static int admin_command(int argc, char **argv)
+{
+    bool backup = strcmp(argv[1], "backup") == 0;
+    int want = backup ? 5 : 4;
+    if (argc != want || strcmp(argv[2], "--data-dir") != 0) {
+        fprintf(stderr, "usage: cairnd backup --data-dir DIR DEST\n"
+                        "       cairnd verify --data-dir DIR\n");
+        return 2;
+    }
+    srv_log_setup(SRV_LOG_WARN, SRV_LOG_TEXT);
+    srv_error err;
+    if (backup) {
+        if (srv_sqlite_backup(argv[3], argv[4], &err)) {
+            fprintf(stderr, "cairnd backup: %s\n", err.msg);
+            return 1;
+        }
+        printf("backed up %s into %s\n", argv[3], argv[4]);
+        return 0;
+    }
+    size_t checked, problems;
+    if (srv_sqlite_verify(argv[3], print_problem, NULL, &checked, &problems, &err)) {
+        fprintf(stderr, "cairnd verify: %s\n", err.msg);
+        return 1;
+    }
+    if (problems)
+        return 1;
+    printf("ok: %s: cairn.db intact, %zu checkpoints and their snapshots checked\n", argv[3],
+           checked);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     /* The data dir is cairnd's alone: whatever is created in it (SQLite's
      * files included) is 0600, directories 0700. */
     umask(077);
+    if (argc >= 2 && (strcmp(argv[1], "backup") == 0 || strcmp(argv[1], "verify") == 0))
+        return admin_command(argc, argv);
     srv_config cfg;
     switch (srv_config_parse(&cfg, argc, argv)) {
     case SRV_CONFIG_EXIT_OK:
