@@ -1,7 +1,7 @@
 /* The data lifecycle against a real cairnd: DeleteRun (idempotent, a
  * missing run is existed = false, watchers end NOT_FOUND, snapshot bytes
  * go), completed-run retention and the dedup window (a forgotten key
- * applies again). Time-based expiry is polled with a deadline against a
+ * applies again), `cairnd verify` (SQLite). Time-based expiry is polled with a deadline against a
  * server whose settings are one second. */
 #include "cairn_test.h"
 
@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 enum { POLL_DEADLINE_MS = 20000, POLL_EVERY_MS = 50 };
 
@@ -236,6 +237,67 @@ static void a_retry_after_the_dedup_window_applies_again(void **state)
     cairn_event_page_free(&page);
 }
 
+static void checkpoint_of(ct_fixture *f, const char *run_id, const char *bytes,
+                          char id[CAIRN_ID_MAX + 1], char sha[65])
+{
+    cairn_checkpoint_request cr = {.run_id = run_id, .events_count = 1};
+    cairn_checkpoint cp;
+    cairn_error err;
+    must(cairn_create_checkpoint(f->client, &cr, bytes, strlen(bytes), &cp, &err), &err);
+    snprintf(id, CAIRN_ID_MAX + 1, "%s", cp.checkpoint_id);
+    snprintf(sha, 65, "%s", cp.snapshot_sha256);
+    cairn_checkpoint_free(&cp);
+}
+
+static int verify(const ct_fixture *f, char *out, size_t cap)
+{
+    const char *args[] = {"verify", "--data-dir", f->server.data_dir, NULL};
+    return ct_run_cairnd(args, out, cap);
+}
+
+static void verify_names_a_damaged_and_a_missing_snapshot_and_exits_1(void **state)
+{
+    CT_SQLITE_ONLY("verify reads SQLite's cairn.db and blob files");
+    ct_fixture *f = *state;
+    const char *workers[] = {"w0"};
+    assert_int_equal(ct_create_run(f->client, "run-1", workers, 1), CAIRN_OK);
+    append_one(f->client, "run-1", NULL);
+    char id_a[CAIRN_ID_MAX + 1], id_b[CAIRN_ID_MAX + 1], id_c[CAIRN_ID_MAX + 1];
+    char sha_a[65], sha_b[65], sha_c[65];
+    checkpoint_of(f, "run-1", "snapshot a", id_a, sha_a);
+    checkpoint_of(f, "run-1", "snapshot b", id_b, sha_b);
+    checkpoint_of(f, "run-1", "snapshot c", id_c, sha_c);
+    char out[4096];
+    assert_int_equal(verify(f, out, sizeof out), 0); /* while cairnd serves */
+    assert_non_null(strstr(out, "ok: "));
+    assert_non_null(strstr(out, "3 checkpoints"));
+
+    char path[700];
+    snprintf(path, sizeof path, "%s/blobs/%.2s/%s", f->server.data_dir, sha_a, sha_a);
+    FILE *fp = fopen(path, "r+");
+    assert_non_null(fp);
+    fputc('X', fp); /* same size, other bytes */
+    fclose(fp);
+    snprintf(path, sizeof path, "%s/blobs/%.2s/%s", f->server.data_dir, sha_b, sha_b);
+    assert_int_equal(unlink(path), 0);
+
+    assert_int_equal(verify(f, out, sizeof out), 1);
+    char want[400];
+    snprintf(want, sizeof want, "run run-1 checkpoint %s: snapshot blobs/%.2s/%s does not match "
+             "its SHA-256", id_a, sha_a, sha_a);
+    if (!strstr(out, want))
+        fail_msg("no line \"%s\" in:\n%s", want, out);
+    snprintf(want, sizeof want, "run run-1 checkpoint %s: snapshot blobs/%.2s/%s is missing",
+             id_b, sha_b, sha_b);
+    if (!strstr(out, want))
+        fail_msg("no line \"%s\" in:\n%s", want, out);
+    assert_null(strstr(out, id_c)); /* the sound one is not named */
+    int lines = 0;
+    for (const char *p = out; (p = strchr(p, '\n')); p++)
+        lines++;
+    assert_int_equal(lines, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -249,6 +311,8 @@ int main(void)
             ct_fixture_teardown),
         cmocka_unit_test_setup_teardown(a_retry_after_the_dedup_window_applies_again,
                                         window_setup, ct_fixture_teardown),
+        cmocka_unit_test_setup_teardown(verify_names_a_damaged_and_a_missing_snapshot_and_exits_1,
+                                        ct_fixture_setup, ct_fixture_teardown),
     };
     return cmocka_run_group_tests_name("data_lifecycle", tests, NULL, NULL);
 }
