@@ -16,6 +16,7 @@ static const char usage_text[] =
     "  health                              is the server serving?\n"
     "  create-run RUN WORKER... [--label K=V]... [--key KEY]\n"
     "  get-run RUN\n"
+    "  delete-run RUN [--key KEY]          the run and all it holds; no run is no error\n"
     "  list-runs [--page-size N] [--all]\n"
     "  append RUN TYPE [PAYLOAD] [--worker ID] [--key KEY] [--expect SEQ]\n"
     "  read RUN [--from SEQ] [--max N] [--all]\n"
@@ -417,6 +418,29 @@ static int cmd_cleanup(cairn_client *c, int argc, char **argv)
     return 0;
 }
 
+static int cmd_delete_run(cairn_client *c, int argc, char **argv)
+{
+    static const struct option opts[] = {{"key", required_argument, NULL, 'k'}, {0}};
+    const char *key = NULL;
+    int o;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (o != 'k')
+            return usage();
+        key = optarg;
+    }
+    if (argc - optind != 1)
+        return usage();
+    cairn_delete_run_request req = {.idempotency_key = key, .run_id = argv[optind]};
+    cairn_delete_run_result res;
+    cairn_error err;
+    cairn_status st = cairn_delete_run(c, &req, &res, &err);
+    if (st)
+        return fail(st, &err);
+    printf("%s %s%s\n", res.existed ? "deleted" : "no run", argv[optind],
+           res.replayed ? " (replayed)" : "");
+    return 0;
+}
+
 static int cmd_resume(cairn_client *c, int argc, char **argv)
 {
     if (argc < 2)
@@ -470,7 +494,7 @@ static const struct command {
     {"list-runs", cmd_list_runs}, {"append", cmd_append},     {"read", cmd_read},
     {"complete", cmd_complete}, {"checkpoint", cmd_checkpoint},   {"checkpoints", cmd_checkpoints},
     {"load", cmd_load},         {"cleanup", cmd_cleanup},         {"resume", cmd_resume},
-    {"watch", cmd_watch},
+    {"watch", cmd_watch},     {"delete-run", cmd_delete_run},
 };
 
 int main(int argc, char **argv)
