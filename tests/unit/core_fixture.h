@@ -102,6 +102,7 @@ void list_checkpoints_pages_by_bytes_with_at_least_one_checkpoint(void **state);
 
 void delete_run_takes_its_log_and_snapshots_and_says_whether_it_existed(void **state);
 void a_download_open_when_its_run_is_deleted_reads_to_the_end(void **state);
+void a_download_cut_short_by_its_runs_deletion_is_not_found_not_data_loss(void **state);
 void sweep_deletes_runs_completed_longer_ago_than_the_retention_only(void **state);
 void sweep_deletes_at_most_a_batch_of_runs_at_a_time(void **state);
 

@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static bool snapshot_readable(fx *f, const char *sha)
 {
@@ -91,6 +92,36 @@ void a_download_open_when_its_run_is_deleted_reads_to_the_end(void **state)
         total += n;
     } while (n > 0);
     assert_int_equal(total, meta.snapshot_size);
+    srv_download_close(d);
+}
+
+/* Where reading does not keep the bytes (PostgreSQL's chunk rows), a
+ * deletion under a download cuts it short: that is NOT_FOUND, saying so,
+ * not DATA_LOSS. Made here by cutting the open file, then deleting. */
+void a_download_cut_short_by_its_runs_deletion_is_not_found_not_data_loss(void **state)
+{
+    fx *f = *state;
+    srv_error err;
+    create_run(f, "run-1", 1);
+    Cairn__V1__AppendEventsResponse out;
+    ok(append_tx(f, events_req(f, "run-1", 1, 8, 1), &out, &err), &err);
+    Cairn__V1__Checkpoint cp;
+    ok(checkpoint(f, NOW_US, 1, 9, 5, &cp, &err), &err);
+    Cairn__V1__Checkpoint meta;
+    srv_download *d = NULL;
+    ok(srv_download_open(f->st, f->a, "run-1", "", &meta, &d, &err), &err);
+    char path[700];
+    snprintf(path, sizeof path, "%s/blobs/%.2s/%s", f->dir, cp.snapshot_sha256,
+             cp.snapshot_sha256);
+    assert_int_equal(truncate(path, 10), 0);
+    const char *told;
+    assert_true(delete_at(f, NOW_US, "run-1", &told));
+    uint8_t buf[256];
+    size_t n;
+    srv_code rc;
+    while ((rc = srv_download_read(d, buf, sizeof buf, &n, &err)) == SRV_OK && n > 0)
+        ;
+    fails(rc, &err, SRV_NOT_FOUND, "was deleted while it was read");
     srv_download_close(d);
 }
 
