@@ -153,10 +153,10 @@ static srv_code copy_file(const char *src, const char *dst, bool *missing, srv_e
         close(in);
         return io_fail("cannot create", dst, err);
     }
-    static char buf[COPY_CHUNK];
-    srv_code rc = SRV_OK;
-    for (;;) {
-        ssize_t n = read(in, buf, sizeof buf);
+    char *buf = malloc(COPY_CHUNK);
+    srv_code rc = buf ? SRV_OK : srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    while (!rc) {
+        ssize_t n = read(in, buf, COPY_CHUNK);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
@@ -171,11 +171,10 @@ static srv_code copy_file(const char *src, const char *dst, bool *missing, srv_e
                 rc = io_fail("cannot write", dst, err);
             off += w > 0 ? w : 0;
         }
-        if (rc)
-            break;
     }
     if (!rc && fsync(out) != 0)
         rc = io_fail("cannot sync", dst, err);
+    free(buf);
     close(in);
     close(out);
     return rc;
@@ -352,10 +351,10 @@ static srv_code read_blob_state(const char *data_dir, const char *sha, blob_stat
     if (fd < 0)
         return io_fail("cannot open", path, err);
     srv_sha256 *h = srv_sha256_new();
-    static uint8_t buf[COPY_CHUNK];
-    srv_code rc = h ? SRV_OK : srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    uint8_t *buf = malloc(COPY_CHUNK);
+    srv_code rc = h && buf ? SRV_OK : srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
     ssize_t n;
-    while (!rc && (n = read(fd, buf, sizeof buf)) != 0) {
+    while (!rc && (n = read(fd, buf, COPY_CHUNK)) != 0) {
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
@@ -368,6 +367,7 @@ static srv_code read_blob_state(const char *data_dir, const char *sha, blob_stat
     if (!rc)
         srv_sha256_final_hex(h, b->digest);
     srv_sha256_free(h);
+    free(buf);
     close(fd);
     return rc;
 }
