@@ -111,7 +111,6 @@ static int admin_command(int argc, char **argv)
                         "       cairnd verify --data-dir DIR\n");
         return 2;
     }
-    srv_log_setup(SRV_LOG_WARN, SRV_LOG_TEXT);
     srv_error err;
     if (backup) {
         if (srv_sqlite_backup(argv[3], argv[4], &err)) {
