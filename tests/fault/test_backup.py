@@ -22,6 +22,7 @@ import random
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -191,6 +192,15 @@ class Backup(unittest.TestCase):
             self.assertIsNone(c.error, "a caller failed: %r" % c.error)
             # Retention was deleting while the backups ran.
             self.assertGreater(c.checkpoints, 3 * BACKUPS)
+        # The backups took their pins away (cairnd only empties pins.db
+        # when it starts).
+        pins = sqlite3.connect(os.path.join(data_dir, "pins.db"))
+        self.assertEqual(pins.execute("SELECT count(*) FROM pins").fetchone()[0], 0)
+        pins.close()
+        # A backup never writes into a directory that exists.
+        res = self.cairnd_tool("backup", "--data-dir", data_dir, backups[0][0])
+        self.assertEqual(res.returncode, 1, res.stdout)
+        self.assertIn("exists; a backup goes into a new directory", res.stdout)
         snapshots = {}
         for c in callers:
             snapshots.update(c.snapshots)
