@@ -67,6 +67,17 @@ static void store_resync(void *ctx)
     pthread_mutex_unlock(&app->commits_mu);
 }
 
+/* The store's on_deleted (a run deleted by any replica, LISTEN/NOTIFY):
+ * the watch hub ends the run's watchers. */
+static void store_deleted(void *ctx, const char *run_id)
+{
+    srv_app *app = ctx;
+    pthread_mutex_lock(&app->commits_mu);
+    if (app->commits_to)
+        srv_watch_deleted(app->commits_to, run_id);
+    pthread_mutex_unlock(&app->commits_mu);
+}
+
 static void commits_to(srv_app *app, srv_watch *w)
 {
     pthread_mutex_lock(&app->commits_mu);
@@ -176,6 +187,7 @@ int main(int argc, char **argv)
                                         .on_failed_ctx = &app,
                                         .on_committed = store_committed,
                                         .on_resync = store_resync,
+                                        .on_deleted = store_deleted,
                                         .on_committed_ctx = &app};
     if (srv_store_open(cfg.store, &store_cfg, &app.store, &err)) {
         srv_error_log("%s", err.msg);

@@ -72,6 +72,10 @@ typedef struct srv_store_config {
      * commit the owner's re-read misses is told through on_committed.
      * May be NULL. Must not block. Shares on_committed_ctx. */
     void (*on_resync)(void *ctx);
+    /* Told, on the same thread as on_committed, that run_id was deleted,
+     * by any process sharing the store (this one's own deletions come
+     * too). May be NULL. Must not block. Shares on_committed_ctx. */
+    void (*on_deleted)(void *ctx, const char *run_id);
     void *on_committed_ctx;
 } srv_store_config;
 

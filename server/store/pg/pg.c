@@ -204,13 +204,15 @@ const char *const pg_sql_text[PG_N_STMT] = {
     [PS_DEDUP_EXPIRE_GONE] = "DELETE FROM gone_dedup WHERE (run_id, method, key) IN (SELECT "
                              "run_id, method, key FROM gone_dedup WHERE created_us < $1 LIMIT $2)",
     /* Every row of the run in one statement: the foreign keys are checked
-     * at its end, once the children are gone too. */
+     * at its end, once the children are gone too. Announced at commit, as
+     * appends are, so every replica ends its watchers of the run. */
     [PS_RUN_DELETE] = "WITH e AS (DELETE FROM events WHERE run = $1), "
                       "     w AS (DELETE FROM run_workers WHERE run = $1), "
                       "     l AS (DELETE FROM run_labels WHERE run = $1), "
                       "     s AS (DELETE FROM leases WHERE run = $1), "
                       "     d AS (DELETE FROM dedup WHERE run = $1) "
-                      "DELETE FROM runs WHERE id = $1",
+                      "DELETE FROM runs WHERE id = $1 "
+                      "RETURNING pg_notify('" PG_CHANNEL "', '" PG_DELETED "' || run_id)",
     [PS_RUN_SET_COMPLETED] = "UPDATE runs SET completed_us = $2 WHERE id = $1",
     [PS_RUNS_COMPLETED_BEFORE] = "SELECT run_id FROM runs WHERE completed_us > 0 "
                                  "AND completed_us < $1 ORDER BY completed_us LIMIT $2",
@@ -666,8 +668,15 @@ static srv_code listen_connect(pg_store *s, srv_error *err)
 static void deliver(pg_store *s)
 {
     PGnotify *n;
+    const size_t deleted_len = strlen(PG_DELETED);
     while ((n = PQnotifies(s->listener.pg)) != NULL) {
         char *end;
+        if (strncmp(n->extra, PG_DELETED, deleted_len) == 0) {
+            if (s->on_deleted && n->extra[deleted_len])
+                s->on_deleted(s->on_committed_ctx, n->extra + deleted_len);
+            PQfreemem(n);
+            continue;
+        }
         unsigned long long seq = strtoull(n->extra, &end, 10);
         if (end != n->extra && *end == ' ' && end[1])
             s->on_committed(s->on_committed_ctx, end + 1, (uint64_t)seq);
@@ -830,6 +839,7 @@ srv_code srv_pg_open(const srv_store_config *cfg, srv_store **out, srv_error *er
     s->wake[0] = s->wake[1] = -1;
     s->on_committed = cfg->on_committed;
     s->on_resync = cfg->on_resync;
+    s->on_deleted = cfg->on_deleted;
     s->on_committed_ctx = cfg->on_committed_ctx;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);

@@ -113,6 +113,7 @@ typedef struct pg_store {
      * own, when the config asks to be told of commits (pg.c). */
     void (*on_committed)(void *ctx, const char *run_id, uint64_t last_seq);
     void (*on_resync)(void *ctx);
+    void (*on_deleted)(void *ctx, const char *run_id);
     void *on_committed_ctx;
     pg_conn listener;
     pthread_t listen_thread;
@@ -123,6 +124,9 @@ typedef struct pg_store {
 /* The channel every replica's commits of events are announced on:
  * payload "<last_seq> <run_id>". */
 #define PG_CHANNEL "cairn_events"
+/* A notification on PG_CHANNEL is "<last_seq> <run_id>" for an append, or
+ * this prefix and the run id for a deleted run. */
+#define PG_DELETED "deleted "
 
 static inline pg_store *pg_from(srv_store *st)
 {
