@@ -24,6 +24,8 @@
 #include "base/log.h"
 #include "metrics/http.h"
 #include "base/notify.h"
+#include "core/lifecycle.h"
+#include "store/sqlite/sqlite.h"
 #include "transport/rpc.h"
 
 #include <signal.h>
@@ -70,6 +72,17 @@ static void store_resync(void *ctx)
     pthread_mutex_unlock(&app->commits_mu);
 }
 
+/* The store's on_deleted (a run deleted by any replica, LISTEN/NOTIFY):
+ * the watch hub ends the run's watchers. */
+static void store_deleted(void *ctx, const char *run_id)
+{
+    srv_app *app = ctx;
+    pthread_mutex_lock(&app->commits_mu);
+    if (app->commits_to)
+        srv_watch_deleted(app->commits_to, run_id);
+    pthread_mutex_unlock(&app->commits_mu);
+}
+
 static void commits_to(srv_app *app, srv_watch *w)
 {
     pthread_mutex_lock(&app->commits_mu);
@@ -102,11 +115,52 @@ static void reload(const srv_config *cfg, srv_tokens *tokens, srv_rpc *rpc, int 
     srv_notify("READY=1\nSTATUS=serving on %s", bound);
 }
 
+static void print_problem(void *ctx, const char *line)
+{
+    (void)ctx;
+    printf("%s\n", line);
+}
+
+/* `cairnd backup --data-dir D DEST` and `cairnd verify --data-dir D`
+ * (SQLite data dirs; docs/operations.md, "Backup"): exit 0 done or no
+ * problem, 1 failed or problems (one line each), 2 bad usage. */
+static int admin_command(int argc, char **argv)
+{
+    bool backup = strcmp(argv[1], "backup") == 0;
+    int want = backup ? 5 : 4;
+    if (argc != want || strcmp(argv[2], "--data-dir") != 0) {
+        fprintf(stderr, "usage: cairnd backup --data-dir DIR DEST\n"
+                        "       cairnd verify --data-dir DIR\n");
+        return 2;
+    }
+    srv_error err;
+    if (backup) {
+        if (srv_sqlite_backup(argv[3], argv[4], &err)) {
+            fprintf(stderr, "cairnd backup: %s\n", err.msg);
+            return 1;
+        }
+        printf("backed up %s into %s\n", argv[3], argv[4]);
+        return 0;
+    }
+    size_t checked, problems;
+    if (srv_sqlite_verify(argv[3], print_problem, NULL, &checked, &problems, &err)) {
+        fprintf(stderr, "cairnd verify: %s\n", err.msg);
+        return 1;
+    }
+    if (problems)
+        return 1;
+    printf("ok: %s: cairn.db intact, %zu checkpoints and their snapshots checked\n", argv[3],
+           checked);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     /* The data dir is cairnd's alone: whatever is created in it (SQLite's
      * files included) is 0600, directories 0700. */
     umask(077);
+    if (argc >= 2 && (strcmp(argv[1], "backup") == 0 || strcmp(argv[1], "verify") == 0))
+        return admin_command(argc, argv);
     srv_config cfg;
     switch (srv_config_parse(&cfg, argc, argv)) {
     case SRV_CONFIG_EXIT_OK:
@@ -153,6 +207,7 @@ int main(int argc, char **argv)
                                         .on_failed_ctx = &app,
                                         .on_committed = store_committed,
                                         .on_resync = store_resync,
+                                        .on_deleted = store_deleted,
                                         .on_committed_ctx = &app};
     if (srv_store_open(cfg.store, &store_cfg, &app.store, &err)) {
         srv_error_log("%s", err.msg);
@@ -171,11 +226,23 @@ int main(int argc, char **argv)
         return 1;
     }
     srv_ledger_observe(app.ledger, srv_watch_committed, app.watch);
+    srv_ledger_observe_deletions(app.ledger, srv_watch_deleted, app.watch);
     commits_to(&app, app.watch);
     srv_ledger_limit_bytes(app.ledger, (size_t)cfg.ledger_max_queue_bytes);
     srv_watch_limit(app.watch, cfg.max_watchers);
     srv_watch_use_pool(app.watch, app.io);
     srv_watch_ring_budget(app.watch, (size_t)cfg.watch_ring_bytes);
+
+    srv_lifecycle *lifecycle = NULL;
+    if (srv_lifecycle_start(app.ledger, cfg.completed_run_retention_s, cfg.dedup_window_s,
+                            &lifecycle, &err)) {
+        srv_error_log("%s", err.msg);
+        srv_ledger_free(app.ledger);
+        srv_watch_stop(app.watch);
+        srv_pool_stop(app.io);
+        srv_store_close(app.store);
+        return 1;
+    }
 
     srv_rpc_global_init();
     size_t n_methods;

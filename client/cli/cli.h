@@ -166,6 +166,7 @@ extern const size_t commands_count;
 int cmd_health(const cli_ctx *cli, char **args, int nargs);
 int cmd_create_run(const cli_ctx *cli, char **args, int nargs);
 int cmd_get_run(const cli_ctx *cli, char **args, int nargs);
+int cmd_delete_run(const cli_ctx *cli, char **args, int nargs);
 int cmd_list_runs(const cli_ctx *cli, char **args, int nargs);
 int cmd_append(const cli_ctx *cli, char **args, int nargs);
 int cmd_read(const cli_ctx *cli, char **args, int nargs);

@@ -13,7 +13,8 @@ const command commands[] = {
     {"get-run", "RUN", 1, 1, 0, CALL_READ, "a run: state, workers, next seq", cmd_get_run},
     {"list-runs", "", 0, 0, F(PAGE_SIZE) | F(PAGE_TOKEN) | F(ALL), CALL_READ,
      "runs in creation order, a page at a time (--all: every page)", cmd_list_runs},
-    /* delete-run RUN: its row goes here once libcairn has cairn_delete_run. */
+    {"delete-run", "RUN", 1, 1, F(KEY), CALL_WRITE,
+     "delete a run and all it holds (admin); no such run is no error", cmd_delete_run},
     {"append", "RUN TYPE [PAYLOAD|-]", 2, 3, F(KEY) | F(WORKER) | F(EXPECT) | F(FENCING_TOKEN),
      CALL_WRITE, "append an event; PAYLOAD '-' reads it from stdin", cmd_append},
     {"read", "RUN", 1, 1, F(FROM) | F(MAX) | F(ALL), CALL_READ,

@@ -79,6 +79,21 @@ int cmd_get_run(const cli_ctx *cli, char **args, int nargs)
     return output_print(cli->output, doc, NULL);
 }
 
+int cmd_delete_run(const cli_ctx *cli, char **args, int nargs)
+{
+    (void)nargs;
+    cairn_delete_run_request req = {.idempotency_key = cli->flags->key, .run_id = args[0]};
+    cairn_delete_run_result res;
+    cairn_error err;
+    cairn_status st = cairn_delete_run(cli->client, &req, &res, &err);
+    if (st)
+        return fail(st, &err);
+    return output_print(cli->output,
+                        json_pack("{s:s, s:b, s:b}", "run_id", args[0], "existed", res.existed,
+                                  "replayed", res.replayed),
+                        NULL);
+}
+
 int cmd_list_runs(const cli_ctx *cli, char **args, int nargs)
 {
     (void)args, (void)nargs;

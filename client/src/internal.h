@@ -26,6 +26,7 @@ typedef enum cairn__method {
     CAIRN__RENEW_LEASE,
     CAIRN__RELEASE_WORKER,
     CAIRN__WATCH_EVENTS,
+    CAIRN__DELETE_RUN,
     CAIRN__METHOD_COUNT
 } cairn__method;
 

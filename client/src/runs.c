@@ -1,4 +1,4 @@
-/* CreateRun, GetRun, ListRuns. A cairn_run points into the decoded nanopb
+/* CreateRun, DeleteRun, GetRun, ListRuns. A cairn_run points into the decoded nanopb
  * message it came from, which it (or its page) owns. */
 #include "internal.h"
 #include "cairn/v1/coordinator.pb.h"
@@ -151,4 +151,26 @@ void cairn_run_page_free(cairn_run_page *page)
     free(page->runs);
     cairn__release(cairn_v1_ListRunsResponse_fields, page->internal_);
     memset(page, 0, sizeof *page);
+}
+
+cairn_status cairn_delete_run(cairn_client *c, const cairn_delete_run_request *req,
+                              cairn_delete_run_result *out, cairn_error *err)
+{
+    memset(out, 0, sizeof *out);
+    cairn__error_clear(err);
+    cairn_v1_DeleteRunRequest m = cairn_v1_DeleteRunRequest_init_zero;
+    cairn_v1_DeleteRunResponse resp = cairn_v1_DeleteRunResponse_init_zero;
+    cairn_status rc = CAIRN__CHECK_RESERVED(req, NULL, CAIRN__NO_INDEX, err);
+    if (!rc)
+        rc = cairn__pick_key(m.idempotency_key, req->idempotency_key, err);
+    if (!rc)
+        rc = cairn__copy_str(m.run_id, sizeof m.run_id, req->run_id, "run_id", err);
+    if (!rc)
+        rc = cairn__unary(c, CAIRN__DELETE_RUN, cairn_v1_DeleteRunRequest_fields, &m,
+                          m.idempotency_key, cairn_v1_DeleteRunResponse_fields, &resp, err);
+    if (rc)
+        return rc;
+    out->existed = resp.existed;
+    out->replayed = resp.replayed;
+    return CAIRN_OK;
 }

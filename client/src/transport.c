@@ -25,6 +25,7 @@ static const char *const paths[CAIRN__METHOD_COUNT] = {
     [CAIRN__GET_LATEST_CHECKPOINT] = "/cairn.v1.Coordinator/GetLatestCheckpoint",
     [CAIRN__LOAD_CHECKPOINT] = "/cairn.v1.Coordinator/LoadCheckpoint",
     [CAIRN__CLEANUP_CHECKPOINTS] = "/cairn.v1.Coordinator/CleanupCheckpoints",
+    [CAIRN__DELETE_RUN] = "/cairn.v1.Coordinator/DeleteRun",
     [CAIRN__RESUME_RUN] = "/cairn.v1.Coordinator/ResumeRun",
     [CAIRN__ACQUIRE_WORKER] = "/cairn.v1.Coordinator/AcquireWorker",
     [CAIRN__RENEW_LEASE] = "/cairn.v1.Coordinator/RenewLease",

@@ -127,6 +127,23 @@ static srv_code keep_newest(srv_apply *ap, const srv_run_head *run, uint32_t kee
     return SRV_OK;
 }
 
+srv_code srv_checkpoints_drop_all(srv_apply *ap, const srv_run_head *run, srv_error *err)
+{
+    for (;;) {
+        srv_checkpoint_rec *page;
+        size_t n;
+        if (srv_store_checkpoints_list(ap->txn, ap->arena, run, "", LIST_PAGE, false, &page, &n,
+                                       err))
+            return err->code;
+        for (size_t i = 0; i < n; i++)
+            if (srv_store_checkpoint_delete(ap->txn, run, page[i].checkpoint_id, err) ||
+                srv_store_blob_unlink(ap->txn, page[i].sha256, err))
+                return err->code;
+        if (n < LIST_PAGE)
+            return SRV_OK;
+    }
+}
+
 srv_code srv_checkpoint_create(srv_apply *ap, const srv_new_checkpoint *cp,
                                Cairn__V1__Checkpoint *out, srv_error *err)
 {

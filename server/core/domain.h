@@ -28,6 +28,12 @@
  * ALREADY_EXISTS. */
 srv_code srv_run_create(srv_apply *ap, const Cairn__V1__CreateRunRequest *req,
                         Cairn__V1__Run *out, srv_error *err);
+/* Deletes the run with everything it holds (events, workers, leases,
+ * checkpoints and their snapshot references, idempotency records); an
+ * unknown run is no error, *existed says which. Pins do not hold a
+ * deletion back: a download already streaming keeps what it opened
+ * (store.h, backend.h). Watchers hear of it after the commit. */
+srv_code srv_run_delete(srv_apply *ap, const char *run_id, bool *existed, srv_error *err);
 /* NOT_FOUND for an unknown run. */
 srv_code srv_run_read(srv_store *st, srv_arena *a, const char *run_id, Cairn__V1__Run *out,
                       srv_error *err);
@@ -94,6 +100,9 @@ typedef struct srv_new_checkpoint {
  * passes the run's last seq or a completed worker is not the run's. */
 srv_code srv_checkpoint_create(srv_apply *ap, const srv_new_checkpoint *cp,
                                Cairn__V1__Checkpoint *out, srv_error *err);
+/* Deletes every checkpoint of the run with its snapshot reference, pinned
+ * or not (the run is being deleted). */
+srv_code srv_checkpoints_drop_all(srv_apply *ap, const srv_run_head *run, srv_error *err);
 /* Deletes all but the newest keep_last_n checkpoints, except pinned ones. */
 srv_code srv_checkpoints_cleanup(srv_apply *ap, const char *run_id, uint32_t keep_last_n,
                                  Cairn__V1__CleanupCheckpointsResponse *out, srv_error *err);
@@ -109,6 +118,26 @@ srv_code srv_checkpoints_read(srv_store *st, srv_arena *a, const char *run_id,
 srv_code srv_checkpoint_read(srv_store *st, srv_arena *a, const char *run_id,
                              const char *checkpoint_id, Cairn__V1__Checkpoint *out,
                              srv_error *err);
+
+/* ---- the data lifecycle (lifecycle.c) ---- */
+
+/* Runs and idempotency records deleted per sweep at most: bounds the
+ * time one sweep holds the writer (the next sweep goes on). */
+#define SRV_SWEEP_BATCH 100
+
+/* One sweep, a mutation of cairnd's own (key NULL; ap->ctx a
+ * srv_sweep): deletes up to SRV_SWEEP_BATCH runs completed more than
+ * retention_s ago (0: none) and forgets up to SRV_SWEEP_BATCH
+ * idempotency keys recorded more than window_s ago (0: none), by the
+ * store's clock (ap->now_us). Fills the counts. */
+typedef struct srv_sweep {
+    int64_t retention_s;
+    int64_t window_s;
+    size_t runs_deleted;
+    size_t keys_forgotten;
+} srv_sweep;
+srv_code srv_sweep_apply(srv_apply *ap, const ProtobufCMessage *req, ProtobufCMessage *resp,
+                         srv_error *err);
 
 /* ---- resume (resume.c) ---- */
 

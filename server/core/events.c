@@ -80,6 +80,10 @@ srv_code srv_worker_complete(srv_apply *ap, const Cairn__V1__CompleteWorkerReque
         return err->code;
     run.next_seq = seq + 1;
     run.n_completed++;
+    /* Completed-run retention counts from here. */
+    if (strcmp(srv_run_state(&run), "completed") == 0 &&
+        srv_store_run_set_completed(ap->txn, &run, ap->now_us, err))
+        return err->code;
     out->seq = seq;
     out->run_state = (char *)srv_run_state(&run);
     ap->grew_run_id = req->run_id;

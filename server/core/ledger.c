@@ -26,6 +26,8 @@ struct srv_ledger {
     srv_commit_observer observer;
     void *observer_ctx;
     srv_ledger_metrics metrics;
+    srv_deletion_observer deletion_observer;
+    void *deletion_observer_ctx;
 };
 
 /* Batch sizes up to BATCH_MAX, in powers of two. */
@@ -40,7 +42,18 @@ typedef struct outcome {
     bool replayed;
     const char *grew_run_id;
     uint64_t grew_last_seq;
+    srv_deleted_run *deleted;
 } outcome;
+
+srv_code srv_apply_deleted(srv_apply *ap, const char *run_id, srv_error *err)
+{
+    srv_deleted_run *d = srv_arena_alloc(ap->arena, sizeof *d);
+    if (!d || !(d->run_id = srv_arena_strdup(ap->arena, run_id)))
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    d->next = ap->deleted;
+    ap->deleted = d;
+    return SRV_OK;
+}
 
 srv_code srv_ledger_replay(const srv_mutation *m, const srv_dedup_record *rec, srv_arena *a,
                            const uint8_t **resp, size_t *len, srv_error *err)
@@ -82,7 +95,8 @@ static void attempt(srv_txn *t, srv_mutation *m, int64_t now_us, outcome *o)
     const srv_dedup_key key = {m->run_id, m->method, m->key};
     srv_dedup_record rec;
     bool found = false;
-    o->code = srv_store_dedup_get(t, m->arena, &key, &rec, &found, &o->err);
+    if (m->key)
+        o->code = srv_store_dedup_get(t, m->arena, &key, &rec, &found, &o->err);
     if (!o->code && found) {
         o->code = srv_ledger_replay(m, &rec, m->arena, &o->resp, &o->len, &o->err);
         o->replayed = !o->code;
@@ -90,15 +104,15 @@ static void attempt(srv_txn *t, srv_mutation *m, int64_t now_us, outcome *o)
     }
     if (o->code)
         return;
-    srv_apply ap = {t, m->arena, now_us, m->apply_ctx, NULL, 0};
-    ProtobufCMessage *resp = srv_new_message(m->arena, m->response);
-    o->code = resp ? m->apply(&ap, m->request, resp, &o->err)
-                   : srv_fail(&o->err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    srv_apply ap = {t, m->arena, now_us, m->apply_ctx, NULL, 0, NULL};
+    ProtobufCMessage *resp = m->response ? srv_new_message(m->arena, m->response) : NULL;
+    o->code = resp || !m->response ? m->apply(&ap, m->request, resp, &o->err)
+                                   : srv_fail(&o->err, SRV_RESOURCE_EXHAUSTED, "out of memory");
     uint8_t *buf = NULL;
-    if (!o->code)
+    if (!o->code && resp)
         o->code = srv_pack(m->arena, resp, &buf, &o->len, &o->err);
-    if (!o->code) {
-        o->resp = buf;
+    o->resp = buf;
+    if (!o->code && m->key) {
         memcpy(rec.fingerprint, m->fingerprint, 32);
         rec.response = buf;
         rec.response_len = o->len;
@@ -107,6 +121,7 @@ static void attempt(srv_txn *t, srv_mutation *m, int64_t now_us, outcome *o)
     if (!o->code) {
         o->grew_run_id = ap.grew_run_id;
         o->grew_last_seq = ap.grew_last_seq;
+        o->deleted = ap.deleted;
     }
 }
 
@@ -168,6 +183,9 @@ static void run_batch(srv_ledger *l, srv_mutation *batch, int n)
     for (int i = 0; !batch_code && l->observer && i < n; i++)
         if (!out[i].code && out[i].grew_run_id)
             l->observer(l->observer_ctx, out[i].grew_run_id, out[i].grew_last_seq);
+    for (int i = 0; !batch_code && l->deletion_observer && i < n; i++)
+        for (const srv_deleted_run *d = out[i].code ? NULL : out[i].deleted; d; d = d->next)
+            l->deletion_observer(l->deletion_observer_ctx, d->run_id);
 
     m = batch;
     for (int i = 0; i < n; i++) {
@@ -256,6 +274,12 @@ void srv_ledger_observe(srv_ledger *l, srv_commit_observer fn, void *ctx)
 {
     l->observer = fn;
     l->observer_ctx = ctx;
+}
+
+void srv_ledger_observe_deletions(srv_ledger *l, srv_deletion_observer fn, void *ctx)
+{
+    l->deletion_observer = fn;
+    l->deletion_observer_ctx = ctx;
 }
 
 srv_code srv_ledger_submit(srv_ledger *l, srv_mutation *m, srv_error *err)

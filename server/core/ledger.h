@@ -19,6 +19,12 @@
 
 typedef struct srv_ledger srv_ledger;
 
+/* A run an apply deleted, in the mutation's arena. */
+typedef struct srv_deleted_run {
+    const char *run_id;
+    struct srv_deleted_run *next;
+} srv_deleted_run;
+
 /* What an apply function works with; set by the ledger. */
 typedef struct srv_apply {
     srv_txn *txn;             /* the batch's write transaction */
@@ -29,7 +35,13 @@ typedef struct srv_apply {
      * once the batch commits. */
     const char *grew_run_id;
     uint64_t grew_last_seq;
+    /* Added to by the apply (srv_apply_deleted) for each run it deleted:
+     * told to the deletion observer once the batch commits. */
+    srv_deleted_run *deleted;
 } srv_apply;
+
+/* Notes that the apply deleted run_id (copied into its arena). */
+srv_code srv_apply_deleted(srv_apply *ap, const char *run_id, srv_error *err);
 
 /* Applies one mutation inside the batch transaction and fills resp, an
  * empty message of the mutation's response type. Runs on the writer
@@ -47,7 +59,13 @@ typedef void (*srv_mutation_done)(void *ctx, srv_code code, const srv_error *err
  * told more than once per commit, in increasing order); on the writer
  * thread. Must not block. */
 typedef void (*srv_commit_observer)(void *ctx, const char *run_id, uint64_t last_seq);
+/* Told after each commit that a run was deleted; on the writer thread.
+ * Must not block. */
+typedef void (*srv_deletion_observer)(void *ctx, const char *run_id);
 
+/* A mutation with key NULL is cairnd's own (the lifecycle sweep): it has
+ * no idempotency record, and with response NULL the apply gets resp NULL
+ * and done gets no response. Every request from a client has a key. */
 typedef struct srv_mutation {
     /* Filled by the submitter; must stay valid until done is called. */
     const char *method;                          /* dedup scope, "AppendEvents" */
@@ -78,6 +96,8 @@ void srv_ledger_limit_bytes(srv_ledger *l, size_t max_queue_bytes);
 
 /* Sets the one commit observer; call before the first submission. */
 void srv_ledger_observe(srv_ledger *l, srv_commit_observer fn, void *ctx);
+/* Sets the one deletion observer; call before the first submission. */
+void srv_ledger_observe_deletions(srv_ledger *l, srv_deletion_observer fn, void *ctx);
 
 /* Queues m. On SRV_OK, m->done will be called exactly once (on the writer
  * thread); on failure it is not called and *err says why (overload,

@@ -107,6 +107,18 @@ srv_code srv_run_create(srv_apply *ap, const Cairn__V1__CreateRunRequest *req,
     return fill_run(ap->arena, &rec, out, err);
 }
 
+srv_code srv_run_delete(srv_apply *ap, const char *run_id, bool *existed, srv_error *err)
+{
+    srv_run_head run;
+    if (srv_store_run_find(ap->txn, ap->arena, run_id, &run, existed, err))
+        return err->code;
+    if (!*existed)
+        return SRV_OK;
+    if (srv_checkpoints_drop_all(ap, &run, err) || srv_store_run_delete(ap->txn, &run, err))
+        return err->code;
+    return srv_apply_deleted(ap, run_id, err);
+}
+
 srv_code srv_run_read(srv_store *st, srv_arena *a, const char *run_id, Cairn__V1__Run *out,
                       srv_error *err)
 {

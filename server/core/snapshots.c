@@ -254,6 +254,26 @@ srv_code srv_download_open(srv_store *st, srv_arena *a, const char *run_id,
     return SRV_OK;
 }
 
+/* Bytes that end short, long or wrong because their run was deleted
+ * while they streamed (PostgreSQL reads chunk rows one at a time; a file
+ * open on SQLite stays whole) are NOT_FOUND, not DATA_LOSS: nothing
+ * stored is damaged, the checkpoint is just gone. */
+static srv_code deleted_or(srv_download *d, srv_error *err)
+{
+    srv_arena *a = srv_arena_create();
+    Cairn__V1__Checkpoint meta;
+    srv_error again;
+    bool gone = a && srv_checkpoint_read(d->store, a, d->run_id, d->checkpoint_id, &meta,
+                                         &again) == SRV_NOT_FOUND;
+    srv_arena_destroy(a);
+    if (!gone)
+        return err->code;
+    return srv_fail(err, SRV_NOT_FOUND,
+                    "checkpoint_id: checkpoint %s of run %s was deleted while it was read; "
+                    "discard what was received",
+                    d->checkpoint_id, d->run_id);
+}
+
 srv_code srv_download_read(srv_download *d, uint8_t *buf, size_t cap, size_t *n, srv_error *err)
 {
     if (srv_monotonic_ms() >= d->pin_renew_ms && pin(d, err))
@@ -263,20 +283,24 @@ srv_code srv_download_read(srv_download *d, uint8_t *buf, size_t cap, size_t *n,
     if (*n > 0) {
         d->sent += *n;
         srv_sha256_update(d->sha, buf, *n);
-        if (d->sent > d->size)
-            return srv_fail(err, SRV_DATA_LOSS,
-                            "checkpoint %s: stored snapshot is longer than its %llu bytes",
-                            d->checkpoint_id, (unsigned long long)d->size);
+        if (d->sent > d->size) {
+            srv_fail(err, SRV_DATA_LOSS,
+                     "checkpoint %s: stored snapshot is longer than its %llu bytes",
+                     d->checkpoint_id, (unsigned long long)d->size);
+            return deleted_or(d, err);
+        }
         return SRV_OK;
     }
     char hex[65];
     srv_sha256_final_hex(d->sha, hex);
-    if (d->sent != d->size || strcmp(hex, d->expected_sha) != 0)
-        return srv_fail(err, SRV_DATA_LOSS,
-                        "checkpoint %s: the stored snapshot fails its SHA-256 (%llu bytes hashing "
-                        "to %s, expected %llu bytes hashing to %s); discard what was received",
-                        d->checkpoint_id, (unsigned long long)d->sent, hex,
-                        (unsigned long long)d->size, d->expected_sha);
+    if (d->sent != d->size || strcmp(hex, d->expected_sha) != 0) {
+        srv_fail(err, SRV_DATA_LOSS,
+                 "checkpoint %s: the stored snapshot fails its SHA-256 (%llu bytes hashing "
+                 "to %s, expected %llu bytes hashing to %s); discard what was received",
+                 d->checkpoint_id, (unsigned long long)d->sent, hex,
+                 (unsigned long long)d->size, d->expected_sha);
+        return deleted_or(d, err);
+    }
     return SRV_OK;
 }
 

@@ -70,7 +70,9 @@ srv_code srv_download_open(srv_store *st, srv_arena *a, const char *run_id,
                            const char *checkpoint_id, Cairn__V1__Checkpoint *meta,
                            srv_download **out, srv_error *err);
 /* Reads the next bytes (at most cap); *n == 0 at the end, once the bytes
- * matched their size and SHA-256 (DATA_LOSS otherwise). */
+ * matched their size and SHA-256 (DATA_LOSS otherwise, or NOT_FOUND when
+ * the checkpoint was deleted meanwhile: DeleteRun, completed-run
+ * retention). */
 srv_code srv_download_read(srv_download *d, uint8_t *buf, size_t cap, size_t *n,
                            srv_error *err);
 /* Unpins and frees. NULL is a no-op. */

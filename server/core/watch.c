@@ -56,6 +56,7 @@ typedef struct feed {
     char run_id[SRV_ID_MAX + 1];
     int refs;                     /* watchers, plus one while queued */
     bool queued;
+    bool deleted;                 /* the run was deleted: its watchers end */
     uint64_t last_seq;            /* committed and readable */
     uint64_t target;              /* the highest seq announced by a commit */
     entry *ring;                  /* slots entries: seqs ring[head].seq .. + count - 1 */
@@ -389,6 +390,11 @@ static void pump_on(watcher *w, bool on_io)
             continue;
         }
         pthread_mutex_lock(&h->mu);
+        if (w->feed->deleted) {
+            pthread_mutex_unlock(&h->mu);
+            code = SRV_NOT_FOUND, why = "run_id: the run was deleted";
+            break;
+        }
         if (w->next_seq > w->feed->last_seq) { /* caught up: wait for a commit */
             w->parked = true;
             w->pnext = w->feed->parked;
@@ -728,6 +734,20 @@ void srv_watch_committed(void *ctx, const char *run_id, uint64_t last_seq)
         }
     }
     pthread_mutex_unlock(&h->mu);
+}
+
+void srv_watch_deleted(void *ctx, const char *run_id)
+{
+    srv_watch *h = ctx;
+    watcher *woken = NULL;
+    pthread_mutex_lock(&h->mu);
+    feed *f = find_feed(h, run_id);
+    if (f) {
+        f->deleted = true;
+        woken = unpark_all(f);
+    }
+    pthread_mutex_unlock(&h->mu);
+    wake(woken); /* each sees deleted and ends; the others at their next step */
 }
 
 void srv_watch_resync(void *ctx)

@@ -81,6 +81,12 @@ srv_code srv_watch_start(srv_store *st, srv_watch **out, srv_error *err);
  * block: it only queues the feed for the dispatcher. */
 void srv_watch_committed(void *hub, const char *run_id, uint64_t last_seq);
 
+/* Tells the hub that run_id was deleted (committed): its watchers end
+ * with NOT_FOUND "run_id: the run was deleted", after the events they
+ * already hold. A srv_deletion_observer with ctx the hub (the ledger
+ * calls it after the commit). Must not block: any thread. */
+void srv_watch_deleted(void *hub, const char *run_id);
+
 /* Tells the hub that commits may have gone unannounced (another
  * replica's notifications were lost with the connection that carried
  * them): the dispatcher re-reads the head of every watched run from the

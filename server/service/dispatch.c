@@ -59,6 +59,8 @@ static const row table[] = {
      srv_validate_run_id_only, .read = srv_read_get_run},
     {COORD(ListRuns), KIND_READ, SRV_ROLE_READ, SCOPE_LISTED, MSG(list_runs_request),
      MSG(list_runs_response), srv_validate_list_runs, .scoped_read = srv_read_list_runs},
+    {COORD(DeleteRun), KIND_MUTATION, SRV_ROLE_ADMIN, SCOPE_RUN, MSG(delete_run_request),
+     MSG(delete_run_response), srv_validate_run_id_only, .apply = srv_apply_delete_run},
     {COORD(AppendEvents), KIND_MUTATION, WRITES_RUN, MSG(append_events_request),
      MSG(append_events_response), srv_validate_append_events, .apply = srv_apply_append_events},
     {COORD(ReadEvents), KIND_READ, READS_RUN, MSG(read_events_request),

@@ -48,7 +48,7 @@
 
 #include <stdatomic.h>
 
-#define SRV_STORE_OPS_VERSION 3
+#define SRV_STORE_OPS_VERSION 4
 
 struct srv_store_ops;
 
@@ -174,6 +174,19 @@ struct srv_store_ops {
      * is a read snapshot; leases live at now_us, and the bytes the store
      * takes on disk as cheaply as the backend can tell them. */
     srv_code (*usage)(srv_txn *t, int64_t now_us, srv_store_usage *out, srv_error *err);
+    /* Version 4: the data lifecycle (DeleteRun, completed-run retention,
+     * the dedup window). run_delete must leave no row of the run behind;
+     * a backend that caches run heads forgets the run's. A snapshot
+     * being read when its run is deleted: blob_read of an open reader
+     * either goes on with the bytes (a file's open descriptor) or reads
+     * short; it never reads another content. */
+    srv_code (*run_delete)(srv_txn *t, const srv_run_head *run, srv_error *err);
+    srv_code (*run_set_completed)(srv_txn *t, const srv_run_head *run, int64_t now_us,
+                                  srv_error *err);
+    srv_code (*runs_completed_before)(srv_txn *t, srv_arena *a, int64_t before_us,
+                                      uint32_t limit, char ***out, size_t *n, srv_error *err);
+    srv_code (*dedup_expire)(srv_txn *t, int64_t before_us, uint32_t limit, size_t *n,
+                             srv_error *err);
 };
 
 /* Stages and readers start with this, so the wrappers find the store. */

@@ -70,6 +70,14 @@ static const char *missing_op(const struct srv_store_ops *ops)
         return "now";
     if (ops->version >= 3 && !ops->usage)
         return "usage";
+    if (ops->version >= 4 && !ops->run_delete)
+        return "run_delete";
+    if (ops->version >= 4 && !ops->run_set_completed)
+        return "run_set_completed";
+    if (ops->version >= 4 && !ops->runs_completed_before)
+        return "runs_completed_before";
+    if (ops->version >= 4 && !ops->dedup_expire)
+        return "dedup_expire";
     return NULL;
 }
 
@@ -462,6 +470,49 @@ srv_code srv_store_dedup_put(srv_txn *t, const srv_dedup_key *k, const srv_dedup
                              int64_t now_us, srv_error *err)
 {
     WRAP_WRITE(t, DEDUP_PUT, dedup_put(t, k, rec, now_us, err));
+}
+
+/* ---- the data lifecycle (ops version 3) ---- */
+
+/* A backend from before version 3 cannot delete: the lifecycle RPCs and
+ * sweeps fail rather than touch a table the backend does not know. */
+static srv_code lifecycle_unsupported(srv_store *st, srv_error *err)
+{
+    return srv_fail(err, SRV_FAILED_PRECONDITION,
+                    "store: backend %s cannot delete runs or expire keys (ops version %u < 3)",
+                    st->ops->name, st->ops->version);
+}
+
+srv_code srv_store_run_delete(srv_txn *t, const srv_run_head *run, srv_error *err)
+{
+    if (t->store->ops->version < 3)
+        return lifecycle_unsupported(t->store, err);
+    WRAP_WRITE(t, RUN_DELETE, run_delete(t, run, err));
+}
+
+srv_code srv_store_run_set_completed(srv_txn *t, const srv_run_head *run, int64_t now_us,
+                                     srv_error *err)
+{
+    if (t->store->ops->version < 3) /* nothing to sweep by without it */
+        return SRV_OK;
+    WRAP_WRITE(t, RUN_SET_COMPLETED, run_set_completed(t, run, now_us, err));
+}
+
+srv_code srv_store_runs_completed_before(srv_txn *t, srv_arena *a, int64_t before_us,
+                                         uint32_t limit, char ***out, size_t *n,
+                                         srv_error *err)
+{
+    if (t->store->ops->version < 3)
+        return lifecycle_unsupported(t->store, err);
+    WRAP(t->store, RUNS_COMPLETED_BEFORE, runs_completed_before(t, a, before_us, limit, out, n, err));
+}
+
+srv_code srv_store_dedup_expire(srv_txn *t, int64_t before_us, uint32_t limit, size_t *n,
+                                srv_error *err)
+{
+    if (t->store->ops->version < 3)
+        return lifecycle_unsupported(t->store, err);
+    WRAP_WRITE(t, DEDUP_EXPIRE, dedup_expire(t, before_us, limit, n, err));
 }
 
 /* ---- the clock ---- */

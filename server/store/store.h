@@ -72,6 +72,10 @@ typedef struct srv_store_config {
      * commit the owner's re-read misses is told through on_committed.
      * May be NULL. Must not block. Shares on_committed_ctx. */
     void (*on_resync)(void *ctx);
+    /* Told, on the same thread as on_committed, that run_id was deleted,
+     * by any process sharing the store (this one's own deletions come
+     * too). May be NULL. Must not block. Shares on_committed_ctx. */
+    void (*on_deleted)(void *ctx, const char *run_id);
     void *on_committed_ctx;
 } srv_store_config;
 
@@ -150,6 +154,20 @@ srv_code srv_store_runs_list(srv_txn *t, srv_arena *a, int64_t after, const char
 srv_code srv_store_run_insert(srv_txn *t, const char *run_id, char *const *workers,
                               size_t n_workers, const srv_label *labels, size_t n_labels,
                               int64_t now_us, int64_t *ref, srv_error *err);
+/* Write. Deletes the run and everything it holds: events, workers,
+ * labels, leases, idempotency records. Its checkpoints are the caller's
+ * to delete first, each with its snapshot reference (checkpoint_delete,
+ * blob_unlink). Ops version 3. */
+srv_code srv_store_run_delete(srv_txn *t, const srv_run_head *run, srv_error *err);
+/* Write. Records when the run completed (its last worker did). Ops
+ * version 3. */
+srv_code srv_store_run_set_completed(srv_txn *t, const srv_run_head *run, int64_t now_us,
+                                     srv_error *err);
+/* Ids of runs that completed before before_us, oldest completion first,
+ * at most limit, in the arena. Ops version 3. */
+srv_code srv_store_runs_completed_before(srv_txn *t, srv_arena *a, int64_t before_us,
+                                         uint32_t limit, char ***out, size_t *n,
+                                         srv_error *err);
 
 /* ---- the event log ---- */
 
@@ -304,10 +322,15 @@ typedef struct srv_dedup_record {
 
 srv_code srv_store_dedup_get(srv_txn *t, srv_arena *a, const srv_dedup_key *k,
                              srv_dedup_record *out, bool *found, srv_error *err);
-/* Write. The run must exist (INTERNAL otherwise); ABORTED when the key
- * exists. */
+/* Write. ABORTED when the key exists. A record whose run is gone (the
+ * mutation deleted it: DeleteRun) is kept by the run's id alone, so a
+ * retry still finds it, until dedup_expire forgets it. */
 srv_code srv_store_dedup_put(srv_txn *t, const srv_dedup_key *k, const srv_dedup_record *rec,
                              int64_t now_us, srv_error *err);
+/* Write. Deletes at most limit records made before before_us (those of
+ * gone runs included); *n says how many went. Ops version 3. */
+srv_code srv_store_dedup_expire(srv_txn *t, int64_t before_us, uint32_t limit, size_t *n,
+                                srv_error *err);
 
 /* ---- the clock ---- */
 
@@ -342,7 +365,8 @@ srv_code srv_store_usage_get(srv_store *st, srv_store_usage *out, srv_error *err
     XX(CHECKPOINT_DELETE) XX(CHECKPOINT_GET) XX(CHECKPOINTS_LIST) XX(PIN_ADD)              \
     XX(PIN_REMOVE) XX(PINNED) XX(STAGE_BEGIN) XX(STAGE_WRITE) XX(STAGE_FINISH)             \
     XX(BLOB_LINK) XX(BLOB_UNLINK) XX(BLOB_OPEN) XX(BLOB_READ) XX(DEDUP_GET) XX(DEDUP_PUT)  \
-    XX(NOW) XX(USAGE)
+    XX(NOW) XX(USAGE) XX(RUN_DELETE) XX(RUN_SET_COMPLETED) XX(RUNS_COMPLETED_BEFORE)         \
+    XX(DEDUP_EXPIRE)
 
 typedef enum srv_store_op {
 #define XX(name) SRV_STORE_OP_##name,

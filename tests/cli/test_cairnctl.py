@@ -181,6 +181,18 @@ class Commands(CairnctlTest):
         again = self.ok("create-run", run, "a", "b", "--label", "team=etl", "--key", "k1")
         self.assertTrue(again["replayed"])
 
+    def test_delete_run_deletes_replays_its_key_and_tolerates_no_run(self):
+        run = self.new_run()
+        self.ok("append", run, "t", "x")
+        self.assertEqual(self.ok("delete-run", run, "--key", "del-1"),
+                         {"run_id": run, "existed": True, "replayed": False})
+        self.assertEqual(self.code("get-run", run)[0], 3)
+        self.assertEqual(self.ok("delete-run", run, "--key", "del-1"),
+                         {"run_id": run, "existed": True, "replayed": True})
+        self.assertEqual(self.ok("delete-run", run),
+                         {"run_id": run, "existed": False, "replayed": False})
+        self.assertEqual(self.code("delete-run")[0], 2)
+
     def test_get_run_reports_state_and_next_seq(self):
         run = self.new_run()
         self.ok("append", run, "started")
@@ -734,6 +746,12 @@ class Secured(unittest.TestCase):
         self.assertIn("authorization", err)
         rc, _, err = self.secured("admin", "get-run", "secured-denied")
         self.assertEqual(rc, 3, err)  # the denied create stored nothing
+        self.assertEqual(self.secured("admin", "create-run", "team-a.doomed", "w")[0], 0)
+        rc, _, err = self.secured("team", "delete-run", "team-a.doomed")
+        self.assertEqual(rc, 1, err)
+        self.assertIn("DeleteRun needs role admin", err)
+        rc, out, err = self.secured("admin", "delete-run", "team-a.doomed")
+        self.assertEqual((rc, json.loads(out)["existed"]), (0, True), err)
 
     def test_health_needs_tls_but_no_token(self):
         rc, out, err = ctl("--target", self.target, "--ca-file", self.cert("ca.crt"),

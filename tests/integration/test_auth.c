@@ -338,6 +338,31 @@ static void admin_token_may_do_everything(void **state)
     assert_int_equal(cairn_list_runs(admin, 0, NULL, &page, &err), CAIRN_OK);
     assert_true(page.runs_count >= 1);
     cairn_run_page_free(&page);
+    cairn_delete_run_request del = {.run_id = "any-run-4"};
+    cairn_delete_run_result deleted;
+    assert_int_equal(cairn_delete_run(admin, &del, &deleted, &err), CAIRN_OK);
+    assert_true(deleted.existed);
+}
+
+/* DeleteRun is the one admin-only method: a write token, even one whose
+ * prefix holds the run, is denied, and the run stays. */
+static void delete_run_needs_the_admin_role(void **state)
+{
+    fixture *f = *state;
+    create_run(f->admin, "team-a.doomed");
+    cairn_error err;
+    cairn_delete_run_request del = {.run_id = "team-a.doomed"};
+    cairn_delete_run_result deleted;
+    const char *const tokens[] = {WRITER, TEAM_A, READER};
+    for (size_t i = 0; i < sizeof tokens / sizeof tokens[0]; i++) {
+        cairn_client *c = client_with(&f->server, tokens[i]);
+        assert_refused(cairn_delete_run(c, &del, &deleted, &err), &err,
+                       CAIRN_PERMISSION_DENIED, "DeleteRun needs role admin");
+        cairn_client_destroy(c);
+    }
+    assert_int_equal(next_seq(f->admin, "team-a.doomed"), 1);
+    assert_int_equal(cairn_delete_run(f->admin, &del, &deleted, &err), CAIRN_OK);
+    assert_true(deleted.existed);
 }
 
 static void list_runs_with_a_prefix_token_lists_only_its_runs_across_pages(void **state)
@@ -581,6 +606,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             prefix_token_is_denied_every_kind_of_call_outside_its_prefix, setup, teardown),
         cmocka_unit_test_setup_teardown(admin_token_may_do_everything, setup, teardown),
+        cmocka_unit_test_setup_teardown(delete_run_needs_the_admin_role, setup, teardown),
         cmocka_unit_test_setup_teardown(
             list_runs_with_a_prefix_token_lists_only_its_runs_across_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(

@@ -507,9 +507,54 @@ static void a_watch_on_b_through_a_database_outage_mid_catch_up_misses_and_repea
     seen_destroy(&s);
 }
 
+/* ---- a deleted run ---- */
+
+typedef struct blocking_watch {
+    cairn_client *client;
+    seen *seen;
+    cairn_status status;
+    cairn_error err;
+} blocking_watch;
+
+static void *watch_until_it_ends(void *arg)
+{
+    blocking_watch *bw = arg;
+    cairn_watch_request req = {.run_id = "doomed", .from_seq = 1, .on_event = on_event,
+                               .user = bw->seen};
+    bw->status = cairn_watch(bw->client, &req, &bw->err);
+    return NULL;
+}
+
+/* The deletion is announced like an append: B's watcher, caught up and
+ * parked, ends NOT_FOUND though B deleted nothing. */
+static void a_run_deleted_through_a_ends_bs_watcher_not_found(void **state)
+{
+    fixture *f = *state;
+    create_run(f->ca, "doomed");
+    seen s;
+    seen_init(&s, 0, 16);
+    blocking_watch bw = {.client = f->cb, .seen = &s};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, watch_until_it_ends, &bw), 0);
+    append_one(f->ca, "doomed", 1, NULL);
+    assert_true(wait_next(&s, 2, WAIT_S * 1000)); /* B's watcher has it, then parks */
+
+    cairn_delete_run_request req = {.run_id = "doomed"};
+    cairn_delete_run_result res;
+    cairn_error err;
+    assert_int_equal(cairn_delete_run(f->ca, &req, &res, &err), CAIRN_OK);
+    assert_true(res.existed);
+    pthread_join(th, NULL); /* bounded by the test's timeout */
+    assert_int_equal(bw.status, CAIRN_NOT_FOUND);
+    assert_non_null(strstr(bw.err.message, "deleted"));
+    seen_destroy(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(a_run_deleted_through_a_ends_bs_watcher_not_found, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(
             a_watcher_on_b_gets_appends_through_a_once_in_order_within_100ms_at_p99, setup,
             teardown),

@@ -472,6 +472,10 @@ def build_rows(seed):
         "run_id: must match")
     add(c, "CompleteWorker without idempotency_key", "CompleteWorker",
         f_bytes(RUN, r1) + f_bytes(3, "w2"), INVALID, "idempotency_key: required")
+    add(c, "DeleteRun without idempotency_key", "DeleteRun", f_bytes(RUN, r1), INVALID,
+        "idempotency_key: required")
+    add(c, "DeleteRun run_id ../etc", "DeleteRun", key + f_bytes(RUN, "../etc"), INVALID,
+        "run_id: must match [A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
     add(c, "AppendEvents idempotency_key with a control byte", "AppendEvents",
         f_bytes(KEY, "k\x01") + f_bytes(RUN, r1) + f_bytes(3, event()), INVALID,
         "idempotency_key: must be 1..128 printable ASCII")

@@ -145,7 +145,6 @@ bool dedup_found(fx *f, const srv_dedup_key *k, srv_dedup_record *out);
     XX(dedup_put_in_a_transaction_is_visible_after_commit, OPEN)                             \
     XX(dedup_records_are_scoped_by_run_method_and_key, OPEN)                                 \
     XX(dedup_record_with_empty_response_round_trips, OPEN)                                   \
-    XX(dedup_put_for_a_missing_run_fails_internal, OPEN)                                     \
     XX(dedup_put_of_an_existing_key_is_aborted, OPEN)                                        \
     XX(reads_see_committed_data_only, OPEN)                                                  \
     XX(a_read_snapshot_opened_before_a_commit_does_not_see_it, OPEN)                         \
@@ -155,6 +154,13 @@ bool dedup_found(fx *f, const srv_dedup_key *k, srv_dedup_record *out);
     XX(close_rolls_back_a_write_transaction_left_open, OPEN)                                 \
     XX(data_survives_close_and_reopen, OPEN)                                                 \
     XX(a_write_operation_on_a_read_snapshot_fails_internal_and_writes_nothing, OPEN)         \
+    /* test_lifecycle.c */                                                                   \
+    XX(run_delete_leaves_no_row_of_the_run_and_other_runs_whole, OPEN)                       \
+    XX(a_deleted_runs_last_snapshot_reference_takes_its_content, OPEN)                       \
+    XX(a_run_delete_rolled_back_to_its_savepoint_leaves_the_run_whole, OPEN)                 \
+    XX(runs_completed_before_lists_completed_runs_oldest_completion_first, OPEN)             \
+    XX(dedup_put_for_a_gone_run_is_kept_by_its_id_until_expired, OPEN)                       \
+    XX(dedup_expire_forgets_records_older_than_the_cutoff_at_most_limit_at_a_time, OPEN)    \
     /* test_wrappers.c */                                                                    \
     XX(get_stats_counts_calls_and_failures_per_op, OPEN)                                     \
     XX(inject_fault_fails_exactly_the_nth_call_with_its_code_then_disarms, OPEN)             \

@@ -77,18 +77,6 @@ void dedup_record_with_empty_response_round_trips(void **state)
     assert_memory_equal(got.fingerprint, rec.fingerprint, 32);
 }
 
-void dedup_put_for_a_missing_run_fails_internal(void **state)
-{
-    fx *f = *state;
-    srv_error err;
-    srv_dedup_key k = {"ghost", "AppendEvents", "key-1"};
-    srv_dedup_record rec = record_of("r"), got;
-    srv_txn *t = wbegin(f);
-    fails_with(srv_store_dedup_put(t, &k, &rec, NOW_US, &err), &err, SRV_INTERNAL);
-    wcommit(t);
-    assert_false(dedup_found(f, &k, &got));
-}
-
 void dedup_put_of_an_existing_key_is_aborted(void **state)
 {
     fx *f = *state;

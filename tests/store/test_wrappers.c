@@ -29,9 +29,12 @@ void get_stats_counts_calls_and_failures_per_op(void **state)
         ok(srv_store_run_find(t, f->a, i ? "run-1" : "nope", &h, &found, &err), &err);
     srv_store_read_end(t);
     t = wbegin(f);
-    srv_dedup_key k = {"ghost", "AppendEvents", "key"};
-    srv_dedup_record rec = record_of("r");
-    fails_with(srv_store_dedup_put(t, &k, &rec, NOW_US, &err), &err, SRV_INTERNAL);
+    char *workers[] = {"w0"};
+    int64_t ref;
+    ok(srv_store_savepoint(t, &err), &err); /* PostgreSQL: the failure ends only it */
+    fails_with(srv_store_run_insert(t, "run-1", workers, 1, NULL, 0, NOW_US, &ref, &err), &err,
+               SRV_ABORTED);
+    srv_store_rollback_to(t);
     wcommit(t);
 
     srv_store_stats after = stats_of(f);
@@ -40,10 +43,11 @@ void get_stats_counts_calls_and_failures_per_op(void **state)
         uint64_t failures = after.failures[op] - before.failures[op];
         uint64_t want_calls = op == SRV_STORE_OP_RUN_FIND                           ? 3
                               : op == SRV_STORE_OP_READ_BEGIN || op == SRV_STORE_OP_BEGIN ||
-                                        op == SRV_STORE_OP_COMMIT || op == SRV_STORE_OP_DEDUP_PUT
+                                        op == SRV_STORE_OP_COMMIT || op == SRV_STORE_OP_RUN_INSERT ||
+                                        op == SRV_STORE_OP_SAVEPOINT
                                   ? 1
                                   : 0;
-        uint64_t want_failures = op == SRV_STORE_OP_DEDUP_PUT ? 1 : 0;
+        uint64_t want_failures = op == SRV_STORE_OP_RUN_INSERT ? 1 : 0;
         if (calls != want_calls || failures != want_failures)
             fail_msg("%s: %llu calls, %llu failures; expected %llu and %llu",
                      srv_store_op_name((srv_store_op)op), (unsigned long long)calls,

@@ -67,7 +67,7 @@ srv_apply *mut(fx *f, int64_t now_us)
     srv_error err;
     ok(srv_store_begin(f->st, &f->t, &err), &err);
     ok(srv_store_savepoint(f->t, &err), &err);
-    f->ap = (srv_apply){f->t, f->a, now_us, NULL, NULL, 0};
+    f->ap = (srv_apply){f->t, f->a, now_us, NULL, NULL, 0, NULL};
     return &f->ap;
 }
 

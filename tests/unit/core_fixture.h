@@ -98,4 +98,12 @@ void cleanup_returns_deleted_ids_oldest_first(void **state);
 void download_of_the_latest_survives_it_being_replaced_before_the_pin(void **state);
 void list_checkpoints_pages_by_bytes_with_at_least_one_checkpoint(void **state);
 
+/* ---- the tests of test_core_lifecycle.c ---- */
+
+void delete_run_takes_its_log_and_snapshots_and_says_whether_it_existed(void **state);
+void a_download_open_when_its_run_is_deleted_reads_to_the_end(void **state);
+void a_download_cut_short_by_its_runs_deletion_is_not_found_not_data_loss(void **state);
+void sweep_deletes_runs_completed_longer_ago_than_the_retention_only(void **state);
+void sweep_deletes_at_most_a_batch_of_runs_at_a_time(void **state);
+
 #endif

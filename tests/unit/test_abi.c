@@ -40,6 +40,8 @@
     XX(cairn_label, 48)                                                        \
     XX(cairn_create_run_request, 80)                                           \
     XX(cairn_run, 416)                                                         \
+    XX(cairn_delete_run_request, 48)                                           \
+    XX(cairn_delete_run_result, 40)                                            \
     XX(cairn_run_page, 120)                                                    \
     XX(cairn_event, 80)                                                        \
     XX(cairn_append_request, 80)                                               \
@@ -248,6 +250,10 @@ static void calls_refuse_requests_with_reserved_space_set(void **state)
     cr.reserved[0] = 0;
     labels[1].reserved[3] = 1;
     expect_refused(cairn_create_run(c, &cr, &run, &err), &err, "labels[1].reserved");
+
+    cairn_delete_run_request dr = {.run_id = "r", .reserved = {0, 0, 0, 1}};
+    cairn_delete_run_result dres;
+    expect_refused(cairn_delete_run(c, &dr, &dres, &err), &err, "reserved");
 
     cairn_event evs[2] = {{.type = "t"}, {.type = "t"}};
     cairn_append_request ar = {.run_id = "r", .events = evs, .events_count = 2};

@@ -86,6 +86,8 @@ static const pair pairs[] = {
     PAIR("load_checkpoint_request", cairn_v1_LoadCheckpointRequest,
          cairn__v1__load_checkpoint_request),
     PAIR("checkpoint_chunk", cairn_v1_CheckpointChunk, cairn__v1__checkpoint_chunk),
+    PAIR("delete_run_request", cairn_v1_DeleteRunRequest, cairn__v1__delete_run_request),
+    PAIR("delete_run_response", cairn_v1_DeleteRunResponse, cairn__v1__delete_run_response),
     PAIR("cleanup_checkpoints_request", cairn_v1_CleanupCheckpointsRequest,
          cairn__v1__cleanup_checkpoints_request),
     PAIR("cleanup_checkpoints_response", cairn_v1_CleanupCheckpointsResponse,

@@ -407,6 +407,11 @@ int main(void)
         T(list_checkpoints_pages_by_bytes_with_at_least_one_checkpoint),
         T(resume_without_a_checkpoint_reruns_all_but_the_completed_from_seq_1),
         T(resume_with_a_checkpoint_starts_after_its_events),
+        T(delete_run_takes_its_log_and_snapshots_and_says_whether_it_existed),
+        T(a_download_open_when_its_run_is_deleted_reads_to_the_end),
+        T(a_download_cut_short_by_its_runs_deletion_is_not_found_not_data_loss),
+        T(sweep_deletes_runs_completed_longer_ago_than_the_retention_only),
+        T(sweep_deletes_at_most_a_batch_of_runs_at_a_time),
     };
     return cmocka_run_group_tests_name("core", tests, NULL, NULL);
 }

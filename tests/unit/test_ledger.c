@@ -55,6 +55,8 @@ struct fx {
     int n_grew;
     uint64_t grew_last_seq;
     int n_failed;                     /* the store's on_failed calls */
+    int n_deleted;                    /* the deletion observer's calls */
+    bool deleted_after_commit;        /* the run was gone when it was told */
 };
 
 static void ok(srv_code rc, const srv_error *err)
@@ -94,7 +96,7 @@ static int setup(void **state)
     Cairn__V1__Run run;
     srv_txn *t;
     ok(srv_store_begin(f->st, &t, &err), &err);
-    srv_apply ap = {t, a, 1000, NULL, NULL, 0};
+    srv_apply ap = {t, a, 1000, NULL, NULL, 0, NULL};
     ok(srv_run_create(&ap, &req, &run, &err), &err);
     ok(srv_store_commit(t, &err), &err);
     srv_arena_destroy(a);
@@ -519,9 +521,71 @@ static void queue_bounded_by_bytes_refuses_a_write_past_it_while_the_writer_is_h
     assert_int_equal(log_length(f), 3);
 }
 
+static bool run_exists(fx *f)
+{
+    srv_arena *a = srv_arena_create();
+    Cairn__V1__Run run;
+    srv_error err;
+    srv_code rc = srv_run_read(f->st, a, "run-1", &run, &err);
+    srv_arena_destroy(a);
+    return rc == SRV_OK;
+}
+
+static void deletion_observed(void *ctx, const char *run_id)
+{
+    fx *f = ctx;
+    assert_string_equal(run_id, "run-1");
+    bool gone = !run_exists(f); /* read from a snapshot: committed */
+    pthread_mutex_lock(&f->mu);
+    f->n_deleted++;
+    f->deleted_after_commit = gone;
+    pthread_mutex_unlock(&f->mu);
+}
+
+static srv_code apply_delete(srv_apply *ap, const ProtobufCMessage *req, ProtobufCMessage *resp,
+                             srv_error *err)
+{
+    (void)req;
+    assert_null(resp);
+    bool existed = false;
+    srv_code rc = srv_run_delete(ap, "run-1", &existed, err);
+    assert_true(rc || existed);
+    return rc;
+}
+
+/* cairnd's own mutations (the lifecycle sweep): no key, no response, no
+ * idempotency record; the runs they delete are told after the commit. */
+static void a_mutation_without_a_key_records_nothing_and_its_deletions_are_told_after_commit(
+    void **state)
+{
+    fx *f = *state;
+    srv_ledger_observe_deletions(f->ledger, deletion_observed, f);
+    call *c = prepare(f, 0, "unused", "unused", apply_delete);
+    c->m.key = NULL;
+    c->m.request = NULL;
+    c->m.response = NULL;
+    srv_store_stats before;
+    srv_store_get_stats(f->st, &before);
+    submit(f, c);
+    await(f, c);
+    assert_int_equal(c->code, SRV_OK);
+    srv_store_stats after;
+    srv_store_get_stats(f->st, &after);
+    assert_int_equal(after.calls[SRV_STORE_OP_DEDUP_GET], before.calls[SRV_STORE_OP_DEDUP_GET]);
+    assert_int_equal(after.calls[SRV_STORE_OP_DEDUP_PUT], before.calls[SRV_STORE_OP_DEDUP_PUT]);
+    assert_int_equal(after.calls[SRV_STORE_OP_RUN_DELETE],
+                     before.calls[SRV_STORE_OP_RUN_DELETE] + 1);
+    assert_int_equal(f->n_deleted, 1);
+    assert_true(f->deleted_after_commit);
+    assert_false(run_exists(f));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(
+            a_mutation_without_a_key_records_nothing_and_its_deletions_are_told_after_commit,
+            setup, teardown),
         cmocka_unit_test_setup_teardown(
             failed_commit_fails_every_caller_of_the_batch_and_keeps_none_of_their_effects, setup,
             teardown),

@@ -31,11 +31,11 @@
 /* The schema this build writes: 1 runs and events, 2 checkpoints and
  * snapshots, 3 leases (pins live in pins.db, outside the schema). A new
  * migration updates this and the table list below. */
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 5
 
 static const char *const tables[] = {
     "runs",  "run_workers", "run_labels",         "events", "dedup",
-    "blobs", "checkpoints", "checkpoint_workers", "leases",
+    "blobs", "checkpoints", "checkpoint_workers", "leases", "gone_dedup",
 };
 enum { N_TABLES = sizeof tables / sizeof tables[0] };
 
@@ -314,8 +314,87 @@ static void open_migrates_a_version_2_database_keeping_its_runs(void **state)
     close_store(f);
 
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(query_int(db, "PRAGMA user_version"), 3);
+    assert_int_equal(query_int(db, "PRAGMA user_version"), SCHEMA_VERSION);
     sqlite3_close(db);
+}
+
+/* The database of a cairnd from before the data lifecycle: its completed
+ * runs get their last event's time as their completion time (retention
+ * counts from it), and the file gives deleted pages back from then on. */
+static void open_migrates_a_version_3_database_dating_completed_runs_and_reclaiming_space(
+    void **state)
+{
+    fx *f = *state;
+    char path[600];
+    db_path(f, path);
+    sqlite3 *db;
+    srv_error err;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    ok(srv_sqlite_migrate(db, 3, &err), &err);
+    assert_int_equal(query_int(db, "PRAGMA auto_vacuum"), 0);
+    exec(db, "INSERT INTO runs (id, run_id, created_us, next_seq, worker_count, completed_count) "
+             "VALUES (1, 'done', 1, 3, 1, 1), (2, 'busy', 1, 2, 2, 1);"
+             "INSERT INTO events (run, seq, type, worker_id, payload, created_us) VALUES "
+             "(1, 1, 'a', '', x'', 5), (1, 2, 'worker.completed', 'w0', x'', 7),"
+             "(2, 1, 'worker.completed', 'w0', x'', 9)");
+    sqlite3_close(db);
+
+    open_store(f);
+    close_store(f);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(query_int(db, "PRAGMA user_version"), SCHEMA_VERSION);
+    assert_int_equal(query_int(db, "PRAGMA auto_vacuum"), 2); /* INCREMENTAL */
+    assert_int_equal(query_int(db, "SELECT completed_us FROM runs WHERE run_id = 'done'"), 7);
+    assert_int_equal(query_int(db, "SELECT completed_us FROM runs WHERE run_id = 'busy'"), 0);
+    sqlite3_close(db);
+}
+
+static int64_t file_size(const fx *f, const char *name);
+
+/* Runs created and deleted over and over: each deletion gives its pages
+ * back to the file system (auto_vacuum INCREMENTAL and an incremental
+ * vacuum in the deleting transaction), so once the WAL is checkpointed
+ * cairn.db is back near its empty size, cycle after cycle. */
+static void deleted_runs_give_their_space_back_cycle_after_cycle(void **state)
+{
+    enum { CYCLES = 4, EVENTS = 500, PAYLOAD = 4096 };
+    fx *f = *state;
+    srv_error err;
+    open_store(f);
+    ok(srv_sqlite_checkpoint(f->st, &err), &err);
+    int64_t empty = file_size(f, "cairn.db");
+    static uint8_t payload[PAYLOAD];
+    for (int cycle = 0; cycle < CYCLES; cycle++) {
+        insert_run(f, "big");
+        srv_txn *t;
+        srv_run_head head;
+        bool found = false;
+        Cairn__V1__Event ev = CAIRN__V1__EVENT__INIT, *evs[] = {&ev};
+        ev.type = "step";
+        ev.worker_id = "";
+        ev.payload = (ProtobufCBinaryData){PAYLOAD, payload};
+        ok(srv_store_begin(f->st, &t, &err), &err);
+        for (int i = 0; i < EVENTS; i++) {
+            ok(srv_store_run_find(t, f->a, "big", &head, &found, &err), &err);
+            ok(srv_store_events_insert(t, &head, evs, 1, NOW_US, &err), &err);
+        }
+        ok(srv_store_commit(t, &err), &err);
+        ok(srv_sqlite_checkpoint(f->st, &err), &err);
+        int64_t full = file_size(f, "cairn.db");
+        assert_true(full > empty + EVENTS * PAYLOAD);
+
+        ok(srv_store_begin(f->st, &t, &err), &err);
+        ok(srv_store_run_find(t, f->a, "big", &head, &found, &err), &err);
+        assert_true(found);
+        ok(srv_store_run_delete(t, &head, &err), &err);
+        ok(srv_store_commit(t, &err), &err);
+        ok(srv_sqlite_checkpoint(f->st, &err), &err);
+        int64_t after = file_size(f, "cairn.db");
+        if (after > empty + 64 * 1024)
+            fail_msg("cycle %d: cairn.db is %lld bytes after the delete, %lld when empty, "
+                     "%lld full", cycle, (long long)after, (long long)empty, (long long)full);
+        assert_false(run_found(f, "big"));
+    }
 }
 
 /* A store that cannot open its file reports it; it must not crash while
@@ -764,6 +843,8 @@ int main(void)
         T_DIR(migrate_refuses_a_newer_database),
         T_DIR(open_migrates_a_version_0_database_keeping_its_data),
         T_DIR(open_migrates_a_version_2_database_keeping_its_runs),
+        T_DIR(open_migrates_a_version_3_database_dating_completed_runs_and_reclaiming_space),
+        T_DIR(deleted_runs_give_their_space_back_cycle_after_cycle),
         T_DIR(open_fails_cleanly_when_cairn_db_cannot_be_opened),
         T_DIR(open_of_a_file_that_is_not_a_database_is_data_loss),
         T_DIR(wal_is_cut_back_after_a_large_batch_is_checkpointed),

@@ -294,7 +294,7 @@ static void create_run_named(fx *f, const char *run_id)
     Cairn__V1__Run run;
     srv_txn *t;
     ok(srv_store_begin(f->st, &t, &err), &err);
-    srv_apply ap = {t, f->a, NOW_US, NULL, NULL, 0};
+    srv_apply ap = {t, f->a, NOW_US, NULL, NULL, 0, NULL};
     ok(srv_run_create(&ap, &req, &run, &err), &err);
     ok(srv_store_commit(t, &err), &err);
 }
@@ -699,6 +699,28 @@ static void a_resync_delivers_commits_that_were_never_announced(void **state)
     fake_destroy(&s);
 }
 
+static void a_deleted_run_ends_its_parked_watchers_not_found_and_others_not(void **state)
+{
+    fx *f = *state;
+    append(f, 2);
+    start_hub(f);
+    fake s;
+    fake_init(&s);
+    srv_watch_stream stream = fake_stream(&s);
+    srv_watch_serve(f->hub, &stream, RUN, 1);
+    receive(&s, 0, 2, 1);
+    assert_false(in_flight(&s)); /* parked */
+
+    srv_watch_deleted(f->hub, "another-run"); /* not watched: nothing happens */
+    assert_int_equal(n_sent(&s), 2);
+    assert_false(in_flight(&s));
+    srv_watch_deleted(f->hub, RUN);
+    assert_ended_once(&s, SRV_NOT_FOUND);
+    assert_int_equal(n_sent(&s), 2);
+    client_close(&s);
+    fake_destroy(&s);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -712,6 +734,7 @@ int main(void)
         T(watch_of_an_unknown_run_fails_not_found_and_never_registers_on_close),
         T(watch_after_close_all_is_unavailable_at_once),
         T(a_resync_delivers_commits_that_were_never_announced),
+        T(a_deleted_run_ends_its_parked_watchers_not_found_and_others_not),
         T(many_watched_runs_of_big_events_hold_at_most_the_budget_and_lose_no_event),
         T(a_budget_of_zero_keeps_no_event_and_the_watcher_gets_each_from_the_store),
     };

@@ -338,6 +338,29 @@ CAIRN_API cairn_status cairn_get_run(cairn_client *client, const char *run_id, c
  * is the caller's. NULL and a zeroed struct are no-ops. */
 CAIRN_API void cairn_run_free(cairn_run *run);
 
+typedef struct cairn_delete_run_request {
+    const char *idempotency_key;  /* NULL: random per call */
+    const char *run_id;
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* must be zero */
+} cairn_delete_run_request;
+
+typedef struct cairn_delete_run_result {
+    bool existed;                 /* false: there was no such run (gone already, or never made) */
+    bool replayed;                /* answered from an earlier call with the same key */
+    uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* zero; room for later fields */
+} cairn_delete_run_result;
+
+/* Deletes a run with its events, leases, checkpoints (their snapshot bytes
+ * too, unless another checkpoint shares them) and idempotency keys. A run
+ * that does not exist is no error: out->existed is false, so a script may
+ * delete twice. A retry with the same key answers as the first call did
+ * (existed = true, replayed = true), also after the run is gone, until
+ * the server's --dedup-window forgets the key. Watchers of the run end
+ * with CAIRN_NOT_FOUND. Needs an admin token once the server checks
+ * tokens. Nothing to free. */
+CAIRN_API cairn_status cairn_delete_run(cairn_client *client, const cairn_delete_run_request *req,
+                                        cairn_delete_run_result *out, cairn_error *err);
+
 typedef struct cairn_run_page {
     cairn_run *runs;
     size_t runs_count;

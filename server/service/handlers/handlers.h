@@ -35,6 +35,8 @@ typedef srv_code (*srv_scoped_read_fn)(srv_app *app, srv_arena *a, const char *p
 srv_code srv_validate_create_run(ProtobufCMessage *req, srv_arena *a, srv_error *err);
 srv_code srv_apply_create_run(srv_apply *ap, const ProtobufCMessage *req, ProtobufCMessage *resp,
                  srv_error *err);
+srv_code srv_apply_delete_run(srv_apply *ap, const ProtobufCMessage *req, ProtobufCMessage *resp,
+                              srv_error *err);
 srv_code srv_read_get_run(srv_app *app, srv_arena *a, const ProtobufCMessage *req,
                           ProtobufCMessage *resp, srv_error *err);
 srv_code srv_validate_list_runs(ProtobufCMessage *req, srv_arena *a, srv_error *err);

@@ -1,4 +1,4 @@
-/* CreateRun, GetRun, ListRuns. */
+/* CreateRun, DeleteRun, GetRun, ListRuns. */
 #include "service/handlers/handlers.h"
 #include "service/contract.h"
 #include "service/validate.h"
@@ -84,6 +84,17 @@ srv_code srv_apply_create_run(srv_apply *ap, const ProtobufCMessage *req, Protob
 {
     return srv_run_create(ap, (const Cairn__V1__CreateRunRequest *)req, (Cairn__V1__Run *)resp,
                           err);
+}
+
+srv_code srv_apply_delete_run(srv_apply *ap, const ProtobufCMessage *req, ProtobufCMessage *resp,
+                              srv_error *err)
+{
+    Cairn__V1__DeleteRunResponse *out = (Cairn__V1__DeleteRunResponse *)resp;
+    bool existed = false;
+    srv_code rc = srv_run_delete(ap, ((const Cairn__V1__DeleteRunRequest *)req)->run_id, &existed,
+                                 err);
+    out->existed = existed;
+    return rc;
 }
 
 srv_code srv_read_get_run(srv_app *app, srv_arena *a, const ProtobufCMessage *msg,

@@ -114,6 +114,25 @@ static const char *const migrations[] = {
     "  checkpoint_id text COLLATE \"C\" NOT NULL,"
     "  expires_us int8 NOT NULL);"
     "CREATE INDEX pins_by_checkpoint ON pins (run_id, checkpoint_id);",
+    /* 1 -> 2: the data lifecycle. When a run completed (0: not yet; runs
+     * completed before this version take their last event's time), the
+     * records of runs that are gone (a DeleteRun's own key), and indexes
+     * for the sweeps by time. */
+    "ALTER TABLE runs ADD COLUMN completed_us int8 NOT NULL DEFAULT 0;"
+    "UPDATE runs SET completed_us = (SELECT coalesce(max(created_us), runs.created_us) "
+    "  FROM events WHERE run = runs.id) "
+    "  WHERE worker_count > 0 AND completed_count >= worker_count;"
+    "CREATE INDEX runs_by_completion ON runs (completed_us) WHERE completed_us > 0;"
+    "CREATE INDEX dedup_by_time ON dedup (created_us);"
+    "CREATE TABLE gone_dedup ("
+    "  run_id text COLLATE \"C\" NOT NULL,"
+    "  method text COLLATE \"C\" NOT NULL,"
+    "  key text COLLATE \"C\" NOT NULL,"
+    "  fingerprint bytea NOT NULL,"
+    "  response bytea NOT NULL,"
+    "  created_us int8 NOT NULL,"
+    "  PRIMARY KEY (run_id, method, key));"
+    "CREATE INDEX gone_dedup_by_time ON gone_dedup (created_us);",
 };
 enum { SCHEMA_VERSION = sizeof migrations / sizeof migrations[0] };
 
@@ -174,9 +193,30 @@ const char *const pg_sql_text[PG_N_STMT] = {
         "UPDATE runs SET next_seq = $2::int8 + cardinality($4::text[]) WHERE id = $1 "
         "RETURNING pg_notify('" PG_CHANNEL "', (next_seq - 1)::text || ' ' || run_id)",
     [PS_DEDUP_GET] = "SELECT d.fingerprint, d.response FROM dedup d JOIN runs r ON r.id = d.run "
-                     "WHERE r.run_id = $1 AND d.method = $2 AND d.key = $3",
+                     "WHERE r.run_id = $1 AND d.method = $2 AND d.key = $3 "
+                     "UNION ALL SELECT fingerprint, response FROM gone_dedup "
+                     "WHERE run_id = $1 AND method = $2 AND key = $3 LIMIT 1",
     [PS_DEDUP_PUT] = "INSERT INTO dedup (run, method, key, fingerprint, response, created_us) "
                      "SELECT id, $2, $3, $4, $5, $6 FROM runs WHERE run_id = $1",
+    [PS_DEDUP_PUT_GONE] = "INSERT INTO gone_dedup (run_id, method, key, fingerprint, response, "
+                          "created_us) VALUES ($1, $2, $3, $4, $5, $6)",
+    [PS_DEDUP_EXPIRE] = "DELETE FROM dedup WHERE (run, method, key) IN (SELECT run, method, key "
+                        "FROM dedup WHERE created_us < $1 LIMIT $2)",
+    [PS_DEDUP_EXPIRE_GONE] = "DELETE FROM gone_dedup WHERE (run_id, method, key) IN (SELECT "
+                             "run_id, method, key FROM gone_dedup WHERE created_us < $1 LIMIT $2)",
+    /* Every row of the run in one statement: the foreign keys are checked
+     * at its end, once the children are gone too. Announced at commit, as
+     * appends are, so every replica ends its watchers of the run. */
+    [PS_RUN_DELETE] = "WITH e AS (DELETE FROM events WHERE run = $1), "
+                      "     w AS (DELETE FROM run_workers WHERE run = $1), "
+                      "     l AS (DELETE FROM run_labels WHERE run = $1), "
+                      "     s AS (DELETE FROM leases WHERE run = $1), "
+                      "     d AS (DELETE FROM dedup WHERE run = $1) "
+                      "DELETE FROM runs WHERE id = $1 "
+                      "RETURNING pg_notify('" PG_CHANNEL "', '" PG_DELETED "' || run_id)",
+    [PS_RUN_SET_COMPLETED] = "UPDATE runs SET completed_us = $2 WHERE id = $1",
+    [PS_RUNS_COMPLETED_BEFORE] = "SELECT run_id FROM runs WHERE completed_us > 0 "
+                                 "AND completed_us < $1 ORDER BY completed_us LIMIT $2",
     [PS_CKPT_INSERT] =
         "WITH c AS (INSERT INTO checkpoints (run, checkpoint_id, created_us, run_state, "
         "           events_count, snapshot_size, snapshot_sha256) "
@@ -532,8 +572,28 @@ static srv_code pg_dedup_put(srv_txn *t, const srv_dedup_key *k, const srv_dedup
     int64_t rows = 0;
     if (pg_do(pg_conn_of(t), PS_DEDUP_PUT, &p, "recording an idempotency key", &rows, err))
         return err->code;
-    if (rows != 1)
-        return srv_fail(err, SRV_INTERNAL, "store: idempotency record for a missing run");
+    if (rows == 1)
+        return SRV_OK;
+    /* The run is gone (this mutation deleted it). */
+    return pg_do(pg_conn_of(t), PS_DEDUP_PUT_GONE, &p, "recording an idempotency key", NULL,
+                 err);
+}
+
+static srv_code pg_dedup_expire(srv_txn *t, int64_t before_us, uint32_t limit, size_t *n,
+                                srv_error *err)
+{
+    int64_t rows = 0, gone = 0;
+    pg_params p = {0};
+    pg_i64(&p, before_us);
+    pg_i64(&p, limit);
+    if (pg_do(pg_conn_of(t), PS_DEDUP_EXPIRE, &p, "forgetting idempotency keys", &rows, err))
+        return err->code;
+    pg_params q = {0};
+    pg_i64(&q, before_us);
+    pg_i64(&q, (int64_t)limit - rows);
+    if (pg_do(pg_conn_of(t), PS_DEDUP_EXPIRE_GONE, &q, "forgetting idempotency keys", &gone, err))
+        return err->code;
+    *n = (size_t)(rows + gone);
     return SRV_OK;
 }
 
@@ -611,8 +671,15 @@ static srv_code listen_connect(pg_store *s, srv_error *err)
 static void deliver(pg_store *s)
 {
     PGnotify *n;
+    const size_t deleted_len = strlen(PG_DELETED);
     while ((n = PQnotifies(s->listener.pg)) != NULL) {
         char *end;
+        if (strncmp(n->extra, PG_DELETED, deleted_len) == 0) {
+            if (s->on_deleted && n->extra[deleted_len])
+                s->on_deleted(s->on_committed_ctx, n->extra + deleted_len);
+            PQfreemem(n);
+            continue;
+        }
         unsigned long long seq = strtoull(n->extra, &end, 10);
         if (end != n->extra && *end == ' ' && end[1])
             s->on_committed(s->on_committed_ctx, end + 1, (uint64_t)seq);
@@ -755,6 +822,10 @@ static const struct srv_store_ops pg_ops = {
     .blob_close = pg_blob_close,
     .dedup_get = pg_dedup_get,
     .dedup_put = pg_dedup_put,
+    .dedup_expire = pg_dedup_expire,
+    .run_delete = pg_run_delete,
+    .run_set_completed = pg_run_set_completed,
+    .runs_completed_before = pg_runs_completed_before,
     .txn_active = pg_txn_active,
     .now = pg_now,
     .usage = pg_usage,
@@ -772,6 +843,7 @@ srv_code srv_pg_open(const srv_store_config *cfg, srv_store **out, srv_error *er
     s->wake[0] = s->wake[1] = -1;
     s->on_committed = cfg->on_committed;
     s->on_resync = cfg->on_resync;
+    s->on_deleted = cfg->on_deleted;
     s->on_committed_ctx = cfg->on_committed_ctx;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);

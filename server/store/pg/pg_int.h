@@ -36,6 +36,12 @@ typedef enum pg_stmt_id {
     PS_EVENTS_APPEND,
     PS_DEDUP_GET,
     PS_DEDUP_PUT,
+    PS_DEDUP_PUT_GONE,
+    PS_DEDUP_EXPIRE,
+    PS_DEDUP_EXPIRE_GONE,
+    PS_RUN_DELETE,
+    PS_RUN_SET_COMPLETED,
+    PS_RUNS_COMPLETED_BEFORE,
     PS_CKPT_INSERT,
     PS_CKPT_WORKERS,
     PS_CKPT_LIST,
@@ -108,6 +114,7 @@ typedef struct pg_store {
      * own, when the config asks to be told of commits (pg.c). */
     void (*on_committed)(void *ctx, const char *run_id, uint64_t last_seq);
     void (*on_resync)(void *ctx);
+    void (*on_deleted)(void *ctx, const char *run_id);
     void *on_committed_ctx;
     pg_conn listener;
     pthread_t listen_thread;
@@ -118,6 +125,9 @@ typedef struct pg_store {
 /* The channel every replica's commits of events are announced on:
  * payload "<last_seq> <run_id>". */
 #define PG_CHANNEL "cairn_events"
+/* A notification on PG_CHANNEL is "<last_seq> <run_id>" for an append, or
+ * this prefix and the run id for a deleted run. */
+#define PG_DELETED "deleted "
 
 static inline pg_store *pg_from(srv_store *st)
 {
@@ -225,6 +235,11 @@ srv_code pg_runs_list(srv_txn *t, srv_arena *a, int64_t after, const char *prefi
 srv_code pg_run_insert(srv_txn *t, const char *run_id, char *const *workers, size_t n_workers,
                        const srv_label *labels, size_t n_labels, int64_t now_us, int64_t *ref,
                        srv_error *err);
+srv_code pg_run_delete(srv_txn *t, const srv_run_head *run, srv_error *err);
+srv_code pg_run_set_completed(srv_txn *t, const srv_run_head *run, int64_t now_us,
+                              srv_error *err);
+srv_code pg_runs_completed_before(srv_txn *t, srv_arena *a, int64_t before_us, uint32_t limit,
+                                  char ***out, size_t *n, srv_error *err);
 srv_code pg_events_insert(srv_txn *t, const srv_run_head *run, Cairn__V1__Event *const *events,
                           size_t n, int64_t now_us, srv_error *err);
 srv_code pg_events_read(srv_txn *t, srv_arena *a, const srv_run_head *run, uint64_t from_seq,

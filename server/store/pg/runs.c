@@ -458,6 +458,50 @@ srv_code pg_worker_complete(srv_txn *t, const srv_run_head *run, const char *wor
     return SRV_OK;
 }
 
+/* ---- the lifecycle ---- */
+
+srv_code pg_run_delete(srv_txn *t, const srv_run_head *run, srv_error *err)
+{
+    pg_params p = {0};
+    pg_i64(&p, run->ref);
+    pg_head_forget(pg_conn_of(t), run->ref);
+    return pg_do(pg_conn_of(t), PS_RUN_DELETE, &p, "deleting a run", NULL, err);
+}
+
+srv_code pg_run_set_completed(srv_txn *t, const srv_run_head *run, int64_t now_us,
+                              srv_error *err)
+{
+    pg_params p = {0};
+    pg_i64(&p, run->ref);
+    pg_i64(&p, now_us);
+    return pg_do(pg_conn_of(t), PS_RUN_SET_COMPLETED, &p, "recording a run's completion", NULL,
+                 err);
+}
+
+srv_code pg_runs_completed_before(srv_txn *t, srv_arena *a, int64_t before_us, uint32_t limit,
+                                  char ***out, size_t *n, srv_error *err)
+{
+    pg_params p = {0};
+    pg_i64(&p, before_us);
+    pg_i64(&p, limit);
+    PGresult *r = pg_run(pg_conn_of(t), PS_RUNS_COMPLETED_BEFORE, &p, "listing completed runs",
+                         err);
+    if (!r)
+        return err->code;
+    int rows = PQntuples(r);
+    char **v = srv_arena_alloc(a, (size_t)(rows ? rows : 1) * sizeof *v);
+    srv_code rc = SRV_OK;
+    for (int i = 0; i < rows && !rc; i++)
+        if (!v || !(v[i] = (char *)pg_col_text(a, r, i, 0)))
+            rc = srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    PQclear(r);
+    if (rc)
+        return rc;
+    *out = v;
+    *n = (size_t)rows;
+    return SRV_OK;
+}
+
 srv_code pg_completions(srv_txn *t, srv_arena *a, const srv_run_head *run,
                         srv_completion **out, size_t *n, srv_error *err)
 {

@@ -153,6 +153,61 @@ srv_code sq_run_insert(srv_txn *t, const char *run_id, char *const *workers, siz
     return SRV_OK;
 }
 
+/* ---- the lifecycle ---- */
+
+srv_code sq_run_delete(srv_txn *t, const srv_run_head *run, srv_error *err)
+{
+    conn *w = sq_conn(t);
+    for (int id = ST_RUN_DELETE_EVENTS; id <= ST_RUN_DELETE; id++) {
+        sqlite3_stmt *s = sq_stmt(w, (stmt_id)id, err);
+        if (!s)
+            return err->code;
+        sqlite3_bind_int64(s, 1, run->ref);
+        if (sq_step_done(w, s, "deleting a run", err))
+            return err->code;
+    }
+    return sq_reclaim(w, err);
+}
+
+srv_code sq_run_set_completed(srv_txn *t, const srv_run_head *run, int64_t now_us,
+                              srv_error *err)
+{
+    conn *w = sq_conn(t);
+    sqlite3_stmt *s = sq_stmt(w, ST_RUN_SET_COMPLETED, err);
+    if (!s)
+        return err->code;
+    sqlite3_bind_int64(s, 1, run->ref);
+    sqlite3_bind_int64(s, 2, now_us);
+    return sq_step_done(w, s, "recording a run's completion", err);
+}
+
+srv_code sq_runs_completed_before(srv_txn *t, srv_arena *a, int64_t before_us, uint32_t limit,
+                                  char ***out, size_t *n, srv_error *err)
+{
+    conn *c = sq_conn(t);
+    sqlite3_stmt *s = sq_stmt(c, ST_RUNS_COMPLETED_BEFORE, err);
+    if (!s)
+        return err->code;
+    sqlite3_bind_int64(s, 1, before_us);
+    sqlite3_bind_int64(s, 2, limit);
+    size_t cap = 0, len = 0;
+    char **v = NULL;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (!(v = srv_arena_grow(a, v, len, &cap, sizeof *v))) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        v[len++] = (char *)sq_column_text(a, s, 0);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return sq_db_fail(c->db, rc, "listing completed runs", err);
+    *out = v;
+    *n = len;
+    return SRV_OK;
+}
+
 /* ---- events ---- */
 
 srv_code sq_events_insert(srv_txn *t, const srv_run_head *run, Cairn__V1__Event *const *events,

@@ -92,8 +92,31 @@ static const char *const migrations[] = {
     "  fencing_token INTEGER NOT NULL,"
     "  expires_us INTEGER NOT NULL," /* 0 once released */
     "  PRIMARY KEY (run, worker_id)) WITHOUT ROWID;",
+    /* 3 -> 4: the data lifecycle. When a run completed (0: not yet; runs
+     * completed before this version take their last event's time), the
+     * records of runs that are gone (a DeleteRun's own key), and indexes
+     * for the sweeps by time. */
+    "ALTER TABLE runs ADD COLUMN completed_us INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE runs SET completed_us = (SELECT coalesce(max(created_us), runs.created_us) "
+    "  FROM events WHERE run = runs.id) "
+    "  WHERE worker_count > 0 AND completed_count >= worker_count;"
+    "CREATE INDEX runs_by_completion ON runs(completed_us) WHERE completed_us > 0;"
+    "CREATE INDEX dedup_by_time ON dedup(created_us);"
+    "CREATE TABLE gone_dedup ("
+    "  run_id TEXT NOT NULL,"
+    "  method TEXT NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  fingerprint BLOB NOT NULL,"
+    "  response BLOB NOT NULL,"
+    "  created_us INTEGER NOT NULL,"
+    "  PRIMARY KEY (run_id, method, key)) WITHOUT ROWID;"
+    "CREATE INDEX gone_dedup_by_time ON gone_dedup(created_us);",
+    /* 4 -> 5: give deleted pages back to the file system. A database made
+     * before takes the setting only through a VACUUM, which rewrites it
+     * once and cannot run inside a transaction (VACUUM_MIGRATION). */
+    "PRAGMA auto_vacuum = INCREMENTAL; VACUUM;",
 };
-enum { SCHEMA_VERSION = sizeof migrations / sizeof migrations[0] };
+enum { SCHEMA_VERSION = sizeof migrations / sizeof migrations[0], VACUUM_MIGRATION = 4 };
 
 #define RUN_COLUMNS                                                                    \
     "id, run_id, created_us, next_seq, worker_count, completed_count, "                \
@@ -117,6 +140,15 @@ static const char *const sql_text[N_STMT] = {
     [ST_RUNS_AFTER] = "SELECT " RUN_COLUMNS " FROM runs WHERE id > ?1 AND "
                       "substr(run_id, 1, length(?3)) = ?3 ORDER BY id LIMIT ?2",
     [ST_RUN_INSERT] = "INSERT INTO runs (run_id, created_us, worker_count) VALUES (?1, ?2, ?3)",
+    [ST_RUN_DELETE_EVENTS] = "DELETE FROM events WHERE run = ?1",
+    [ST_RUN_DELETE_WORKERS] = "DELETE FROM run_workers WHERE run = ?1",
+    [ST_RUN_DELETE_LABELS] = "DELETE FROM run_labels WHERE run = ?1",
+    [ST_RUN_DELETE_LEASES] = "DELETE FROM leases WHERE run = ?1",
+    [ST_RUN_DELETE_DEDUP] = "DELETE FROM dedup WHERE run = ?1",
+    [ST_RUN_DELETE] = "DELETE FROM runs WHERE id = ?1",
+    [ST_RUN_SET_COMPLETED] = "UPDATE runs SET completed_us = ?2 WHERE id = ?1",
+    [ST_RUNS_COMPLETED_BEFORE] = "SELECT run_id FROM runs WHERE completed_us > 0 "
+                                 "AND completed_us < ?1 ORDER BY completed_us LIMIT ?2",
     [ST_RUN_SET_NEXT] = "UPDATE runs SET next_seq = ?2 WHERE id = ?1",
     [ST_RUN_COMPLETED] = "UPDATE runs SET completed_count = completed_count + 1 WHERE id = ?1",
     [ST_RUN_SET_CHECKPOINT] = "UPDATE runs SET latest_checkpoint_id = ?2, latest_checkpoint_us = ?3, "
@@ -137,9 +169,17 @@ static const char *const sql_text[N_STMT] = {
     [ST_EVENTS_FROM] = "SELECT seq, type, worker_id, payload, created_us FROM events "
                        "WHERE run = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
     [ST_DEDUP_GET] = "SELECT d.fingerprint, d.response FROM dedup d JOIN runs r ON r.id = d.run "
-                     "WHERE r.run_id = ?1 AND d.method = ?2 AND d.key = ?3",
+                     "WHERE r.run_id = ?1 AND d.method = ?2 AND d.key = ?3 "
+                     "UNION ALL SELECT fingerprint, response FROM gone_dedup "
+                     "WHERE run_id = ?1 AND method = ?2 AND key = ?3 LIMIT 1",
     [ST_DEDUP_PUT] = "INSERT INTO dedup (run, method, key, fingerprint, response, created_us) "
                      "SELECT id, ?2, ?3, ?4, ?5, ?6 FROM runs WHERE run_id = ?1",
+    [ST_DEDUP_PUT_GONE] = "INSERT INTO gone_dedup (run_id, method, key, fingerprint, response, "
+                          "created_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_DEDUP_EXPIRE] = "DELETE FROM dedup WHERE (run, method, key) IN (SELECT run, method, key "
+                        "FROM dedup WHERE created_us < ?1 LIMIT ?2)",
+    [ST_DEDUP_EXPIRE_GONE] = "DELETE FROM gone_dedup WHERE (run_id, method, key) IN (SELECT "
+                             "run_id, method, key FROM gone_dedup WHERE created_us < ?1 LIMIT ?2)",
     [ST_CKPT_INSERT] = "INSERT INTO checkpoints (run, checkpoint_id, created_us, run_state, "
                        "events_count, snapshot_size, snapshot_sha256) "
                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -423,11 +463,11 @@ static srv_code sq_dedup_get(srv_txn *t, srv_arena *a, const srv_dedup_key *k,
     return SRV_OK;
 }
 
-static srv_code sq_dedup_put(srv_txn *t, const srv_dedup_key *k, const srv_dedup_record *rec,
-                             int64_t now_us, srv_error *err)
+/* One statement of the two tables' inserts (same parameters). */
+static srv_code dedup_insert(conn *w, stmt_id id, const srv_dedup_key *k,
+                             const srv_dedup_record *rec, int64_t now_us, srv_error *err)
 {
-    conn *w = sq_conn(t);
-    sqlite3_stmt *s = sq_stmt(w, ST_DEDUP_PUT, err);
+    sqlite3_stmt *s = sq_stmt(w, id, err);
     if (!s)
         return err->code;
     sq_bind_text(s, 1, k->run_id);
@@ -437,11 +477,51 @@ static srv_code sq_dedup_put(srv_txn *t, const srv_dedup_key *k, const srv_dedup
     sqlite3_bind_blob(s, 5, rec->response_len ? rec->response : (const void *)"",
                       (int)rec->response_len, SQLITE_STATIC);
     sqlite3_bind_int64(s, 6, now_us);
-    if (sq_step_done(w, s, "recording an idempotency key", err))
+    return sq_step_done(w, s, "recording an idempotency key", err);
+}
+
+static srv_code sq_dedup_put(srv_txn *t, const srv_dedup_key *k, const srv_dedup_record *rec,
+                             int64_t now_us, srv_error *err)
+{
+    conn *w = sq_conn(t);
+    if (dedup_insert(w, ST_DEDUP_PUT, k, rec, now_us, err))
         return err->code;
-    if (sqlite3_changes(w->db) != 1)
-        return srv_fail(err, SRV_INTERNAL, "store: idempotency record for a missing run");
+    if (sqlite3_changes(w->db) == 1)
+        return SRV_OK;
+    return dedup_insert(w, ST_DEDUP_PUT_GONE, k, rec, now_us, err); /* the run is gone */
+}
+
+/* Runs a statement taking (before_us, limit) and adds the rows it changed. */
+static srv_code delete_before(conn *w, stmt_id id, int64_t before_us, int64_t limit, size_t *n,
+                              srv_error *err)
+{
+    sqlite3_stmt *s = sq_stmt(w, id, err);
+    if (!s)
+        return err->code;
+    sqlite3_bind_int64(s, 1, before_us);
+    sqlite3_bind_int64(s, 2, limit);
+    if (sq_step_done(w, s, "forgetting idempotency keys", err))
+        return err->code;
+    *n += (size_t)sqlite3_changes(w->db);
     return SRV_OK;
+}
+
+static srv_code sq_dedup_expire(srv_txn *t, int64_t before_us, uint32_t limit, size_t *n,
+                                srv_error *err)
+{
+    conn *w = sq_conn(t);
+    *n = 0;
+    if (delete_before(w, ST_DEDUP_EXPIRE, before_us, limit, n, err) ||
+        delete_before(w, ST_DEDUP_EXPIRE_GONE, before_us, (int64_t)(limit - *n), n, err))
+        return err->code;
+    return sq_reclaim(w, err);
+}
+
+srv_code sq_reclaim(conn *w, srv_error *err)
+{
+    /* sqlite3_exec steps it to the end: one step frees one page. */
+    int rc = sqlite3_exec(w->db, "PRAGMA incremental_vacuum", NULL, NULL, NULL);
+    return rc == SQLITE_OK ? SRV_OK : sq_db_fail(w->db, rc, "reclaiming free pages", err);
 }
 
 /* ---- opening and closing ---- */
@@ -514,12 +594,15 @@ srv_code srv_sqlite_migrate(sqlite3 *db, int target, srv_error *err)
     for (; v < target && v < SCHEMA_VERSION; v++) {
         char bump[64];
         snprintf(bump, sizeof bump, "PRAGMA user_version = %d;", v + 1);
-        int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        /* The VACUUM step runs outside a transaction; a crash before its
+         * bump runs it again, which changes nothing. */
+        bool in_txn = v != VACUUM_MIGRATION;
+        int rc = in_txn ? sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) : SQLITE_OK;
         if (rc == SQLITE_OK)
             rc = sqlite3_exec(db, migrations[v], NULL, NULL, NULL);
         if (rc == SQLITE_OK)
             rc = sqlite3_exec(db, bump, NULL, NULL, NULL);
-        if (rc == SQLITE_OK)
+        if (rc == SQLITE_OK && in_txn)
             rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
         if (rc != SQLITE_OK) {
             srv_code code = sq_db_fail(db, rc, "migrating the schema", err);
@@ -710,6 +793,10 @@ static const struct srv_store_ops sqlite_ops = {
     .txn_active = sq_txn_active,
     .now = sq_now,
     .usage = sq_usage,
+    .run_delete = sq_run_delete,
+    .run_set_completed = sq_run_set_completed,
+    .runs_completed_before = sq_runs_completed_before,
+    .dedup_expire = sq_dedup_expire,
 };
 
 /* The data dir without trailing slashes ("/" stays), in a new string. */

@@ -27,6 +27,14 @@ typedef enum stmt_id {
     ST_RUN_BY_NAME,
     ST_RUNS_AFTER,
     ST_RUN_INSERT,
+    ST_RUN_DELETE_EVENTS,       /* run_delete: children first, in this order */
+    ST_RUN_DELETE_WORKERS,
+    ST_RUN_DELETE_LABELS,
+    ST_RUN_DELETE_LEASES,
+    ST_RUN_DELETE_DEDUP,
+    ST_RUN_DELETE,
+    ST_RUN_SET_COMPLETED,
+    ST_RUNS_COMPLETED_BEFORE,
     ST_RUN_SET_NEXT,
     ST_RUN_COMPLETED,
     ST_RUN_SET_CHECKPOINT,
@@ -42,6 +50,9 @@ typedef enum stmt_id {
     ST_EVENTS_FROM,
     ST_DEDUP_GET,
     ST_DEDUP_PUT,
+    ST_DEDUP_PUT_GONE,
+    ST_DEDUP_EXPIRE,
+    ST_DEDUP_EXPIRE_GONE,
     ST_CKPT_INSERT,
     ST_CKPT_WORKER_INSERT,
     ST_CKPT_WORKERS,
@@ -138,6 +149,10 @@ const char *sq_column_text(srv_arena *a, sqlite3_stmt *s, int i);
 srv_code sq_read_strings(conn *c, srv_arena *a, stmt_id id, int64_t key, char ***out,
                          size_t *n, srv_error *err);
 
+/* Gives the pages deletes freed back to the file system (auto_vacuum is
+ * INCREMENTAL), inside the write transaction. */
+srv_code sq_reclaim(conn *w, srv_error *err);
+
 /* ---- runs.c: runs, the event log, workers ---- */
 
 srv_code sq_run_find(srv_txn *t, srv_arena *a, const char *run_id, srv_run_head *out,
@@ -150,6 +165,11 @@ srv_code sq_runs_list(srv_txn *t, srv_arena *a, int64_t after, const char *prefi
 srv_code sq_run_insert(srv_txn *t, const char *run_id, char *const *workers, size_t n_workers,
                        const srv_label *labels, size_t n_labels,
                        int64_t now_us, int64_t *ref, srv_error *err);
+srv_code sq_run_delete(srv_txn *t, const srv_run_head *run, srv_error *err);
+srv_code sq_run_set_completed(srv_txn *t, const srv_run_head *run, int64_t now_us,
+                              srv_error *err);
+srv_code sq_runs_completed_before(srv_txn *t, srv_arena *a, int64_t before_us, uint32_t limit,
+                                  char ***out, size_t *n, srv_error *err);
 srv_code sq_events_insert(srv_txn *t, const srv_run_head *run, Cairn__V1__Event *const *events,
                           size_t n, int64_t now_us, srv_error *err);
 srv_code sq_events_read(srv_txn *t, srv_arena *a, const srv_run_head *run, uint64_t from_seq,
