@@ -180,7 +180,7 @@ class Cairnd:
 
 
 def cairnctl(target, *argv, token=None, sandbox=None, extra=()):
-    cmd = [ARGS.cairnctl, "--target", target, "--timeout", "3s", "--ca-file",
+    cmd = [ARGS.cairnctl, "--target", target, "--timeout", "10s", "--ca-file",
            sandbox.cert("ca.crt"), *extra]
     if token:
         path = os.path.join(sandbox.root, f"token-{time.monotonic_ns()}")
