@@ -16,8 +16,10 @@ report healthy against it (and unhealthy against a 503 and against
 nothing); that the same configuration without TLS, off loopback, is refused
 before it binds with one line naming --insecure; that a tokens file as a
 Kubernetes Secret volume lays it out (links into ..data/, mode 0440) is
-refused, which is why the manifests copy it, and the copy is served; and
-that the unit's ExecReload (SIGHUP) rotates the tokens.
+refused, which is why the manifests copy it, and the copy is served; that
+the rotation commands the manifest's comments give reload cairnd when it is
+PID 1 of a PID namespace, as in its container; and that the unit's
+ExecReload (SIGHUP) rotates the tokens.
 
 usage: test_secure_start.py --deploy DIR --cairnd PATH --cairnctl PATH --certs PATH
 """
@@ -124,11 +126,12 @@ class Cairnd:
     """cairnd with env (and nothing else): started, its addresses read from
     its output within a deadline, stopped by PID."""
 
-    def __init__(self, env, tmpdir):
+    def __init__(self, env, tmpdir, prefix=()):
         self.err_path = os.path.join(tmpdir, f"cairnd-{time.monotonic_ns()}.err")
         self.err = open(self.err_path, "w+")
-        self.proc = subprocess.Popen([ARGS.cairnd], env={**clean_env(), **env},
+        self.proc = subprocess.Popen([*prefix, ARGS.cairnd], env={**clean_env(), **env},
                                      stdout=subprocess.PIPE, stderr=self.err, text=True)
+        self.pid = self.proc.pid   # cairnd's, on this side of any PID namespace
         self.target = self.metrics = None
 
     def wait_serving(self):
@@ -169,7 +172,7 @@ class Cairnd:
 
     def stop(self):
         if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
+            os.kill(self.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -271,8 +274,8 @@ class Base(unittest.TestCase):
             p.stop()
         self.sandbox.close()
 
-    def start(self, env):
-        p = Cairnd(env, self.sandbox.root)
+    def start(self, env, prefix=()):
+        p = Cairnd(env, self.sandbox.root, prefix)
         self.procs.append(p)
         return p
 
@@ -455,6 +458,66 @@ class Kubernetes(Base):
         self.run_init_containers()
         self.assert_refused_naming_insecure(
             {k: v for k, v in self.env.items() if not k.startswith("CAIRN_TLS_")})
+
+    def test_the_documented_kubectl_exec_rotation_reloads_cairnd_as_pid_1(self):
+        # In its container cairnd is PID 1, and Linux drops a signal sent to
+        # a namespace's PID 1 from inside unless PID 1 handles or blocks it:
+        # the commands the manifest's comments give, run in a PID namespace
+        # of cairnd's own (as `kubectl exec` would run them), must reload it.
+        for tool in ("unshare", "nsenter"):
+            if not shutil.which(tool):
+                self.skipTest(f"{tool} is not installed")
+        probe = subprocess.run(["unshare", "--pid", "--fork", "true"], stderr=subprocess.PIPE,
+                               text=True, timeout=30)
+        if probe.returncode != 0:
+            self.skipTest(f"cannot make a PID namespace here: {probe.stderr.strip()}")
+        with open(os.path.join(ARGS.deploy, "k8s", "single", "statefulset.yaml")) as f:
+            comments = "\n".join(re.sub(r"^#\s?", "", l) for l in f.read().splitlines()
+                                 if l.startswith("#"))
+        comments = re.sub(r"\\\n\s*", "", comments)
+        execs = re.findall(r"kubectl exec cairn-0 -c cairnd -- sh -c '([^']*)'", comments)
+        (tls_cmd,) = [c for c in execs if "install" not in c]
+        (tokens_cmd,) = [c for c in execs if "install" in c]
+        self.assertEqual(tls_cmd, "kill -HUP 1")
+
+        self.run_init_containers()
+        d = self.start(self.env, prefix=("unshare", "--pid", "--fork", "--kill-child"))
+        deadline = time.monotonic() + START_DEADLINE_S
+        def children():
+            with open(f"/proc/{d.proc.pid}/task/{d.proc.pid}/children") as f:
+                return f.read().split()
+
+        while not children():   # unshare forks cairnd: PID 1 inside
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.05)
+        d.pid = int(children()[0])
+        d.wait_serving()
+
+        def in_pod(cmd):
+            words = cmd.split(" ")
+            cmd = " ".join(self.sandbox.path(w) for w in words)
+            subprocess.run(["nsenter", "-t", str(d.pid), "-p", "--", "sh", "-c", cmd],
+                           check=True, timeout=30)
+
+        def wait_log(text, count):
+            deadline = time.monotonic() + RELOAD_DEADLINE_S
+            while d.stderr().count(text) < count:
+                self.assertLess(time.monotonic(), deadline, d.stderr())
+                time.sleep(0.05)
+
+        in_pod(tls_cmd)
+        wait_log("TLS reloaded", 1)
+        # A new token in the Secret (the kubelet's rewrite, done here by
+        # hand), then the tokens command: copy again, SIGHUP.
+        secret = self.sandbox.path(os.path.join(self.secret_dirs["cairn-tokens"], "tokens"))
+        write_tokens(os.path.realpath(secret), TOKEN_2)
+        in_pod(tokens_cmd)
+        wait_log("again: 1 tokens in force", 2)
+        rc, out, err = cairnctl(d.target, "list-runs", token=TOKEN_2, sandbox=self.sandbox)
+        self.assertEqual(rc, 0, out + err)
+        rc, out, err = cairnctl(d.target, "list-runs", token=TOKEN, sandbox=self.sandbox)
+        self.assertEqual(rc, 1, out + err)
+        self.assertEqual(stat.S_IMODE(os.lstat(self.env["CAIRN_AUTH_TOKENS"]).st_mode), 0o600)
 
     def pod_annotations(self):
         with open(os.path.join(ARGS.deploy, "k8s", "single", "statefulset.yaml")) as f:
