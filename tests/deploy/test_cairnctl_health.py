@@ -1,4 +1,7 @@
-"""`cairnctl health`, the image's HEALTHCHECK: exit 0 and SERVING against a
+"""`cairnctl health`, an operator's check (the image's HEALTHCHECK and the
+Kubernetes probes get /healthz instead: over TLS, cairnctl would need the
+CA, a name the certificate carries and, with mutual TLS, a client
+certificate; test_secure_start.py runs those): exit 0 and SERVING against a
 running cairnd; exit 5 (unavailable) within a few seconds when nothing
 answers, with --timeout and without it (a health check must end before its
 supervisor's timeout, not after libcairn's 60 s of retries); exit 2 for a

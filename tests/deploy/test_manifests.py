@@ -1,12 +1,15 @@
 """Every Kubernetes manifest under deploy/k8s parses (python3-yaml) and says
-what the deployment promises; deploy/Dockerfile is read for the same
-promises (the image itself is built by test_image.py where a container
-runtime works).
+what the deployment promises: secure by default (TLS and tokens from
+mounted Secrets, no CAIRN_INSECURE), observable (/healthz probes and a
+scraped metrics port); deploy/Dockerfile and deploy/systemd are read for the
+same promises (test_secure_start.py starts cairnd as they configure it; the
+image itself is built by test_image.py where a container runtime works).
 
 usage: test_manifests.py --deploy DIR [--version X.Y.Z]
 """
 import argparse
 import glob
+import json
 import os
 import re
 import sys
@@ -16,6 +19,7 @@ import yaml
 
 ARGS = None
 GRPC_PORT = 7070
+METRICS_PORT = 9464
 RUNTIME_UID = 10001   # the image's USER, and runAsUser in the manifests
 API = {"StatefulSet": "apps/v1", "Deployment": "apps/v1", "Service": "v1",
        "PodDisruptionBudget": "policy/v1", "NetworkPolicy": "networking.k8s.io/v1"}
@@ -86,17 +90,86 @@ class Common:
         sel = self.workload["spec"]["selector"]["matchLabels"]
         self.assertTrue(matches(sel, self.labels))
 
-    def test_probes_are_native_grpc_on_the_listen_port(self):
+    def test_probes_get_healthz_on_the_metrics_port(self):
+        # The kubelet's grpc probe speaks no TLS: /healthz over HTTP instead.
         ports = {p["name"]: p["containerPort"] for p in self.cairnd["ports"]}
         self.assertEqual(ports.get("grpc"), GRPC_PORT)
+        self.assertEqual(ports.get("metrics"), METRICS_PORT)
         self.assertTrue(self.env["CAIRN_LISTEN"]["value"].endswith(f":{GRPC_PORT}"))
+        self.assertEqual(self.env["CAIRN_METRICS_LISTEN"]["value"], f"0.0.0.0:{METRICS_PORT}")
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             p = self.cairnd.get(probe)
             self.assertIsNotNone(p, probe)
-            self.assertEqual(p.get("grpc"), {"port": GRPC_PORT}, probe)
-            for other in ("exec", "httpGet", "tcpSocket"):
+            get = p.get("httpGet")
+            self.assertEqual(get.get("path"), "/healthz", probe)
+            self.assertEqual(ports.get(get.get("port"), get.get("port")), METRICS_PORT, probe)
+            self.assertIn(get.get("scheme", "HTTP"), ("HTTP",), probe)
+            for other in ("exec", "grpc", "tcpSocket"):
                 self.assertNotIn(other, p, probe)
             self.assertGreaterEqual(p.get("failureThreshold", 3), 2, probe)
+
+    def test_pods_carry_prometheus_scrape_annotations_for_the_metrics_port(self):
+        ann = self.workload["spec"]["template"]["metadata"].get("annotations", {})
+        self.assertEqual(ann.get("prometheus.io/scrape"), "true")
+        self.assertEqual(ann.get("prometheus.io/port"), str(METRICS_PORT))
+        self.assertEqual(ann.get("prometheus.io/path"), "/metrics")
+
+    def test_tls_and_tokens_come_from_secrets_mounted_read_only(self):
+        volumes = {v["name"]: v for v in self.pod["volumes"]}
+
+        def mount_of(container, path):
+            """The mount holding path in container, and its volume."""
+            best = None
+            for m in container.get("volumeMounts", []):
+                root = m["mountPath"].rstrip("/") + "/"
+                if path.startswith(root) and (not best or len(root) > len(best[0])):
+                    best = (root, m)
+            self.assertIsNotNone(best, f"{container['name']}: nothing mounted at {path}")
+            return best[1], volumes[best[1]["name"]]
+
+        def assert_secret(mount, volume, name):
+            self.assertEqual(volume.get("secret", {}).get("secretName"), name)
+            self.assertIs(mount.get("readOnly"), True, mount["name"])
+            # Never readable by others (fsGroup makes the files 0440 at most).
+            mode = volume["secret"].get("defaultMode", 0o644)
+            self.assertEqual(mode & 0o077 & ~0o040, 0, f"{name}: mode {mode:o}")
+
+        for var in ("CAIRN_TLS_CERT", "CAIRN_TLS_KEY"):
+            path = self.env[var]["value"]
+            self.assertTrue(path.startswith("/etc/cairn/"), var)
+            mount, volume = mount_of(self.cairnd, path)
+            assert_secret(mount, volume, "cairn-tls")
+        self.assertEqual(self.env["CAIRN_TLS_CERT"]["value"], "/etc/cairn/tls/tls.crt")
+        self.assertEqual(self.env["CAIRN_TLS_KEY"]["value"], "/etc/cairn/tls/tls.key")
+        if "CAIRN_TLS_CLIENT_CA" in self.env:
+            assert_secret(*mount_of(self.cairnd, self.env["CAIRN_TLS_CLIENT_CA"]["value"]),
+                          "cairn-tls")
+
+        # The tokens file: a Secret volume's file is group-readable with
+        # fsGroup, and cairnd refuses that; an init container installs a
+        # 0600 copy into a memory-backed emptyDir, which cairnd reads.
+        tokens = self.env["CAIRN_AUTH_TOKENS"]["value"]
+        mount, volume = mount_of(self.cairnd, tokens)
+        self.assertEqual(volume.get("emptyDir", {}).get("medium"), "Memory")
+        (init,) = [c for c in self.pod.get("initContainers", [])
+                   if c.get("command", [])[-1:] == [tokens]]
+        self.assertEqual(init["command"][:3], ["install", "-m", "0600"])
+        src_mount, src_volume = mount_of(init, init["command"][-2])
+        assert_secret(src_mount, src_volume, "cairn-tokens")
+        self.assertEqual(src_volume["secret"]["items"],
+                         [{"key": "tokens", "path": os.path.basename(init["command"][-2])}])
+        dst_mount, _ = mount_of(init, tokens)
+        self.assertEqual(dst_mount["name"], mount["name"])
+        self.assertEqual(self.pod["securityContext"].get("fsGroup"), RUNTIME_UID)
+
+    def test_comments_say_how_to_create_the_secrets_and_rotate(self):
+        text = "".join(open(os.path.join(ARGS.deploy, "k8s", self.sub, f)).read()
+                       for f in os.listdir(os.path.join(ARGS.deploy, "k8s", self.sub)))
+        self.assertRegex(text, r"#\s*kubectl create secret tls cairn-tls ")
+        self.assertRegex(text, r"#\s*kubectl create secret generic cairn-tokens "
+                               r"--from-file=tokens=")
+        self.assertRegex(text, r"#.*kill -HUP 1")
+        self.assertNotRegex(text, r"(?i)no TLS yet|until TLS")
 
     def test_every_container_has_requests_and_limits(self):
         for c in self.all_containers():
@@ -146,15 +219,18 @@ class Common:
                 mounted.add(m["name"])
         self.assertEqual(mounted, volumes | claims)
 
-    def test_env_values_are_strings_and_insecure_is_explicit_for_a_non_loopback_listen(self):
+    def test_env_values_are_strings_and_never_insecure(self):
         for c in self.all_containers():
             for e in c.get("env", []):
                 self.assertTrue("value" in e or "valueFrom" in e, e["name"])
                 if "value" in e:
                     self.assertIsInstance(e["value"], str, e["name"])
+                self.assertNotEqual(e["name"], "CAIRN_INSECURE", c["name"])
         listen = self.env["CAIRN_LISTEN"]["value"]
         if not LOOPBACK.match(listen):
-            self.assertEqual(self.env.get("CAIRN_INSECURE", {}).get("value"), "true")
+            # Off loopback cairnd serves only with both TLS and tokens.
+            for var in ("CAIRN_TLS_CERT", "CAIRN_TLS_KEY", "CAIRN_AUTH_TOKENS"):
+                self.assertTrue(self.env.get(var, {}).get("value"), var)
         self.assertNotIn("args", self.cairnd)
         self.assertNotIn("command", self.cairnd)  # the image's ENTRYPOINT, cairnd
 
@@ -180,13 +256,23 @@ class Common:
             self.assertEqual(port["port"], GRPC_PORT)
             self.assertIn(port["targetPort"], ("grpc", GRPC_PORT))
 
-    def test_a_network_policy_limits_ingress_to_the_grpc_port(self):
+    def test_a_network_policy_admits_clients_to_grpc_and_monitoring_to_metrics(self):
         (np,) = by_kind(self.docs, "NetworkPolicy")
         self.assertTrue(matches(np["spec"]["podSelector"]["matchLabels"], self.labels))
         self.assertEqual(np["spec"]["policyTypes"], ["Ingress"])
+        by_port = {}
         for rule in np["spec"]["ingress"]:
             self.assertTrue(rule.get("from"), "ingress from anywhere")
-            self.assertEqual([p["port"] for p in rule["ports"]], [GRPC_PORT])
+            ports = [p["port"] for p in rule["ports"]]
+            self.assertEqual(len(ports), 1, rule)
+            by_port.setdefault(ports[0], []).extend(rule["from"])
+        self.assertEqual(set(by_port), {GRPC_PORT, METRICS_PORT})
+        self.assertEqual(by_port[GRPC_PORT],
+                         [{"podSelector": {"matchLabels": {"cairn-client": "true"}}}])
+        (peer,) = by_port[METRICS_PORT]
+        self.assertEqual(list(peer), ["namespaceSelector"])
+        self.assertEqual(peer["namespaceSelector"]["matchLabels"],
+                         {"kubernetes.io/metadata.name": "monitoring"})
 
     def test_image_tag_is_the_project_version(self):
         if not ARGS.version:
@@ -250,7 +336,7 @@ class Cluster(Common, unittest.TestCase):
         run = mount_of[os.path.dirname(passfile)]
         volumes = {v["name"]: v for v in self.pod["volumes"]}
         self.assertEqual(volumes[run]["emptyDir"].get("medium"), "Memory")
-        (init,) = self.pod["initContainers"]
+        (init,) = [c for c in self.pod["initContainers"] if c["command"][-1] == passfile]
         self.assertEqual(init["command"][:3], ["install", "-m", "0600"])
         self.assertEqual(init["command"][-1], passfile)
         src = init["command"][-2]
@@ -303,22 +389,83 @@ class Dockerfile(unittest.TestCase):
         self.assertFalse(any(re.search(r"\b(cmake|gcc|build-essential|-dev)\b", l)
                              for l in self.final if l.startswith("RUN")))
 
-    def test_runs_as_a_numeric_non_root_user_with_a_volume_and_a_health_check(self):
+    def env(self):
+        env = {}
+        for l in self.final:
+            if l.startswith("ENV "):
+                env.update(re.findall(r"(\w+)=(\S*)", l[4:]))
+        return env
+
+    def test_runs_as_a_numeric_non_root_user_with_a_volume(self):
         (user,) = [l for l in self.final if l.startswith("USER ")]
         self.assertEqual(user, f"USER {RUNTIME_UID}:{RUNTIME_UID}")
         self.assertIn("VOLUME /var/lib/cairn", self.final)
-        (hc,) = [l for l in self.final if l.startswith("HEALTHCHECK")]
-        self.assertRegex(hc, r'CMD \["cairnctl", "--timeout", "\d+s", "health"\]')
-        timeout = int(re.search(r"--timeout=(\d+)s", hc).group(1))
-        deadline = int(re.search(r'"--timeout", "(\d+)s"', hc).group(1))
-        self.assertLess(deadline, timeout)
         self.assertIn('ENTRYPOINT ["cairnd"]', self.final)
 
-    def test_insecure_is_set_with_its_reason(self):
-        env = " ".join(l for l in self.final if l.startswith("ENV "))
-        self.assertIn("CAIRN_INSECURE=true", env)
-        self.assertIn("CAIRN_LISTEN=0.0.0.0:7070", env)
-        self.assertRegex(self.text, r"#[^\n]*no TLS yet")
+    def test_health_check_gets_healthz_on_the_metrics_port_within_its_timeout(self):
+        (hc,) = [l for l in self.final if l.startswith("HEALTHCHECK")]
+        cmd = json.loads(hc[hc.index(" CMD ") + 5:])   # exec form: no /bin/sh
+        script = " ".join(cmd)
+        self.assertEqual(cmd[:2], ["bash", "-c"])
+        self.assertIn("/dev/tcp/127.0.0.1/${CAIRN_METRICS_LISTEN##*:}", script)
+        self.assertIn("GET /healthz ", script)
+        self.assertRegex(script, r"' 200 '")
+        timeout = int(re.search(r"--timeout=(\d+)s", hc).group(1))
+        deadline = int(re.search(r"read -r -t (\d+) ", script).group(1))
+        self.assertLess(deadline, timeout)
+
+    def test_secure_by_default_tls_and_tokens_from_mounted_files_no_insecure(self):
+        env = self.env()
+        self.assertNotIn("CAIRN_INSECURE", env)
+        self.assertNotRegex("\n".join(self.lines), r"CAIRN_INSECURE=true")
+        self.assertEqual(env["CAIRN_LISTEN"], f"0.0.0.0:{GRPC_PORT}")
+        self.assertEqual(env["CAIRN_TLS_CERT"], "/etc/cairn/tls/tls.crt")
+        self.assertEqual(env["CAIRN_TLS_KEY"], "/etc/cairn/tls/tls.key")
+        self.assertEqual(env["CAIRN_AUTH_TOKENS"], "/etc/cairn/tokens")
+        self.assertNotIn("CAIRN_TLS_CLIENT_CA", env)   # mutual TLS: opt in
+        # The comments say what to mount and how to opt out, knowingly.
+        for word in ("tls.crt", "tls.key", "ca.crt", "CAIRN_TLS_CLIENT_CA", "0600",
+                     "--insecure", "CAIRN_INSECURE=true", "SIGHUP"):
+            self.assertIn(word, self.text)
+        self.assertNotRegex(self.text, r"(?i)no TLS yet")
+
+    def test_metrics_port_is_exposed_on_every_interface_and_says_it_has_no_tls(self):
+        self.assertEqual(self.env()["CAIRN_METRICS_LISTEN"], f"0.0.0.0:{METRICS_PORT}")
+        (expose,) = [l for l in self.final if l.startswith("EXPOSE ")]
+        self.assertEqual(sorted(expose.split()[1:]), sorted([str(GRPC_PORT), str(METRICS_PORT)]))
+        self.assertRegex(self.text, r"#[^\n]*no TLS and no token")
+
+
+class Systemd(unittest.TestCase):
+    """cairnd.service and cairnd.env: loopback by default, TLS and tokens
+    documented for serving other machines, SIGHUP on reload."""
+
+    @classmethod
+    def setUpClass(cls):
+        with open(os.path.join(ARGS.deploy, "systemd", "cairnd.service")) as f:
+            cls.unit = f.read()
+        with open(os.path.join(ARGS.deploy, "systemd", "cairnd.env")) as f:
+            cls.envfile = f.read()
+
+    def test_unit_listens_on_loopback_and_never_sets_insecure(self):
+        listen = re.findall(r"^Environment=CAIRN_LISTEN=(\S+)$", self.unit, re.M)
+        self.assertEqual(len(listen), 1)
+        self.assertRegex(listen[0], LOOPBACK)
+        self.assertNotRegex(self.unit, r"(?m)^Environment=CAIRN_INSECURE")
+        self.assertNotRegex(self.unit, r"(?i)no TLS yet")
+        self.assertRegex(self.unit, r"(?m)^ExecReload=/bin/kill -HUP \$MAINPID$")
+
+    def test_env_file_documents_tls_tokens_and_metrics_files_under_etc_cairn(self):
+        active = re.findall(r"^(CAIRN_\w+)=", self.envfile, re.M)
+        self.assertEqual(active, [], "every line of the shipped file is an example")
+        examples = dict(re.findall(r"^#(CAIRN_\w+)=(\S+)$", self.envfile, re.M))
+        for var in ("CAIRN_TLS_CERT", "CAIRN_TLS_KEY", "CAIRN_TLS_CLIENT_CA",
+                    "CAIRN_AUTH_TOKENS"):
+            self.assertTrue(examples[var].startswith("/etc/cairn/"), var)
+        self.assertIn("CAIRN_METRICS_LISTEN", examples)
+        self.assertIn("owned by the cairn user, mode 0600", self.envfile)
+        self.assertIn("systemctl reload cairnd", self.envfile)
+        self.assertNotRegex(self.envfile, r"(?i)no TLS yet")
 
 
 def main():
