@@ -13,17 +13,12 @@
 #define CAIRN_FUZZ_FAKE_CALL_H
 
 #include "base/error.h"
+#include "frames.h"
 #include "service/app.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-/* One message the client sends. */
-typedef struct fz_msg {
-    const uint8_t *data;
-    size_t len;
-} fz_msg;
 
 /* How a call ended. body is the reply of a unary or client-streaming
  * call (malloc'd, free with fz_reply_free); a server stream counts what it

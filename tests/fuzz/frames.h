@@ -4,7 +4,14 @@
 #ifndef CAIRN_FUZZ_FRAMES_H
 #define CAIRN_FUZZ_FRAMES_H
 
-#include "fake_call.h"
+#include <stddef.h>
+#include <stdint.h>
+
+/* One message: bytes of the input, not a copy. */
+typedef struct fz_msg {
+    const uint8_t *data;
+    size_t len;
+} fz_msg;
 
 /* Splits data into at most cap messages that point into it; returns how
  * many. Bytes past the cap-th message are ignored. */
