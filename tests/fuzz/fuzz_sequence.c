@@ -59,6 +59,7 @@ typedef struct model {
     unsigned op;                /* the operation in hand, for keys and messages */
 } model;
 
+__attribute__((format(printf, 2, 3), noreturn))
 static void violation(const model *m, const char *fmt, ...)
 {
     va_list ap;
