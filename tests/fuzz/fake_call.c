@@ -43,6 +43,15 @@ int64_t srv_call_remaining_ms(const srv_call *c)
     return INT64_MAX;
 }
 
+static uint8_t *copy(const uint8_t *msg, size_t len)
+{
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf)
+        abort();
+    memcpy(buf, msg, len);
+    return buf;
+}
+
 /* Records the end and wakes the client; the caller must not touch c
  * afterwards (fz_call_run frees it), as with the real transport. */
 static void end_call(srv_call *c, srv_code code, const srv_error *err, const uint8_t *msg,
@@ -58,10 +67,7 @@ static void end_call(srv_call *c, srv_code code, const srv_error *err, const uin
     if (err)
         out->err = *err;
     if (msg) {
-        out->body = malloc(len ? len : 1);
-        if (!out->body)
-            abort();
-        memcpy(out->body, msg, len);
+        out->body = copy(msg, len);
         out->len = len;
     }
     out->replayed = replayed;
@@ -96,10 +102,13 @@ void srv_call_recv(srv_call *c, srv_recv_fn fn, void *arg)
 
 void srv_call_send(srv_call *c, const uint8_t *msg, size_t len, srv_sent_fn fn, void *arg)
 {
-    (void)msg;
     pthread_mutex_lock(&c->mu);
-    c->out->sent++;
-    c->out->sent_bytes += len;
+    fz_reply *out = c->out;
+    fz_sent *more = realloc(out->sent, (out->n_sent + 1) * sizeof *more);
+    if (!more)
+        abort();
+    out->sent = more;
+    out->sent[out->n_sent++] = (fz_sent){copy(msg, len), len};
     c->sent = fn;
     c->sent_arg = arg;
     pthread_cond_broadcast(&c->cv);
@@ -175,4 +184,9 @@ void fz_reply_free(fz_reply *r)
 {
     free(r->body);
     r->body = NULL;
+    for (size_t i = 0; i < r->n_sent; i++)
+        free(r->sent[i].data);
+    free(r->sent);
+    r->sent = NULL;
+    r->n_sent = 0;
 }

@@ -20,17 +20,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* How a call ended. body is the reply of a unary or client-streaming
- * call (malloc'd, free with fz_reply_free); a server stream counts what it
- * sent instead. */
+/* A message the server sent, malloc'd. */
+typedef struct fz_sent {
+    uint8_t *data;
+    size_t len;
+} fz_sent;
+
+/* How a call ended: body is the reply of a unary or client-streaming
+ * call, sent the messages of a server stream. All of it malloc'd: free
+ * with fz_reply_free. */
 typedef struct fz_reply {
     srv_code code;
     srv_error err;            /* when code is not SRV_OK */
     uint8_t *body;
     size_t len;
     bool replayed;
-    size_t sent;              /* server-stream messages */
-    size_t sent_bytes;
+    fz_sent *sent;
+    size_t n_sent;
 } fz_reply;
 
 /* Runs one call of the dispatch table's row `index` and returns once the

@@ -10,9 +10,13 @@
  *   larger fencing token than the last of that worker, a released or
  *   completed worker's lease is gone, and fenced writes pass only with
  *   the current token of a live lease;
- * - checkpoint ids increase; events_since_checkpoint, GetRun's state and
- *   completed workers, and ResumeRun's workers_to_rerun and
- *   resume_from_seq agree with the model.
+ * - checkpoint ids increase; retention and CleanupCheckpoints keep the
+ *   newest ones and delete the oldest (ListCheckpoints agrees); every
+ *   kept checkpoint loads with its own snapshot bytes, also when several
+ *   share identical content (stored once);
+ * - events_since_checkpoint, GetRun's state and completed workers, and
+ *   ResumeRun's workers_to_rerun and resume_from_seq agree with the
+ *   model.
  * Leases last 10 minutes: none lapses while an input runs. */
 #include "server_fixture.h"
 
@@ -27,6 +31,7 @@ enum {
     MAX_RECORDED = 16,          /* mutations kept for retries */
     LEASE_TTL_MS = 600000,
     MAX_SNAPSHOT = 24,
+    MAX_KEPT = 16,              /* checkpoints the model follows, >= the retention */
 };
 
 static const char *const worker_ids[WORKERS] = {"w0", "w1", "w2", "w3"};
@@ -47,12 +52,22 @@ typedef struct worker {
     char lease_id[32];
 } worker;
 
+/* A checkpoint retention or cleanup has not deleted yet; its snapshot is
+ * len bytes of fill. */
+typedef struct kept {
+    char id[32];
+    uint8_t fill;
+    size_t len;
+} kept;
+
 typedef struct model {
     char run_id[32];
     uint64_t next_seq;
     bool has_checkpoint;
     uint64_t checkpoint_events; /* the latest checkpoint's events_count */
     char checkpoint_id[32];     /* the latest */
+    kept cps[MAX_KEPT];         /* oldest first */
+    size_t n_cps;
     worker w[WORKERS];
     recorded rec[MAX_RECORDED];
     size_t n_rec;
@@ -321,6 +336,29 @@ static size_t completed_ids(const model *m, char **ids)
     return n;
 }
 
+/* Drops the oldest kept checkpoints until n remain. */
+static void drop_oldest(model *m, size_t n)
+{
+    if (m->n_cps <= n)
+        return;
+    size_t gone = m->n_cps - n;
+    memmove(m->cps, m->cps + gone, n * sizeof *m->cps);
+    m->n_cps = n;
+}
+
+/* A new checkpoint, then what retention keeps. */
+static void keep_checkpoint(model *m, const char *id, uint8_t fill, size_t len)
+{
+    size_t retention = (size_t)fz_app()->cfg->checkpoint_retention;
+    if (retention >= MAX_KEPT)
+        violation(m, "the fixture's retention %zu is over the model's %d", retention, MAX_KEPT);
+    kept *k = &m->cps[m->n_cps++];
+    snprintf(k->id, sizeof k->id, "%s", id);
+    k->fill = fill;
+    k->len = len;
+    drop_oldest(m, retention);
+}
+
 /* A checkpoint of the first arg % next_seq events, a snapshot of 1..24
  * bytes in chunks of 1..7, naming the completed workers. */
 static void op_checkpoint(model *m, uint8_t arg)
@@ -352,6 +390,7 @@ static void op_checkpoint(model *m, uint8_t arg)
                   m->checkpoint_id);
     snprintf(m->checkpoint_id, sizeof m->checkpoint_id, "%s", cp->checkpoint_id);
     m->has_checkpoint = true;
+    keep_checkpoint(m, cp->checkpoint_id, arg, len);
     m->checkpoint_events = h.events_count;
     protobuf_c_message_free_unpacked(&cp->base, NULL);
     fz_reply_free(&r);
@@ -479,17 +518,106 @@ static void check_resume(model *m)
     protobuf_c_message_free_unpacked(&res->base, NULL);
 }
 
+/* ListCheckpoints: the kept ones, oldest first. */
+static void check_checkpoints(model *m)
+{
+    Cairn__V1__ListCheckpointsRequest req = CAIRN__V1__LIST_CHECKPOINTS_REQUEST__INIT;
+    req.run_id = m->run_id;
+    Cairn__V1__ListCheckpointsResponse *list = (Cairn__V1__ListCheckpointsResponse *)read_call(
+        m, "ListCheckpoints", &req.base, &cairn__v1__list_checkpoints_response__descriptor);
+    bool same = list->n_checkpoints == m->n_cps;
+    for (size_t i = 0; same && i < m->n_cps; i++)
+        same = strcmp(list->checkpoints[i]->checkpoint_id, m->cps[i].id) == 0;
+    if (!same)
+        violation(m, "ListCheckpoints: %zu checkpoints (first %s), expected %zu (first %s)",
+                  list->n_checkpoints,
+                  list->n_checkpoints ? list->checkpoints[0]->checkpoint_id : "none", m->n_cps,
+                  m->n_cps ? m->cps[0].id : "none");
+    protobuf_c_message_free_unpacked(&list->base, NULL);
+}
+
 static void op_check(model *m, uint8_t arg)
 {
     (void)arg;
     check_log(m);
     check_run(m);
     check_resume(m);
+    check_checkpoints(m);
+}
+
+/* Keeps the newest 1..3 checkpoints; the oldest go, reported in order. */
+static void op_cleanup(model *m, uint8_t arg)
+{
+    char key[16];
+    key_of(m, key, sizeof key);
+    Cairn__V1__CleanupCheckpointsRequest req = CAIRN__V1__CLEANUP_CHECKPOINTS_REQUEST__INIT;
+    req.idempotency_key = key;
+    req.run_id = m->run_id;
+    req.keep_last_n = 1 + arg % 3u;
+    Cairn__V1__CleanupCheckpointsRequest variant = req;
+    variant.keep_last_n += 10;
+    fz_reply r;
+    mutate(m, "CleanupCheckpoints", &req.base, &variant.base, &r);
+    expect_code(m, "CleanupCheckpoints", &r, SRV_OK);
+    Cairn__V1__CleanupCheckpointsResponse *resp = (Cairn__V1__CleanupCheckpointsResponse *)decode(
+        m, &cairn__v1__cleanup_checkpoints_response__descriptor, &r);
+    size_t gone = m->n_cps > req.keep_last_n ? m->n_cps - req.keep_last_n : 0;
+    bool same = resp->deleted == gone && resp->n_deleted_ids == gone;
+    for (size_t i = 0; same && i < gone; i++)
+        same = strcmp(resp->deleted_ids[i], m->cps[i].id) == 0;
+    if (!same)
+        violation(m, "CleanupCheckpoints: deleted %u (%zu ids), expected the oldest %zu of %zu",
+                  resp->deleted, resp->n_deleted_ids, gone, m->n_cps);
+    drop_oldest(m, req.keep_last_n);
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    fz_reply_free(&r);
+}
+
+/* Whether a LoadCheckpoint stream carried checkpoint k: its metadata,
+ * then exactly its snapshot bytes. */
+static bool loaded(const fz_reply *r, const kept *k)
+{
+    if (r->n_sent == 0)
+        return false;
+    size_t at = 0;
+    bool ok = true;
+    for (size_t i = 0; ok && i < r->n_sent; i++) {
+        Cairn__V1__CheckpointChunk *chunk = cairn__v1__checkpoint_chunk__unpack(
+            NULL, r->sent[i].len, r->sent[i].data);
+        if (!chunk)
+            return false;
+        if (i == 0)
+            ok = chunk->checkpoint && strcmp(chunk->checkpoint->checkpoint_id, k->id) == 0;
+        for (size_t j = 0; ok && j < chunk->data.len; j++, at++)
+            ok = at < k->len && chunk->data.data[j] == k->fill;
+        cairn__v1__checkpoint_chunk__free_unpacked(chunk, NULL);
+    }
+    return ok && at == k->len;
+}
+
+/* Loads a kept checkpoint by id, or the latest by default. */
+static void op_load(model *m, uint8_t arg)
+{
+    Cairn__V1__LoadCheckpointRequest req = CAIRN__V1__LOAD_CHECKPOINT_REQUEST__INIT;
+    req.run_id = m->run_id;
+    size_t pick = arg % (m->n_cps + 1);
+    const kept *k = m->n_cps ? &m->cps[pick < m->n_cps ? pick : m->n_cps - 1] : NULL;
+    req.checkpoint_id = k && pick < m->n_cps ? (char *)k->id : "";
+    size_t len;
+    uint8_t *bytes = pack(&req.base, &len);
+    fz_reply r;
+    call("LoadCheckpoint", bytes, len, &r);
+    free(bytes);
+    expect_code(m, "LoadCheckpoint", &r, k ? SRV_OK : SRV_NOT_FOUND);
+    if (k && !loaded(&r, k))
+        violation(m, "LoadCheckpoint: %zu messages, not checkpoint %s with %zu bytes of %u",
+                  r.n_sent, k->id, k->len, k->fill);
+    fz_reply_free(&r);
 }
 
 static void (*const ops[])(model *, uint8_t) = {
-    op_append, op_acquire, op_renew, op_release, op_complete,
-    op_checkpoint, op_retry, op_reuse, op_check,
+    op_append,     op_acquire, op_renew, op_release, op_complete, op_checkpoint,
+    op_retry,      op_reuse,   op_check, op_cleanup, op_load,
 };
 enum { N_OPS = sizeof ops / sizeof ops[0] };
 

@@ -96,7 +96,8 @@ def server_seeds(pb, health_pb):
 
 
 # fuzz_sequence's opcodes (fuzz_sequence.c, ops[]).
-APPEND, ACQUIRE, RENEW, RELEASE, COMPLETE, CHECKPOINT, RETRY, REUSE, CHECK = range(9)
+(APPEND, ACQUIRE, RENEW, RELEASE, COMPLETE, CHECKPOINT, RETRY, REUSE, CHECK, CLEANUP,
+ LOAD) = range(11)
 
 
 def sequence_seeds():
@@ -112,6 +113,11 @@ def sequence_seeds():
                         COMPLETE, 0x11, RENEW, 1, RELEASE, 1, CHECK, 0],
         "checkpoints": [APPEND, 2, CHECKPOINT, 1, CHECKPOINT, 2, APPEND, 0, CHECKPOINT, 0x80,
                         CHECK, 0, RETRY, 0],
+        # identical snapshots (same argument) past the retention, then a cleanup
+        "retention": [LOAD, 0, APPEND, 2, CHECKPOINT, 1, CHECKPOINT, 1, CHECKPOINT, 2,
+                      CHECKPOINT, 1, CHECKPOINT, 1, CHECKPOINT, 1, CHECKPOINT, 1, LOAD, 0,
+                      LOAD, 3, CLEANUP, 1, LOAD, 0, LOAD, 1, CHECKPOINT, 1, RETRY, 0,
+                      REUSE, 0, CHECK, 0],
     }
 
 
