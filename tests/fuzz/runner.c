@@ -38,7 +38,7 @@ static int by_name(const struct dirent **a, const struct dirent **b)
     return strcmp((*a)->d_name, (*b)->d_name);
 }
 
-static int regular_file(const struct dirent *e)
+static int not_hidden(const struct dirent *e)
 {
     return e->d_name[0] != '.';
 }
@@ -47,18 +47,18 @@ static int regular_file(const struct dirent *e)
 static long run_dir(const char *dir)
 {
     struct dirent **names;
-    int n = scandir(dir, &names, regular_file, by_name);
+    int n = scandir(dir, &names, not_hidden, by_name);
     if (n < 0)
         return 0;
     long ran = 0;
     for (int i = 0; i < n; i++) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, names[i]->d_name);
-        if (ran >= 0 && run_file(path) == 0)
-            ran++;
-        else if (ran >= 0) {
+        if (ran >= 0 && run_file(path) != 0) {
             fprintf(stderr, "%s: cannot read\n", path);
             ran = -1;
+        } else if (ran >= 0) {
+            ran++;
         }
         free(names[i]);
     }
