@@ -725,7 +725,8 @@ typedef struct cairn_resume_state {
 } cairn_resume_state;
 
 /* cairn_resume_run, then reads every event to replay (ReadEvents, page by
- * page).
+ * page). Fails INTERNAL when a page's next_seq does not advance (a
+ * server bug), rather than asking for the same page forever.
  * Ownership: on success the caller frees *out with
  * cairn_resume_state_free, which frees its plan and its events (with
  * their strings and payloads) too. */
