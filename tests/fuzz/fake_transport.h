@@ -10,8 +10,9 @@
  * - a server stream takes frames while byte 0 is 0 (or the frame is
  *   empty) as its messages, the rest of each frame being the message,
  *   then one frame with a non-zero byte 0 as its final status;
- * - an exhausted script answers UNAVAILABLE to a unary call and ends a
- *   stream OK. */
+ * - once the script is used up, a unary call gets its last frame again
+ *   (a server that repeats itself: a client loop must still end), or
+ *   UNAVAILABLE when the script was empty; a stream ends OK. */
 #ifndef CAIRN_FUZZ_FAKE_TRANSPORT_H
 #define CAIRN_FUZZ_FAKE_TRANSPORT_H
 
