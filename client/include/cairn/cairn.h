@@ -608,7 +608,9 @@ typedef struct cairn_checkpoint_list {
     uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* zero; room for later fields */
 } cairn_checkpoint_list;
 
-/* The run's checkpoints, oldest first.
+/* The run's checkpoints, oldest first (every page). Fails INTERNAL when
+ * the server answers a page with the token it was asked for (a server
+ * bug), rather than asking for that page forever.
  * Ownership: on success the caller frees *out with
  * cairn_checkpoint_list_free, which frees the entries too (do not
  * cairn_checkpoint_free them one by one). */
