@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Writes the ledger queues before refusing them: far more than one
+/* Writes the ledger queues before it refuses more: far more than one
  * fuzzing thread ever has in flight. */
 enum { LEDGER_QUEUE = 64 };
 
