@@ -5,8 +5,14 @@ BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 CAIRND_FLAGS ?=
+# make fuzz: seconds per fuzz target; make test runs each for FUZZ_SMOKE_SECONDS
+# (0: not at all). FUZZ_TARGETS limits both to some targets.
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 3
+FUZZ_TARGETS ?=
 
-.PHONY: all bootstrap build run test asan demo demo-cluster clean install
+.PHONY: all bootstrap build run test asan fuzz demo demo-cluster clean install
 
 all: build
 
@@ -24,6 +30,18 @@ run: build
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+ifneq ($(FUZZ_SMOKE_SECONDS),0)
+	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS)
+endif
+
+# The fuzz targets under libFuzzer (clang-14, ASan + UBSan), FUZZ_SECONDS
+# each, in their own build directory (tests/fuzz/README.md).
+$(FUZZ_BUILD)/CMakeCache.txt:
+	CC=clang-14 cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCAIRN_FUZZ=ON
+
+fuzz: bootstrap $(FUZZ_BUILD)/CMakeCache.txt
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target cairn_fuzz
+	./scripts/fuzz $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 # A run of 8 workers on 3 node processes; one node is killed midway.
 demo: build
@@ -33,12 +51,13 @@ demo: build
 demo-cluster: build
 	/usr/bin/python3 scripts/demo-cluster $(BUILD)
 
-# The same suite under AddressSanitizer + UndefinedBehaviorSanitizer.
+# The same suite under AddressSanitizer + UndefinedBehaviorSanitizer (the
+# fuzz targets' regression runners included; the libFuzzer run is make test's).
 asan:
-	$(MAKE) test BUILD=build-asan BUILD_TYPE=Debug CMAKE_FLAGS=-DCAIRN_SANITIZE=ON
+	$(MAKE) test BUILD=build-asan BUILD_TYPE=Debug CMAKE_FLAGS=-DCAIRN_SANITIZE=ON FUZZ_SMOKE_SECONDS=0
 
 install: build
 	cmake --install $(BUILD)
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan $(FUZZ_BUILD)

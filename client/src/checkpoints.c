@@ -126,6 +126,15 @@ cairn_status cairn_list_checkpoints(cairn_client *c, const char *run_id, cairn_c
         out->checkpoints = v;
         for (pb_size_t i = 0; i < msg->checkpoints_count; i++)
             fill_checkpoint(&out->checkpoints[out->count++], &msg->checkpoints[i], false);
+        /* A server that answers a page with the token it was asked for
+         * would be asked for that page forever. */
+        if (*msg->next_page_token && strcmp(msg->next_page_token, m.page_token) == 0) {
+            rc = cairn__fail(err, CAIRN_INTERNAL,
+                             "ListCheckpoints: the server answered page_token \"%s\" with the "
+                             "same next_page_token",
+                             m.page_token);
+            break;
+        }
         memcpy(m.page_token, msg->next_page_token, sizeof m.page_token);
     } while (*m.page_token);
     if (rc)

@@ -63,6 +63,17 @@ cairn_status cairn_resume(cairn_client *c, const char *run_id, const char *const
             cairn_event_page_free(&page);
             break;
         }
+        /* A page that does not move the reader on would be asked for
+         * again forever (the events piling up in memory). */
+        if (page.next_seq <= from) {
+            cairn_event_page_free(&page);
+            rc = cairn__fail(err, CAIRN_INTERNAL,
+                             "ReadEvents: the server answered %zu events from seq %llu with "
+                             "next_seq %llu, which does not advance",
+                             page.events_count, (unsigned long long)from,
+                             (unsigned long long)page.next_seq);
+            break;
+        }
         if (out->events_count + page.events_count > cap) {
             size_t ncap = cap ? cap : 1024;
             while (ncap < out->events_count + page.events_count)

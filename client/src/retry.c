@@ -169,7 +169,13 @@ void cairn__record(cairn_error *err, const cairn__reply *r, int attempts)
     err->needs_attention = err->status == CAIRN_INTERNAL || err->status == CAIRN_UNKNOWN;
     err->has_retry_pushback = r->has_pushback;
     err->retry_pushback_ms = r->has_pushback ? r->pushback_ms : -1;
-    snprintf(err->message, sizeof err->message, "%s", r->details ? r->details : "");
+    /* A failure always says something, also when a server or a proxy
+     * sent its status without details. */
+    if (err->status && (!r->details || !r->details[0]))
+        snprintf(err->message, sizeof err->message, "%s (the server sent no message)",
+                 cairn_strerror(err->status));
+    else
+        snprintf(err->message, sizeof err->message, "%s", r->details ? r->details : "");
 }
 
 static cairn_status give_up(cairn_error *err, const char *why)

@@ -77,7 +77,7 @@ static cairn_status watch_loop(cairn_client *c, const cairn_watch_request *req,
         cairn__record(err, &r, attempt);
         cairn__reply_free(&r);
         if (err->status == CAIRN_OK) /* the server ended the stream: watch on */
-            err->status = CAIRN_UNAVAILABLE;
+            cairn__fail(err, CAIRN_UNAVAILABLE, "WatchEvents: the server ended the stream");
         else if (r.local || cairn_classify(err->status, err) != CAIRN_CLASS_TRANSIENT)
             return err->status;
         if (w.progressed)

@@ -4,6 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 
+/* The format attribute lets -Wformat=2 check the callers instead (clang
+ * otherwise flags fmt as a non-literal format). */
+__attribute__((format(printf, 4, 0)))
 static srv_code vfail(srv_error *err, srv_code code, int pushback_ms,
                       const char *fmt, va_list ap)
 {

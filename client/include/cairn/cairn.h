@@ -651,7 +651,9 @@ typedef struct cairn_checkpoint_list {
     uint64_t reserved[CAIRN_RESERVED_SLOTS]; /* zero; room for later fields */
 } cairn_checkpoint_list;
 
-/* The run's checkpoints, oldest first.
+/* The run's checkpoints, oldest first (every page). Fails INTERNAL when
+ * the server answers a page with the token it was asked for (a server
+ * bug), rather than asking for that page forever.
  * Ownership: on success the caller frees *out with
  * cairn_checkpoint_list_free, which frees the entries too (do not
  * cairn_checkpoint_free them one by one). */
@@ -768,7 +770,8 @@ typedef struct cairn_resume_state {
 } cairn_resume_state;
 
 /* cairn_resume_run, then reads every event to replay (ReadEvents, page by
- * page).
+ * page). Fails INTERNAL when a page's next_seq does not advance (a
+ * server bug), rather than asking for the same page forever.
  * Ownership: on success the caller frees *out with
  * cairn_resume_state_free, which frees its plan and its events (with
  * their strings and payloads) too. */
