@@ -242,12 +242,20 @@ static cairn_status watch(cairn_client *c, cairn_error *err)
     return cairn_watch(c, &req, err);
 }
 
+static cairn_status delete_run(cairn_client *c, cairn_error *err)
+{
+    cairn_delete_run_request req = {.idempotency_key = "d1", .run_id = "run-1"};
+    cairn_delete_run_result res;
+    return cairn_delete_run(c, &req, &res, err);
+}
+
+/* New calls go at the end: byte 0 of the kept inputs picks by index. */
 static cairn_status (*const calls[])(cairn_client *, cairn_error *) = {
     create_run,      get_run,          list_runs,        append_events,
     read_events,     complete_worker,  acquire_worker,   renew_lease,
     release_worker,  create_checkpoint, list_checkpoints, get_latest_checkpoint,
     load_checkpoint, cleanup_checkpoints, resume_run,   resume,
-    health_check,    watch,
+    health_check,    watch,            delete_run,
 };
 enum { N_CALLS = sizeof calls / sizeof calls[0] };
 

@@ -48,6 +48,9 @@ def server_seeds(pb, health_pb):
         },
         "get_run": {"known": pb.GetRunRequest(run_id="run-1"),
                     "unknown": pb.GetRunRequest(run_id="nope")},
+        "delete_run": {"unknown": pb.DeleteRunRequest(idempotency_key="d1", run_id="nope"),
+                       "known": pb.DeleteRunRequest(idempotency_key="d2", run_id="run-1"),
+                       "bad-id": pb.DeleteRunRequest(idempotency_key="d3", run_id="../etc")},
         "list_runs": {"page": pb.ListRunsRequest(page_size=1),
                       "token": pb.ListRunsRequest(page_size=2, page_token="run-1")},
         "append_events": {
@@ -163,6 +166,7 @@ def client_seeds(pb, health_pb):
         "health-check": [16, ok(health_pb.HealthCheckResponse(status=1))],
         "watch": [17, ok(ev), ok(pb.Event(seq=2, run_id="run-1", type="t")),
                   b"\x0eserver going away"],
+        "delete-run": [18, ok(pb.DeleteRunResponse(existed=True, replayed=True))],
         "error-status": [1, b"\x05run_id: no run nope"],
     }
 
