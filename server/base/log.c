@@ -145,8 +145,9 @@ static void put_field(line *l, const srv_log_field *f, bool json)
     put_str(l, "\"");
 }
 
-static void vlog(srv_log_level level, const srv_log_field *fields, size_t n, const char *fmt,
-                 va_list ap)
+__attribute__((format(printf, 4, 0))) static void vlog(srv_log_level level,
+                                                       const srv_log_field *fields, size_t n,
+                                                       const char *fmt, va_list ap)
 {
     if (!srv_log_enabled(level))
         return;
