@@ -154,6 +154,17 @@ static int admin_command(int argc, char **argv)
     return 0;
 }
 
+/* Closes what main opened before the transport, when it cannot go on;
+ * each part may be NULL. */
+static void close_core(srv_app *app)
+{
+    srv_ledger_free(app->ledger);
+    srv_watch_stop(app->watch);
+    srv_pool_stop(app->io);
+    srv_store_close(app->store);
+    srv_tokens_close(app->tokens);
+}
+
 int main(int argc, char **argv)
 {
     /* The data dir is cairnd's alone: whatever is created in it (SQLite's
@@ -219,10 +230,7 @@ int main(int argc, char **argv)
     if (!app.io || srv_ledger_start(app.store, LEDGER_MAX_QUEUE, &app.ledger, &err) ||
         srv_watch_start(app.store, &app.watch, &err)) {
         srv_error_log("%s", err.msg);
-        srv_ledger_free(app.ledger);
-        srv_pool_stop(app.io);
-        srv_store_close(app.store);
-        srv_tokens_close(app.tokens);
+        close_core(&app);
         return 1;
     }
     srv_ledger_observe(app.ledger, srv_watch_committed, app.watch);
@@ -237,10 +245,7 @@ int main(int argc, char **argv)
     if (srv_lifecycle_start(app.ledger, cfg.completed_run_retention_s, cfg.dedup_window_s,
                             &lifecycle, &err)) {
         srv_error_log("%s", err.msg);
-        srv_ledger_free(app.ledger);
-        srv_watch_stop(app.watch);
-        srv_pool_stop(app.io);
-        srv_store_close(app.store);
+        close_core(&app);
         return 1;
     }
 
@@ -314,12 +319,13 @@ int main(int argc, char **argv)
         srv_watch_close_all(app.watch); /* parked streams would hold shutdown up */
         srv_rpc_shutdown(rpc, cfg.shutdown_grace_ms);
     }
-    /* In this order: no new calls (above); the ledger answers every call
-     * it holds; then the transport, which waits for every call to be
+    /* In this order: no new calls (above); no more sweeps; the ledger
+     * answers every call it holds; then the transport, which waits for every call to be
      * released (the I/O pool runs on meanwhile: its jobs end calls); the
      * metrics endpoint, which answered 503 on /healthz since shutdown
      * began and reads all of them; only then may the pool and the ledger,
      * which both submit to, go. */
+    srv_lifecycle_stop(lifecycle);
     srv_ledger_stop(app.ledger);
     srv_rpc_stop(rpc);
     srv_metrics_http_stop(metrics);

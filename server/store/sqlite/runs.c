@@ -190,22 +190,7 @@ srv_code sq_runs_completed_before(srv_txn *t, srv_arena *a, int64_t before_us, u
         return err->code;
     sqlite3_bind_int64(s, 1, before_us);
     sqlite3_bind_int64(s, 2, limit);
-    size_t cap = 0, len = 0;
-    char **v = NULL;
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (!(v = srv_arena_grow(a, v, len, &cap, sizeof *v))) {
-            rc = SQLITE_NOMEM;
-            break;
-        }
-        v[len++] = (char *)sq_column_text(a, s, 0);
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE)
-        return sq_db_fail(c->db, rc, "listing completed runs", err);
-    *out = v;
-    *n = len;
-    return SRV_OK;
+    return sq_step_strings(c, a, s, "listing completed runs", out, n, err);
 }
 
 /* ---- events ---- */

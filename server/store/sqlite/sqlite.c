@@ -292,6 +292,12 @@ srv_code sq_read_strings(conn *c, srv_arena *a, stmt_id id, int64_t key, char **
     if (!s)
         return err->code;
     sqlite3_bind_int64(s, 1, key);
+    return sq_step_strings(c, a, s, "reading a list", out, n, err);
+}
+
+srv_code sq_step_strings(conn *c, srv_arena *a, sqlite3_stmt *s, const char *what, char ***out,
+                         size_t *n, srv_error *err)
+{
     size_t cap = 0, len = 0;
     char **v = NULL;
     int rc;
@@ -304,7 +310,7 @@ srv_code sq_read_strings(conn *c, srv_arena *a, stmt_id id, int64_t key, char **
     }
     sqlite3_reset(s);
     if (rc != SQLITE_DONE)
-        return sq_db_fail(c->db, rc, "reading a list", err);
+        return sq_db_fail(c->db, rc, what, err);
     *out = v;
     *n = len;
     return SRV_OK;

@@ -148,6 +148,9 @@ const char *sq_column_text(srv_arena *a, sqlite3_stmt *s, int i);
 /* One text column of every row of a statement taking one integer. */
 srv_code sq_read_strings(conn *c, srv_arena *a, stmt_id id, int64_t key, char ***out,
                          size_t *n, srv_error *err);
+/* The same of a statement the caller bound; what names it in an error. */
+srv_code sq_step_strings(conn *c, srv_arena *a, sqlite3_stmt *s, const char *what, char ***out,
+                         size_t *n, srv_error *err);
 
 /* Gives the pages deletes freed back to the file system (auto_vacuum is
  * INCREMENTAL), inside the write transaction. */
