@@ -105,7 +105,7 @@ static bool wait_next(seen *s, uint64_t next)
 {
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += WAIT_S;
+    deadline.tv_sec += WAIT_S * ct_time_scale();
     pthread_mutex_lock(&s->mu);
     while (s->next < next && pthread_cond_timedwait(&s->cv, &s->mu, &deadline) != ETIMEDOUT)
         ;
@@ -218,7 +218,7 @@ static void a_thousand_watchers_see_every_event(void **state)
     append(f->client, "w-many", EVENTS);
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += WAIT_S;
+    deadline.tv_sec += WAIT_S * ct_time_scale();
     pthread_mutex_lock(&mu);
     while (done < WATCHERS && pthread_cond_timedwait(&cv, &mu, &deadline) != ETIMEDOUT)
         ;
@@ -356,7 +356,7 @@ static void stopping_a_watch_in_its_reconnect_backoff_is_prompt(void **state)
     ct_server_kill(&srv); /* down, and it stays down */
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += WAIT_S;
+    deadline.tv_sec += WAIT_S * ct_time_scale();
     pthread_mutex_lock(&b.mu);
     while (b.count == 0 && pthread_cond_timedwait(&b.cv, &b.mu, &deadline) != ETIMEDOUT)
         ;

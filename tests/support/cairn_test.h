@@ -10,7 +10,21 @@
  * restart of the same ct_server finds again. cairnd then runs with
  * --store postgres and CAIRN_PG_DSN in its environment. When PostgreSQL
  * cannot run here, ct_server_init prints why and exits 77 (ctest:
- * skipped). */
+ * skipped).
+ *
+ * Checkers: CAIRN_TEST_WRAP holds a command (words split at spaces, the
+ * first looked up in PATH) that every cairnd these helpers start runs
+ * under, e.g. "valgrind --error-exitcode=99 --log-file=DIR/%p.log" (make
+ * valgrind). The wrapper must keep its own output off cairnd's stdout and
+ * stderr (tests read both) and exit CT_WRAP_ERROR_EXIT when it found
+ * errors: ct_server_stop and ct_server_wait then return that status, and
+ * the test process exits 1 at its end even where the test ignored it. A
+ * cairnd stopped with SIGKILL is not checked (valgrind gets no chance to).
+ * CAIRN_TEST_TIME_SCALE (an integer, default 1) is what a wrapper slows
+ * things down by: ct_time_scale() stretches the tests' own waits, and
+ * ct_client then connects before it returns. CAIRN_TEST_CAIRND names
+ * another cairnd binary to start (make tsan: the plain build's, as
+ * gRPC's server threads cannot be checked by TSan). */
 #ifndef CAIRN_TEST_H
 #define CAIRN_TEST_H
 
@@ -20,6 +34,13 @@
 
 #include <stdbool.h>
 #include <sys/types.h>
+
+/* A wrapper's exit status for the errors it found (valgrind's
+ * --error-exitcode); cairnd itself never exits with it. */
+enum { CT_WRAP_ERROR_EXIT = 99 };
+
+/* CAIRN_TEST_TIME_SCALE, at least 1: multiply a test's own waits by it. */
+int ct_time_scale(void);
 
 typedef struct ct_server {
     pid_t pid;                 /* 0 when not running */
