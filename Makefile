@@ -40,10 +40,14 @@ asan:
 # Memcheck over the integration suite on SQLite: each test binary and
 # every cairnd it starts under valgrind (CAIRN_TEST_WRAP). Fails on any
 # error or definite leak; logs in $(BUILD)/valgrind/<pid>.log. What it
-# leaves out and why: docs/testing.md.
+# leaves out and why: docs/testing.md. --max-threads: test_watch runs 999
+# watcher threads; --child-silent-after-fork: a test's fork before it
+# execs cairnd (under a valgrind of its own, same pid, same log) says
+# nothing.
 VALGRIND_LOGS = $(CURDIR)/$(BUILD)/valgrind
 VALGRIND = valgrind --tool=memcheck --error-exitcode=99 --leak-check=full \
-	--errors-for-leak-kinds=definite --show-leak-kinds=definite --num-callers=40 --max-threads=1200 \
+	--errors-for-leak-kinds=definite --show-leak-kinds=definite --num-callers=40 \
+	--max-threads=1200 --child-silent-after-fork=yes \
 	--suppressions=$(CURDIR)/tests/valgrind.supp --log-file=$(VALGRIND_LOGS)/%p.log
 valgrind: build
 	rm -rf $(VALGRIND_LOGS) && mkdir -p $(VALGRIND_LOGS)

@@ -200,8 +200,9 @@ static const char inherit_stderr[] = "";
  * ct_server's 8 and its store's. */
 enum { ENV_MAX = 9 };
 
-/* Forks argv (NULL-ended; argv[0] a path, or a name looked up in PATH) with the "KEY=VALUE" strings of
- * `env` (NULL-ended, at most ENV_MAX; may be NULL). Its stdout goes to the pipe
+/* Forks argv (NULL-ended; argv[0] a path, or a name looked up in PATH)
+ * with the "KEY=VALUE" strings of `env` (NULL-ended, at most ENV_MAX;
+ * may be NULL). Its stdout goes to the pipe
  * whose read end lands in *out; its stderr to `log_path`, to the same
  * pipe when NULL, or stays the test's with inherit_stderr. Returns the
  * pid, or -1. */
@@ -456,13 +457,12 @@ static uint32_t scale_ms(uint32_t ms)
     return v < UINT32_MAX ? (uint32_t)v : UINT32_MAX;
 }
 
-/* Under a slow wrapper (CAIRN_TEST_TIME_SCALE > 1): libcairn abandons a
- * connection attempt that has no answer after 100 ms, which a cairnd
- * under valgrind often misses on a fresh channel, so a test's first call
- * with a one-attempt policy would fail UNAVAILABLE. Health checks until
- * one gets through (the attempts back off to 1 s, long enough), bounded. */
-static void connect_first(cairn_client *c)
+/* Health checks until one gets through (libcairn's connection attempts
+ * back off to 1 s, long enough for a cairnd under valgrind), bounded. */
+void ct_client_connect(cairn_client *c)
 {
+    if (ct_time_scale() == 1)
+        return;
     struct timespec t0, t;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (;;) {
@@ -493,8 +493,7 @@ cairn_client *ct_client(const ct_server *s, const cairn_retry_policy *retry)
         fprintf(stderr, "ct_client: %s\n", err.message);
         return NULL;
     }
-    if (ct_time_scale() > 1)
-        connect_first(c);
+    ct_client_connect(c);
     return c;
 }
 

@@ -22,7 +22,8 @@
  * cairnd stopped with SIGKILL is not checked (valgrind gets no chance to).
  * CAIRN_TEST_TIME_SCALE (an integer, default 1) is what a wrapper slows
  * things down by: ct_time_scale() stretches the tests' own waits, and
- * ct_client then connects before it returns. CAIRN_TEST_CAIRND names
+ * clients connect before a test uses them (ct_client_connect).
+ * CAIRN_TEST_CAIRND names
  * another cairnd binary to start (make tsan: the plain build's, as
  * gRPC's server threads cannot be checked by TSan). */
 #ifndef CAIRN_TEST_H
@@ -139,8 +140,17 @@ int ct_fixture_teardown(void **state);
 cairn_status ct_create_run(cairn_client *c, const char *run_id, const char *const *workers,
                            size_t n);
 
-/* A client for s with default options (or the given retry policy). */
+/* A client for s with default options (or the given retry policy), its
+ * deadlines stretched by ct_time_scale(); connected (ct_client_connect). */
 cairn_client *ct_client(const ct_server *s, const cairn_retry_policy *retry);
+
+/* Under CAIRN_TEST_TIME_SCALE > 1 (a slow wrapper), returns once a health
+ * check through c got an answer, or after 10 s times the scale; at once
+ * otherwise. libcairn abandons a connection attempt that has no answer
+ * after 100 ms, which a cairnd under valgrind often misses on a new
+ * channel: a test's first call would fail UNAVAILABLE, or take two
+ * attempts. Call it on a client a test made itself. */
+void ct_client_connect(cairn_client *c);
 
 /* Runs cairnd with args to completion (not a server: --help, bad flags,
  * a locked data dir). Captures up to cap-1 bytes of stdout+stderr into
