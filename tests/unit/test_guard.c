@@ -52,15 +52,16 @@ static void race(int n, void *(*fn)(void *), void *args, size_t arg_size)
 typedef struct budget_job {
     cairn__budget *b;
     bool failure;
-    int allowed;                  /* allows_retry answers seen true */
 } budget_job;
 
+/* Records, and reads as the retry loop does between records (what it
+ * answers depends on the interleaving: only the final count is checked). */
 static void *budget_work(void *p)
 {
     budget_job *j = p;
     for (int i = 0; i < ROUNDS; i++) {
         cairn__budget_record(j->b, j->failure);
-        j->allowed += cairn__budget_allows_retry(j->b);
+        (void)cairn__budget_allows_retry(j->b);
     }
     return NULL;
 }
@@ -75,14 +76,14 @@ static void budget_records_from_many_threads_all_count(void **state)
     /* 16,000 failures drain 1,000 tokens. */
     budget_job jobs[THREADS];
     for (int i = 0; i < THREADS; i++)
-        jobs[i] = (budget_job){&b, true, 0};
+        jobs[i] = (budget_job){&b, true};
     race(THREADS, budget_work, jobs, sizeof jobs[0]);
     assert_true(b.tokens == 0);
     assert_false(cairn__budget_allows_retry(&b));
 
     /* Then 16,000 successes at 0.5 each (8,000 tokens) fill it to its cap. */
     for (int i = 0; i < THREADS; i++)
-        jobs[i] = (budget_job){&b, false, 0};
+        jobs[i] = (budget_job){&b, false};
     race(THREADS, budget_work, jobs, sizeof jobs[0]);
     assert_true(b.tokens == 1000);
     assert_true(cairn__budget_allows_retry(&b));
@@ -108,7 +109,7 @@ static void budget_refills_by_exactly_the_successes_of_all_threads(void **state)
     assert_true(b.tokens == 0);
     budget_job jobs[THREADS];
     for (int i = 0; i < THREADS; i++)
-        jobs[i] = (budget_job){&b, false, 0};
+        jobs[i] = (budget_job){&b, false};
     race(THREADS, budget_one_success_each, jobs, sizeof jobs[0]);
     /* Halves add exactly in a double whatever the order: a lost update
      * would show. */
@@ -241,7 +242,7 @@ static void shared_attempt(void *ctx, cairn__transport *t, uint32_t timeout_ms,
 typedef struct call_job {
     cairn_client *c;
     shared *s;
-    int ok, unavailable, circuit_open, other;
+    int ok, unavailable;
 } call_job;
 
 static void *make_calls(void *p)
@@ -256,8 +257,6 @@ static void *make_calls(void *p)
             cairn__reply_free(&r);
         j->ok += rc == CAIRN_OK;
         j->unavailable += rc == CAIRN_UNAVAILABLE;
-        j->circuit_open += rc == CAIRN_CIRCUIT_OPEN;
-        j->other += rc != CAIRN_OK && rc != CAIRN_UNAVAILABLE && rc != CAIRN_CIRCUIT_OPEN;
     }
     return NULL;
 }
