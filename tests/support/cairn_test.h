@@ -145,12 +145,12 @@ cairn_status ct_create_run(cairn_client *c, const char *run_id, const char *cons
 cairn_client *ct_client(const ct_server *s, const cairn_retry_policy *retry);
 
 /* Under CAIRN_TEST_TIME_SCALE > 1 (a slow wrapper), returns once a health
- * check through c got an answer, or after 10 s times the scale; at once
- * otherwise. libcairn abandons a connection attempt that has no answer
- * after 100 ms, which a cairnd under valgrind often misses on a new
- * channel: a test's first call would fail UNAVAILABLE, or take two
- * attempts. Call it on a client a test made itself. */
-void ct_client_connect(cairn_client *c);
+ * check through c (a client for target) got an answer, or after 10 s times
+ * the scale; at once otherwise. libcairn abandons a connection attempt
+ * that has no answer after 100 ms, which a cairnd under valgrind often
+ * misses on a new channel: a test's first call would fail UNAVAILABLE, or
+ * take two attempts. Call it on a client a test made itself. */
+void ct_client_connect(cairn_client *c, const char *target);
 
 /* Runs cairnd with args to completion (not a server: --help, bad flags,
  * a locked data dir). Captures up to cap-1 bytes of stdout+stderr into
