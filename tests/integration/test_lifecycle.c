@@ -134,8 +134,11 @@ static void verify_after_restart(ct_server *s, load *l)
         for (size_t i = 0; i < page.events_count; i += BATCH) {
             int tid, k, j;
             assert_int_equal(page.events[i].seq, seq + i);
-            char want[32];
-            assert_int_equal(sscanf(page.events[i].payload, "t%d-%d-%d", &tid, &k, &j), 3);
+            char want[32], got[32];
+            /* A payload is bytes, not a string: no NUL after it. */
+            snprintf(got, sizeof got, "%.*s", (int)page.events[i].payload_len,
+                     (const char *)page.events[i].payload);
+            assert_int_equal(sscanf(got, "t%d-%d-%d", &tid, &k, &j), 3);
             for (int b = 0; b < BATCH; b++) { /* all or nothing, contiguous */
                 snprintf(want, sizeof want, "t%d-%d-%d", tid, k, b);
                 assert_int_equal(page.events[i + b].payload_len, strlen(want));

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* In a forked child: a test that fails midway (cmocka jumps past its
@@ -198,8 +200,9 @@ static const char inherit_stderr[] = "";
  * ct_server's 8 and its store's. */
 enum { ENV_MAX = 9 };
 
-/* Forks argv (NULL-ended; argv[0] a path) with the "KEY=VALUE" strings of
- * `env` (NULL-ended, at most ENV_MAX; may be NULL). Its stdout goes to the pipe
+/* Forks argv (NULL-ended; argv[0] a path, or a name looked up in PATH)
+ * with the "KEY=VALUE" strings of `env` (NULL-ended, at most ENV_MAX;
+ * may be NULL). Its stdout goes to the pipe
  * whose read end lands in *out; its stderr to `log_path`, to the same
  * pipe when NULL, or stays the test's with inherit_stderr. Returns the
  * pid, or -1. */
@@ -225,7 +228,7 @@ static pid_t spawn(const char *const *argv, const char *const *env, const char *
             if (err >= 0)
                 dup2(err, STDERR_FILENO);
         }
-        execv(argv[0], (char *const *)argv);
+        execvp(argv[0], (char *const *)argv); /* a path, or a wrapper's name */
         _exit(127);
     }
     close(p[1]);
@@ -233,13 +236,65 @@ static pid_t spawn(const char *const *argv, const char *const *env, const char *
     return pid;
 }
 
-/* spawn for cairnd with `args` (NULL-ended, at most 62). */
+/* ---- CAIRN_TEST_WRAP: cairnd under a checker (valgrind) ---- */
+
+/* The wrapper's words, split once; guarded, as a test may start servers
+ * from several threads. */
+enum { WRAP_MAX = 32 };
+static struct {
+    pthread_once_t once;
+    char *copy;                 /* the words point into it; kept for the process */
+    const char *words[WRAP_MAX + 1];
+    int n;
+    pthread_mutex_t mu;
+    int failed;                 /* cairnd exits with CT_WRAP_ERROR_EXIT seen */
+} wrap = {.once = PTHREAD_ONCE_INIT, .mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* A failed check must fail the test even where it ignores how cairnd
+ * stopped (kill-and-restart tests, cleanup paths). */
+static void wrap_check_at_exit(void)
+{
+    if (wrap.failed) {
+        fprintf(stderr, "FAILED: %d cairnd process(es) exited %d under CAIRN_TEST_WRAP (%s): "
+                        "see the wrapper's log\n", wrap.failed, CT_WRAP_ERROR_EXIT, wrap.copy);
+        fflush(NULL);
+        _exit(1);
+    }
+}
+
+static void wrap_parse(void)
+{
+    const char *env = getenv("CAIRN_TEST_WRAP");
+    if (!env || !*env || !(wrap.copy = strdup(env)))
+        return;
+    char *save = NULL;
+    for (char *w = strtok_r(wrap.copy, " \t", &save); w && wrap.n < WRAP_MAX;
+         w = strtok_r(NULL, " \t", &save))
+        wrap.words[wrap.n++] = w;
+    if (wrap.n)
+        atexit(wrap_check_at_exit);
+}
+
+int ct_time_scale(void)
+{
+    const char *env = getenv("CAIRN_TEST_TIME_SCALE");
+    int k = env ? atoi(env) : 1;
+    return k > 1 ? k : 1;
+}
+
+/* spawn for cairnd with `args` (NULL-ended, at most 62), behind the
+ * CAIRN_TEST_WRAP words when set. */
 static pid_t spawn_cairnd(const char *const *args, const char *const *env, const char *log_path,
                           int *out)
 {
-    const char *argv[64] = {CT_CAIRND_PATH};
-    int argc = 1;
-    for (int i = 0; args && args[i] && argc < 63; i++)
+    pthread_once(&wrap.once, wrap_parse);
+    const char *argv[WRAP_MAX + 64];
+    int argc = 0;
+    for (int i = 0; i < wrap.n; i++)
+        argv[argc++] = wrap.words[i];
+    const char *cairnd = getenv("CAIRN_TEST_CAIRND");
+    argv[argc++] = cairnd && *cairnd ? cairnd : CT_CAIRND_PATH;
+    for (int i = 0; args && args[i] && i < 62; i++)
         argv[argc++] = args[i];
     argv[argc] = NULL;
     return spawn(argv, env, log_path, out);
@@ -254,6 +309,19 @@ static int wait_exit(pid_t pid)
     if (WIFEXITED(status))
         return WEXITSTATUS(status);
     return 128 + WTERMSIG(status);
+}
+
+/* wait_exit for a cairnd: notes an exit that is the wrapper's verdict. */
+static int wait_cairnd(pid_t pid)
+{
+    int rc = wait_exit(pid);
+    if (rc == CT_WRAP_ERROR_EXIT && wrap.n) {
+        pthread_mutex_lock(&wrap.mu);
+        wrap.failed++;
+        pthread_mutex_unlock(&wrap.mu);
+        fprintf(stderr, "cairnd %ld: exit %d: CAIRN_TEST_WRAP found errors\n", (long)pid, rc);
+    }
+    return rc;
 }
 
 int ct_server_start(ct_server *s, int port, const char *const *extra_args)
@@ -291,7 +359,7 @@ int ct_server_start(ct_server *s, int port, const char *const *extra_args)
     int rc = read_address(out, s);
     close(out);
     if (rc < 0) {
-        s->exit_status = wait_exit(pid);
+        s->exit_status = wait_cairnd(pid);
         s->pid = 0;
         return -1;
     }
@@ -303,7 +371,7 @@ int ct_server_stop(ct_server *s)
     if (!s->pid)
         return -1;
     kill(s->pid, SIGTERM);
-    int rc = wait_exit(s->pid);
+    int rc = wait_cairnd(s->pid);
     s->pid = 0;
     return rc;
 }
@@ -358,7 +426,7 @@ int ct_server_wait(ct_server *s)
 {
     if (!s->pid)
         return -1;
-    int rc = wait_exit(s->pid);
+    int rc = wait_cairnd(s->pid);
     s->pid = 0;
     return rc;
 }
@@ -385,6 +453,49 @@ void ct_server_cleanup(ct_server *s)
         ct_pg_drop_db(cluster.admin, s->pg_db);
 }
 
+/* ms stretched by CAIRN_TEST_TIME_SCALE, at most UINT32_MAX. */
+static uint32_t scale_ms(uint32_t ms)
+{
+    uint64_t v = (uint64_t)ms * (uint64_t)ct_time_scale();
+    return v < UINT32_MAX ? (uint32_t)v : UINT32_MAX;
+}
+
+/* First a client of default policy connects: its retries wait for the
+ * connection (wait-for-ready) instead of failing at once, and gRPC shares
+ * the connection (one subchannel for the same address and channel
+ * arguments) with c while it lives, so c's health check then gets in at
+ * its first attempt. Health checks through c are retried within a bound
+ * in case it did not. */
+void ct_client_connect(cairn_client *c, const char *target)
+{
+    if (ct_time_scale() == 1)
+        return;
+    cairn_client_options opts;
+    cairn_client_options_init(&opts);
+    opts.target = target;
+    opts.retry.call_deadline_ms = scale_ms(opts.retry.call_deadline_ms);
+    opts.retry.attempt_deadline_ms = scale_ms(opts.retry.attempt_deadline_ms);
+    cairn_client *warm = NULL;
+    cairn_error err;
+    cairn_serving serving;
+    if (cairn_client_create(&opts, &warm, &err) == CAIRN_OK)
+        cairn_health_check(warm, "", &serving, &err);
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        if (cairn_health_check(c, "", &serving, &err) == CAIRN_OK) {
+            cairn_client_destroy(warm);
+            return;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if (t.tv_sec - t0.tv_sec > 10 * ct_time_scale()) {
+            fprintf(stderr, "ct_client_connect: no connection: %s\n", err.message);
+            cairn_client_destroy(warm);
+            return;
+        }
+    }
+}
+
 cairn_client *ct_client(const ct_server *s, const cairn_retry_policy *retry)
 {
     cairn_client_options opts;
@@ -392,10 +503,15 @@ cairn_client *ct_client(const ct_server *s, const cairn_retry_policy *retry)
     opts.target = s->target;
     if (retry)
         opts.retry = *retry;
+    opts.retry.attempt_deadline_ms = scale_ms(opts.retry.attempt_deadline_ms);
+    opts.retry.call_deadline_ms = scale_ms(opts.retry.call_deadline_ms);
     cairn_client *c = NULL;
     cairn_error err;
-    if (cairn_client_create(&opts, &c, &err) != CAIRN_OK)
+    if (cairn_client_create(&opts, &c, &err) != CAIRN_OK) {
         fprintf(stderr, "ct_client: %s\n", err.message);
+        return NULL;
+    }
+    ct_client_connect(c, s->target);
     return c;
 }
 
@@ -463,7 +579,7 @@ int ct_run_cairnd(const char *const *args, char *out, size_t cap)
     }
     out[n] = '\0';
     close(fd);
-    return wait_exit(pid);
+    return wait_cairnd(pid);
 }
 
 char *ct_read_file(const char *path, size_t *len)

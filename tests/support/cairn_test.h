@@ -10,7 +10,22 @@
  * restart of the same ct_server finds again. cairnd then runs with
  * --store postgres and CAIRN_PG_DSN in its environment. When PostgreSQL
  * cannot run here, ct_server_init prints why and exits 77 (ctest:
- * skipped). */
+ * skipped).
+ *
+ * Checkers: CAIRN_TEST_WRAP holds a command (words split at spaces, the
+ * first looked up in PATH) that every cairnd these helpers start runs
+ * under, e.g. "valgrind --error-exitcode=99 --log-file=DIR/%p.log" (make
+ * valgrind). The wrapper must keep its own output off cairnd's stdout and
+ * stderr (tests read both) and exit CT_WRAP_ERROR_EXIT when it found
+ * errors: ct_server_stop and ct_server_wait then return that status, and
+ * the test process exits 1 at its end even where the test ignored it. A
+ * cairnd stopped with SIGKILL is not checked (valgrind gets no chance to).
+ * CAIRN_TEST_TIME_SCALE (an integer, default 1) is what a wrapper slows
+ * things down by: ct_time_scale() stretches the tests' own waits, and
+ * clients connect before a test uses them (ct_client_connect).
+ * CAIRN_TEST_CAIRND names
+ * another cairnd binary to start (make tsan: the plain build's, as
+ * gRPC's server threads cannot be checked by TSan). */
 #ifndef CAIRN_TEST_H
 #define CAIRN_TEST_H
 
@@ -20,6 +35,13 @@
 
 #include <stdbool.h>
 #include <sys/types.h>
+
+/* A wrapper's exit status for the errors it found (valgrind's
+ * --error-exitcode); cairnd itself never exits with it. */
+enum { CT_WRAP_ERROR_EXIT = 99 };
+
+/* CAIRN_TEST_TIME_SCALE, at least 1: multiply a test's own waits by it. */
+int ct_time_scale(void);
 
 typedef struct ct_server {
     pid_t pid;                 /* 0 when not running */
@@ -118,8 +140,17 @@ int ct_fixture_teardown(void **state);
 cairn_status ct_create_run(cairn_client *c, const char *run_id, const char *const *workers,
                            size_t n);
 
-/* A client for s with default options (or the given retry policy). */
+/* A client for s with default options (or the given retry policy), its
+ * deadlines stretched by ct_time_scale(); connected (ct_client_connect). */
 cairn_client *ct_client(const ct_server *s, const cairn_retry_policy *retry);
+
+/* Under CAIRN_TEST_TIME_SCALE > 1 (a slow wrapper), returns once a health
+ * check through c (a client for target) got an answer, or after 10 s times
+ * the scale; at once otherwise. libcairn abandons a connection attempt
+ * that has no answer after 100 ms, which a cairnd under valgrind often
+ * misses on a new channel: a test's first call would fail UNAVAILABLE, or
+ * take two attempts. Call it on a client a test made itself. */
+void ct_client_connect(cairn_client *c, const char *target);
 
 /* Runs cairnd with args to completion (not a server: --help, bad flags,
  * a locked data dir). Captures up to cap-1 bytes of stdout+stderr into
