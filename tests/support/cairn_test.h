@@ -147,7 +147,7 @@ cairn_client *ct_client(const ct_server *s, const cairn_retry_policy *retry);
 /* Under CAIRN_TEST_TIME_SCALE > 1 (a slow wrapper), returns once a health
  * check through c (a client for target) got an answer, or after 10 s times
  * the scale; at once otherwise. libcairn abandons a connection attempt
- * that has no answer after 100 ms, which a cairnd under valgrind often
+ * that has no answer after 1 s, which a cairnd under valgrind often
  * misses on a new channel: a test's first call would fail UNAVAILABLE, or
  * take two attempts. Call it on a client a test made itself. */
 void ct_client_connect(cairn_client *c, const char *target);
