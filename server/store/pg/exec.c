@@ -361,6 +361,11 @@ srv_code pg_read_strings(pg_conn *c, srv_arena *a, pg_stmt_id id, int64_t key, c
     PGresult *r = pg_run(c, id, &p, "reading a list", err);
     if (!r)
         return err->code;
+    return pg_result_strings(a, r, out, n, err);
+}
+
+srv_code pg_result_strings(srv_arena *a, PGresult *r, char ***out, size_t *n, srv_error *err)
+{
     int rows = PQntuples(r);
     char **v = rows ? srv_arena_alloc(a, (size_t)rows * sizeof *v) : NULL;
     srv_code rc = SRV_OK;

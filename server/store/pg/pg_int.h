@@ -203,6 +203,8 @@ const char *pg_col_text(srv_arena *a, const PGresult *r, int row, int col);
 /* One text column of every row of a statement taking one integer. */
 srv_code pg_read_strings(pg_conn *c, srv_arena *a, pg_stmt_id id, int64_t key, char ***out,
                          size_t *n, srv_error *err);
+/* Column 0 of every row of r into the arena, then clears r. */
+srv_code pg_result_strings(srv_arena *a, PGresult *r, char ***out, size_t *n, srv_error *err);
 
 /* A pool connection, waiting for one to be free; reconnects a lost one.
  * NULL with *err filled when the database cannot be reached. */

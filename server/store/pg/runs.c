@@ -488,18 +488,7 @@ srv_code pg_runs_completed_before(srv_txn *t, srv_arena *a, int64_t before_us, u
                          err);
     if (!r)
         return err->code;
-    int rows = PQntuples(r);
-    char **v = srv_arena_alloc(a, (size_t)(rows ? rows : 1) * sizeof *v);
-    srv_code rc = SRV_OK;
-    for (int i = 0; i < rows && !rc; i++)
-        if (!v || !(v[i] = (char *)pg_col_text(a, r, i, 0)))
-            rc = srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
-    PQclear(r);
-    if (rc)
-        return rc;
-    *out = v;
-    *n = (size_t)rows;
-    return SRV_OK;
+    return pg_result_strings(a, r, out, n, err);
 }
 
 srv_code pg_completions(srv_txn *t, srv_arena *a, const srv_run_head *run,
