@@ -57,16 +57,6 @@ static cairn_client *one_attempt_client(const ct_server *s)
     return ct_client(s, &p);
 }
 
-static int start_cairnd(fixture *f)
-{
-    const char *args[] = {"--store", "postgres", "--pg-dsn", f->dsn, NULL};
-    if (ct_server_start(&f->s, 0, args) < 0) {
-        fprintf(stderr, "cairnd did not start; its log: %s\n", f->s.log_path);
-        return -1;
-    }
-    return 0;
-}
-
 static int setup(void **state)
 {
     static int n;
@@ -86,7 +76,7 @@ static int setup_serving(void **state)
     if (setup(state) < 0)
         return -1;
     fixture *f = *state;
-    if (start_cairnd(f) < 0 || !(f->c = one_attempt_client(&f->s)))
+    if (ct_server_start_postgres(&f->s, f->dsn) < 0 || !(f->c = one_attempt_client(&f->s)))
         return -1;
     return 0;
 }
@@ -152,7 +142,7 @@ static void assert_events(cairn_client *c, const char *run, size_t n)
 static void a_schema_newer_than_the_build_makes_cairnd_exit_1_with_one_line(void **state)
 {
     fixture *f = *state;
-    assert_int_equal(start_cairnd(f), 0); /* creates the schema */
+    assert_int_equal(ct_server_start_postgres(&f->s, f->dsn), 0); /* creates the schema */
     assert_int_equal(ct_server_stop(&f->s), 0);
     char v[32];
     assert_int_equal(
@@ -163,8 +153,7 @@ static void a_schema_newer_than_the_build_makes_cairnd_exit_1_with_one_line(void
     assert_int_equal(ct_pg_exec(f->dsn, "UPDATE cairn_schema SET version = 99"), 0);
 
     assert_int_equal(truncate(f->s.log_path, 0), 0);
-    const char *args[] = {"--store", "postgres", "--pg-dsn", f->dsn, NULL};
-    assert_int_equal(ct_server_start(&f->s, 0, args), -1);
+    assert_int_equal(ct_server_start_postgres(&f->s, f->dsn), -1);
     assert_int_equal(f->s.exit_status, 1);
     char *log = ct_read_file(f->s.log_path, NULL);
     assert_non_null(log);
@@ -330,12 +319,11 @@ static void with_password_auth_cairnd_serves_with_pgpassfile_and_exits_1_without
     /* cairnd's DSN names neither a password nor a password file. */
     snprintf(dsn, sizeof dsn, "host=127.0.0.1 port=%d user=postgres dbname=cairn connect_timeout=5",
              pw.port);
-    const char *args[] = {"--store", "postgres", "--pg-dsn", dsn, NULL};
 
     ct_server s;
     assert_int_equal(ct_server_init(&s), 0);
     s.env[0] = "PGPASSFILE=/nonexistent/pgpass";
-    assert_int_equal(ct_server_start(&s, 0, args), -1);
+    assert_int_equal(ct_server_start_postgres(&s, dsn), -1);
     assert_int_equal(s.exit_status, 1);
     char *log = ct_read_file(s.log_path, NULL);
     assert_non_null(log);
@@ -345,8 +333,8 @@ static void with_password_auth_cairnd_serves_with_pgpassfile_and_exits_1_without
 
     snprintf(env, sizeof env, "PGPASSFILE=%s", pw.passfile);
     s.env[0] = env;
-    if (ct_server_start(&s, 0, args) < 0)
-        fail_msg("cairnd with PGPASSFILE did not start; its log: %s", s.log_path);
+    if (ct_server_start_postgres(&s, dsn) < 0)
+        fail_msg("cairnd with PGPASSFILE did not start");
     cairn_client *c = one_attempt_client(&s);
     create_run(c, "pw");
     append_ok(c, "pw", "k-1", 1, false);

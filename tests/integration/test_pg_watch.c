@@ -87,12 +87,7 @@ static void on_retry(void *user, const cairn_retry_info *info)
 
 static int start_replica(fixture *f, ct_server *s)
 {
-    const char *args[] = {"--store", "postgres", "--pg-dsn", f->dsn, NULL};
-    if (ct_server_init(s) < 0 || ct_server_start(s, 0, args) < 0) {
-        fprintf(stderr, "cairnd did not start; its log: %s\n", s->log_path);
-        return -1;
-    }
-    return 0;
+    return ct_server_init(s) < 0 ? -1 : ct_server_start_postgres(s, f->dsn);
 }
 
 static int setup(void **state)

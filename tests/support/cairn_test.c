@@ -324,6 +324,16 @@ static int wait_cairnd(pid_t pid)
     return rc;
 }
 
+int ct_server_start_postgres(ct_server *s, const char *dsn)
+{
+    const char *args[] = {"--store", "postgres", "--pg-dsn", dsn, NULL};
+    if (ct_server_start(s, 0, args) < 0) {
+        fprintf(stderr, "cairnd did not start; its log: %s\n", s->log_path);
+        return -1;
+    }
+    return 0;
+}
+
 int ct_server_start(ct_server *s, int port, const char *const *extra_args)
 {
     char listen[sizeof s->listen];

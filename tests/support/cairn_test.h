@@ -85,6 +85,10 @@ int ct_server_init(ct_server *s);
  * -1 when cairnd exited first (its log says why). */
 int ct_server_start(ct_server *s, int port, const char *const *extra_args);
 
+/* ct_server_start on any free port with --store postgres --pg-dsn dsn;
+ * prints the path of cairnd's log when it did not start. */
+int ct_server_start_postgres(ct_server *s, const char *dsn);
+
 /* SIGTERM, then waits. Returns cairnd's exit status, or 128+signal. */
 int ct_server_stop(ct_server *s);
 
