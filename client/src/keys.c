@@ -1,7 +1,9 @@
 #include "internal.h"
 
 #include <openssl/evp.h>
+#include <stdint.h>
 #include <string.h>
+#include <time.h>
 #include <sys/random.h>
 
 void cairn__hex(char *out, const unsigned char *b, size_t n)
@@ -37,8 +39,16 @@ void cairn_idempotency_key(char out[65], const char *const *components, size_t n
 
 void cairn_random_key(char out[33])
 {
+    /* The time first (48 bits of milliseconds, as UUIDv7 does), so keys
+     * made one after another sort together and the server's index of
+     * keys grows at one end instead of at a random page per write. */
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    uint64_t ms = (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
     unsigned char b[16];
-    size_t got = 0;
+    for (int i = 0; i < 6; i++)
+        b[i] = (unsigned char)(ms >> (40 - 8 * i));
+    size_t got = 6;
     while (got < sizeof b) {
         ssize_t n = getrandom(b + got, sizeof b - got, 0);
         if (n > 0)

@@ -88,7 +88,7 @@ cairn_status cairn__atomic_open(const char *path, char **tmp, int *fd, cairn_err
     *tmp = malloc(n);
     if (!*tmp)
         return cairn__fail(err, CAIRN_NO_MEMORY, "out of memory");
-    snprintf(*tmp, n, "%s.tmp-%.12s", path, r);
+    snprintf(*tmp, n, "%s.tmp-%.12s", path, r + 20); /* the random part */
     *fd = open(*tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (*fd < 0) {
         rc = io_fail(err, "cannot create", *tmp, errno);

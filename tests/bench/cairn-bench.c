@@ -191,12 +191,9 @@ static cairn_status call_once(thread_state *t, const char *run_id, long i, char 
         memset(payloads[j] + tag, 'x', n - (size_t)tag);
         evs[j] = (cairn_event){.type = "bench", .payload = payloads[j], .payload_len = n};
     }
-    char key[65], tid[16], idx[24];
-    snprintf(tid, sizeof tid, "%d", t->id);
-    snprintf(idx, sizeof idx, "%ld", i);
-    const char *parts[] = {run_id, "bench", tid, idx};
-    cairn_idempotency_key(key, parts, 4);
-    cairn_append_request req = {.idempotency_key = key, .run_id = run_id, .events = evs,
+    /* No key of our own: libcairn makes one per call (time-ordered) and
+     * keeps it across that call's retries. */
+    cairn_append_request req = {.run_id = run_id, .events = evs,
                                 .events_count = (size_t)cfg->batch};
     cairn_append_result res;
     return cairn_append_events(t->client, &req, &res, err);

@@ -7,7 +7,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -143,6 +145,28 @@ static void random_keys_differ_between_draws(void **state)
     }
 }
 
+static unsigned long long ms_of(const struct timespec *t)
+{
+    return (unsigned long long)t->tv_sec * 1000 + (unsigned long long)t->tv_nsec / 1000000;
+}
+
+/* Keys sort by the time they were made (their first 12 hex digits are
+ * milliseconds since 1970), so the server's index grows at one end. */
+static void random_keys_start_with_the_time_and_sort_by_it(void **state)
+{
+    (void)state;
+    struct timespec t0, t1, pause = {0, 2 * 1000 * 1000};
+    char first[33], later[33], head[13] = {0};
+    clock_gettime(CLOCK_REALTIME, &t0);
+    cairn_random_key(first);
+    nanosleep(&pause, NULL); /* a later millisecond, not synchronisation */
+    cairn_random_key(later);
+    clock_gettime(CLOCK_REALTIME, &t1);
+    memcpy(head, first, 12);
+    assert_in_range(strtoull(head, NULL, 16), ms_of(&t0), ms_of(&t1));
+    assert_true(memcmp(first, later, 12) < 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -155,6 +179,7 @@ int main(void)
         cmocka_unit_test(derived_key_differs_when_components_are_split_differently),
         cmocka_unit_test(random_key_is_32_lowercase_hex_chars),
         cmocka_unit_test(random_keys_differ_between_draws),
+        cmocka_unit_test(random_keys_start_with_the_time_and_sort_by_it),
     };
     return cmocka_run_group_tests_name("keys", tests, NULL, NULL);
 }

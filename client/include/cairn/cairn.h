@@ -281,7 +281,10 @@ CAIRN_API void cairn_client_destroy(cairn_client *client);
  * crash of the caller itself reuse the same key. */
 CAIRN_API void cairn_idempotency_key(char out[65], const char *const *components, size_t n);
 
-/* Writes a random key (32 hex characters and a NUL) from the OS's CSPRNG. */
+/* Writes a new key (32 hex characters and a NUL): the time in milliseconds
+ * (12 hex digits, so keys made later sort after) and 80 bits from the OS's
+ * CSPRNG. Keys that sort by time keep the server's index of keys cheap to
+ * grow (docs/benchmarks.md); every call without a key of its own gets one. */
 CAIRN_API void cairn_random_key(char out[33]);
 
 /* ---- runs ---- */
