@@ -126,8 +126,19 @@ static void route_grpc_log(gpr_log_func_args *args)
     srv_log(level, "grpc: %s (%s:%d)", args->message, args->file, args->line);
 }
 
+/* Debian builds abseil without NDEBUG, so every absl::Mutex lock in gRPC
+ * core also feeds abseil's deadlock detector, a lock-order graph: 5-7% of
+ * cairnd's CPU under load (perf, docs/benchmarks.md). Its off switch,
+ * absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore), is
+ * C++ only: reached by its mangled name (debian3 is Debian's inline
+ * namespace of abseil 20220623), the enum passed as its int, 0. */
+extern void absl_set_mutex_deadlock_detection_mode(int mode) __asm__(
+    "_ZN4absl7debian329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE");
+enum { ABSL_ON_DEADLOCK_CYCLE_IGNORE = 0 };
+
 void srv_rpc_global_init(void)
 {
+    absl_set_mutex_deadlock_detection_mode(ABSL_ON_DEADLOCK_CYCLE_IGNORE);
     gpr_set_log_function(route_grpc_log);
     grpc_init();
 }
