@@ -11,11 +11,41 @@
  * later callers back. */
 enum { BATCH_MAX = 256, OVERLOAD_PUSHBACK_MS = 100 };
 
+/* Per-mutation outcome while its batch is open. */
+typedef struct outcome {
+    srv_code code;
+    srv_error err;
+    const uint8_t *resp;
+    size_t len;
+    bool replayed;
+    const char *grew_run_id;
+    uint64_t grew_last_seq;
+    srv_deleted_run *deleted;
+} outcome;
+
+/* A batch on its way from the writer to the replier. */
+typedef struct ended {
+    srv_mutation *head;
+    int n;                        /* 0: free */
+    srv_code code;                /* not OK: every mutation fails with err */
+    srv_error err;
+    outcome out[BATCH_MAX];
+} ended;
+
+/* Two batches in flight: the writer applies and commits one while the
+ * replier answers the callers of the one before (replies are gRPC
+ * sends, a third of the writer's time when it made them itself). */
+enum { N_ENDED = 2 };
+
 struct srv_ledger {
     srv_store *store;
-    pthread_t thread;
+    pthread_t thread, replier;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv;            /* the writer waits for mutations */
+    pthread_cond_t ended_cv;      /* the replier waits for a batch, the writer for a slot */
+    ended ended[N_ENDED];         /* used in turn: the writer fills, the replier empties */
+    int next_fill, next_reply;
+    bool writer_exited;           /* under mu: no more batches come */
     srv_mutation *head, *tail;
     int queued;
     int max_queue;
@@ -32,18 +62,6 @@ struct srv_ledger {
 
 /* Batch sizes up to BATCH_MAX, in powers of two. */
 static const uint64_t batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
-
-/* Per-mutation outcome while its batch is open. */
-typedef struct outcome {
-    srv_code code;
-    srv_error err;
-    const uint8_t *resp;
-    size_t len;
-    bool replayed;
-    const char *grew_run_id;
-    uint64_t grew_last_seq;
-    srv_deleted_run *deleted;
-} outcome;
 
 srv_code srv_apply_deleted(srv_apply *ap, const char *run_id, srv_error *err)
 {
@@ -148,16 +166,18 @@ static bool apply_one(srv_txn *t, srv_mutation *m, int64_t now_us, outcome *o)
     return true;
 }
 
-static void run_batch(srv_ledger *l, srv_mutation *batch, int n)
+/* Applies and commits the batch, tells the observers, and leaves every
+ * mutation's outcome in e for the replier. */
+static void run_batch(srv_ledger *l, srv_mutation *batch, int n, ended *e)
 {
-    outcome out[BATCH_MAX];
-    srv_error batch_err;
+    outcome *out = e->out;
+    srv_error *batch_err = &e->err;
     srv_txn *t = NULL;
-    srv_code batch_code = srv_store_begin(l->store, &t, &batch_err);
+    srv_code batch_code = srv_store_begin(l->store, &t, batch_err);
     /* The store's clock, not this machine's: replicas sharing a store
      * decide lease expiry and fencing by one clock (srv_store_now). */
     int64_t now_us = 0;
-    if (!batch_code && (batch_code = srv_store_now(l->store, t, &now_us, &batch_err)) != SRV_OK)
+    if (!batch_code && (batch_code = srv_store_now(l->store, t, &now_us, batch_err)) != SRV_OK)
         srv_store_rollback(t);
 
     srv_mutation *m = batch;
@@ -168,47 +188,73 @@ static void run_batch(srv_ledger *l, srv_mutation *batch, int n)
              * with this error (and its pushback), and nothing more runs,
              * for outside a transaction each would commit by itself. */
             batch_code = out[i].code;
-            batch_err = out[i].err;
+            *batch_err = out[i].err;
             srv_store_rollback(t);
         }
     }
     if (!batch_code) {
         int64_t start = srv_mono_us();
-        batch_code = srv_store_commit(t, &batch_err);
+        batch_code = srv_store_commit(t, batch_err);
         srv_histogram_observe(&l->metrics.commit_us, (uint64_t)(srv_mono_us() - start));
         srv_histogram_observe(&l->metrics.batch_size, (uint64_t)n);
     }
     if (batch_code) /* a failed begin or commit leaves no transaction open */
-        srv_warn("ledger: a batch of %d failed: %s", n, batch_err.msg);
+        srv_warn("ledger: a batch of %d failed: %s", n, batch_err->msg);
     for (int i = 0; !batch_code && l->observer && i < n; i++)
         if (!out[i].code && out[i].grew_run_id)
             l->observer(l->observer_ctx, out[i].grew_run_id, out[i].grew_last_seq);
     for (int i = 0; !batch_code && l->deletion_observer && i < n; i++)
         for (const srv_deleted_run *d = out[i].code ? NULL : out[i].deleted; d; d = d->next)
             l->deletion_observer(l->deletion_observer_ctx, d->run_id);
+    e->head = batch;
+    e->code = batch_code;
+}
 
-    m = batch;
-    for (int i = 0; i < n; i++) {
+/* Calls every done of an ended batch, in order. */
+static void reply_batch(ended *e)
+{
+    srv_mutation *m = e->head;
+    for (int i = 0; i < e->n; i++) {
         srv_mutation *next = m->next; /* done may free m */
-        if (batch_code)
-            m->done(m->ctx, batch_code, &batch_err, NULL, 0, false);
+        const outcome *o = &e->out[i];
+        if (e->code)
+            m->done(m->ctx, e->code, &e->err, NULL, 0, false);
         else
-            m->done(m->ctx, out[i].code, &out[i].err, out[i].resp, out[i].len, out[i].replayed);
+            m->done(m->ctx, o->code, &o->err, o->resp, o->len, o->replayed);
         m = next;
     }
+}
+
+static void *replier_main(void *arg)
+{
+    srv_ledger *l = arg;
+    pthread_mutex_lock(&l->mu);
+    for (;;) {
+        ended *e = &l->ended[l->next_reply];
+        while (!e->n && !l->writer_exited)
+            pthread_cond_wait(&l->ended_cv, &l->mu);
+        if (!e->n)
+            break;
+        pthread_mutex_unlock(&l->mu);
+        reply_batch(e);
+        pthread_mutex_lock(&l->mu);
+        e->n = 0;
+        l->next_reply = (l->next_reply + 1) % N_ENDED;
+        pthread_cond_broadcast(&l->ended_cv);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
 }
 
 static void *writer_main(void *arg)
 {
     srv_ledger *l = arg;
+    pthread_mutex_lock(&l->mu);
     for (;;) {
-        pthread_mutex_lock(&l->mu);
         while (!l->head && !l->stopping)
             pthread_cond_wait(&l->cv, &l->mu);
-        if (!l->head) {
-            pthread_mutex_unlock(&l->mu);
-            return NULL;
-        }
+        if (!l->head)
+            break;
         srv_mutation *batch = l->head, *last = l->head;
         int n = 1;
         while (n < BATCH_MAX && last->next) {
@@ -222,10 +268,30 @@ static void *writer_main(void *arg)
         l->queued -= n;
         for (srv_mutation *m = batch; m; m = m->next)
             l->queued_bytes -= m->bytes;
+        ended *e = &l->ended[l->next_fill];
+        while (e->n) /* the replier is still on it */
+            pthread_cond_wait(&l->ended_cv, &l->mu);
         pthread_mutex_unlock(&l->mu);
 
-        run_batch(l, batch, n);
+        run_batch(l, batch, n, e);
+
+        pthread_mutex_lock(&l->mu);
+        e->n = n;
+        l->next_fill = (l->next_fill + 1) % N_ENDED;
+        pthread_cond_broadcast(&l->ended_cv);
     }
+    l->writer_exited = true;
+    pthread_cond_broadcast(&l->ended_cv);
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+static void destroy(srv_ledger *l)
+{
+    pthread_cond_destroy(&l->ended_cv);
+    pthread_cond_destroy(&l->cv);
+    pthread_mutex_destroy(&l->mu);
+    free(l);
 }
 
 srv_code srv_ledger_start(srv_store *st, int max_queue, srv_ledger **out, srv_error *err)
@@ -240,10 +306,18 @@ srv_code srv_ledger_start(srv_store *st, int max_queue, srv_ledger **out, srv_er
     srv_histogram_init(&l->metrics.commit_us, srv_duration_bounds_us, srv_duration_bounds_n);
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
+    pthread_cond_init(&l->ended_cv, NULL);
+    if (pthread_create(&l->replier, NULL, replier_main, l) != 0) {
+        destroy(l);
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "cannot start the replier thread");
+    }
     if (pthread_create(&l->thread, NULL, writer_main, l) != 0) {
-        pthread_cond_destroy(&l->cv);
-        pthread_mutex_destroy(&l->mu);
-        free(l);
+        pthread_mutex_lock(&l->mu);
+        l->writer_exited = true;
+        pthread_cond_broadcast(&l->ended_cv);
+        pthread_mutex_unlock(&l->mu);
+        pthread_join(l->replier, NULL);
+        destroy(l);
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "cannot start the writer thread");
     }
     *out = l;
@@ -324,8 +398,10 @@ void srv_ledger_stop(srv_ledger *l)
     l->joined = true;
     pthread_cond_signal(&l->cv);
     pthread_mutex_unlock(&l->mu);
-    if (!joined)
-        pthread_join(l->thread, NULL);
+    if (!joined) {
+        pthread_join(l->thread, NULL); /* the writer drains the queue */
+        pthread_join(l->replier, NULL); /* then the replier every batch */
+    }
 }
 
 void srv_ledger_free(srv_ledger *l)
@@ -333,7 +409,5 @@ void srv_ledger_free(srv_ledger *l)
     if (!l)
         return;
     srv_ledger_stop(l);
-    pthread_cond_destroy(&l->cv);
-    pthread_mutex_destroy(&l->mu);
-    free(l);
+    destroy(l);
 }

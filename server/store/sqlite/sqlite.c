@@ -622,7 +622,6 @@ srv_code srv_sqlite_migrate(sqlite3 *db, int target, srv_error *err)
 #define TEXT_OF(x) #x
 #define TEXT(x) TEXT_OF(x)
 #define WAL_LIMIT_TEXT TEXT(SRV_SQLITE_WAL_LIMIT)
-#define CACHE_KIB_TEXT TEXT(SRV_SQLITE_WRITER_CACHE_KIB)
 
 typedef enum conn_kind { CONN_WRITER, CONN_READER, CONN_PINNER, CONN_CHECKPOINTER } conn_kind;
 
@@ -650,7 +649,6 @@ static srv_code conn_open(sqlite_store *s, conn *c, const char *path, conn_kind 
                                                 "PRAGMA synchronous = FULL;"
                                                 "PRAGMA foreign_keys = ON;"
                                                 "PRAGMA wal_autocheckpoint = 0;"
-                                                "PRAGMA cache_size = -" CACHE_KIB_TEXT ";"
                                                 "PRAGMA journal_size_limit = " WAL_LIMIT_TEXT ";"
                           : kind == CONN_CHECKPOINTER ? "PRAGMA synchronous = FULL;"
                                                         "PRAGMA journal_size_limit = " WAL_LIMIT_TEXT ";"

@@ -20,10 +20,6 @@ struct srv_store;
 srv_code srv_sqlite_checkpoint(struct srv_store *st, srv_error *err);
 #define SRV_SQLITE_CHECKPOINT_FRAMES 8000
 #define SRV_SQLITE_WAL_LIMIT 67108864 /* 64 MiB; a literal, for PRAGMA text */
-/* The writer's page cache: the pages a batch touches stay in memory
- * (the idempotency records' are scattered by key), so a commit reads
- * none back. A literal, for PRAGMA text. */
-#define SRV_SQLITE_WRITER_CACHE_KIB 32768
 
 /* Runs the migrations that take db from its user_version up to target,
  * each in its own transaction. Refuses a database newer than this build
