@@ -3,7 +3,7 @@
  * fsync for the batch: group commit), each mutation inside its own
  * savepoint together with its idempotency record; a second thread, the
  * replier, then answers every caller while the writer goes on with the
- * next batch. A key seen before is answered from its record, before any other
+ * next batch (with nothing queued, the writer answers them itself). A key seen before is answered from its record, before any other
  * precondition is looked at. After a commit the ledger tells its commit
  * observer which logs grew (the watch hub listens). */
 #ifndef CAIRN_SERVER_CORE_LEDGER_H
@@ -50,8 +50,8 @@ srv_code srv_apply_deleted(srv_apply *ap, const char *run_id, srv_error *err);
 typedef srv_code (*srv_apply_fn)(srv_apply *ap, const ProtobufCMessage *req,
                                  ProtobufCMessage *resp, srv_error *err);
 
-/* Called once per mutation on the replier thread after its batch ended
- * (in the order the mutations were submitted, batch after batch):
+/* Called once per mutation after its batch ended, in the batch's order,
+ * on the replier thread, or on the writer's when nothing else waits:
  * code SRV_OK with the encoded response (in the mutation's arena), or an
  * error. replayed: the response came from an idempotency record. */
 typedef void (*srv_mutation_done)(void *ctx, srv_code code, const srv_error *err,
