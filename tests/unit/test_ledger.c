@@ -57,6 +57,7 @@ struct fx {
     int n_failed;                     /* the store's on_failed calls */
     int n_deleted;                    /* the deletion observer's calls */
     bool deleted_after_commit;        /* the run was gone when it was told */
+    bool overtaken;                   /* calls[1] finished while calls[0]'s done waited */
 };
 
 static void ok(srv_code rc, const srv_error *err)
@@ -138,7 +139,7 @@ static srv_code apply_held(srv_apply *ap, const ProtobufCMessage *req, ProtobufC
     return srv_apply_append_events(ap, req, resp, err);
 }
 
-/* On the writer thread. */
+/* On the replier thread, or the writer's. */
 static void done(void *ctx, srv_code code, const srv_error *err, const uint8_t *resp, size_t len,
                  bool replayed)
 {
@@ -153,6 +154,24 @@ static void done(void *ctx, srv_code code, const srv_error *err, const uint8_t *
     c->finished = true;
     pthread_cond_broadcast(&c->f->cv);
     pthread_mutex_unlock(&c->f->mu);
+}
+
+/* calls[0]'s done: waits (10 s at most) for calls[1] to be answered. */
+static void done_after_the_next(void *ctx, srv_code code, const srv_error *err,
+                                const uint8_t *resp, size_t len, bool replayed)
+{
+    call *c = ctx;
+    fx *f = c->f;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&f->mu);
+    int rc = 0;
+    while (!f->calls[1].finished && rc == 0)
+        rc = pthread_cond_timedwait(&f->cv, &f->mu, &until);
+    f->overtaken = f->calls[1].finished;
+    pthread_mutex_unlock(&f->mu);
+    done(ctx, code, err, resp, len, replayed);
 }
 
 /* Fills calls[i] as an append of payload under key, ready to submit. */
@@ -206,6 +225,7 @@ static void submit(fx *f, call *c)
     srv_error err;
     ok(srv_ledger_submit(f->ledger, &c->m, &err), &err);
 }
+
 
 /* Submits calls[0] as a held append and waits until the writer holds. */
 static void hold_writer(fx *f)
@@ -580,6 +600,25 @@ static void a_mutation_without_a_key_records_nothing_and_its_deletions_are_told_
     assert_false(run_exists(f));
 }
 
+/* Answering a batch's callers does not hold the writer: while the first
+ * batch's caller is still being answered, the next batch commits and is
+ * answered. */
+static void a_slow_answer_does_not_hold_back_the_next_batch(void **state)
+{
+    fx *f = *state;
+    hold_writer(f);
+    f->calls[0].m.done = done_after_the_next; /* read once its batch ends */
+    submit(f, prepare(f, 1, "next", "next", srv_apply_append_events));
+    open_gate(f);
+    await(f, &f->calls[0]);
+    await(f, &f->calls[1]);
+    assert_true(f->overtaken);
+    assert_int_equal(f->calls[0].code, SRV_OK);
+    assert_int_equal(f->calls[1].code, SRV_OK);
+    assert_int_equal(f->calls[0].resp->first_seq, 1);
+    assert_int_equal(f->calls[1].resp->first_seq, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -590,6 +629,8 @@ int main(void)
             failed_commit_fails_every_caller_of_the_batch_and_keeps_none_of_their_effects, setup,
             teardown),
         cmocka_unit_test_setup_teardown(failed_statement_fails_only_its_mutation, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_slow_answer_does_not_hold_back_the_next_batch, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(
             lost_transaction_fails_every_caller_of_the_batch_and_nothing_commits_by_itself, setup,
             teardown),
