@@ -109,48 +109,104 @@ static bool varint_fits(ProtobufCType t, uint64_t v)
 #define WIRE_COUNTED_FIELDS 64 /* repeated fields get an index up to this many fields */
 #define WIRE_FIELD_NUMBER_MAX 536870911u /* 2^29 - 1, protobuf's largest */
 
-static srv_code check_wire(const ProtobufCMessageDescriptor *desc, const uint8_t *start,
-                           const uint8_t *end, const char *path, int depth, srv_error *err);
+/* A field as errors name it ("events[2].type", "request: unknown field
+ * 9"), written out only when an error needs it: most requests have none,
+ * and a batch of events has hundreds of fields. */
+typedef struct wire_name {
+    const struct wire_name *parent; /* the message field it is inside; NULL at the top */
+    const ProtobufCFieldDescriptor *f; /* NULL: an unknown field */
+    unsigned index;                 /* of a counted repeated field, else NO_INDEX */
+    unsigned long long number;      /* an unknown field's number */
+} wire_name;
 
-/* Checks one field's value at *p (wire type wt; f NULL for an unknown
- * field, named name) and moves *p past it. */
-static srv_code check_value(const ProtobufCMessageDescriptor *desc,
-                            const ProtobufCFieldDescriptor *f, const char *name, unsigned wt,
-                            const uint8_t **p, const uint8_t *end, int depth, srv_error *err)
+enum { NO_INDEX = ~0u };
+
+/* Appends the path of n (a known field) to buf at len; returns the new length. */
+static size_t path_text(const wire_name *n, char *buf, size_t cap, size_t len)
 {
+    if (n->parent)
+        len = path_text(n->parent, buf, cap, len);
+    if (len >= cap)
+        return len;
+    int w = n->index == NO_INDEX
+                ? snprintf(buf + len, cap - len, "%s%s", len ? "." : "", n->f->name)
+                : snprintf(buf + len, cap - len, "%s%s[%u]", len ? "." : "", n->f->name,
+                           n->index);
+    return w < 0 ? len : len + (size_t)w;
+}
+
+/* The message a field is inside, as errors name it: "request" at the top. */
+static const char *message_text(const wire_name *parent, char *buf, size_t cap)
+{
+    if (!parent)
+        return "request";
+    buf[0] = '\0';
+    path_text(parent, buf, cap, 0);
+    return buf;
+}
+
+static const char *name_text(const wire_name *n, char *buf, size_t cap)
+{
+    if (n->f) {
+        buf[0] = '\0';
+        path_text(n, buf, cap, 0);
+        return buf;
+    }
+    char whole[WIRE_NAME_MAX];
+    snprintf(buf, cap, "%s: unknown field %llu", message_text(n->parent, whole, sizeof whole),
+             n->number);
+    return buf;
+}
+
+static srv_code check_wire(const ProtobufCMessageDescriptor *desc, const uint8_t *start,
+                           const uint8_t *end, const wire_name *parent, int depth,
+                           srv_error *err);
+
+/* Checks one field's value at *p (wire type wt; name->f NULL for an
+ * unknown field) and moves *p past it. */
+static srv_code check_value(const ProtobufCMessageDescriptor *desc, const wire_name *name,
+                            unsigned wt, const uint8_t **p, const uint8_t *end, int depth,
+                            srv_error *err)
+{
+    const ProtobufCFieldDescriptor *f = name->f;
+    char nb[WIRE_NAME_MAX];
     uint64_t v;
     switch (wt) {
     case 0:
         if (read_varint(p, end, &v) < 0)
             return srv_fail(err, SRV_INVALID_ARGUMENT,
-                            "%s: its varint is cut short or over 10 bytes", name);
+                            "%s: its varint is cut short or over 10 bytes",
+                            name_text(name, nb, sizeof nb));
         if (f && !varint_fits(f->type, v))
             return srv_fail(err, SRV_INVALID_ARGUMENT,
                             "%s: %llu does not fit its 32-bit type (a negative or 64-bit "
                             "number?)",
-                            name, (unsigned long long)v);
+                            name_text(name, nb, sizeof nb), (unsigned long long)v);
         return SRV_OK;
     case 1:
     case 5: {
         size_t width = wt == 1 ? 8 : 4;
         if ((size_t)(end - *p) < width)
             return srv_fail(err, SRV_INVALID_ARGUMENT,
-                            "%s: needs %zu bytes but only %zu remain in the %s", name, width,
-                            (size_t)(end - *p), desc->name);
+                            "%s: needs %zu bytes but only %zu remain in the %s",
+                            name_text(name, nb, sizeof nb), width, (size_t)(end - *p),
+                            desc->name);
         *p += width;
         return SRV_OK;
     }
     case 2:
         if (read_varint(p, end, &v) < 0)
             return srv_fail(err, SRV_INVALID_ARGUMENT,
-                            "%s: its length is cut short or over 10 bytes", name);
+                            "%s: its length is cut short or over 10 bytes",
+                            name_text(name, nb, sizeof nb));
         if (v > (uint64_t)(end - *p))
             return srv_fail(err, SRV_INVALID_ARGUMENT,
-                            "%s: declares %llu bytes but only %zu remain in the %s", name,
-                            (unsigned long long)v, (size_t)(end - *p), desc->name);
+                            "%s: declares %llu bytes but only %zu remain in the %s",
+                            name_text(name, nb, sizeof nb), (unsigned long long)v,
+                            (size_t)(end - *p), desc->name);
         if (f && f->type == PROTOBUF_C_TYPE_STRING && !srv_utf8_valid(*p, (size_t)v))
             return srv_fail(err, SRV_INVALID_ARGUMENT, "%s: must be UTF-8 without NUL bytes",
-                            name);
+                            name_text(name, nb, sizeof nb));
         if (f && f->type == PROTOBUF_C_TYPE_MESSAGE && depth < WIRE_DEPTH_MAX &&
             check_wire(f->descriptor, *p, *p + v, name, depth + 1, err))
             return err->code;
@@ -159,22 +215,23 @@ static srv_code check_value(const ProtobufCMessageDescriptor *desc,
     default:
         /* Groups are gone from proto3 and protobuf-c does not read them;
          * 6 and 7 are no wire type at all. */
-        return srv_fail(err, SRV_INVALID_ARGUMENT, "%s: wire type %s is not accepted", name,
-                        wire_names[wt]);
+        return srv_fail(err, SRV_INVALID_ARGUMENT, "%s: wire type %s is not accepted",
+                        name_text(name, nb, sizeof nb), wire_names[wt]);
     }
 }
 
 /* Walks the wire format of one message (desc) and reports the first
- * malformed or unacceptable field by name: path is the message's own
- * ("" at the top, e.g. "events[2]" below it). Checks tags, wire types
- * against the field's declared type, lengths and varints against the
- * bytes left, 32-bit numbers against their range, and strings for UTF-8
- * without NUL bytes. Unknown fields are only checked for being well
- * formed: protobuf ignores them, and so does cairnd. */
+ * malformed or unacceptable field by name: parent is the field the
+ * message is in (NULL at the top; e.g. events[2] below it). Checks tags,
+ * wire types against the field's declared type, lengths and varints
+ * against the bytes left, 32-bit numbers against their range, and strings
+ * for UTF-8 without NUL bytes. Unknown fields are only checked for being
+ * well formed: protobuf ignores them, and so does cairnd. */
 static srv_code check_wire(const ProtobufCMessageDescriptor *desc, const uint8_t *start,
-                           const uint8_t *end, const char *path, int depth, srv_error *err)
+                           const uint8_t *end, const wire_name *parent, int depth,
+                           srv_error *err)
 {
-    const char *whole = *path ? path : "request";
+    char whole[WIRE_NAME_MAX];
     unsigned counts[WIRE_COUNTED_FIELDS] = {0};
     const uint8_t *p = start;
     while (p < end) {
@@ -184,34 +241,29 @@ static srv_code check_wire(const ProtobufCMessageDescriptor *desc, const uint8_t
             return srv_fail(err, SRV_INVALID_ARGUMENT,
                             "%s: byte %zu of the %s starts a field tag that is cut short or "
                             "over 10 bytes",
-                            whole, at, desc->name);
+                            message_text(parent, whole, sizeof whole), at, desc->name);
         uint64_t number = key >> 3;
         unsigned wt = (unsigned)(key & 7);
         if (number == 0 || number > WIRE_FIELD_NUMBER_MAX)
             return srv_fail(err, SRV_INVALID_ARGUMENT,
                             "%s: byte %zu of the %s holds field number %llu, not a valid one",
-                            whole, at, desc->name, (unsigned long long)number);
-        const ProtobufCFieldDescriptor *f =
-            protobuf_c_message_descriptor_get_field(desc, (unsigned)number);
-        char name[WIRE_NAME_MAX];
-        if (!f) {
-            snprintf(name, sizeof name, "%s: unknown field %llu", whole,
-                     (unsigned long long)number);
-        } else {
-            size_t idx = (size_t)(f - desc->fields);
-            const char *dot = *path ? "." : "";
-            if (f->label == PROTOBUF_C_LABEL_REPEATED && idx < WIRE_COUNTED_FIELDS)
-                snprintf(name, sizeof name, "%s%s%s[%u]", path, dot, f->name, counts[idx]++);
-            else
-                snprintf(name, sizeof name, "%s%s%s", path, dot, f->name);
-            unsigned want = wire_type_of(f->type);
-            bool packed = f->label == PROTOBUF_C_LABEL_REPEATED && want != 2 && wt == 2;
+                            message_text(parent, whole, sizeof whole), at, desc->name,
+                            (unsigned long long)number);
+        wire_name name = {parent, protobuf_c_message_descriptor_get_field(desc, (unsigned)number),
+                          NO_INDEX, (unsigned long long)number};
+        if (name.f) {
+            size_t idx = (size_t)(name.f - desc->fields);
+            if (name.f->label == PROTOBUF_C_LABEL_REPEATED && idx < WIRE_COUNTED_FIELDS)
+                name.index = counts[idx]++;
+            unsigned want = wire_type_of(name.f->type);
+            bool packed = name.f->label == PROTOBUF_C_LABEL_REPEATED && want != 2 && wt == 2;
             if (wt != want && !packed)
                 return srv_fail(err, SRV_INVALID_ARGUMENT,
                                 "%s: sent with wire type %s, but its type needs wire type %s",
-                                name, wire_names[wt], wire_names[want]);
+                                name_text(&name, whole, sizeof whole), wire_names[wt],
+                                wire_names[want]);
         }
-        if (check_value(desc, f, name, wt, &p, end, depth, err))
+        if (check_value(desc, &name, wt, &p, end, depth, err))
             return err->code;
     }
     return SRV_OK;
@@ -221,7 +273,7 @@ srv_code srv_unpack(const ProtobufCMessageDescriptor *desc, srv_arena *a,
                     const uint8_t *data, size_t len, ProtobufCMessage **out,
                     srv_error *err)
 {
-    srv_code rc = check_wire(desc, data, data + len, "", 0, err);
+    srv_code rc = check_wire(desc, data, data + len, NULL, 0, err);
     if (rc)
         return rc;
     ProtobufCAllocator alloc;

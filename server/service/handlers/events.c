@@ -7,18 +7,31 @@
 #include <string.h>
 
 
+/* Names the event in err's message, made for its bare field ("type:
+ * ..." becomes "events[2].type: ..."): field names are written out only
+ * for an error, not for each of a batch's events. */
+static srv_code in_event(srv_error *err, size_t i)
+{
+    char head[32];
+    int n = snprintf(head, sizeof head, "events[%zu].", i);
+    size_t len = strlen(err->msg), room = sizeof err->msg - 1 - (size_t)n;
+    memmove(err->msg + n, err->msg, len < room ? len + 1 : room);
+    err->msg[sizeof err->msg - 1] = '\0';
+    memcpy(err->msg, head, (size_t)n);
+    return err->code;
+}
+
 static srv_code check_event(Cairn__V1__Event *ev, size_t i, srv_error *err)
 {
-    char field[48];
-    snprintf(field, sizeof field, "events[%zu].type", i);
-    if (srv_check_length(field, ev->type, SRV_EVENT_TYPE_MAX, err))
-        return err->code;
+    if (srv_check_length("type", ev->type, SRV_EVENT_TYPE_MAX, err))
+        return in_event(err, i);
     if (strcmp(ev->type, SRV_COMPLETED_EVENT_TYPE) == 0)
         return srv_fail(err, SRV_INVALID_ARGUMENT,
-                        "%s: \"" SRV_COMPLETED_EVENT_TYPE "\" is reserved for CompleteWorker", field);
-    snprintf(field, sizeof field, "events[%zu].worker_id", i);
-    if (srv_check_optional_id(field, ev->worker_id, err))
-        return err->code;
+                        "events[%zu].type: \"" SRV_COMPLETED_EVENT_TYPE
+                        "\" is reserved for CompleteWorker",
+                        i);
+    if (srv_check_optional_id("worker_id", ev->worker_id, err))
+        return in_event(err, i);
     if (ev->payload.len > SRV_PAYLOAD_MAX)
         return srv_fail(err, SRV_INVALID_ARGUMENT,
                         "events[%zu].payload: must be at most %d bytes, got %zu", i,
