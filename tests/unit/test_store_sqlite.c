@@ -29,12 +29,13 @@
 #define NOW_US (1769595330ll * 1000000 + 123456)
 
 /* The schema this build writes: 1 runs and events, 2 checkpoints and
- * snapshots, 3 leases (pins live in pins.db, outside the schema). A new
- * migration updates this and the table list below. */
-#define SCHEMA_VERSION 5
+ * snapshots, 3 leases (pins live in pins.db, outside the schema), 4 the
+ * data lifecycle, 5 incremental vacuum, 6 events in one row per append. A
+ * new migration updates this and the table list below. */
+#define SCHEMA_VERSION 6
 
 static const char *const tables[] = {
-    "runs",  "run_workers", "run_labels",         "events", "dedup",
+    "runs",  "run_workers", "run_labels",         "event_batches", "dedup",
     "blobs", "checkpoints", "checkpoint_workers", "leases", "gone_dedup",
 };
 enum { N_TABLES = sizeof tables / sizeof tables[0] };
@@ -346,6 +347,75 @@ static void open_migrates_a_version_3_database_dating_completed_runs_and_reclaim
     assert_int_equal(query_int(db, "PRAGMA auto_vacuum"), 2); /* INCREMENTAL */
     assert_int_equal(query_int(db, "SELECT completed_us FROM runs WHERE run_id = 'done'"), 7);
     assert_int_equal(query_int(db, "SELECT completed_us FROM runs WHERE run_id = 'busy'"), 0);
+    sqlite3_close(db);
+}
+
+/* The database of a cairnd from before events were stored one row per
+ * append: every event reads back with its seq, fields and time, and the
+ * log goes on from where it was. */
+static void open_migrates_a_version_5_database_keeping_every_event(void **state)
+{
+    fx *f = *state;
+    char path[600];
+    db_path(f, path);
+    sqlite3 *db;
+    srv_error err;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    ok(srv_sqlite_migrate(db, 5, &err), &err);
+    exec(db, "INSERT INTO runs (id, run_id, created_us, next_seq, worker_count) "
+             "VALUES (1, 'a', 1, 4, 1), (2, 'b', 1, 2, 1);"
+             "INSERT INTO events (run, seq, type, worker_id, payload, created_us) VALUES "
+             "(1, 1, 'start', '', x'00ff10', 1769595330123456),"
+             "(1, 2, 'step', 'w0', x'', 1769595331000000),"
+             "(1, 3, 'worker.completed', 'w0', zeroblob(300), 1769595332000000),"
+             "(2, 1, 'other', '', x'41', 1769595333000000)");
+    sqlite3_close(db);
+
+    open_store(f);
+    srv_txn *t;
+    srv_run_head head;
+    bool found = false;
+    Cairn__V1__Event **v;
+    size_t n;
+    ok(srv_store_read_begin(f->st, &t, &err), &err);
+    ok(srv_store_run_find(t, f->a, "a", &head, &found, &err), &err);
+    assert_true(found);
+    ok(srv_store_events_read(t, f->a, &head, 2, 100, SIZE_MAX, &v, &n, &err), &err);
+    srv_store_read_end(t);
+    assert_int_equal(n, 2);
+    assert_int_equal(v[0]->seq, 2);
+    assert_string_equal(v[0]->type, "step");
+    assert_string_equal(v[0]->worker_id, "w0");
+    assert_int_equal(v[0]->payload.len, 0);
+    assert_string_equal(v[0]->created_at, "2026-01-28T10:15:31.000000Z");
+    assert_int_equal(v[1]->seq, 3);
+    assert_string_equal(v[1]->type, "worker.completed");
+    assert_int_equal(v[1]->payload.len, 300);
+
+    /* The next append goes on at seq 4, after the migrated ones. */
+    Cairn__V1__Event ev = CAIRN__V1__EVENT__INIT, *evs[] = {&ev};
+    ev.type = "next";
+    ev.worker_id = "";
+    ok(srv_store_begin(f->st, &t, &err), &err);
+    ok(srv_store_run_find(t, f->a, "a", &head, &found, &err), &err);
+    ok(srv_store_events_insert(t, &head, evs, 1, NOW_US, &err), &err);
+    ok(srv_store_commit(t, &err), &err);
+    ok(srv_store_read_begin(f->st, &t, &err), &err);
+    ok(srv_store_run_find(t, f->a, "a", &head, &found, &err), &err);
+    ok(srv_store_events_read(t, f->a, &head, 1, 100, SIZE_MAX, &v, &n, &err), &err);
+    srv_store_read_end(t);
+    assert_int_equal(n, 4);
+    assert_int_equal(v[0]->payload.len, 3);
+    assert_memory_equal(v[0]->payload.data, "\x00\xff\x10", 3);
+    assert_string_equal(v[0]->created_at, "2026-01-28T10:15:30.123456Z");
+    assert_int_equal(v[3]->seq, 4);
+    assert_string_equal(v[3]->type, "next");
+    close_store(f);
+
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(query_int(db, "PRAGMA user_version"), SCHEMA_VERSION);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM event_batches"), 5);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'events'"), 0);
     sqlite3_close(db);
 }
 
@@ -844,6 +914,7 @@ int main(void)
         T_DIR(open_migrates_a_version_0_database_keeping_its_data),
         T_DIR(open_migrates_a_version_2_database_keeping_its_runs),
         T_DIR(open_migrates_a_version_3_database_dating_completed_runs_and_reclaiming_space),
+        T_DIR(open_migrates_a_version_5_database_keeping_every_event),
         T_DIR(deleted_runs_give_their_space_back_cycle_after_cycle),
         T_DIR(open_fails_cleanly_when_cairn_db_cannot_be_opened),
         T_DIR(open_of_a_file_that_is_not_a_database_is_data_loss),

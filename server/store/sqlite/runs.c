@@ -1,7 +1,5 @@
-/* SQLite backend: runs, the event log and worker completions. */
+/* SQLite backend: runs and worker completions. */
 #include "store/sqlite/sqlite_int.h"
-#include "base/clock.h"
-#include "base/limits.h"
 
 #include <string.h>
 
@@ -194,80 +192,6 @@ srv_code sq_runs_completed_before(srv_txn *t, srv_arena *a, int64_t before_us, u
 }
 
 /* ---- events ---- */
-
-srv_code sq_events_insert(srv_txn *t, const srv_run_head *run, Cairn__V1__Event *const *events,
-                          size_t n, int64_t now_us, srv_error *err)
-{
-    conn *w = sq_conn(t);
-    uint64_t seq = run->next_seq;
-    for (size_t i = 0; i < n; i++, seq++) {
-        const Cairn__V1__Event *ev = events[i];
-        sqlite3_stmt *s = sq_stmt(w, ST_EVENT_INSERT, err);
-        if (!s)
-            return err->code;
-        sqlite3_bind_int64(s, 1, run->ref);
-        sqlite3_bind_int64(s, 2, (int64_t)seq);
-        sq_bind_text(s, 3, ev->type);
-        sq_bind_text(s, 4, ev->worker_id);
-        sqlite3_bind_blob(s, 5, ev->payload.len ? (const void *)ev->payload.data : (const void *)"",
-                          (int)ev->payload.len, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 6, now_us);
-        if (sq_step_done(w, s, "appending events", err))
-            return err->code;
-    }
-    sqlite3_stmt *s = sq_stmt(w, ST_RUN_SET_NEXT, err);
-    if (!s)
-        return err->code;
-    sqlite3_bind_int64(s, 1, run->ref);
-    sqlite3_bind_int64(s, 2, (int64_t)seq);
-    return sq_step_done(w, s, "appending events", err);
-}
-
-srv_code sq_events_read(srv_txn *t, srv_arena *a, const srv_run_head *run, uint64_t from_seq,
-                        uint32_t max_events, size_t max_bytes, Cairn__V1__Event ***out,
-                        size_t *n, srv_error *err)
-{
-    conn *c = sq_conn(t);
-    sqlite3_stmt *s = sq_stmt(c, ST_EVENTS_FROM, err);
-    if (!s)
-        return err->code;
-    Cairn__V1__Event **v = srv_arena_alloc(a, (max_events ? max_events : 1) * sizeof *v);
-    size_t len = 0, bytes = 0;
-    sqlite3_bind_int64(s, 1, run->ref);
-    /* SQLite integers are signed: a from_seq past INT64_MAX is past every
-     * seq, so it reads nothing. */
-    sqlite3_bind_int64(s, 2, from_seq > INT64_MAX ? INT64_MAX : (int64_t)from_seq);
-    sqlite3_bind_int64(s, 3, max_events);
-    int rc = v ? SQLITE_ROW : SQLITE_NOMEM;
-    while (rc == SQLITE_ROW && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        size_t plen = (size_t)sqlite3_column_bytes(s, 3);
-        size_t cost = plen + SRV_EVENT_COST;
-        if (len > 0 && bytes + cost > max_bytes)
-            break;
-        Cairn__V1__Event *ev = srv_arena_alloc(a, sizeof *ev);
-        if (!ev) {
-            rc = SQLITE_NOMEM;
-            break;
-        }
-        cairn__v1__event__init(ev);
-        ev->seq = (uint64_t)sqlite3_column_int64(s, 0);
-        ev->run_id = (char *)run->run_id;
-        ev->type = (char *)sq_column_text(a, s, 1);
-        ev->worker_id = (char *)sq_column_text(a, s, 2);
-        ev->payload.len = plen;
-        ev->payload.data = srv_arena_memdup(a, sqlite3_column_blob(s, 3), plen);
-        char buf[32];
-        ev->created_at = srv_arena_strdup(a, srv_format_time(buf, sqlite3_column_int64(s, 4)));
-        v[len++] = ev;
-        bytes += cost;
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-        return sq_db_fail(c->db, rc, "reading events", err);
-    *out = v;
-    *n = len;
-    return SRV_OK;
-}
 
 /* ---- workers ---- */
 

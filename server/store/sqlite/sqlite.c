@@ -115,6 +115,19 @@ static const char *const migrations[] = {
      * before takes the setting only through a VACUUM, which rewrites it
      * once and cannot run inside a transaction (VACUUM_MIGRATION). */
     "PRAGMA auto_vacuum = INCREMENTAL; VACUUM;",
+    /* 5 -> 6: one row per append instead of one per event (events.c);
+     * each old event becomes a batch of one. */
+    "CREATE TABLE event_batches ("
+    "  run INTEGER NOT NULL REFERENCES runs(id),"
+    "  last_seq INTEGER NOT NULL,"
+    "  count INTEGER NOT NULL," /* seqs last_seq - count + 1 .. last_seq */
+    "  created_us INTEGER NOT NULL,"
+    "  records BLOB NOT NULL,"
+    "  PRIMARY KEY (run, last_seq));"
+    "INSERT INTO event_batches (run, last_seq, count, created_us, records) "
+    "  SELECT run, seq, 1, created_us, cairn_event_record(type, worker_id, payload) "
+    "  FROM events ORDER BY run, seq;"
+    "DROP TABLE events;",
 };
 enum { SCHEMA_VERSION = sizeof migrations / sizeof migrations[0], VACUUM_MIGRATION = 4 };
 
@@ -140,7 +153,7 @@ static const char *const sql_text[N_STMT] = {
     [ST_RUNS_AFTER] = "SELECT " RUN_COLUMNS " FROM runs WHERE id > ?1 AND "
                       "substr(run_id, 1, length(?3)) = ?3 ORDER BY id LIMIT ?2",
     [ST_RUN_INSERT] = "INSERT INTO runs (run_id, created_us, worker_count) VALUES (?1, ?2, ?3)",
-    [ST_RUN_DELETE_EVENTS] = "DELETE FROM events WHERE run = ?1",
+    [ST_RUN_DELETE_EVENTS] = "DELETE FROM event_batches WHERE run = ?1",
     [ST_RUN_DELETE_WORKERS] = "DELETE FROM run_workers WHERE run = ?1",
     [ST_RUN_DELETE_LABELS] = "DELETE FROM run_labels WHERE run = ?1",
     [ST_RUN_DELETE_LEASES] = "DELETE FROM leases WHERE run = ?1",
@@ -149,7 +162,8 @@ static const char *const sql_text[N_STMT] = {
     [ST_RUN_SET_COMPLETED] = "UPDATE runs SET completed_us = ?2 WHERE id = ?1",
     [ST_RUNS_COMPLETED_BEFORE] = "SELECT run_id FROM runs WHERE completed_us > 0 "
                                  "AND completed_us < ?1 ORDER BY completed_us LIMIT ?2",
-    [ST_RUN_SET_NEXT] = "UPDATE runs SET next_seq = ?2 WHERE id = ?1",
+    /* Only from the head the caller read: a seq is never written twice. */
+    [ST_RUN_SET_NEXT] = "UPDATE runs SET next_seq = ?2 WHERE id = ?1 AND next_seq = ?3",
     [ST_RUN_COMPLETED] = "UPDATE runs SET completed_count = completed_count + 1 WHERE id = ?1",
     [ST_RUN_SET_CHECKPOINT] = "UPDATE runs SET latest_checkpoint_id = ?2, latest_checkpoint_us = ?3, "
                               "checkpoint_events = ?4 WHERE id = ?1",
@@ -164,10 +178,11 @@ static const char *const sql_text[N_STMT] = {
     [ST_WORKER_INSERT] = "INSERT INTO run_workers (run, idx, worker_id) VALUES (?1, ?2, ?3)",
     [ST_LABELS] = "SELECT key, value FROM run_labels WHERE run = ?1 ORDER BY key",
     [ST_LABEL_INSERT] = "INSERT INTO run_labels (run, key, value) VALUES (?1, ?2, ?3)",
-    [ST_EVENT_INSERT] = "INSERT INTO events (run, seq, type, worker_id, payload, created_us) "
-                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    [ST_EVENTS_FROM] = "SELECT seq, type, worker_id, payload, created_us FROM events "
-                       "WHERE run = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
+    [ST_EVENT_INSERT] = "INSERT INTO event_batches (run, last_seq, count, created_us, records) "
+                        "VALUES (?1, ?2, ?3, ?4, ?5)",
+    /* The row holding from_seq, then every later one. */
+    [ST_EVENTS_FROM] = "SELECT last_seq, count, created_us, records FROM event_batches "
+                       "WHERE run = ?1 AND last_seq >= ?2 ORDER BY last_seq",
     [ST_DEDUP_GET] = "SELECT d.fingerprint, d.response FROM dedup d JOIN runs r ON r.id = d.run "
                      "WHERE r.run_id = ?1 AND d.method = ?2 AND d.key = ?3 "
                      "UNION ALL SELECT fingerprint, response FROM gone_dedup "
@@ -538,6 +553,7 @@ static void conn_close(conn *c)
 {
     for (int i = 0; i < N_STMT; i++)
         sqlite3_finalize(c->st[i]);
+    free(c->scratch);
     sqlite3_close(c->db);
     memset(c, 0, sizeof *c);
 }
@@ -597,6 +613,9 @@ srv_code srv_sqlite_migrate(sqlite3 *db, int target, srv_error *err)
                         "store: cairn.db has schema version %d, newer than this cairnd "
                         "understands (%d); run a newer cairnd",
                         v, SCHEMA_VERSION);
+    int frc = sq_register_event_record(db);
+    if (frc != SQLITE_OK)
+        return sq_db_fail(db, frc, "migrating the schema", err);
     for (; v < target && v < SCHEMA_VERSION; v++) {
         char bump[64];
         snprintf(bump, sizeof bump, "PRAGMA user_version = %d;", v + 1);

@@ -81,6 +81,8 @@ typedef struct conn {
     sqlite3 *db;
     sqlite3_stmt *st[N_STMT];
     struct conn *next_free;
+    uint8_t *scratch;             /* the writer's: an append's records (events.c) */
+    size_t scratch_cap;
 } conn;
 
 typedef struct sqlite_store {
@@ -156,7 +158,18 @@ srv_code sq_step_strings(conn *c, srv_arena *a, sqlite3_stmt *s, const char *wha
  * INCREMENTAL), inside the write transaction. */
 srv_code sq_reclaim(conn *w, srv_error *err);
 
-/* ---- runs.c: runs, the event log, workers ---- */
+/* ---- events.c: the event log, one row per append ---- */
+
+srv_code sq_events_insert(srv_txn *t, const srv_run_head *run, Cairn__V1__Event *const *events,
+                          size_t n, int64_t now_us, srv_error *err);
+srv_code sq_events_read(srv_txn *t, srv_arena *a, const srv_run_head *run, uint64_t from_seq,
+                        uint32_t max_events, size_t max_bytes, Cairn__V1__Event ***out,
+                        size_t *n, srv_error *err);
+/* Adds the SQL function cairn_event_record(type, worker_id, payload) to
+ * db, which the migration to schema 6 uses; a SQLite result code. */
+int sq_register_event_record(sqlite3 *db);
+
+/* ---- runs.c: runs, workers ---- */
 
 srv_code sq_run_find(srv_txn *t, srv_arena *a, const char *run_id, srv_run_head *out,
                      bool *found, srv_error *err);
@@ -173,11 +186,6 @@ srv_code sq_run_set_completed(srv_txn *t, const srv_run_head *run, int64_t now_u
                               srv_error *err);
 srv_code sq_runs_completed_before(srv_txn *t, srv_arena *a, int64_t before_us, uint32_t limit,
                                   char ***out, size_t *n, srv_error *err);
-srv_code sq_events_insert(srv_txn *t, const srv_run_head *run, Cairn__V1__Event *const *events,
-                          size_t n, int64_t now_us, srv_error *err);
-srv_code sq_events_read(srv_txn *t, srv_arena *a, const srv_run_head *run, uint64_t from_seq,
-                        uint32_t max_events, size_t max_bytes, Cairn__V1__Event ***out,
-                        size_t *n, srv_error *err);
 srv_code sq_worker_get(srv_txn *t, const srv_run_head *run, const char *worker_id,
                        bool *is_worker, uint64_t *completed_seq, srv_error *err);
 srv_code sq_worker_complete(srv_txn *t, const srv_run_head *run, const char *worker_id,
