@@ -583,15 +583,21 @@ static void report(const load *l, double driver_cpu_s, double wall_s, double pro
                cfg->mode == MODE_CAIRN_APPEND ? cfg->run_id : "", cfg->inflight, cfg->batch,
                cfg->payload_bytes, cfg->duration_s, cfg->warmup_s, n, l->total_ok, l->errors,
                ops, eps, p50, p99, p999, client_us, busy);
-    else
-        printf("%s %s: %d in flight on one connection, %d-byte payloads%s\n"
+    else {
+        char what[200] = "";
+        if (cfg->mode == MODE_CAIRN_APPEND)
+            snprintf(what, sizeof what, ", %d event(s) of %d bytes per call to run %s",
+                     cfg->batch, cfg->payload_bytes, cfg->run_id);
+        else if (cfg->mode == MODE_ETCD_PUT)
+            snprintf(what, sizeof what, ", %d-byte values", cfg->payload_bytes);
+        printf("%s %s: %d in flight on one connection%s\n"
                "%ld calls in %.3f s (%ld acknowledged in all, %ld errors)\n"
                "ops/s %.1f  events/s %.1f\n"
                "latency ms  p50 %.3f  p99 %.3f  p99.9 %.3f\n"
                "client CPU %.2f us/call, driving thread busy %.0f%%\n",
-               modes[cfg->mode].name, cfg->target, cfg->inflight, cfg->payload_bytes,
-               cfg->mode == MODE_CAIRN_APPEND ? ", batches" : "", n, cfg->duration_s,
+               modes[cfg->mode].name, cfg->target, cfg->inflight, what, n, cfg->duration_s,
                l->total_ok, l->errors, ops, eps, p50, p99, p999, client_us, busy * 100);
+    }
     if (l->errors)
         fprintf(stderr, "grpc-load: %ld calls failed; the first: %s\n", l->errors,
                 l->first_error);
