@@ -563,7 +563,8 @@ static void report(const load *l, double driver_cpu_s, double wall_s, double pro
 {
     const config *cfg = l->cfg;
     long n = l->window_calls;
-    qsort(l->lat_ns, (size_t)n, sizeof *l->lat_ns, cmp_u64);
+    if (n > 0)
+        qsort(l->lat_ns, (size_t)n, sizeof *l->lat_ns, cmp_u64);
     double ops = (double)n / cfg->duration_s;
     double eps = cfg->mode == MODE_CAIRN_APPEND ? ops * cfg->batch : 0;
     double p50 = pct_ms(l->lat_ns, n, 0.50), p99 = pct_ms(l->lat_ns, n, 0.99),
