@@ -17,11 +17,13 @@
 # not). Installs what it lacks with apt-get. Every server listens on
 # 127.0.0.1 on a free port, keeps its data in one temporary directory and
 # is stopped by its PID.
-# usage: tests/bench/compare.sh BUILD_DIR [--seconds S] [--warmup S]
+# With --rounds N every row is measured N times (in turn, so that other load
+# on the machine spreads over all of them) and each figure is the median.
+# usage: tests/bench/compare.sh BUILD_DIR [--seconds S] [--warmup S] [--rounds N]
 set -eu
 
 usage() {
-    echo "usage: $0 BUILD_DIR [--seconds S (default 10)] [--warmup S (default 2)]" >&2
+    echo "usage: $0 BUILD_DIR [--seconds S (default 10)] [--warmup S (default 2)] [--rounds N (default 1)]" >&2
     exit 2
 }
 
@@ -31,19 +33,22 @@ build=$(cd "$1" && pwd)
 shift
 seconds=10
 warmup=2
+rounds=1
 while [ $# -gt 0 ]; do
     case $1 in
     --seconds) [ $# -ge 2 ] || usage; seconds=$2; shift 2 ;;
     --warmup) [ $# -ge 2 ] || usage; warmup=$2; shift 2 ;;
+    --rounds) [ $# -ge 2 ] || usage; rounds=$2; shift 2 ;;
     *) usage ;;
     esac
 done
-for v in "$seconds" "$warmup"; do
+for v in "$seconds" "$warmup" "$rounds"; do
     case $v in
-    '' | *[!0-9]*) echo "$0: --seconds and --warmup are whole seconds, not \"$v\"" >&2; exit 2 ;;
+    '' | *[!0-9]*) echo "$0: --seconds, --warmup and --rounds are whole numbers, not \"$v\"" >&2; exit 2 ;;
     esac
 done
-[ "$seconds" -ge 1 ] || { echo "$0: --seconds must be at least 1" >&2; exit 2; }
+[ "$seconds" -ge 1 ] && [ "$rounds" -ge 1 ] ||
+    { echo "$0: --seconds and --rounds must be at least 1" >&2; exit 2; }
 
 PAYLOAD=200
 load=$build/tests/bench/grpc-load
@@ -135,7 +140,7 @@ start_etcd() {
 # one between two reads of the server's CPU. Appends one result line.
 # measure ROW MODE INFLIGHT BATCH
 measure() {
-    local row=$1 mode=$2 inflight=$3 batch=$4 run="compare-$1" t0 t1 out warm
+    local row=$1 mode=$2 inflight=$3 batch=$4 run="compare-$1-$round" t0 t1 out warm
     local args=(--mode "$mode" --target "$target" --inflight "$inflight"
                 --payload-bytes "$PAYLOAD" --json)
     [ "$mode" = cairn-append ] && args+=(--batch "$batch" --run "$run")
@@ -240,37 +245,47 @@ machine() {
     echo "- etcd $(etcd --version | sed -n 's/^etcd Version: //p'), Redis" \
          "$(redis-server --version | sed 's/.* v=\([^ ]*\).*/\1/'), PostgreSQL" \
          "$(pg_config --version 2>/dev/null | sed 's/PostgreSQL //' || echo '?')"
-    echo "- $seconds s per measurement after ${warmup} s of warm-up, $PAYLOAD-byte payloads"
+    echo "- $seconds s per measurement after ${warmup} s of warm-up, $PAYLOAD-byte payloads;" \
+         "median of $rounds round(s)"
 }
 TMPDIR_FS="data in $dir ($(df -T "$dir" | awk 'NR == 2 {print $2 " on " $1}'))"
 machine >"$dir/machine.md"
 
-echo "measuring: about $(( (seconds + warmup) * 7 + seconds * 4 + 30 )) s" >&2
-cairn_row append-1 cairn-append 1 1
-cairn_row append-64 cairn-append 64 1
-cairn_row health-1 cairn-health 1 1
-cairn_row health-64 cairn-health 64 1
-cairn_row batch-8 cairn-append 8 100
-etcd_row etcd-1 etcd-put 1 1
-etcd_row etcd-64 etcd-put 64 1
-redis_row redis-1 1
-redis_row redis-64 64
-pg_rows
+echo "measuring: about $(( ((seconds + warmup) * 7 + seconds * 4 + 30) * rounds )) s" >&2
+for round in $(seq "$rounds"); do
+    echo "round $round of $rounds" >&2
+    cairn_row append-1 cairn-append 1 1
+    cairn_row append-64 cairn-append 64 1
+    cairn_row health-1 cairn-health 1 1
+    cairn_row health-64 cairn-health 64 1
+    cairn_row batch-8 cairn-append 8 100
+    etcd_row etcd-1 etcd-put 1 1
+    etcd_row etcd-64 etcd-put 64 1
+    redis_row redis-1 1
+    redis_row redis-64 64
+    pg_rows
+done
 
 echo "load at the end:$(uptime | sed 's/.*load average:/ load average/')" >>"$dir/machine.md"
 cat "$dir/machine.md"
 echo
 /usr/bin/python3 - "$results" <<'EOF'
 import json
+import statistics
 import sys
 
-rows = {}
+rounds = {}
 for line in open(sys.argv[1]):
     r = json.loads(line)
     load = r["load"]
     if "server_cpu_ticks" in r:
         load["cpu_us"] = r["server_cpu_ticks"] * 1e6 / r["ticks_per_s"] / load["calls_total"]
-    rows[r["row"]] = load
+    rounds.setdefault(r["row"], []).append(load)
+# Each figure on its own: the median over the rounds.
+rows = {row: {f: statistics.median(x[f] for x in runs)
+              for f in ("ops_per_s", "events_per_s", "p50_ms", "p99_ms", "cpu_us")
+              if f in runs[0]}
+        for row, runs in rounds.items()}
 
 COLS = [("cairn AppendEvents", "append"), ("cairn Health", "health"), ("etcd Put", "etcd"),
         ("Redis XADD (always)", "redis"), ("PostgreSQL INSERT", "pg")]
@@ -293,6 +308,11 @@ for n in (1, 64):
 for n in (1, 64):
     print("| server CPU per op at %d in flight, us | " % n +
           " | ".join(cell("%s-%d" % (k, n), "cpu_us", "%.1f") for _, k in COLS) + " |")
+if len(rounds["append-1"]) > 1:
+    print("\nops/s in each round (events/s for the batches):\n")
+    for row, runs in rounds.items():
+        f = "events_per_s" if row.startswith("batch") else "ops_per_s"
+        print("- %s: %s" % (row, ", ".join("%.0f" % x[f] for x in runs)))
 b = rows["batch-8"]
 print("\nBatches of 100 events from 8 callers (cairn): %.0f events/s (%.0f appends/s), "
       "p50 %.2f ms, p99 %.2f ms, server CPU %.1f us per append"
