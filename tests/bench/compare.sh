@@ -20,7 +20,7 @@
 # With --rounds N every row is measured N times (in turn, so that other load
 # on the machine spreads over all of them) and each figure is the median.
 # usage: tests/bench/compare.sh BUILD_DIR [--seconds S] [--warmup S] [--rounds N]
-set -eu
+set -euo pipefail
 
 usage() {
     echo "usage: $0 BUILD_DIR [--seconds S (default 10)] [--warmup S (default 2)] [--rounds N (default 1)]" >&2
@@ -188,10 +188,20 @@ etcd_row() {
     stop_server
 }
 
+# redis-benchmark's CSV line for N XADDs of a 200-byte value (its first 12
+# bytes random: -r fills __rand_int__; '*' makes every entry new anyway).
+# redis_xadd PORT CLIENTS N
+redis_xadd() {
+    local value
+    value=__rand_int__$(printf 'x%.0s' $(seq $((PAYLOAD - 12))))
+    redis-benchmark -h 127.0.0.1 -p "$1" -c "$2" -n "$3" -r 1000000000 --csv \
+        XADD compare '*' f "$value" | tail -1 | tr -d '"'
+}
+
 # redis-benchmark counts requests, not seconds: a short probe (also the
 # warm-up) sizes the measured run to about --seconds.
 redis_row() {
-    local row=$1 clients=$2 port value csv rps n
+    local row=$1 clients=$2 port csv rps n
     rm -rf "$dir/redis"
     mkdir "$dir/redis"
     port=$(free_port)
@@ -199,16 +209,10 @@ redis_row() {
         --appendfsync always --save '' >"$dir/server.out" 2>"$dir/server.log" &
     server_pid=$!
     await redis-cli -h 127.0.0.1 -p "$port" ping
-    # A distinct 200-byte value per entry (-r fills __rand_int__).
-    value=__rand_int__$(printf 'x%.0s' $(seq $((PAYLOAD - 12))))
-    bench() {
-        redis-benchmark -h 127.0.0.1 -p "$port" -c "$clients" -n "$1" -r 1000000000 --csv \
-            XADD compare '*' f "$value" | tail -1 | tr -d '"'
-    }
-    csv=$(bench $((clients * 50)))
+    csv=$(redis_xadd "$port" "$clients" $((clients * 50)))
     rps=$(echo "$csv" | cut -d, -f2)
     n=$(awk -v r="$rps" -v s="$seconds" 'BEGIN { n = int(r * s); print n < 1000 ? 1000 : n }')
-    csv=$(bench "$n")
+    csv=$(redis_xadd "$port" "$clients" "$n")
     echo "$csv" | awk -F, -v row="$row" -v n="$n" '{
         printf "{\"row\":\"%s\",\"load\":{\"calls\":%d,\"ops_per_s\":%s,\"p50_ms\":%s,\"p99_ms\":%s}}\n",
             row, n, $2, $5, $7 }' >>"$results"
@@ -240,7 +244,8 @@ machine() {
     echo "- $(nproc) CPUs: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
     echo "- $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) RAM," \
          "Debian $(cat /etc/debian_version), kernel $(uname -r)"
-    echo "- $TMPDIR_FS; 4 KiB writes with O_DSYNC (dd): $dsync"
+    echo "- data in $dir ($(df -T "$dir" | awk 'NR == 2 {print $2 " on " $1}'));" \
+         "4 KiB writes with O_DSYNC (dd): $dsync"
     echo "- load at the start:$(uptime | sed 's/.*load average:/ load average/')"
     echo "- etcd $(etcd --version | sed -n 's/^etcd Version: //p'), Redis" \
          "$(redis-server --version | sed 's/.* v=\([^ ]*\).*/\1/'), PostgreSQL" \
@@ -248,7 +253,6 @@ machine() {
     echo "- $seconds s per measurement after ${warmup} s of warm-up, $PAYLOAD-byte payloads;" \
          "median of $rounds round(s)"
 }
-TMPDIR_FS="data in $dir ($(df -T "$dir" | awk 'NR == 2 {print $2 " on " $1}'))"
 machine >"$dir/machine.md"
 
 echo "measuring: about $(( ((seconds + warmup) * 7 + seconds * 4 + 30) * rounds )) s" >&2

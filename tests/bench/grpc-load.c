@@ -27,8 +27,14 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { CALL_TIMEOUT_S = 30, CONNECT_TIMEOUT_S = 10, MAX_INFLIGHT = 1024, MAX_BATCH = 1000,
-       MAX_PAYLOAD = 1024 * 1024 };
+enum {
+    CALL_TIMEOUT_S = 30,
+    CONNECT_TIMEOUT_S = 10,
+    MAX_INFLIGHT = 1024,
+    MAX_BATCH = 1000,
+    MAX_PAYLOAD = 1024 * 1024,
+    TAG_MAX = 96, /* room for a key, or a payload's unique prefix */
+};
 
 typedef enum load_mode { MODE_CAIRN_APPEND, MODE_CAIRN_HEALTH, MODE_ETCD_PUT } load_mode;
 
@@ -70,7 +76,7 @@ typedef struct load {
     uint64_t next_id;           /* with the nonce, makes every request distinct */
     Cairn__V1__Event *events;   /* cairn-append: the batch, re-tagged per request */
     Cairn__V1__Event **event_ptrs;
-    uint8_t *payloads;          /* batch * payload_bytes */
+    uint8_t *payloads;          /* batch * (payload_bytes + TAG_MAX) */
     uint64_t *lat_ns;           /* calls completed OK inside the window */
     long window_calls, lat_cap;
     long total_ok, errors;
@@ -250,7 +256,7 @@ static uint8_t *put_varint(uint8_t *p, uint64_t v)
 /* etcd's PutRequest: field 1 key (bytes), field 2 value (bytes). */
 static grpc_byte_buffer *etcd_put(const load *l, uint64_t id)
 {
-    char key[96], tag[96];
+    char key[TAG_MAX], tag[TAG_MAX];
     snprintf(key, sizeof key, "load/%s/%llu", l->nonce, (unsigned long long)id);
     snprintf(tag, sizeof tag, "load:%s:%llu:", l->nonce, (unsigned long long)id);
     size_t klen = strlen(key), tlen = strlen(tag), want = (size_t)l->cfg->payload_bytes;
@@ -272,13 +278,13 @@ static grpc_byte_buffer *cairn_append(load *l, uint64_t id)
     const config *cfg = l->cfg;
     size_t len = (size_t)cfg->payload_bytes;
     for (int j = 0; j < cfg->batch; j++) {
-        char tag[96];
+        char tag[TAG_MAX];
         snprintf(tag, sizeof tag, "load:%s:%llu:%d:", l->nonce, (unsigned long long)id, j);
-        uint8_t *out = l->payloads + (size_t)j * (len + sizeof tag);
+        uint8_t *out = l->payloads + (size_t)j * (len + TAG_MAX);
         l->events[j].payload.data = out;
         l->events[j].payload.len = fill_tagged(out, len, tag);
     }
-    char key[96];
+    char key[TAG_MAX];
     snprintf(key, sizeof key, "load-%s-%llu", l->nonce, (unsigned long long)id);
     Cairn__V1__AppendEventsRequest req = CAIRN__V1__APPEND_EVENTS_REQUEST__INIT;
     req.idempotency_key = key;
@@ -456,7 +462,7 @@ static bool connect_channel(load *l)
  * answered with the run, so a second invocation on one run is fine. */
 static bool create_run(load *l)
 {
-    char key[96];
+    char key[TAG_MAX];
     snprintf(key, sizeof key, "load-create-%s", l->nonce);
     char worker[] = "load", *workers[] = {worker};
     Cairn__V1__CreateRunRequest req = CAIRN__V1__CREATE_RUN_REQUEST__INIT;
@@ -610,7 +616,7 @@ static bool setup_batch(load *l)
     size_t n = (size_t)cfg->batch;
     l->events = calloc(n, sizeof *l->events);
     l->event_ptrs = calloc(n, sizeof *l->event_ptrs);
-    l->payloads = malloc(n * ((size_t)cfg->payload_bytes + 96));
+    l->payloads = malloc(n * ((size_t)cfg->payload_bytes + TAG_MAX));
     if (!l->events || !l->event_ptrs || !l->payloads)
         return false;
     for (size_t j = 0; j < n; j++) {
