@@ -19,6 +19,7 @@ to 1, which the issue wants >= 2) and each tool's raw result.
 usage: cluster_vs_pgbench.py BUILD_DIR [--seconds 20] [--rounds 3]
 """
 import argparse
+import glob
 import json
 import os
 import re
@@ -55,10 +56,14 @@ def cairn_bench(build, target, seconds, *flags):
     return r["requests_per_s"], out.strip()
 
 
-def pgbench(pg, seconds, tmp):
+def pgbench(pg, seconds, tmp, clients=CLIENTS, payload_bytes=64, log=False):
+    """pgbench -T seconds with `clients` clients, each transaction one
+    single-row INSERT of payload_bytes into a fresh table. Returns tps and
+    pgbench's summary lines; with log, also each transaction's latency in
+    ms, sorted (pgbench --log, files under tmp)."""
     script = os.path.join(tmp, "insert.sql")
     with open(script, "w") as f:
-        f.write("INSERT INTO bench_insert (payload) VALUES (repeat('x', 64));\n")
+        f.write("INSERT INTO bench_insert (payload) VALUES (repeat('x', %d));\n" % payload_bytes)
     os.chmod(tmp, 0o755)
     os.chmod(script, 0o644)
     conn = ["-h", "127.0.0.1", "-p", str(pg.port), "-U", "cairn"]
@@ -66,11 +71,23 @@ def pgbench(pg, seconds, tmp):
                    "DROP TABLE IF EXISTS bench_insert; "
                    "CREATE TABLE bench_insert (id bigserial PRIMARY KEY, payload text)"],
                    check=True)
+    prefix = os.path.join(tmp, "pgbench_log_%d" % clients)
     out = subprocess.run([os.path.join(pg.bin, "pgbench")] + conn +
-                         ["-n", "-c", str(CLIENTS), "-j", "2", "-T", str(seconds), "-f", script,
-                          "cairn"], check=True, stdout=subprocess.PIPE).stdout.decode()
+                         ["-n", "-c", str(clients), "-j", str(min(2, clients)), "-T",
+                          str(seconds), "-f", script] +
+                         (["--log", "--log-prefix", prefix] if log else []) + ["cairn"],
+                         check=True, stdout=subprocess.PIPE).stdout.decode()
     tps = float(re.search(r"tps = ([\d.]+)", out).group(1))
-    return tps, " ".join(l for l in out.splitlines() if "tps" in l or "latency" in l)
+    raw = " ".join(l for l in out.splitlines() if "tps" in l or "latency" in l)
+    if not log:
+        return tps, raw
+    latencies = []
+    for name in glob.glob(prefix + ".*"):
+        with open(name) as f:
+            # client_id transaction_no time_us script_no epoch_s epoch_us
+            latencies.extend(int(line.split()[2]) / 1000.0 for line in f)
+        os.unlink(name)
+    return tps, raw, sorted(latencies)
 
 
 # (key, table row, replicas on PostgreSQL (0: one cairnd on SQLite), cairn-bench flags)
