@@ -223,6 +223,17 @@ srv_code sq_events_insert(srv_txn *t, const srv_run_head *run, Cairn__V1__Event 
     return sq_step_done(w, s, "appending events", err);
 }
 
+/* Column i as text in the arena, or prev itself when it holds the same
+ * text: a page's events mostly share their type and worker. */
+static const char *text_like(srv_arena *a, sqlite3_stmt *s, int i, const char *prev)
+{
+    const char *t = (const char *)sqlite3_column_text(s, i);
+    size_t n = (size_t)sqlite3_column_bytes(s, i);
+    if (prev && t && strncmp(prev, t, n) == 0 && prev[n] == '\0')
+        return prev;
+    return srv_arena_strndup(a, t ? t : "", n);
+}
+
 srv_code sq_events_read(srv_txn *t, srv_arena *a, const srv_run_head *run, uint64_t from_seq,
                         uint32_t max_events, size_t max_bytes, Cairn__V1__Event ***out,
                         size_t *n, srv_error *err)
@@ -252,12 +263,17 @@ srv_code sq_events_read(srv_txn *t, srv_arena *a, const srv_run_head *run, uint6
         cairn__v1__event__init(ev);
         ev->seq = (uint64_t)sqlite3_column_int64(s, 0);
         ev->run_id = (char *)run->run_id;
-        ev->type = (char *)sq_column_text(a, s, 1);
-        ev->worker_id = (char *)sq_column_text(a, s, 2);
+        const Cairn__V1__Event *prev = len ? v[len - 1] : NULL;
+        ev->type = (char *)text_like(a, s, 1, prev ? prev->type : NULL);
+        ev->worker_id = (char *)text_like(a, s, 2, prev ? prev->worker_id : NULL);
         ev->payload.len = plen;
         ev->payload.data = srv_arena_memdup(a, sqlite3_column_blob(s, 3), plen);
-        char buf[32];
-        ev->created_at = srv_arena_strdup(a, srv_format_time(buf, sqlite3_column_int64(s, 4)));
+        char *when = srv_arena_alloc(a, 32);
+        ev->created_at = when ? srv_format_time(when, sqlite3_column_int64(s, 4)) : NULL;
+        if (!ev->type || !ev->worker_id || (plen && !ev->payload.data) || !when) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
         v[len++] = ev;
         bytes += cost;
     }
