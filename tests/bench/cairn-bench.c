@@ -4,9 +4,11 @@
  * logs back and prove every acknowledged event is there exactly once.
  * --runs spreads the threads over several runs; --health sends Health
  * checks instead, the transport's own ceiling with no store behind it.
+ * --read and --watchers are the read and watch-fan-out benchmarks
+ * (bench_read.c, bench_watch.c).
  * Exit status 0 only if every call was acknowledged (and, with --verify,
  * the logs check out). */
-#include <cairn/cairn.h>
+#include "bench.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -18,20 +20,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-typedef struct config {
-    char target[1024];
-    char run_id[120];
-    int runs;                   /* thread t appends to run t % runs */
-    bool health;                /* Health checks in place of appends */
-    long requests;              /* 0 with duration */
-    double duration_s;
-    int concurrency;
-    int batch;
-    int payload_bytes;
-    bool retry_budget, breaker, json, verify;
-    long progress_every;        /* 0 = silent */
-} config;
 
 typedef struct thread_state {
     int id;
@@ -49,11 +37,26 @@ typedef struct thread_state {
 static atomic_long g_retries;
 static atomic_long g_acked;
 
-static double now_s(void)
+double bench_now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+uint64_t bench_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void bench_sleep_until_ns(uint64_t ns)
+{
+    struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u),
+                          .tv_nsec = (long)(ns % 1000000000u)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+        ;
 }
 
 static void on_retry(void *user, const cairn_retry_info *info)
@@ -69,10 +72,14 @@ static int usage(void)
             "usage: cairn-bench --target HOST:PORT[,HOST:PORT...] [--run ID] [--runs N]\n"
             "                   [--requests N | --duration S] [--concurrency C] [--batch B]\n"
             "                   [--payload-bytes P] [--retry-budget] [--breaker] [--json]\n"
-            "                   [--verify] [--progress N] [--health]\n"
+            "                   [--verify] [--progress N] [--health] [--rate R]\n"
+            "       cairn-bench --target HOST:PORT --read [--events N] [--repeat R] [--run ID]\n"
+            "       cairn-bench --target HOST:PORT --watchers W [--watch-clients K] [--rate R]\n"
+            "                   [--duration S]\n"
             "  --target      one server, or several (IPv4) spread round-robin\n"
             "  --run         run to append to (created if missing; default bench-<pid>)\n"
-            "  --runs        spread the threads over N runs, ID-0..ID-<N-1> (default 1: ID)\n"
+            "  --runs        spread the appends over N runs, ID-0..ID-<N-1>, round-robin\n"
+            "                (default 1: ID)\n"
             "  --health      send Health checks instead of appends (no store involved)\n"
             "  --requests    appends in all (default 10000), or --duration seconds\n"
             "  --concurrency threads, one blocking call each (default 8)\n"
@@ -80,7 +87,16 @@ static int usage(void)
             "  --payload-bytes  bytes per event payload, at least the tag (default 64)\n"
             "  --retry-budget / --breaker  turn libcairn's protections on\n"
             "  --verify      read the log back: every acknowledged event exactly once\n"
-            "  --progress N  print 'progress <acked>' to stderr every N acknowledged appends\n");
+            "  --progress N  print 'progress <acked>' to stderr every N acknowledged appends\n"
+            "  --rate R      at most R appends/s over all threads (paced; default unlimited)\n"
+            "  --read        fill the run with --events events (default 1000000; 200-byte\n"
+            "                payloads, batches of 100, unless --payload-bytes/--batch say\n"
+            "                otherwise) if it is empty, then read it all --repeat times\n"
+            "                (default 3) in pages of 1000\n"
+            "  --watchers W  W watchers on one new run, one appender at --rate appends/s\n"
+            "                (default 1000) for --duration s (default 10); latency from\n"
+            "                acknowledgement and from send to each delivery\n"
+            "  --watch-clients K  spread the watchers over K connections (default W/500 up)\n");
     return 2;
 }
 
@@ -94,9 +110,15 @@ static int parse_args(int argc, char **argv, config *cfg)
         {"breaker", no_argument, NULL, 'K'},           {"json", no_argument, NULL, 'j'},
         {"verify", no_argument, NULL, 'v'},            {"progress", required_argument, NULL, 'P'},
         {"runs", required_argument, NULL, 'R'},        {"health", no_argument, NULL, 'H'},
+        {"rate", required_argument, NULL, 'a'},        {"read", no_argument, NULL, 'e'},
+        {"events", required_argument, NULL, 'E'},      {"repeat", required_argument, NULL, 'x'},
+        {"watchers", required_argument, NULL, 'w'},    {"watch-clients", required_argument, NULL, 'W'},
         {"help", no_argument, NULL, 'h'},              {0}};
     *cfg = (config){.requests = 10000, .concurrency = 8, .batch = 1, .payload_bytes = 64,
-                    .runs = 1};
+                    .runs = 1, .repeat = 3};
+    bool read = false, batch_set = false, payload_set = false, rate_set = false,
+         duration_set = false;
+    long events = 1000000;
     snprintf(cfg->run_id, sizeof cfg->run_id, "bench-%ld", (long)getpid());
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -118,15 +140,37 @@ static int parse_args(int argc, char **argv, config *cfg)
         case 'd':
             cfg->duration_s = strtod(optarg, &end);
             cfg->requests = 0;
+            duration_set = true;
             break;
         case 'c':
             cfg->concurrency = (int)strtol(optarg, &end, 10);
             break;
         case 'b':
             cfg->batch = (int)strtol(optarg, &end, 10);
+            batch_set = true;
             break;
         case 'p':
             cfg->payload_bytes = (int)strtol(optarg, &end, 10);
+            payload_set = true;
+            break;
+        case 'a':
+            cfg->rate = strtod(optarg, &end);
+            rate_set = true;
+            break;
+        case 'e':
+            read = true;
+            break;
+        case 'E':
+            events = strtol(optarg, &end, 10);
+            break;
+        case 'x':
+            cfg->repeat = (int)strtol(optarg, &end, 10);
+            break;
+        case 'w':
+            cfg->watchers = (int)strtol(optarg, &end, 10);
+            break;
+        case 'W':
+            cfg->watch_clients = (int)strtol(optarg, &end, 10);
             break;
         case 'P':
             cfg->progress_every = strtol(optarg, &end, 10);
@@ -157,21 +201,36 @@ static int parse_args(int argc, char **argv, config *cfg)
             return 2;
         }
     }
+    if (read) { /* the log to read: 200-byte events appended 100 at a time */
+        cfg->read_events = events;
+        cfg->batch = batch_set ? cfg->batch : 100;
+        cfg->payload_bytes = payload_set ? cfg->payload_bytes : 200;
+        cfg->requests = (events + cfg->batch - 1) / cfg->batch;
+    }
+    if (cfg->watchers) {
+        cfg->rate = rate_set ? cfg->rate : 1000;
+        cfg->duration_s = duration_set ? cfg->duration_s : 10;
+        if (cfg->watch_clients == 0)
+            cfg->watch_clients = (cfg->watchers + 499) / 500;
+    }
     if (!cfg->target[0] || optind != argc || cfg->concurrency < 1 || cfg->concurrency > 1024 ||
         cfg->batch < 1 || cfg->batch > 1000 || cfg->payload_bytes < 0 || cfg->runs < 1 ||
-        cfg->runs > cfg->concurrency || (cfg->health && cfg->verify) ||
+        (cfg->health && cfg->verify) || cfg->rate < 0 || (read && cfg->watchers) ||
+        (read && events < 1) || cfg->repeat < 1 || cfg->watchers < 0 ||
+        (cfg->watchers && (cfg->watch_clients < 1 || cfg->watch_clients > cfg->watchers ||
+                           cfg->rate <= 0 || cfg->duration_s <= 0)) ||
         cfg->payload_bytes > 1024 * 1024 || (cfg->requests <= 0 && cfg->duration_s <= 0))
         return usage();
     return 0;
 }
 
-/* The run thread t appends to. */
-static void run_of(const config *cfg, int t, char *out, size_t cap)
+/* The name of run r of cfg->runs. */
+static void run_name(const config *cfg, long r, char *out, size_t cap)
 {
     if (cfg->runs == 1)
         snprintf(out, cap, "%s", cfg->run_id);
     else
-        snprintf(out, cap, "%s-%d", cfg->run_id, t % cfg->runs);
+        snprintf(out, cap, "%s-%ld", cfg->run_id, r);
 }
 
 /* One call: an append of request i, or a Health check. */
@@ -234,13 +293,19 @@ static void *worker(void *arg)
     cairn_event *evs = calloc((size_t)cfg->batch, sizeof *evs);
     for (int j = 0; payloads && j < cfg->batch; j++)
         payloads[j] = malloc(len + 64);
-    char run_id[sizeof cfg->run_id + 16];
-    run_of(cfg, t->id, run_id, sizeof run_id);
-    for (long i = 0; t->quota < 0 ? now_s() < t->deadline : i < t->quota; i++) {
+    char run_id[sizeof cfg->run_id + 24];
+    /* Paced: request i of thread t is due at (i * C + t) / rate. */
+    uint64_t start_ns = bench_now_ns();
+    double gap_ns = cfg->rate > 0 ? 1e9 * cfg->concurrency / cfg->rate : 0;
+    uint64_t offset_ns = cfg->rate > 0 ? (uint64_t)(1e9 * t->id / cfg->rate) : 0;
+    for (long i = 0; t->quota < 0 ? bench_now_s() < t->deadline : i < t->quota; i++) {
+        if (gap_ns > 0)
+            bench_sleep_until_ns(start_ns + offset_ns + (uint64_t)(gap_ns * (double)i));
+        run_name(cfg, (t->id + i * cfg->concurrency) % cfg->runs, run_id, sizeof run_id);
         cairn_error err;
-        double t0 = now_s();
+        double t0 = bench_now_s();
         cairn_status st = call_once(t, run_id, i, payloads, evs, &err);
-        if (st == CAIRN_OK && record_ack(t, i, (uint64_t)((now_s() - t0) * 1e9))) {
+        if (st == CAIRN_OK && record_ack(t, i, (uint64_t)((bench_now_s() - t0) * 1e9))) {
             long total = atomic_fetch_add(&g_acked, 1) + 1;
             if (cfg->progress_every && total % cfg->progress_every == 0) {
                 fprintf(stderr, "progress %ld\n", total);
@@ -260,13 +325,13 @@ static void *worker(void *arg)
     return NULL;
 }
 
-static int cmp_u64(const void *a, const void *b)
+int bench_cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
 }
 
-static double pct_ms(const uint64_t *v, long n, double p)
+double bench_pct_ms(const uint64_t *v, long n, double p)
 {
     if (n == 0)
         return 0;
@@ -285,8 +350,8 @@ static int verify(cairn_client *c, const config *cfg, thread_state *ts, long *ev
     for (int t = 0; t < cfg->concurrency; t++)
         seen[t] = calloc((size_t)(ts[t].map_cap + 1), sizeof **seen);
     for (int r = 0; r < cfg->runs; r++) {
-        char run_id[sizeof cfg->run_id + 16];
-        run_of(cfg, r, run_id, sizeof run_id);
+        char run_id[sizeof cfg->run_id + 24];
+        run_name(cfg, r, run_id, sizeof run_id);
         uint64_t from = 1;
         long in_run = 0;
         for (;;) {
@@ -351,43 +416,53 @@ static int verify(cairn_client *c, const config *cfg, thread_state *ts, long *ev
     return dense_breaks || dups || missing ? 1 : 0;
 }
 
-int main(int argc, char **argv)
+cairn_client *bench_client(const config *cfg, uint32_t distinct)
 {
-    config cfg;
-    int rc = parse_args(argc, argv, &cfg);
-    if (rc)
-        return rc;
-
     cairn_client_options opts;
     cairn_client_options_init(&opts);
-    opts.target = cfg.target;
-    opts.retry_budget.enabled = cfg.retry_budget;
-    opts.breaker.enabled = cfg.breaker;
+    opts.target = cfg->target;
+    opts.retry_budget.enabled = cfg->retry_budget;
+    opts.breaker.enabled = cfg->breaker;
     opts.on_retry = on_retry;
+    opts.max_message_bytes -= distinct; /* a setting of the channel: see bench.h */
     cairn_client *client;
     cairn_error err;
     if (cairn_client_create(&opts, &client, &err)) {
         fprintf(stderr, "cairn-bench: %s\n", err.message);
+        return NULL;
+    }
+    return client;
+}
+
+int bench_create_run(cairn_client *c, const char *run_id)
+{
+    const char *workers[] = {"bench"};
+    cairn_create_run_request cr = {.run_id = run_id, .workers = workers, .workers_count = 1};
+    cairn_run run;
+    cairn_error err;
+    cairn_status st = cairn_create_run(c, &cr, &run, &err);
+    if (st) {
+        fprintf(stderr, "cairn-bench: create run %s: %s: %s\n", run_id, cairn_strerror(st),
+                err.message);
         return 1;
     }
-    for (int r = 0; !cfg.health && r < cfg.runs; r++) {
-        char run_id[sizeof cfg.run_id + 16];
-        run_of(&cfg, r, run_id, sizeof run_id);
-        const char *workers[] = {"bench"};
-        cairn_create_run_request cr = {.run_id = run_id, .workers = workers, .workers_count = 1};
-        cairn_run run;
-        cairn_status st = cairn_create_run(client, &cr, &run, &err);
-        if (st) {
-            fprintf(stderr, "cairn-bench: create run %s: %s: %s\n", run_id, cairn_strerror(st),
-                    err.message);
+    cairn_run_free(&run);
+    return 0;
+}
+
+int bench_appends(const config *cfgp, cairn_client *client)
+{
+    const config cfg = *cfgp;
+    for (long r = 0; !cfg.health && r < cfg.runs; r++) {
+        char run_id[sizeof cfg.run_id + 24];
+        run_name(&cfg, r, run_id, sizeof run_id);
+        if (bench_create_run(client, run_id))
             return 1;
-        }
-        cairn_run_free(&run);
     }
 
     thread_state *ts = calloc((size_t)cfg.concurrency, sizeof *ts);
     pthread_t *th = calloc((size_t)cfg.concurrency, sizeof *th);
-    double start = now_s();
+    double start = bench_now_s();
     for (int t = 0; t < cfg.concurrency; t++) {
         ts[t] = (thread_state){.id = t, .cfg = &cfg, .client = client};
         ts[t].quota = cfg.requests ? cfg.requests / cfg.concurrency + (t < cfg.requests % cfg.concurrency)
@@ -397,7 +472,7 @@ int main(int argc, char **argv)
     }
     for (int t = 0; t < cfg.concurrency; t++)
         pthread_join(th[t], NULL);
-    double elapsed = now_s() - start;
+    double elapsed = bench_now_s() - start;
 
     long acked = 0, failed = 0;
     for (int t = 0; t < cfg.concurrency; t++) {
@@ -409,10 +484,10 @@ int main(int argc, char **argv)
     for (int t = 0; t < cfg.concurrency; t++)
         for (long i = 0; i < ts[t].acked; i++)
             all[k++] = ts[t].lat_ns[i];
-    qsort(all, (size_t)acked, sizeof *all, cmp_u64);
+    qsort(all, (size_t)acked, sizeof *all, bench_cmp_u64);
     double rps = (double)acked / elapsed, eps = cfg.health ? 0 : rps * cfg.batch;
-    double p50 = pct_ms(all, acked, 0.50), p99 = pct_ms(all, acked, 0.99),
-           p999 = pct_ms(all, acked, 0.999);
+    double p50 = bench_pct_ms(all, acked, 0.50), p99 = bench_pct_ms(all, acked, 0.99),
+           p999 = bench_pct_ms(all, acked, 0.999);
     long retries = atomic_load(&g_retries);
 
     if (cfg.json)
@@ -451,6 +526,21 @@ int main(int argc, char **argv)
     free(ts);
     free(th);
     free(all);
-    cairn_client_destroy(client);
     return status;
+}
+
+int main(int argc, char **argv)
+{
+    config cfg;
+    int rc = parse_args(argc, argv, &cfg);
+    if (rc)
+        return rc;
+    cairn_client *client = bench_client(&cfg, 0);
+    if (!client)
+        return 1;
+    rc = cfg.read_events ? bench_read(&cfg, client)
+         : cfg.watchers  ? bench_watch(&cfg, client)
+                         : bench_appends(&cfg, client);
+    cairn_client_destroy(client);
+    return rc;
 }
