@@ -9,7 +9,10 @@
 #     1 and 64 clients);
 #   PostgreSQL single-row INSERT (pgbench, 1 and 64 clients; fsync and
 #     synchronous_commit on; tests/bench/pgbench_insert.py);
-#   cairn batches of 100 events from 8 callers.
+#   cairn batches of 100 events from 8 callers;
+#   cairn appends at 64 in flight again with idempotency keys in no order
+#     (grpc-load --keys random, like hashes), beside the table's keys that
+#     sort in the order sent (like libcairn's own).
 # Server CPU per operation (cairnd, etcd) is utime + stime from
 # /proc/PID/stat read right before and after the measured grpc-load run (a
 # separate warm-up run comes first), divided by the calls it made.
@@ -138,12 +141,13 @@ start_etcd() {
 
 # grpc-load against the running server: a warm-up run, then the measured
 # one between two reads of the server's CPU. Appends one result line.
-# measure ROW MODE INFLIGHT BATCH
+# measure ROW MODE INFLIGHT BATCH [KEYS]
 measure() {
-    local row=$1 mode=$2 inflight=$3 batch=$4 run="compare-$1-$round" t0 t1 out warm
+    local row=$1 mode=$2 inflight=$3 batch=$4 keys=${5:-ordered} run="compare-$1-$round"
+    local t0 t1 out warm
     local args=(--mode "$mode" --target "$target" --inflight "$inflight"
                 --payload-bytes "$PAYLOAD" --json)
-    [ "$mode" = cairn-append ] && args+=(--batch "$batch" --run "$run")
+    [ "$mode" = cairn-append ] && args+=(--batch "$batch" --run "$run" --keys "$keys")
     warm=0
     if [ "$warmup" -gt 0 ]; then
         out=$("$load" "${args[@]}" --duration "$warmup")
@@ -255,11 +259,12 @@ machine() {
 }
 machine >"$dir/machine.md"
 
-echo "measuring: about $(( ((seconds + warmup) * 7 + seconds * 4 + 30) * rounds )) s" >&2
+echo "measuring: about $(( ((seconds + warmup) * 8 + seconds * 4 + 30) * rounds )) s" >&2
 for round in $(seq "$rounds"); do
     echo "round $round of $rounds" >&2
     cairn_row append-1 cairn-append 1 1
     cairn_row append-64 cairn-append 64 1
+    cairn_row append-64-random-keys cairn-append 64 1 random
     cairn_row health-1 cairn-health 1 1
     cairn_row health-64 cairn-health 64 1
     cairn_row batch-8 cairn-append 8 100
@@ -317,6 +322,10 @@ if len(rounds["append-1"]) > 1:
     for row, runs in rounds.items():
         f = "events_per_s" if row.startswith("batch") else "ops_per_s"
         print("- %s: %s" % (row, ", ".join("%.0f" % x[f] for x in runs)))
+r = rows["append-64-random-keys"]
+print("\nAppends at 64 in flight with keys in no order (like hashes, where the table's "
+      "sort in the order sent, like libcairn's): %.0f ops/s, p99 %.2f ms, server CPU %.1f us "
+      "per append" % (r["ops_per_s"], r["p99_ms"], r["cpu_us"]))
 b = rows["batch-8"]
 print("\nBatches of 100 events from 8 callers (cairn): %.0f events/s (%.0f appends/s), "
       "p50 %.2f ms, p99 %.2f ms, server CPU %.1f us per append"

@@ -54,6 +54,7 @@ typedef struct config {
     int inflight, batch, payload_bytes;
     double duration_s, warmup_s;
     bool json;
+    bool random_keys;             /* cairn-append: keys in no order, like hashes */
 } config;
 
 /* One outstanding call and everything its batch writes into. */
@@ -103,12 +104,14 @@ static int usage(void)
     fprintf(stderr,
             "usage: grpc-load --mode cairn-append|cairn-health|etcd-put --target HOST:PORT\n"
             "                 [--inflight N] [--duration S] [--warmup S] [--batch B]\n"
-            "                 [--payload-bytes P] [--run ID] [--json]\n"
+            "                 [--payload-bytes P] [--run ID] [--keys ordered|random] [--json]\n"
             "  --inflight       unary calls kept outstanding on one connection (default 1)\n"
             "  --duration       seconds measured (default 10), after --warmup (default 0)\n"
             "  --batch          cairn-append: events per request (default 1)\n"
             "  --payload-bytes  bytes per event payload or etcd value (default 200)\n"
             "  --run            cairn-append: the run, created first (default load-<pid>)\n"
+            "  --keys           cairn-append: idempotency keys that sort in the order sent\n"
+            "                   (default, like libcairn's) or in none (like hashes)\n"
             "  --json           one JSON object instead of text\n");
     return 2;
 }
@@ -146,6 +149,7 @@ static int parse_args(int argc, char **argv, config *cfg)
         {"warmup", required_argument, NULL, 'w'},   {"batch", required_argument, NULL, 'b'},
         {"payload-bytes", required_argument, NULL, 'p'}, {"run", required_argument, NULL, 'r'},
         {"json", no_argument, NULL, 'j'},           {"help", no_argument, NULL, 'h'},
+        {"keys", required_argument, NULL, 'k'},
         {0}};
     *cfg = (config){.mode = MODE_CAIRN_APPEND, .inflight = 1, .batch = 1, .payload_bytes = 200,
                     .duration_s = 10};
@@ -203,6 +207,14 @@ static int parse_args(int argc, char **argv, config *cfg)
             break;
         case 'j':
             cfg->json = true;
+            break;
+        case 'k':
+            if (strcmp(optarg, "ordered") != 0 && strcmp(optarg, "random") != 0) {
+                fprintf(stderr, "grpc-load: --keys must be ordered or random, not \"%s\"\n",
+                        optarg);
+                return 2;
+            }
+            cfg->random_keys = strcmp(optarg, "random") == 0;
             break;
         default:
             return usage();
@@ -284,8 +296,16 @@ static grpc_byte_buffer *cairn_append(load *l, uint64_t id)
         l->events[j].payload.data = out;
         l->events[j].payload.len = fill_tagged(out, len, tag);
     }
+    /* Ordered: the call's number, fixed width; random: a hash of it. */
     char key[TAG_MAX];
-    snprintf(key, sizeof key, "load-%s-%llu", l->nonce, (unsigned long long)id);
+    uint64_t k = id;
+    if (cfg->random_keys) { /* splitmix64: distinct inputs, distinct outputs */
+        k += 0x9e3779b97f4a7c15ull;
+        k = (k ^ (k >> 30)) * 0xbf58476d1ce4e5b9ull;
+        k = (k ^ (k >> 27)) * 0x94d049bb133111ebull;
+        k ^= k >> 31;
+    }
+    snprintf(key, sizeof key, "load-%s-%016llx", l->nonce, (unsigned long long)k);
     Cairn__V1__AppendEventsRequest req = CAIRN__V1__APPEND_EVENTS_REQUEST__INIT;
     req.idempotency_key = key;
     req.run_id = (char *)cfg->run_id;
