@@ -419,6 +419,46 @@ static void open_migrates_a_version_5_database_keeping_every_event(void **state)
     sqlite3_close(db);
 }
 
+/* A row of the log whose records are cut short is reported as damaged
+ * (DATA_LOSS, naming the run and the row's last seq), not read as events. */
+static void a_damaged_row_of_the_log_is_data_loss(void **state)
+{
+    fx *f = *state;
+    srv_error err;
+    open_store(f);
+    insert_run(f, "run-1");
+    srv_txn *t;
+    srv_run_head head;
+    bool found = false;
+    Cairn__V1__Event ev = CAIRN__V1__EVENT__INIT, *evs[] = {&ev, &ev};
+    ev.type = "step";
+    ev.worker_id = "";
+    ok(srv_store_begin(f->st, &t, &err), &err);
+    ok(srv_store_run_find(t, f->a, "run-1", &head, &found, &err), &err);
+    ok(srv_store_events_insert(t, &head, evs, 2, NOW_US, &err), &err);
+    ok(srv_store_commit(t, &err), &err);
+    close_store(f);
+
+    char path[600];
+    db_path(f, path);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    /* The first record whole ("step", "", empty payload), the second cut. */
+    exec(db, "UPDATE event_batches SET records = x'0473746570000004737465'");
+    sqlite3_close(db);
+
+    open_store(f);
+    Cairn__V1__Event **v;
+    size_t n;
+    ok(srv_store_read_begin(f->st, &t, &err), &err);
+    ok(srv_store_run_find(t, f->a, "run-1", &head, &found, &err), &err);
+    srv_code rc = srv_store_events_read(t, f->a, &head, 1, 100, SIZE_MAX, &v, &n, &err);
+    srv_store_read_end(t);
+    assert_int_equal(rc, SRV_DATA_LOSS);
+    assert_non_null(strstr(err.msg, "run run-1 ending at seq 2 are damaged"));
+    close_store(f);
+}
+
 static int64_t file_size(const fx *f, const char *name);
 
 /* Runs created and deleted over and over: each deletion gives its pages
@@ -915,6 +955,7 @@ int main(void)
         T_DIR(open_migrates_a_version_2_database_keeping_its_runs),
         T_DIR(open_migrates_a_version_3_database_dating_completed_runs_and_reclaiming_space),
         T_DIR(open_migrates_a_version_5_database_keeping_every_event),
+        T_DIR(a_damaged_row_of_the_log_is_data_loss),
         T_DIR(deleted_runs_give_their_space_back_cycle_after_cycle),
         T_DIR(open_fails_cleanly_when_cairn_db_cannot_be_opened),
         T_DIR(open_of_a_file_that_is_not_a_database_is_data_loss),
