@@ -21,14 +21,8 @@ runs=${RUNS:-10000} peak_s=${PEAK_S:-10} soak_s=${SOAK_S:-600} warmup_s=${WARMUP
 dir=$(mktemp -d "${TMPDIR:-/tmp}/cairn-memory-XXXXXX")
 pid=
 trap '[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; wait; rm -rf "$dir"' EXIT
-"$cairnd" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir "$dir/data" \
-    >"$dir/out" 2>"$dir/log" &
-pid=$!
-while ! grep -q '^listening on ' "$dir/out"; do
-    kill -0 "$pid" 2>/dev/null || { cat "$dir/log" >&2; exit 1; }
-    sleep 0.05
-done
-addr=$(sed -n 's/^listening on //p' "$dir/out")
+. "$(dirname "$0")/start_cairnd.sh"
+start_cairnd "$cairnd" "$dir"
 kb() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$pid/status"; }
 ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 

@@ -12,15 +12,8 @@ cairnd=$1 bench=$2 label=$3
 shift 3
 dir=$(mktemp -d "${TMPDIR:-/tmp}/cairn-bench-XXXXXX")
 trap 'rm -rf "$dir"' EXIT
-"$cairnd" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir "$dir/data" \
-    >"$dir/out" 2>"$dir/log" &
-pid=$!
-# cairnd prints "listening on HOST:PORT" once it serves.
-while ! grep -q '^listening on ' "$dir/out"; do
-    kill -0 "$pid" 2>/dev/null || { cat "$dir/log" >&2; exit 1; }
-    sleep 0.05
-done
-addr=$(sed -n 's/^listening on //p' "$dir/out")
+. "$(dirname "$0")/start_cairnd.sh"
+start_cairnd "$cairnd" "$dir"
 t0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
 result=$("$bench" --target "$addr" --json "$@")
 t1=$(awk '{print $14 + $15}' "/proc/$pid/stat")

@@ -155,6 +155,18 @@ static void exec(sqlite3 *db, const char *sql)
         fail_msg("%s: %s", sql, msg);
 }
 
+/* cairn.db of f's data dir at schema version v, as an older cairnd left
+ * it; path gets its path. */
+static sqlite3 *database_at_version(fx *f, int v, char path[600])
+{
+    db_path(f, path);
+    sqlite3 *db;
+    srv_error err;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    ok(srv_sqlite_migrate(db, v, &err), &err);
+    return db;
+}
+
 /* ---- schema versions and migrations ---- */
 
 static void fresh_database_has_the_current_schema_version(void **state)
@@ -294,11 +306,8 @@ static void open_migrates_a_version_2_database_keeping_its_runs(void **state)
 {
     fx *f = *state;
     char path[600];
-    db_path(f, path);
-    sqlite3 *db;
     srv_error err;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    ok(srv_sqlite_migrate(db, 2, &err), &err);
+    sqlite3 *db = database_at_version(f, 2, path);
     exec(db, "INSERT INTO runs (run_id, created_us, worker_count) VALUES ('old-run', 1, 0)");
     sqlite3_close(db);
 
@@ -327,11 +336,7 @@ static void open_migrates_a_version_3_database_dating_completed_runs_and_reclaim
 {
     fx *f = *state;
     char path[600];
-    db_path(f, path);
-    sqlite3 *db;
-    srv_error err;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    ok(srv_sqlite_migrate(db, 3, &err), &err);
+    sqlite3 *db = database_at_version(f, 3, path);
     assert_int_equal(query_int(db, "PRAGMA auto_vacuum"), 0);
     exec(db, "INSERT INTO runs (id, run_id, created_us, next_seq, worker_count, completed_count) "
              "VALUES (1, 'done', 1, 3, 1, 1), (2, 'busy', 1, 2, 2, 1);"
@@ -357,11 +362,8 @@ static void open_migrates_a_version_5_database_keeping_every_event(void **state)
 {
     fx *f = *state;
     char path[600];
-    db_path(f, path);
-    sqlite3 *db;
     srv_error err;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    ok(srv_sqlite_migrate(db, 5, &err), &err);
+    sqlite3 *db = database_at_version(f, 5, path);
     exec(db, "INSERT INTO runs (id, run_id, created_us, next_seq, worker_count) "
              "VALUES (1, 'a', 1, 4, 1), (2, 'b', 1, 2, 1);"
              "INSERT INTO events (run, seq, type, worker_id, payload, created_us) VALUES "
