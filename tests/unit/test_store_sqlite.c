@@ -370,7 +370,11 @@ static void open_migrates_a_version_5_database_keeping_every_event(void **state)
              "(1, 1, 'start', '', x'00ff10', 1769595330123456),"
              "(1, 2, 'step', 'w0', x'', 1769595331000000),"
              "(1, 3, 'worker.completed', 'w0', zeroblob(300), 1769595332000000),"
-             "(2, 1, 'other', '', x'41', 1769595333000000)");
+             "(2, 1, 'other', '', x'41', 1769595333000000);"
+             "INSERT INTO dedup (run, method, key, fingerprint, response, created_us) VALUES "
+             "(1, 'AppendEvents', 'k1', zeroblob(32), x'0801', 5);"
+             "INSERT INTO gone_dedup (run_id, method, key, fingerprint, response, created_us) "
+             "VALUES ('gone', 'DeleteRun', 'k2', zeroblob(32), x'0802', 6)");
     sqlite3_close(db);
 
     open_store(f);
@@ -418,7 +422,31 @@ static void open_migrates_a_version_5_database_keeping_every_event(void **state)
     assert_int_equal(query_int(db, "PRAGMA user_version"), SCHEMA_VERSION);
     assert_int_equal(query_int(db, "SELECT count(*) FROM event_batches"), 5);
     assert_int_equal(query_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'events'"), 0);
+    /* The idempotency records are rows of their own, their keys in an
+     * index of the key columns only: a lookup never compares against a
+     * record's (possibly huge) response. */
+    assert_int_equal(query_int(db, "SELECT count(*) FROM sqlite_master WHERE name IN "
+                                   "('dedup', 'gone_dedup') AND sql LIKE '%WITHOUT ROWID%'"),
+                     0);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM pragma_index_info('dedup_by_key')"), 3);
+    assert_int_equal(
+        query_int(db, "SELECT count(*) FROM pragma_index_info('gone_dedup_by_key')"), 3);
     sqlite3_close(db);
+
+    /* The records kept: one under its run, one of a run that is gone. */
+    open_store(f);
+    srv_dedup_record rec;
+    ok(srv_store_read_begin(f->st, &t, &err), &err);
+    const srv_dedup_key kept = {"a", "AppendEvents", "k1"}, gone = {"gone", "DeleteRun", "k2"};
+    ok(srv_store_dedup_get(t, f->a, &kept, &rec, &found, &err), &err);
+    assert_true(found);
+    assert_int_equal(rec.response_len, 2);
+    assert_int_equal(rec.response[1], 1);
+    ok(srv_store_dedup_get(t, f->a, &gone, &rec, &found, &err), &err);
+    assert_true(found);
+    assert_int_equal(rec.response[1], 2);
+    srv_store_read_end(t);
+    close_store(f);
 }
 
 /* A row of the log whose records are cut short is reported as damaged

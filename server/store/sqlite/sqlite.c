@@ -116,7 +116,12 @@ static const char *const migrations[] = {
      * once and cannot run inside a transaction (VACUUM_MIGRATION). */
     "PRAGMA auto_vacuum = INCREMENTAL; VACUUM;",
     /* 5 -> 6: one row per append instead of one per event (events.c);
-     * each old event becomes a batch of one. */
+     * each old event becomes a batch of one. And the idempotency records
+     * move out of WITHOUT ROWID tables: there a record is its key, and
+     * SQLite reads a whole overflowing record (a CreateRun's response can
+     * be megabytes) for every comparison a key lookup makes beside it.
+     * Now the keys have an index of their own and the records sit in
+     * rowid order. */
     "CREATE TABLE event_batches ("
     "  run INTEGER NOT NULL REFERENCES runs(id),"
     "  last_seq INTEGER NOT NULL,"
@@ -127,7 +132,36 @@ static const char *const migrations[] = {
     "INSERT INTO event_batches (run, last_seq, count, created_us, records) "
     "  SELECT run, seq, 1, created_us, cairn_event_record(type, worker_id, payload) "
     "  FROM events ORDER BY run, seq;"
-    "DROP TABLE events;",
+    "DROP TABLE events;"
+    "CREATE TABLE dedup_6 ("
+    "  id INTEGER PRIMARY KEY,"
+    "  run INTEGER NOT NULL REFERENCES runs(id),"
+    "  method TEXT NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  fingerprint BLOB NOT NULL,"
+    "  response BLOB NOT NULL,"
+    "  created_us INTEGER NOT NULL);"
+    "INSERT INTO dedup_6 (run, method, key, fingerprint, response, created_us) "
+    "  SELECT run, method, key, fingerprint, response, created_us FROM dedup ORDER BY created_us;"
+    "DROP TABLE dedup;"
+    "ALTER TABLE dedup_6 RENAME TO dedup;"
+    "CREATE UNIQUE INDEX dedup_by_key ON dedup(run, method, key);"
+    "CREATE INDEX dedup_by_time ON dedup(created_us);"
+    "CREATE TABLE gone_dedup_6 ("
+    "  id INTEGER PRIMARY KEY,"
+    "  run_id TEXT NOT NULL,"
+    "  method TEXT NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  fingerprint BLOB NOT NULL,"
+    "  response BLOB NOT NULL,"
+    "  created_us INTEGER NOT NULL);"
+    "INSERT INTO gone_dedup_6 (run_id, method, key, fingerprint, response, created_us) "
+    "  SELECT run_id, method, key, fingerprint, response, created_us FROM gone_dedup "
+    "  ORDER BY created_us;"
+    "DROP TABLE gone_dedup;"
+    "ALTER TABLE gone_dedup_6 RENAME TO gone_dedup;"
+    "CREATE UNIQUE INDEX gone_dedup_by_key ON gone_dedup(run_id, method, key);"
+    "CREATE INDEX gone_dedup_by_time ON gone_dedup(created_us);",
 };
 enum { SCHEMA_VERSION = sizeof migrations / sizeof migrations[0], VACUUM_MIGRATION = 4 };
 
@@ -191,10 +225,10 @@ static const char *const sql_text[N_STMT] = {
                      "SELECT id, ?2, ?3, ?4, ?5, ?6 FROM runs WHERE run_id = ?1",
     [ST_DEDUP_PUT_GONE] = "INSERT INTO gone_dedup (run_id, method, key, fingerprint, response, "
                           "created_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    [ST_DEDUP_EXPIRE] = "DELETE FROM dedup WHERE (run, method, key) IN (SELECT run, method, key "
+    [ST_DEDUP_EXPIRE] = "DELETE FROM dedup WHERE id IN (SELECT id "
                         "FROM dedup WHERE created_us < ?1 LIMIT ?2)",
-    [ST_DEDUP_EXPIRE_GONE] = "DELETE FROM gone_dedup WHERE (run_id, method, key) IN (SELECT "
-                             "run_id, method, key FROM gone_dedup WHERE created_us < ?1 LIMIT ?2)",
+    [ST_DEDUP_EXPIRE_GONE] = "DELETE FROM gone_dedup WHERE id IN (SELECT "
+                             "id FROM gone_dedup WHERE created_us < ?1 LIMIT ?2)",
     [ST_CKPT_INSERT] = "INSERT INTO checkpoints (run, checkpoint_id, created_us, run_state, "
                        "events_count, snapshot_size, snapshot_sha256) "
                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
