@@ -34,7 +34,7 @@ typedef struct ended {
 
 /* Two batches in flight: under load the writer applies and commits one
  * while the replier answers the callers of the one before (replies are
- * gRPC sends, a third of the writer's time when it made them itself).
+ * gRPC sends, a fifth of the writer's time when it made them itself).
  * When no mutation is waiting, the writer answers a batch itself. */
 enum { N_ENDED = 2 };
 
