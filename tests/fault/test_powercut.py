@@ -52,7 +52,13 @@ import threading
 import time
 import unittest
 
-import grpc
+# Each round forks a new cairnd (Popen with preexec_fn) while this
+# process's channels still have gRPC threads at work; grpcio's fork
+# handlers then wait for its thread pool to idle, which can be forever
+# ("Waiting for thread pool to idle before forking", seen in CI). The
+# children exec at once and never use gRPC: no fork support is needed.
+os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
+import grpc  # noqa: E402
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
