@@ -175,10 +175,17 @@ static void run_batch(srv_ledger *l, srv_mutation *batch, int n, ended *e)
     srv_error *batch_err = &e->err;
     srv_txn *t = NULL;
     srv_code batch_code = srv_store_begin(l->store, &t, batch_err);
-    /* The store's clock, not this machine's: replicas sharing a store
-     * decide lease expiry and fencing by one clock (srv_store_now). */
+    /* What the batch will look up, read ahead in one go where a lookup is
+     * a round trip (the cluster store); then the store's clock, not this
+     * machine's: replicas sharing a store decide lease expiry and
+     * fencing by one clock (srv_store_now). */
+    srv_dedup_key keys[BATCH_MAX];
+    size_t n_keys = 0;
+    for (srv_mutation *k = batch; k; k = k->next)
+        keys[n_keys++] = (srv_dedup_key){k->run_id, k->method, k->key};
     int64_t now_us = 0;
-    if (!batch_code && (batch_code = srv_store_now(l->store, t, &now_us, batch_err)) != SRV_OK)
+    if (!batch_code && ((batch_code = srv_store_prefetch(t, keys, n_keys, batch_err)) ||
+                        (batch_code = srv_store_now(l->store, t, &now_us, batch_err))))
         srv_store_rollback(t);
 
     srv_mutation *m = batch;

@@ -48,7 +48,7 @@
 
 #include <stdatomic.h>
 
-#define SRV_STORE_OPS_VERSION 4
+#define SRV_STORE_OPS_VERSION 5
 
 struct srv_store_ops;
 
@@ -187,6 +187,12 @@ struct srv_store_ops {
                                       uint32_t limit, char ***out, size_t *n, srv_error *err);
     srv_code (*dedup_expire)(srv_txn *t, int64_t before_us, uint32_t limit, size_t *n,
                              srv_error *err);
+    /* Version 5: reading a batch's runs and records ahead (srv_store_prefetch),
+     * for a backend whose every statement is a round trip. What it read
+     * must stay true until it is asked: it holds the runs' rows locked
+     * until the transaction ends, and forgets what it read at a
+     * rollback to a savepoint (another process may have written since). */
+    srv_code (*prefetch)(srv_txn *t, const srv_dedup_key *keys, size_t n, srv_error *err);
 };
 
 /* Stages and readers start with this, so the wrappers find the store. */

@@ -78,6 +78,8 @@ static const char *missing_op(const struct srv_store_ops *ops)
         return "runs_completed_before";
     if (ops->version >= 4 && !ops->dedup_expire)
         return "dedup_expire";
+    if (ops->version >= 5 && !ops->prefetch)
+        return "prefetch";
     return NULL;
 }
 
@@ -513,6 +515,13 @@ srv_code srv_store_dedup_expire(srv_txn *t, int64_t before_us, uint32_t limit, s
     if (t->store->ops->version < 3)
         return lifecycle_unsupported(t->store, err);
     WRAP_WRITE(t, DEDUP_EXPIRE, dedup_expire(t, before_us, limit, n, err));
+}
+
+srv_code srv_store_prefetch(srv_txn *t, const srv_dedup_key *keys, size_t n, srv_error *err)
+{
+    if (t->store->ops->version < 5)
+        return SRV_OK;
+    WRAP_WRITE(t, PREFETCH, prefetch(t, keys, n, err));
 }
 
 /* ---- the clock ---- */

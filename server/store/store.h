@@ -332,6 +332,16 @@ srv_code srv_store_dedup_put(srv_txn *t, const srv_dedup_key *k, const srv_dedup
 srv_code srv_store_dedup_expire(srv_txn *t, int64_t before_us, uint32_t limit, size_t *n,
                                 srv_error *err);
 
+/* Write, first in a batch (the ledger, right after begin): the batch in
+ * t will apply mutations of these runs with these keys (a key's key NULL:
+ * the run only; run_id NULL or "": no run). A backend may read ahead what
+ * they will ask for, in one round trip instead of one a call: lock and
+ * read the runs (run_find), read the records (dedup_get), read its clock
+ * (srv_store_now). Later calls must answer as if made now; nothing else
+ * changes. A backend of ops version 4 or older reads nothing ahead. Ops
+ * version 5. */
+srv_code srv_store_prefetch(srv_txn *t, const srv_dedup_key *keys, size_t n, srv_error *err);
+
 /* ---- the clock ---- */
 
 /* The store's clock, in microseconds since the Unix epoch: the one clock
@@ -366,7 +376,7 @@ srv_code srv_store_usage_get(srv_store *st, srv_store_usage *out, srv_error *err
     XX(PIN_REMOVE) XX(PINNED) XX(STAGE_BEGIN) XX(STAGE_WRITE) XX(STAGE_FINISH)             \
     XX(BLOB_LINK) XX(BLOB_UNLINK) XX(BLOB_OPEN) XX(BLOB_READ) XX(DEDUP_GET) XX(DEDUP_PUT)  \
     XX(NOW) XX(USAGE) XX(RUN_DELETE) XX(RUN_SET_COMPLETED) XX(RUNS_COMPLETED_BEFORE)         \
-    XX(DEDUP_EXPIRE)
+    XX(DEDUP_EXPIRE) XX(PREFETCH)
 
 typedef enum srv_store_op {
 #define XX(name) SRV_STORE_OP_##name,

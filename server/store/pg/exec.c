@@ -1,7 +1,7 @@
 /* PostgreSQL backend: statements and their parameters, errors, and the
  * one place every statement is sent from (call_piped: the writer's
- * queued control statements ride in front of its next statement, in one
- * round trip; README.md, "Round trips of the write path"). */
+ * pending statements ride in front of its next statement, in one round
+ * trip; README.md, "Round trips of the write path"). */
 #include "store/pg/pg_int.h"
 #include "base/error.h"
 
@@ -175,106 +175,164 @@ static PGresult *pipe_next(pg_conn *c)
     return NULL;
 }
 
-/* The queued control statements, then (unless q is NULL) a PREPARE of
- * q when this session has not seen it, then q, then a sync: one round
- * trip (libpq pipeline mode). The first error of any of them is
- * reported as what failed: a control statement fails only with the
- * connection or inside a transaction that failed already, and the
- * statement that sent it is the one that finds out. Everything after an
- * error is skipped by the server up to the sync, as a failed statement
- * skips the rest of its transaction anyway. Returns q's result (the
- * caller PQclears it), an empty COMMAND_OK result when q is NULL, or
- * NULL with *err filled. */
-static PGresult *call_piped(pg_conn *c, const call *q, const char *what, srv_error *err)
+/* Drops a session whose pipeline went wrong half way (results may still
+ * be owed, or statements held back were lost), and its transaction with
+ * it (pg_txn_active says so). A lost one is made again before its next
+ * use (conn_ready; PQreset leaves pipeline mode). */
+static void drop_session(pg_conn *c)
 {
-    int nq = c->n_queued;
-    c->n_queued = 0;
-    c->begin_queued = c->savepoint_queued = false;
-    if (!PQenterPipelineMode(c->pg)) {
-        pg_fail(c, NULL, what, err);
-        return NULL;
+    if (PQstatus(c->pg) != CONNECTION_OK)
+        return;
+    srv_error ignored;
+    PQreset(c->pg);
+    if (PQstatus(c->pg) == CONNECTION_OK)
+        pg_conn_setup(c, &ignored);
+}
+
+/* What each result of a pipeline answers: a PREPARE, a pending
+ * statement, or qs[i]. */
+typedef struct slot {
+    int prepare;                  /* statement id prepared, or -1 */
+    int q;                        /* index in qs, or -1 */
+    const char *what;
+} slot;
+
+/* Sends one statement (a PREPARE first when the session lacks it);
+ * records the results it owes in slots. */
+static bool send_one(pg_conn *c, int id, const char *sql, const pg_params *p, const char *what,
+                     int q, bool *preparing, slot *slots, int *n)
+{
+    if (id < 0) {
+        slots[(*n)++] = (slot){-1, q, what};
+        return PQsendQueryParams(c->pg, sql, p ? p->n : 0, NULL, p ? p->v : NULL,
+                                 p ? p->len : NULL, p ? p->fmt : NULL, 1);
     }
-    bool sent = true, prepare = q && q->id >= 0 && !c->prepared[q->id];
-    char name[16] = "";
-    for (int i = 0; sent && i < nq; i++)
-        sent = PQsendQueryParams(c->pg, c->queued[i], 0, NULL, NULL, NULL, NULL, 0);
-    if (q && q->id >= 0) {
-        stmt_name(name, sizeof name, q->id);
-        if (prepare && sent)
-            sent = PQsendPrepare(c->pg, name, pg_sql_text[q->id], 0, NULL);
-        if (sent)
-            sent = PQsendQueryPrepared(c->pg, name, q->n, q->v, q->len, q->fmt, 1);
-    } else if (q && sent) {
-        sent = PQsendQueryParams(c->pg, q->sql, q->n, NULL, q->v, q->len, q->fmt, 1);
+    char name[16];
+    stmt_name(name, sizeof name, id);
+    if (!c->prepared[id] && !preparing[id]) {
+        preparing[id] = true;
+        slots[(*n)++] = (slot){id, -1, "preparing a statement"};
+        if (!PQsendPrepare(c->pg, name, pg_sql_text[id], 0, NULL))
+            return false;
+    }
+    slots[(*n)++] = (slot){-1, q, what};
+    return PQsendQueryPrepared(c->pg, name, p->n, p->v, p->len, p->fmt, 1);
+}
+
+/* The pending statements (merged: pending.c), then qs[0..nq), then a
+ * sync: one round trip (libpq pipeline mode). The first error of any of
+ * them is reported as what failed, named by the statement that failed:
+ * everything after it is skipped by the server up to the sync, as a
+ * failed statement skips the rest of its transaction anyway. Fills
+ * out[i] with qs[i]'s result (the caller PQclears them); returns SRV_OK,
+ * or the error with every out[i] NULL. */
+static srv_code call_piped(pg_conn *c, const call *qs, int nq, PGresult **out,
+                           const char *what, srv_error *err)
+{
+    for (int i = 0; i < nq; i++)
+        out[i] = NULL;
+    pg_stmt *ps = NULL;
+    int np = 0;
+    if (pg_pending_take(c, &ps, &np, err)) {
+        drop_session(c); /* the held-back writes are gone: so must be their transaction */
+        return err->code;
+    }
+    int cap = 2 * (np + nq);
+    slot *slots = cap ? calloc((size_t)cap, sizeof *slots) : NULL;
+    bool preparing[PG_N_STMT] = {0};
+    int ns = 0;
+    bool sent = (!cap || slots) && PQenterPipelineMode(c->pg);
+    for (int i = 0; sent && i < np; i++)
+        sent = send_one(c, ps[i].id, ps[i].sql, &ps[i].p, ps[i].what, -1, preparing, slots, &ns);
+    for (int i = 0; sent && i < nq; i++) {
+        pg_params p = {.n = qs[i].n};
+        for (int k = 0; k < qs[i].n && k < PG_MAX_PARAMS; k++) {
+            p.v[k] = qs[i].v[k];
+            p.len[k] = qs[i].len ? qs[i].len[k] : 0;
+            p.fmt[k] = qs[i].fmt ? qs[i].fmt[k] : 0;
+        }
+        sent = qs[i].n <= PG_MAX_PARAMS &&
+               send_one(c, qs[i].id, qs[i].sql, &p, what, i, preparing, slots, &ns);
     }
     if (sent)
         sent = PQpipelineSync(c->pg);
 
-    /* Every result up to the sync, in order: controls, PREPARE, q. */
-    int expect = nq + (prepare ? 1 : 0) + (q ? 1 : 0);
-    PGresult *first_bad = NULL, *mine = NULL;
+    /* Every result up to the sync, in the order sent. */
+    PGresult *first_bad = NULL;
+    const char *bad_what = what;
     bool synced = false;
     for (int i = 0; sent && !synced; i++) {
         PGresult *r = pipe_next(c);
         if (!r)
             break;
         ExecStatusType st = PQresultStatus(r);
+        const slot *sl = i < ns ? &slots[i] : NULL;
         if (st == PGRES_PIPELINE_SYNC) {
             synced = true;
             PQclear(r);
         } else if (!result_ok(r)) {
-            if (!first_bad && st != PGRES_PIPELINE_ABORTED)
+            if (!first_bad && st != PGRES_PIPELINE_ABORTED) {
                 first_bad = r;
-            else
+                bad_what = sl ? sl->what : what;
+            } else {
                 PQclear(r);
-        } else if (prepare && i == nq) {
-            c->prepared[q->id] = true;
+            }
+        } else if (sl && sl->prepare >= 0) {
+            c->prepared[sl->prepare] = true;
             PQclear(r);
-        } else if (q && i == expect - 1) {
-            mine = r;
+        } else if (sl && sl->q >= 0) {
+            out[sl->q] = r;
         } else {
             PQclear(r);
         }
     }
-    if (first_bad || !synced || (q && !mine)) {
-        pg_fail(c, first_bad, what, err);
+    bool missing = false;
+    for (int i = 0; i < nq; i++)
+        missing |= !out[i];
+    srv_code rc = SRV_OK;
+    if (first_bad || !synced || missing) {
+        rc = pg_fail(c, first_bad, bad_what, err);
         PQclear(first_bad);
-        PQclear(mine);
-        mine = NULL;
+        for (int i = 0; i < nq; i++) {
+            PQclear(out[i]);
+            out[i] = NULL;
+        }
     }
-    if (synced) {
+    if (synced)
         PQexitPipelineMode(c->pg);
-    } else if (PQstatus(c->pg) == CONNECTION_OK) {
-        /* A send failed with the session still up, results may still be
-         * owed: drop the session, and its transaction with it
-         * (pg_txn_active says so). A lost one is made again before its
-         * next use (conn_ready; PQreset leaves pipeline mode). */
-        srv_error ignored;
-        PQreset(c->pg);
-        if (PQstatus(c->pg) == CONNECTION_OK)
-            pg_conn_setup(c, &ignored);
-    }
-    if (!mine && (first_bad || !synced || q))
-        return NULL;
-    return q ? mine : PQmakeEmptyPGresult(c->pg, PGRES_COMMAND_OK);
+    else
+        drop_session(c);
+    free(slots);
+    pg_stmts_free(ps, np);
+    return rc;
 }
 
-/* Every statement of the writer and the pool goes through here: queued
- * control statements go out in front of it. */
+/* Every statement of the writer and the pool goes through here: pending
+ * statements go out in front of it. */
 static PGresult *conn_call(pg_conn *c, const call *q, const char *what, srv_error *err)
 {
-    return c->n_queued ? call_piped(c, q, what, err) : call_now(c, q, what, err);
+    if (!c->n_pending)
+        return call_now(c, q, what, err);
+    PGresult *r = NULL;
+    return call_piped(c, q, 1, &r, what, err) ? NULL : r;
 }
 
 srv_code pg_flush(pg_conn *c, const char *what, srv_error *err)
 {
-    if (!c->n_queued)
+    if (!c->n_pending)
         return SRV_OK;
-    PGresult *r = call_piped(c, NULL, what, err);
-    if (!r)
-        return err->code;
-    PQclear(r);
-    return SRV_OK;
+    return call_piped(c, NULL, 0, NULL, what, err);
+}
+
+srv_code pg_run_many(pg_conn *c, const pg_stmt_id *ids, const pg_params *const *p, int n,
+                     PGresult **out, const char *what, srv_error *err)
+{
+    call qs[8];
+    if (n > 8)
+        return srv_fail(err, SRV_INTERNAL, "store: too many statements in one round trip");
+    for (int i = 0; i < n; i++)
+        qs[i] = (call){(int)ids[i], NULL, p[i]->n, p[i]->v, p[i]->len, p[i]->fmt};
+    return call_piped(c, qs, n, out, what, err);
 }
 
 PGresult *pg_run(pg_conn *c, pg_stmt_id id, const pg_params *p, const char *what,
@@ -326,14 +384,6 @@ srv_code pg_exec(pg_conn *c, const char *sql, const char *what, srv_error *err)
     srv_code rc = r && result_ok(r) ? SRV_OK : pg_fail(c, r, what, err);
     PQclear(r);
     return rc;
-}
-
-srv_code pg_queue(pg_conn *c, const char *sql, const char *what, srv_error *err)
-{
-    if (c->n_queued == PG_MAX_QUEUED && pg_flush(c, what, err))
-        return err->code;
-    c->queued[c->n_queued++] = sql;
-    return SRV_OK;
 }
 
 int64_t pg_col_i64(const PGresult *r, int row, int col)

@@ -182,20 +182,36 @@ const char *const pg_sql_text[PG_N_STMT] = {
         "  FROM (SELECT * FROM events WHERE run = $1 AND seq >= $2 ORDER BY seq LIMIT $3) e"
         "  WINDOW w AS (ORDER BY seq)) p "
         "WHERE i = 1 OR spent <= $5::int8 ORDER BY seq",
-    /* A batch of events (arrays $4..$6 of types, workers, payloads, in
-     * binary; seqs from $2) and the run's next_seq in one statement; the
-     * announcement goes out when (and if) the transaction commits. */
+    /* Events of any runs (pending.c; arrays in binary): $2[i] run, $3[i]
+     * seq, $4..$6 type, worker, payload; each run's next_seq after its
+     * last, in one statement. The announcement goes out when (and if)
+     * the transaction commits. */
     [PS_EVENTS_APPEND] =
         "WITH e AS (INSERT INTO events (run, seq, type, worker_id, payload, created_us) "
-        "           SELECT $1, $2::int8 + u.o - 1, u.t, u.w, u.p, $3 "
-        "           FROM unnest($4::text[], $5::text[], $6::bytea[]) WITH ORDINALITY "
-        "           AS u(t, w, p, o)) "
-        "UPDATE runs SET next_seq = $2::int8 + cardinality($4::text[]) WHERE id = $1 "
-        "RETURNING pg_notify('" PG_CHANNEL "', (next_seq - 1)::text || ' ' || run_id)",
-    [PS_DEDUP_GET] = "SELECT d.fingerprint, d.response FROM dedup d JOIN runs r ON r.id = d.run "
-                     "WHERE r.run_id = $1 AND d.method = $2 AND d.key = $3 "
-                     "UNION ALL SELECT fingerprint, response FROM gone_dedup "
-                     "WHERE run_id = $1 AND method = $2 AND key = $3 LIMIT 1",
+        "           SELECT u.r, u.s, u.t, u.w, u.p, $1 "
+        "           FROM unnest($2::int8[], $3::int8[], $4::text[], $5::text[], $6::bytea[]) "
+        "           AS u(r, s, t, w, p)), "
+        "     h AS (SELECT v.r, max(v.s) + 1 AS next FROM unnest($2::int8[], $3::int8[]) "
+        "           AS v(r, s) GROUP BY v.r) "
+        "UPDATE runs SET next_seq = h.next FROM h WHERE runs.id = h.r "
+        "RETURNING pg_notify('" PG_CHANNEL "', (runs.next_seq - 1)::text || ' ' || runs.run_id)",
+    /* The runs of a batch, locked in one order by every replica (so two
+     * batches sharing runs wait, never deadlock). */
+    [PS_RUNS_LOCK] = "SELECT " RUN_COLUMNS " FROM runs WHERE run_id = ANY($1::text[]) "
+                     "ORDER BY run_id FOR NO KEY UPDATE",
+    /* The records of a batch's keys: ($1[i], $2[i], $3[i]) = (run id,
+     * method, key). */
+    [PS_DEDUP_GET_MANY] =
+        "SELECT k.r, k.m, k.k, x.fingerprint, x.response "
+        "FROM unnest($1::text[], $2::text[], $3::text[]) AS k(r, m, k), LATERAL ("
+        "  SELECT d.fingerprint, d.response FROM runs r JOIN dedup d ON d.run = r.id "
+        "  WHERE r.run_id = k.r AND d.method = k.m AND d.key = k.k "
+        "  UNION ALL SELECT g.fingerprint, g.response FROM gone_dedup g "
+        "  WHERE g.run_id = k.r AND g.method = k.m AND g.key = k.k LIMIT 1) x",
+    /* The records held back by a batch (pending.c), of runs it holds. */
+    [PS_DEDUP_PUT_ROWS] = "INSERT INTO dedup (run, method, key, fingerprint, response, created_us) "
+                          "SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::bytea[], "
+                          "$5::bytea[], $6::int8[])",
     [PS_DEDUP_PUT] = "INSERT INTO dedup (run, method, key, fingerprint, response, created_us) "
                      "SELECT id, $2, $3, $4, $5, $6 FROM runs WHERE run_id = $1",
     [PS_DEDUP_PUT_GONE] = "INSERT INTO gone_dedup (run_id, method, key, fingerprint, response, "
@@ -291,9 +307,11 @@ srv_code pg_conn_setup(pg_conn *c, srv_error *err)
 {
     memset(c->prepared, 0, sizeof c->prepared);
     c->in_txn = false;
-    c->n_queued = 0;
-    c->begin_queued = c->savepoint_queued = false;
+    pg_pending_drop(c, 0);
+    c->savepoint_at = -1;
     pg_heads_clear(c);
+    pg_known_clear(c);
+    c->now_us = 0;
     return pg_exec(c, SESSION_SETUP, "configuring a PostgreSQL session", err);
 }
 
@@ -396,22 +414,27 @@ static srv_code pg_read_begin(srv_store *st, srv_txn **out, srv_error *err)
 
 /* ---- the write transaction ----
  *
- * Lazy control statements: BEGIN, SAVEPOINT, RELEASE and ROLLBACK TO
- * return nothing the ledger needs, so they are queued on the writer and
+ * Pending statements (pending.c): BEGIN, SAVEPOINT, RELEASE and ROLLBACK
+ * TO return nothing the ledger needs, nor do the events and the
+ * idempotency records of an append, so they are held on the writer and
  * go out in front of its next statement, in the same round trip
- * (call_piped). A savepoint whose mutation sent nothing is dropped
- * instead of being sent, released or rolled back to. pg_txn_active
- * reads the transaction status of the last round trip; an error of a
- * queued statement comes back from the statement that carried it. */
+ * (call_piped), the writes merged. A savepoint whose mutation sent
+ * nothing is taken out of the list instead of being sent, released or
+ * rolled back to; rolling it back drops what the mutation held back.
+ * pg_txn_active reads the transaction status of the last round trip; an
+ * error of a pending statement comes back from the statement that
+ * carried it, and takes the transaction with it. */
 
 static srv_code pg_begin(srv_store *st, srv_txn **out, srv_error *err)
 {
     pg_conn *w = &pg_from(st)->writer;
     if (conn_ready(w, err))
         return err->code;
-    w->n_queued = 0;
-    w->savepoint_queued = false;
+    pg_pending_drop(w, 0);
+    w->savepoint_at = -1;
+    w->now_us = 0;
     pg_heads_clear(w);
+    pg_known_clear(w);
     if (pg_queue(w, "BEGIN ISOLATION LEVEL READ COMMITTED", "beginning a transaction", err))
         return err->code;
     w->begin_queued = true;
@@ -420,26 +443,40 @@ static srv_code pg_begin(srv_store *st, srv_txn **out, srv_error *err)
     return SRV_OK;
 }
 
+/* Forgets what the transaction read or held (it is over). */
+static void txn_forget(pg_conn *w)
+{
+    pg_heads_clear(w);
+    pg_known_clear(w);
+    w->now_us = 0;
+    w->in_txn = false;
+}
+
 static srv_code pg_commit(srv_txn *t, srv_error *err)
 {
     pg_conn *w = pg_conn_of(t);
-    pg_heads_clear(w);
-    if (w->begin_queued) { /* nothing of it was sent: nothing to commit */
-        w->n_queued = 0;
-        w->begin_queued = w->savepoint_queued = false;
-        w->in_txn = false;
+    if (w->begin_queued && !pg_pending_writes(w)) { /* nothing of it was sent or held */
+        pg_pending_drop(w, 0);
+        txn_forget(w);
         return SRV_OK;
     }
     PGresult *r = pg_query(w, "COMMIT", "committing", err);
     srv_code rc = SRV_OK;
     if (!r)
         /* Lost on the way: whether it committed is unknown, and a client
-         * retrying with its key finds out (DESIGN.md, "Idempotency"). */
+         * retrying with its key finds out (DESIGN.md, "Idempotency"). Or
+         * a write held back failed: then its transaction is still open,
+         * failed, and is rolled back. */
         rc = err->code;
     else if (strcmp(PQcmdStatus(r), "COMMIT") != 0) /* an earlier error undid it */
         rc = srv_fail(err, SRV_ABORTED, "store: the transaction failed before its commit");
     PQclear(r);
-    w->in_txn = false;
+    if (rc && w->pg && PQstatus(w->pg) == CONNECTION_OK &&
+        PQtransactionStatus(w->pg) != PQTRANS_IDLE) {
+        srv_error ignored;
+        pg_exec(w, "ROLLBACK", "rolling back", &ignored);
+    }
+    txn_forget(w);
     return rc;
 }
 
@@ -447,32 +484,31 @@ static void pg_rollback(srv_txn *t)
 {
     pg_conn *w = pg_conn_of(t);
     bool sent = !w->begin_queued;
-    w->n_queued = 0; /* what was never sent needs no undoing */
-    w->begin_queued = w->savepoint_queued = false;
-    pg_heads_clear(w);
+    pg_pending_drop(w, 0); /* what was never sent needs no undoing */
     if (sent && w->in_txn && w->pg && PQstatus(w->pg) == CONNECTION_OK &&
         PQtransactionStatus(w->pg) != PQTRANS_IDLE) {
         srv_error ignored;
         pg_exec(w, "ROLLBACK", "rolling back", &ignored);
     }
-    w->in_txn = false;
+    txn_forget(w);
 }
 
 static srv_code pg_savepoint(srv_txn *t, srv_error *err)
 {
     pg_conn *w = pg_conn_of(t);
+    int at = w->n_pending;
     if (pg_queue(w, "SAVEPOINT mutation", "opening a savepoint", err))
         return err->code;
-    w->savepoint_queued = true;
+    w->savepoint_at = at;
     return SRV_OK;
 }
 
 static srv_code pg_release(srv_txn *t, srv_error *err)
 {
     pg_conn *w = pg_conn_of(t);
-    if (w->savepoint_queued) {
-        w->n_queued--;
-        w->savepoint_queued = false;
+    if (w->savepoint_at >= 0) {
+        pg_pending_remove(w, w->savepoint_at);
+        w->savepoint_at = -1;
         return SRV_OK;
     }
     return pg_queue(w, "RELEASE SAVEPOINT mutation", "releasing a savepoint", err);
@@ -480,7 +516,7 @@ static srv_code pg_release(srv_txn *t, srv_error *err)
 
 /* A failed statement inside a savepoint leaves the transaction waiting
  * for ROLLBACK TO (PQTRANS_INERROR): still there. A lost connection took
- * it with it. A BEGIN still queued is a transaction with nothing in it
+ * it with it. A BEGIN still pending is a transaction with nothing sent
  * yet, alive while its connection is. */
 static bool pg_txn_active(srv_txn *t)
 {
@@ -493,17 +529,21 @@ static bool pg_txn_active(srv_txn *t)
     return s == PQTRANS_INTRANS || s == PQTRANS_INERROR;
 }
 
-/* Row locks taken since the savepoint go with it, so the run heads
- * remembered are forgotten. */
+/* What the mutation held back goes; row locks taken since the savepoint
+ * go with it, and other processes may have written since the records
+ * were read ahead: the run heads and the records known are forgotten
+ * (read again, after what earlier mutations held back is sent). */
 static void pg_rollback_to(srv_txn *t)
 {
     pg_conn *w = pg_conn_of(t);
-    if (w->savepoint_queued) {
-        w->n_queued--;
-        w->savepoint_queued = false;
+    pg_heads_clear(w);
+    pg_known_clear(w);
+    if (w->savepoint_at >= 0) { /* never sent: drop it and what followed */
+        pg_pending_drop(w, w->savepoint_at);
+        w->savepoint_at = -1;
         return;
     }
-    pg_heads_clear(w);
+    pg_pending_drop(w, 0); /* all of it came after the savepoint, which went out */
     srv_error ignored;
     if (pg_queue(w, "ROLLBACK TO SAVEPOINT mutation", "rolling back a savepoint", &ignored) ||
         pg_queue(w, "RELEASE SAVEPOINT mutation", "rolling back a savepoint", &ignored))
@@ -515,6 +555,10 @@ static void pg_rollback_to(srv_txn *t)
 static srv_code pg_now(srv_store *st, srv_txn *t, int64_t *now_us, srv_error *err)
 {
     pg_store *s = pg_from(st);
+    if (t && pg_conn_of(t)->now_us) { /* read ahead with the batch's runs */
+        *now_us = pg_conn_of(t)->now_us;
+        return SRV_OK;
+    }
     pg_conn *c = t ? pg_conn_of(t) : pg_take(s, err);
     if (!c)
         return err->code;
@@ -528,16 +572,107 @@ static srv_code pg_now(srv_store *st, srv_txn *t, int64_t *now_us, srv_error *er
     return r ? SRV_OK : err->code;
 }
 
-/* ---- idempotency ---- */
+/* ---- idempotency ----
+ *
+ * The writer knows the records of keys it read with their runs locked
+ * (ahead, by prefetch, or one at a time): another process writes a
+ * run's record only holding the run's row, so what was read stays true
+ * until this transaction ends. It knows too the records it wrote itself
+ * (held back, not yet in the database). A key it does not know is read
+ * from the database, after what is held back is sent. */
+
+void pg_known_clear(pg_conn *c)
+{
+    for (int i = 0; i < c->n_known; i++) {
+        pg_known_key *k = &c->known[i];
+        free(k->run_id);
+        free(k->method);
+        free(k->key);
+        free(k->response);
+    }
+    c->n_known = 0;
+}
+
+static pg_known_key *known_find(pg_conn *c, const srv_dedup_key *k)
+{
+    for (int i = 0; i < c->n_known; i++) {
+        pg_known_key *e = &c->known[i];
+        if (strcmp(e->key, k->key) == 0 && strcmp(e->run_id, k->run_id) == 0 &&
+            strcmp(e->method, k->method) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+/* Records what the writer knows of key k: found with fingerprint and
+ * response, or not found. Out of memory it knows nothing of k (found
+ * the key is forgotten, and read again from the database). */
+static void known_set(pg_conn *c, const srv_dedup_key *k, bool found, const uint8_t *fingerprint,
+                      const uint8_t *response, size_t response_len)
+{
+    pg_known_key *e = known_find(c, k);
+    if (!e) {
+        if (c->n_known == c->cap_known) {
+            int cap = c->cap_known ? 2 * c->cap_known : 64;
+            pg_known_key *v = realloc(c->known, (size_t)cap * sizeof *v);
+            if (!v)
+                return;
+            c->known = v;
+            c->cap_known = cap;
+        }
+        e = &c->known[c->n_known];
+        memset(e, 0, sizeof *e);
+        e->run_id = strdup(k->run_id);
+        e->method = strdup(k->method);
+        e->key = strdup(k->key);
+        if (!e->run_id || !e->method || !e->key) {
+            free(e->run_id);
+            free(e->method);
+            free(e->key);
+            return;
+        }
+        c->n_known++;
+    }
+    free(e->response);
+    e->response = NULL;
+    e->response_len = 0;
+    e->found = found;
+    if (!found)
+        return;
+    memcpy(e->fingerprint, fingerprint, 32);
+    if (response_len && !(e->response = malloc(response_len))) {
+        free(e->run_id);
+        free(e->method);
+        free(e->key);
+        *e = c->known[--c->n_known];
+        return;
+    }
+    if (response_len)
+        memcpy(e->response, response, response_len);
+    e->response_len = response_len;
+}
 
 static srv_code pg_dedup_get(srv_txn *t, srv_arena *a, const srv_dedup_key *k,
                              srv_dedup_record *out, bool *found, srv_error *err)
 {
+    pg_conn *c = pg_conn_of(t);
+    const pg_known_key *e = t->write ? known_find(c, k) : NULL;
+    if (e) {
+        *found = e->found;
+        if (e->found) {
+            memcpy(out->fingerprint, e->fingerprint, 32);
+            out->response_len = e->response_len;
+            out->response = srv_arena_memdup(a, e->response, e->response_len);
+            if (!out->response && out->response_len)
+                return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+        }
+        return SRV_OK;
+    }
     pg_params p = {0};
     pg_text(&p, k->run_id);
     pg_text(&p, k->method);
     pg_text(&p, k->key);
-    PGresult *r = pg_run(pg_conn_of(t), PS_DEDUP_GET, &p, "reading an idempotency record", err);
+    PGresult *r = pg_run(c, PS_DEDUP_GET, &p, "reading an idempotency record", err);
     if (!r)
         return err->code;
     *found = PQntuples(r) > 0;
@@ -552,16 +687,31 @@ static srv_code pg_dedup_get(srv_txn *t, srv_arena *a, const srv_dedup_key *k,
             rc = srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
     }
     PQclear(r);
+    if (!rc && t->write && pg_head_ref(c, k->run_id)) /* read with its run locked */
+        known_set(c, k, *found, out->fingerprint, out->response, out->response_len);
     return rc;
 }
 
-/* Two replicas racing on one key: the second's insert waits for the
- * first's transaction and, once it committed, fails 23505, which is
- * ABORTED; the ledger rolls back to the savepoint and tries again, and
- * then dedup_get finds the winner's record and replays it. */
+/* A record the writer knows is not there yet, of a run it holds locked,
+ * is held back (pending.c): no other process can write it meanwhile.
+ * Otherwise (the key was looked up before the run was locked, or the
+ * run was created or deleted by this mutation) two replicas may race on
+ * one key: the second's insert waits for the first's transaction and,
+ * once it committed, fails 23505, which is ABORTED; the ledger rolls
+ * back to the savepoint and tries again, and then dedup_get finds the
+ * winner's record and replays it. */
 static srv_code pg_dedup_put(srv_txn *t, const srv_dedup_key *k, const srv_dedup_record *rec,
                              int64_t now_us, srv_error *err)
 {
+    pg_conn *c = pg_conn_of(t);
+    const pg_known_key *known = known_find(c, k);
+    int64_t ref = known && !known->found ? pg_head_ref(c, k->run_id) : 0;
+    if (ref) {
+        if (pg_defer_dedup(c, ref, k, rec, now_us, err))
+            return err->code;
+        known_set(c, k, true, rec->fingerprint, rec->response, rec->response_len);
+        return SRV_OK;
+    }
     pg_params p = {0};
     pg_text(&p, k->run_id);
     pg_text(&p, k->method);
@@ -570,13 +720,80 @@ static srv_code pg_dedup_put(srv_txn *t, const srv_dedup_key *k, const srv_dedup
     pg_bytes(&p, rec->response, rec->response_len);
     pg_i64(&p, now_us);
     int64_t rows = 0;
-    if (pg_do(pg_conn_of(t), PS_DEDUP_PUT, &p, "recording an idempotency key", &rows, err))
+    if (pg_do(c, PS_DEDUP_PUT, &p, "recording an idempotency key", &rows, err))
         return err->code;
-    if (rows == 1)
-        return SRV_OK;
-    /* The run is gone (this mutation deleted it). */
-    return pg_do(pg_conn_of(t), PS_DEDUP_PUT_GONE, &p, "recording an idempotency key", NULL,
-                 err);
+    /* The run is gone (this mutation deleted it) when rows is 0. */
+    if (rows != 1 && pg_do(c, PS_DEDUP_PUT_GONE, &p, "recording an idempotency key", NULL, err))
+        return err->code;
+    known_set(c, k, true, rec->fingerprint, rec->response, rec->response_len);
+    return SRV_OK;
+}
+
+/* ---- reading a batch ahead ---- */
+
+/* One round trip for the whole batch: its runs locked and read (in one
+ * order), its keys' records read, then the clock, after the locks were
+ * had. */
+static srv_code pg_prefetch(srv_txn *t, const srv_dedup_key *keys, size_t n, srv_error *err)
+{
+    pg_conn *c = pg_conn_of(t);
+    const char **runs = calloc(n ? n : 1, sizeof *runs);
+    const char **kr = calloc(n ? n : 1, sizeof *kr), **km = calloc(n ? n : 1, sizeof *km),
+               **kk = calloc(n ? n : 1, sizeof *kk);
+    pg_buf bufs[4] = {{0}};
+    srv_code rc = runs && kr && km && kk ? SRV_OK
+                                         : srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    size_t n_runs = 0, n_keys = 0;
+    for (size_t i = 0; !rc && i < n; i++) {
+        const srv_dedup_key *k = &keys[i];
+        if (!k->run_id || !*k->run_id)
+            continue;
+        bool seen = false;
+        for (size_t j = 0; j < n_runs && !seen; j++)
+            seen = strcmp(runs[j], k->run_id) == 0;
+        if (!seen)
+            runs[n_runs++] = k->run_id;
+        if (k->key && k->method) {
+            kr[n_keys] = k->run_id;
+            km[n_keys] = k->method;
+            kk[n_keys++] = k->key;
+        }
+    }
+    pg_params lock = {0}, get = {0}, now = {0};
+    if (!rc && (!pg_text_array(&bufs[0], runs, n_runs, &lock) ||
+                !pg_text_array(&bufs[1], kr, n_keys, &get) ||
+                !pg_text_array(&bufs[2], km, n_keys, &get) ||
+                !pg_text_array(&bufs[3], kk, n_keys, &get)))
+        rc = srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    PGresult *r[3] = {NULL, NULL, NULL};
+    const pg_stmt_id ids[] = {PS_RUNS_LOCK, PS_DEDUP_GET_MANY, PS_NOW};
+    const pg_params *ps[] = {&lock, &get, &now};
+    if (!rc)
+        rc = pg_run_many(c, ids, ps, 3, r, "reading a batch's runs and keys", err);
+    if (!rc) {
+        pg_heads_keep(c, r[0]);
+        for (size_t i = 0; i < n_keys; i++)
+            known_set(c, &(srv_dedup_key){kr[i], km[i], kk[i]}, false, NULL, NULL, 0);
+        for (int i = 0; i < PQntuples(r[1]); i++) {
+            char *rid = PQgetvalue(r[1], i, 0), *m = PQgetvalue(r[1], i, 1),
+                 *key = PQgetvalue(r[1], i, 2);
+            uint8_t fp[32] = {0};
+            if (PQgetlength(r[1], i, 3) == 32)
+                memcpy(fp, PQgetvalue(r[1], i, 3), 32);
+            known_set(c, &(srv_dedup_key){rid, m, key}, true, fp,
+                      (const uint8_t *)PQgetvalue(r[1], i, 4), (size_t)PQgetlength(r[1], i, 4));
+        }
+        c->now_us = pg_col_i64(r[2], 0, 0);
+    }
+    for (int i = 0; i < 3; i++)
+        PQclear(r[i]);
+    for (int i = 0; i < 4; i++)
+        free(bufs[i].p);
+    free(runs);
+    free(kr);
+    free(km);
+    free(kk);
+    return rc;
 }
 
 static srv_code pg_dedup_expire(srv_txn *t, int64_t before_us, uint32_t limit, size_t *n,
@@ -772,6 +989,10 @@ static void pg_close(srv_store *st)
         pg_rollback(&s->writer.txn);
         PQfinish(s->writer.pg);
     }
+    pg_pending_drop(&s->writer, 0);
+    free(s->writer.pending);
+    free(s->writer.heads);
+    free(s->writer.known);
     for (int i = 0; i < s->n_pool; i++)
         PQfinish(s->pool[i].pg);
     free(s->pool);
@@ -823,6 +1044,7 @@ static const struct srv_store_ops pg_ops = {
     .dedup_get = pg_dedup_get,
     .dedup_put = pg_dedup_put,
     .dedup_expire = pg_dedup_expire,
+    .prefetch = pg_prefetch,
     .run_delete = pg_run_delete,
     .run_set_completed = pg_run_set_completed,
     .runs_completed_before = pg_runs_completed_before,

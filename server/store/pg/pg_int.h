@@ -34,8 +34,11 @@ typedef enum pg_stmt_id {
     PS_LABELS,
     PS_EVENTS_FROM,
     PS_EVENTS_APPEND,
+    PS_RUNS_LOCK,
     PS_DEDUP_GET,
+    PS_DEDUP_GET_MANY,
     PS_DEDUP_PUT,
+    PS_DEDUP_PUT_ROWS,
     PS_DEDUP_PUT_GONE,
     PS_DEDUP_EXPIRE,
     PS_DEDUP_EXPIRE_GONE,
@@ -68,12 +71,29 @@ typedef enum pg_stmt_id {
     PG_N_STMT
 } pg_stmt_id;
 
-/* Control statements the writer holds back (pg.c, "lazy control
- * statements"): at most BEGIN, ROLLBACK TO + RELEASE, RELEASE and
- * SAVEPOINT are ever waiting at once. */
-#define PG_MAX_QUEUED 8
-/* Run heads the writer remembers per transaction (runs.c). */
-#define PG_HEADS 8
+/* A growing byte buffer (pending.c). */
+typedef struct pg_buf {
+    uint8_t *p;
+    size_t len, cap;
+} pg_buf;
+
+/* A statement the writer holds back until its next round trip
+ * (pending.c): a control statement (BEGIN, SAVEPOINT, ...), or a write
+ * whose outcome no caller waits for (events, idempotency records), kept
+ * as the elements of the arrays it will send so that the writes of a
+ * batch go out merged, a statement for many mutations. */
+typedef enum pg_pending_kind { PG_PENDING_SQL, PG_PENDING_EVENTS, PG_PENDING_DEDUP } pg_pending_kind;
+typedef struct pg_pending {
+    pg_pending_kind kind;
+    const char *sql;              /* SQL: static text */
+    int64_t run_ref;              /* EVENTS, DEDUP */
+    uint64_t first_seq;           /* EVENTS */
+    size_t n;                     /* EVENTS: how many */
+    int64_t now_us;               /* created_us */
+    /* EVENTS: types, workers, payloads; DEDUP: method, key,
+     * fingerprint, response; each array elements (4-byte length, bytes) */
+    pg_buf cols[4];
+} pg_pending;
 
 /* A run's head as the writer last read or wrote it in this transaction,
  * its row locked by it; strings malloc'ed. */
@@ -83,21 +103,34 @@ typedef struct pg_head {
     char *latest_checkpoint_id;
 } pg_head;
 
+/* An idempotency record the writer read ahead (prefetch) or wrote in
+ * this transaction; strings and response malloc'ed. */
+typedef struct pg_known_key {
+    char *run_id, *method, *key;
+    bool found;
+    uint8_t fingerprint[32];
+    uint8_t *response;
+    size_t response_len;
+} pg_known_key;
+
 /* A connection; its txn is what callers hold while it is in use. */
 typedef struct pg_conn {
     srv_txn txn;
     PGconn *pg;
     bool prepared[PG_N_STMT];     /* on this session; cleared by a reconnect */
-    bool in_txn;                  /* BEGIN issued (maybe still queued), no COMMIT/ROLLBACK yet */
-    /* The writer's control statements not sent yet, in order (static
-     * strings); they go out in front of the next statement, in one
-     * round trip (pg.c). */
-    const char *queued[PG_MAX_QUEUED];
-    int n_queued;
+    bool in_txn;                  /* BEGIN issued (maybe still pending), no COMMIT/ROLLBACK yet */
+    /* The writer's statements not sent yet, in order (pending.c); they go
+     * out in front of its next statement, in one round trip. */
+    pg_pending *pending;
+    int n_pending, cap_pending;
+    size_t pending_bytes;
     bool begin_queued;            /* nothing of this transaction sent yet */
-    bool savepoint_queued;        /* the last queued is SAVEPOINT: the mutation sent nothing */
-    pg_head heads[PG_HEADS];      /* the writer's locked runs (runs.c) */
-    int n_heads;
+    int savepoint_at;             /* the open SAVEPOINT's index in pending; -1: sent or none */
+    pg_head *heads;               /* the writer's locked runs (runs.c) */
+    int n_heads, cap_heads;
+    pg_known_key *known;          /* the writer's idempotency records (pg.c) */
+    int n_known, cap_known;
+    int64_t now_us;               /* the clock read ahead (prefetch); 0: not read */
     struct pg_conn *next_free;
 } pg_conn;
 
@@ -159,6 +192,8 @@ extern const char *const pg_sql_text[PG_N_STMT];
 /* Settings of a new (or remade) session; forgets what the old one had
  * prepared, queued and locked. */
 srv_code pg_conn_setup(pg_conn *c, srv_error *err);
+/* Forgets the idempotency records the writer read ahead or wrote. */
+void pg_known_clear(pg_conn *c);
 
 /* ---- exec.c: statements, errors ---- */
 
@@ -188,14 +223,55 @@ srv_code pg_exec(pg_conn *c, const char *sql, const char *what, srv_error *err);
 /* One statement of SQL text without parameters: its result (the caller
  * PQclears it) or NULL with *err filled. */
 PGresult *pg_query(pg_conn *c, const char *sql, const char *what, srv_error *err);
+/* Sends the pending statements, if any, alone. */
+srv_code pg_flush(pg_conn *c, const char *what, srv_error *err);
+/* Runs statements ids[0..n) with their parameters in one round trip,
+ * after whatever is pending; out[i] gets each result (the caller
+ * PQclears them), or NULL for all with *err filled. */
+srv_code pg_run_many(pg_conn *c, const pg_stmt_id *ids, const pg_params *const *p, int n,
+                     PGresult **out, const char *what, srv_error *err);
+
+/* ---- pending.c: what the writer holds back ---- */
+
 /* Holds a control statement of the writer (a static string, no result
  * wanted) back until its next statement, which carries it in the same
- * round trip; an error of it comes back from that statement. Sends the
- * queue first when it is full, which the ledger's order never makes
- * it. */
+ * round trip; an error of it comes back from that statement. */
 srv_code pg_queue(pg_conn *c, const char *sql, const char *what, srv_error *err);
-/* Sends the queued control statements, if any, alone. */
-srv_code pg_flush(pg_conn *c, const char *what, srv_error *err);
+/* Holds back the INSERT of events [0, n) at seqs first_seq.. of run ref
+ * and the run's next_seq after them; an error comes back from the
+ * statement that sends it (the transaction fails with it). */
+srv_code pg_defer_events(pg_conn *c, int64_t ref, uint64_t first_seq,
+                         Cairn__V1__Event *const *events, size_t n, int64_t now_us,
+                         srv_error *err);
+/* Holds back the INSERT of an idempotency record of run ref. */
+srv_code pg_defer_dedup(pg_conn *c, int64_t ref, const srv_dedup_key *k,
+                        const srv_dedup_record *rec, int64_t now_us, srv_error *err);
+/* The strings v[0..n) as a text[] parameter (binary) added to p, its
+ * bytes in b (the caller frees b->p once the statement ran). */
+bool pg_text_array(pg_buf *b, const char *const *v, size_t n, pg_params *p);
+/* Forgets the pending statements from index from on. */
+void pg_pending_drop(pg_conn *c, int from);
+/* Takes out pending statement i (a SAVEPOINT never sent). */
+void pg_pending_remove(pg_conn *c, int i);
+/* Whether anything pending writes (more than control statements). */
+bool pg_pending_writes(const pg_conn *c);
+
+/* One statement as the pipeline sends it: prepared statement id, or SQL
+ * text (id < 0), its parameters, results in binary; owned buffers are
+ * freed with it. */
+typedef struct pg_stmt {
+    int id;
+    const char *sql;
+    pg_params p;
+    const char *what;
+    uint8_t *owned[6];
+} pg_stmt;
+/* The pending statements as the pipeline sends them, merged: the events
+ * and the idempotency records between two control statements one
+ * statement each. Empties the
+ * pending list. *out malloc'ed (pg_stmts_free). */
+srv_code pg_pending_take(pg_conn *c, pg_stmt **out, int *n, srv_error *err);
+void pg_stmts_free(pg_stmt *s, int n);
 
 int64_t pg_col_i64(const PGresult *r, int row, int col);
 /* A text column copied into the arena ("" when NULL). */
@@ -224,6 +300,11 @@ void pg_sql_add(pg_sql *b, const char *fmt, ...) __attribute__((format(printf, 2
 /* Forgets the run heads the writer remembered (its locks are gone, or
  * may be: commit, rollback, rollback to a savepoint, reconnect). */
 void pg_heads_clear(pg_conn *c);
+/* Remembers the heads of every row of r (selected with the run columns,
+ * locked by the writer). */
+void pg_heads_keep(pg_conn *c, const PGresult *r);
+/* Run ref of run_id when the writer holds its head, else 0. */
+int64_t pg_head_ref(pg_conn *c, const char *run_id);
 /* Forgets the head of run ref (a statement changed its row). */
 void pg_head_forget(pg_conn *c, int64_t ref);
 

@@ -69,13 +69,21 @@ static pg_head *head_by_ref(pg_conn *c, int64_t ref)
     return NULL;
 }
 
-/* Remembers a head just read with its row locked (not when full or out
- * of memory: then the next find reads it again, which costs a round
- * trip and nothing else). */
+/* Remembers a head just read with its row locked (not when out of
+ * memory: then the next find reads it again, which costs a round trip
+ * and nothing else). */
 static void head_keep(pg_conn *c, const srv_run_head *h)
 {
-    if (c->n_heads == PG_HEADS)
-        return;
+    if (head_by_ref(c, h->ref))
+        pg_head_forget(c, h->ref);
+    if (c->n_heads == c->cap_heads) {
+        int cap = c->cap_heads ? 2 * c->cap_heads : 16;
+        pg_head *v = realloc(c->heads, (size_t)cap * sizeof *v);
+        if (!v)
+            return;
+        c->heads = v;
+        c->cap_heads = cap;
+    }
     pg_head *k = &c->heads[c->n_heads];
     k->run_id = strdup(h->run_id);
     k->latest_checkpoint_id = strdup(h->latest_checkpoint_id);
@@ -88,6 +96,24 @@ static void head_keep(pg_conn *c, const srv_run_head *h)
     k->head.run_id = k->run_id;
     k->head.latest_checkpoint_id = k->latest_checkpoint_id;
     c->n_heads++;
+}
+
+void pg_heads_keep(pg_conn *c, const PGresult *r)
+{
+    srv_arena *a = srv_arena_create();
+    for (int i = 0; a && i < PQntuples(r); i++) {
+        srv_run_head h;
+        read_head(a, r, i, &h);
+        if (h.run_id && h.latest_checkpoint_id)
+            head_keep(c, &h);
+    }
+    srv_arena_destroy(a);
+}
+
+int64_t pg_head_ref(pg_conn *c, const char *run_id)
+{
+    const pg_head *k = head_by_id(c, run_id);
+    return k ? k->head.ref : 0;
 }
 
 /* The writer locks the row it reads (pg.c, PS_RUN_BY_NAME_LOCKED): the
@@ -287,68 +313,12 @@ srv_code pg_run_insert(srv_txn *t, const char *run_id, char *const *workers, siz
 
 /* ---- events ---- */
 
-/* PostgreSQL's binary array format (array_recv), one dimension. */
-enum { OID_BYTEA = 17, OID_TEXT = 25 };
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-/* Field f (0 type, 1 worker, 2 payload) of every event as one array of
- * elem_oid; malloc'ed, its size in *len. NULL when out of memory or past
- * what one parameter can carry. */
-static uint8_t *event_array(Cairn__V1__Event *const *events, size_t n, int f, uint32_t elem_oid,
-                            int *len)
-{
-    size_t total = n ? 20 : 12;
-    for (size_t i = 0; i < n; i++) {
-        const Cairn__V1__Event *ev = events[i];
-        total += 4 + (f == 2 ? ev->payload.len
-                             : strlen(f ? (ev->worker_id ? ev->worker_id : "")
-                                        : (ev->type ? ev->type : "")));
-    }
-    if (total > INT32_MAX)
-        return NULL;
-    uint8_t *b = malloc(total), *p = b;
-    if (!b)
-        return NULL;
-    put_u32(p, n ? 1 : 0); /* dimensions */
-    put_u32(p + 4, 0);     /* no NULLs */
-    put_u32(p + 8, elem_oid);
-    p += 12;
-    if (n) {
-        put_u32(p, (uint32_t)n);
-        put_u32(p + 4, 1); /* lower bound */
-        p += 8;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const Cairn__V1__Event *ev = events[i];
-        const void *d;
-        size_t dl;
-        if (f == 2) {
-            d = ev->payload.data;
-            dl = ev->payload.len;
-        } else {
-            d = f ? (ev->worker_id ? ev->worker_id : "") : (ev->type ? ev->type : "");
-            dl = strlen(d);
-        }
-        put_u32(p, (uint32_t)dl);
-        if (dl)
-            memcpy(p + 4, d, dl);
-        p += 4 + dl;
-    }
-    *len = (int)total;
-    return b;
-}
-
-/* The batch of events (run->next_seq + i each) and the run's next_seq in
- * one statement and one round trip. Seqs come from the head the writer
- * read with the run's row locked, so no other replica can take them
- * meanwhile; a stale head meets the primary key (ABORTED). */
+/* The batch of events (run->next_seq + i each) and the run's next_seq
+ * in one statement. Given the head the writer holds (read with the run's
+ * row locked, so no other replica can take its seqs meanwhile), it is
+ * held back (pending.c) and sent merged with the appends that follow.
+ * Any other head is sent at once: a stale one meets the primary key,
+ * ABORTED. */
 srv_code pg_events_insert(srv_txn *t, const srv_run_head *run, Cairn__V1__Event *const *events,
                           size_t n, int64_t now_us, srv_error *err)
 {
@@ -356,27 +326,12 @@ srv_code pg_events_insert(srv_txn *t, const srv_run_head *run, Cairn__V1__Event 
     pg_head *k = head_by_ref(w, run->ref);
     if (k && k->head.next_seq != run->next_seq)
         pg_head_forget(w, run->ref), k = NULL; /* not the head it remembers: read it again */
-    int lens[3] = {0};
-    uint8_t *arr[3] = {event_array(events, n, 0, OID_TEXT, &lens[0]),
-                       event_array(events, n, 1, OID_TEXT, &lens[1]),
-                       event_array(events, n, 2, OID_BYTEA, &lens[2])};
-    srv_code rc = SRV_OK;
-    if (!arr[0] || !arr[1] || !arr[2]) {
-        rc = srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
-    } else {
-        pg_params p = {0};
-        pg_i64(&p, run->ref);
-        pg_i64(&p, (int64_t)run->next_seq);
-        pg_i64(&p, now_us);
-        for (int i = 0; i < 3; i++)
-            pg_bytes(&p, arr[i], (size_t)lens[i]);
-        rc = pg_do(w, PS_EVENTS_APPEND, &p, "appending events", NULL, err);
-    }
-    for (int i = 0; i < 3; i++)
-        free(arr[i]);
+    srv_code rc = pg_defer_events(w, run->ref, run->next_seq, events, n, now_us, err);
+    if (!rc && !k)
+        rc = pg_flush(w, "appending events", err);
     if (rc)
         pg_head_forget(w, run->ref);
-    else if (k)
+    else if ((k = head_by_ref(w, run->ref)) != NULL)
         k->head.next_seq = run->next_seq + n;
     return rc;
 }
