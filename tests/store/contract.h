@@ -172,6 +172,9 @@ bool dedup_found(fx *f, const srv_dedup_key *k, srv_dedup_record *out);
     XX(store_names_and_op_names_name_the_backend_and_each_op, DIR)                           \
     XX(destroying_null_is_a_no_op, DIR)                                                      \
     XX(a_second_open_of_the_same_data_dir_fails_in_use, OPEN)                                \
+    /* test_prefetch.c */                                                                    \
+    XX(a_batch_read_ahead_sees_old_records_its_own_and_none_rolled_back, OPEN)               \
+    XX(a_batch_read_ahead_on_a_run_another_replica_writes_sees_its_committed_record, OPEN)   \
     /* test_replicas.c */                                                                    \
     XX(two_replicas_appending_to_one_run_at_once_give_dense_seqs, OPEN)                      \
     XX(two_replicas_racing_on_one_idempotency_key_one_applies_the_other_replays, OPEN)      \

@@ -195,6 +195,10 @@ const char *const pg_sql_text[PG_N_STMT] = {
         "           AS v(r, s) GROUP BY v.r) "
         "UPDATE runs SET next_seq = h.next FROM h WHERE runs.id = h.r "
         "RETURNING pg_notify('" PG_CHANNEL "', (runs.next_seq - 1)::text || ' ' || runs.run_id)",
+    [PS_DEDUP_GET] = "SELECT d.fingerprint, d.response FROM dedup d JOIN runs r ON r.id = d.run "
+                     "WHERE r.run_id = $1 AND d.method = $2 AND d.key = $3 "
+                     "UNION ALL SELECT fingerprint, response FROM gone_dedup "
+                     "WHERE run_id = $1 AND method = $2 AND key = $3 LIMIT 1",
     /* The runs of a batch, locked in one order by every replica (so two
      * batches sharing runs wait, never deadlock). */
     [PS_RUNS_LOCK] = "SELECT " RUN_COLUMNS " FROM runs WHERE run_id = ANY($1::text[]) "
@@ -1058,6 +1062,9 @@ srv_code srv_pg_open(const srv_store_config *cfg, srv_store **out, srv_error *er
     if (!cfg->pg_dsn || !*cfg->pg_dsn)
         return srv_fail(err, SRV_INVALID_ARGUMENT,
                         "--pg-dsn: required with --store postgres (or CAIRN_PG_DSN)");
+    for (int i = 0; i < PG_N_STMT; i++) /* a statement id without its text */
+        if (!pg_sql_text[i])
+            return srv_fail(err, SRV_INTERNAL, "store: statement %d has no SQL text", i);
     pg_store *s = calloc(1, sizeof *s);
     if (!s)
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
