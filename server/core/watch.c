@@ -295,8 +295,17 @@ static void finish_locked(watcher *w)
         h->all = w->anext;
     if (w->anext)
         w->anext->aprev = w->aprev;
-    h->watchers--;
     feed_unref(h, w->feed);
+    pthread_mutex_unlock(&h->mu);
+}
+
+/* Gives a watcher's place back, after its stream was ended: a stream no
+ * longer counted open has had its call counted (srv_watch_open_streams
+ * against the transport's on_end). */
+static void give_back_place(srv_watch *h)
+{
+    pthread_mutex_lock(&h->mu);
+    h->watchers--;
     pthread_mutex_unlock(&h->mu);
 }
 
@@ -424,9 +433,11 @@ static void pump_on(watcher *w, bool on_io)
     if (code) {
         char text[SRV_ERROR_MSG_MAX];
         snprintf(text, sizeof text, "%s", why);
+        srv_watch *hub = w->hub;
         finish_locked(w);
         pthread_mutex_unlock(&w->mu);
         end_stream(&stream, code, text);
+        give_back_place(hub);
         watcher_unref(w);
         return;
     }
@@ -495,7 +506,8 @@ void srv_watch_serve(srv_watch *h, const srv_watch_stream *stream, const char *r
         end_stream(stream, SRV_UNAVAILABLE, "cairnd is shutting down");
         return;
     }
-    /* A place among the watchers, given back by finish_locked or below. */
+    /* A place among the watchers, given back (give_back_place) once its
+     * stream ended. */
     pthread_mutex_lock(&h->mu);
     bool full = h->max_watchers > 0 && h->watchers >= h->max_watchers;
     if (!full)
@@ -514,10 +526,8 @@ void srv_watch_serve(srv_watch *h, const srv_watch_stream *stream, const char *r
     if (!w || !a) {
         free(w);
         srv_arena_destroy(a);
-        pthread_mutex_lock(&h->mu);
-        h->watchers--;
-        pthread_mutex_unlock(&h->mu);
         end_stream(stream, SRV_RESOURCE_EXHAUSTED, "out of memory");
+        give_back_place(h);
         return;
     }
 
@@ -534,23 +544,22 @@ void srv_watch_serve(srv_watch *h, const srv_watch_stream *stream, const char *r
     }
     if (f)
         f->refs++;
-    else
-        h->watchers--;
     pthread_mutex_unlock(&h->mu);
     if (!f) {
         free(w);
         srv_arena_destroy(a);
         end_stream(stream, SRV_RESOURCE_EXHAUSTED, "out of memory");
+        give_back_place(h);
         return;
     }
     if (srv_run_read(h->store, a, run_id, &run, &err)) {
         pthread_mutex_lock(&h->mu);
         feed_unref(h, f);
-        h->watchers--;
         pthread_mutex_unlock(&h->mu);
         free(w);
         srv_arena_destroy(a);
         stream->fail(stream->ctx, &err);
+        give_back_place(h);
         return;
     }
 
