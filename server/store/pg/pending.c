@@ -105,6 +105,17 @@ bool pg_text_array(pg_buf *b, const char *const *v, size_t n, pg_params *p)
     return true;
 }
 
+void *pg_grow(void *v, int n, int *cap, size_t size)
+{
+    if (n < *cap)
+        return v;
+    int ncap = *cap ? *cap * 2 : 16;
+    void *p = realloc(v, (size_t)ncap * size);
+    if (p)
+        *cap = ncap;
+    return p;
+}
+
 /* ---- the list ---- */
 
 static void entry_free(pg_pending *e)
@@ -115,14 +126,10 @@ static void entry_free(pg_pending *e)
 
 static pg_pending *entry_new(pg_conn *c, pg_pending_kind kind)
 {
-    if (c->n_pending == c->cap_pending) {
-        int cap = c->cap_pending ? c->cap_pending * 2 : 16;
-        pg_pending *p = realloc(c->pending, (size_t)cap * sizeof *p);
-        if (!p)
-            return NULL;
-        c->pending = p;
-        c->cap_pending = cap;
-    }
+    pg_pending *grown = pg_grow(c->pending, c->n_pending, &c->cap_pending, sizeof *grown);
+    if (!grown)
+        return NULL;
+    c->pending = grown;
     pg_pending *e = &c->pending[c->n_pending++];
     memset(e, 0, sizeof *e);
     e->kind = kind;

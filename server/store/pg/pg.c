@@ -616,14 +616,10 @@ static void known_set(pg_conn *c, const srv_dedup_key *k, bool found, const uint
 {
     pg_known_key *e = known_find(c, k);
     if (!e) {
-        if (c->n_known == c->cap_known) {
-            int cap = c->cap_known ? 2 * c->cap_known : 64;
-            pg_known_key *v = realloc(c->known, (size_t)cap * sizeof *v);
-            if (!v)
-                return;
-            c->known = v;
-            c->cap_known = cap;
-        }
+        pg_known_key *grown = pg_grow(c->known, c->n_known, &c->cap_known, sizeof *grown);
+        if (!grown)
+            return;
+        c->known = grown;
         e = &c->known[c->n_known];
         memset(e, 0, sizeof *e);
         e->run_id = strdup(k->run_id);

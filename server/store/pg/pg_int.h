@@ -246,6 +246,10 @@ srv_code pg_defer_events(pg_conn *c, int64_t ref, uint64_t first_seq,
 /* Holds back the INSERT of an idempotency record of run ref. */
 srv_code pg_defer_dedup(pg_conn *c, int64_t ref, const srv_dedup_key *k,
                         const srv_dedup_record *rec, int64_t now_us, srv_error *err);
+/* Makes room for one more element in a malloc'ed array v of n elements
+ * of size bytes with capacity *cap: v when it has room, else v moved to
+ * twice the capacity; NULL when out of memory (v stays as it was). */
+void *pg_grow(void *v, int n, int *cap, size_t size);
 /* The strings v[0..n) as a text[] parameter (binary) added to p, its
  * bytes in b (the caller frees b->p once the statement ran). */
 bool pg_text_array(pg_buf *b, const char *const *v, size_t n, pg_params *p);

@@ -76,14 +76,10 @@ static void head_keep(pg_conn *c, const srv_run_head *h)
 {
     if (head_by_ref(c, h->ref))
         pg_head_forget(c, h->ref);
-    if (c->n_heads == c->cap_heads) {
-        int cap = c->cap_heads ? 2 * c->cap_heads : 16;
-        pg_head *v = realloc(c->heads, (size_t)cap * sizeof *v);
-        if (!v)
-            return;
-        c->heads = v;
-        c->cap_heads = cap;
-    }
+    pg_head *grown = pg_grow(c->heads, c->n_heads, &c->cap_heads, sizeof *grown);
+    if (!grown)
+        return;
+    c->heads = grown;
     pg_head *k = &c->heads[c->n_heads];
     k->run_id = strdup(h->run_id);
     k->latest_checkpoint_id = strdup(h->latest_checkpoint_id);
