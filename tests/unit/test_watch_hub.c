@@ -54,6 +54,9 @@ typedef struct fake {
     void *closed_arg;
     bool client_gone;             /* the close callback ran or is due */
     int breaches;                 /* calls the contract forbids */
+    srv_watch *hub;               /* when set: */
+    int open_when_ended;          /* its open streams as fail ran (the transport counts
+                                   * the call there) */
 } fake;
 
 static void fake_init(fake *f)
@@ -113,11 +116,13 @@ static void fake_send(void *ctx, const uint8_t *msg, size_t len, srv_watch_sent_
 static void fake_fail(void *ctx, const srv_error *err)
 {
     fake *f = ctx;
+    int open = f->hub ? srv_watch_open_streams(f->hub) : 0; /* (not under f->mu) */
     pthread_mutex_lock(&f->mu);
     if (f->in_flight || f->fails)
         f->breaches++;
     f->fails++;
     f->fail_err = *err;
+    f->open_when_ended = open;
     pthread_cond_broadcast(&f->cv);
     pthread_mutex_unlock(&f->mu);
 }
@@ -721,6 +726,35 @@ static void a_deleted_run_ends_its_parked_watchers_not_found_and_others_not(void
     fake_destroy(&s);
 }
 
+/* The gauge of open streams and the count of ended calls must agree for
+ * a scraper: a stream is counted open until it has ended (the transport
+ * counts its call as it ends it), then not. */
+static void a_stream_is_counted_open_until_it_has_ended(void **state)
+{
+    fx *f = *state;
+    append(f, 1);
+    start_hub(f);
+    fake s, u;
+    fake_init(&s);
+    fake_init(&u);
+    s.hub = u.hub = f->hub;
+    srv_watch_stream stream = fake_stream(&s), unknown = fake_stream(&u);
+    srv_watch_serve(f->hub, &stream, RUN, 1);
+    receive(&s, 0, 1, 1);
+    assert_int_equal(srv_watch_open_streams(f->hub), 1);
+    client_close(&s);
+    assert_ended_once(&s, SRV_CANCELLED);
+    assert_int_equal(s.open_when_ended, 1);
+    assert_int_equal(srv_watch_open_streams(f->hub), 0);
+
+    srv_watch_serve(f->hub, &unknown, "no-such-run", 1);
+    assert_ended_once(&u, SRV_NOT_FOUND);
+    assert_int_equal(u.open_when_ended, 1);
+    assert_int_equal(srv_watch_open_streams(f->hub), 0);
+    fake_destroy(&s);
+    fake_destroy(&u);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -737,6 +771,7 @@ int main(void)
         T(a_deleted_run_ends_its_parked_watchers_not_found_and_others_not),
         T(many_watched_runs_of_big_events_hold_at_most_the_budget_and_lose_no_event),
         T(a_budget_of_zero_keeps_no_event_and_the_watcher_gets_each_from_the_store),
+        T(a_stream_is_counted_open_until_it_has_ended),
     };
     return cmocka_run_group_tests_name("watch_hub", tests, NULL, NULL);
 }
