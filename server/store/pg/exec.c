@@ -132,7 +132,7 @@ static void stmt_name(char *name, size_t cap, int id)
     snprintf(name, cap, "s%d", id);
 }
 
-/* Without queued control statements: the statement alone, as always. */
+/* With nothing pending: the statement alone, as always. */
 static PGresult *call_now(pg_conn *c, const call *q, const char *what, srv_error *err)
 {
     PGresult *r;
