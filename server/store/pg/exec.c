@@ -197,26 +197,25 @@ typedef struct slot {
     const char *what;
 } slot;
 
-/* Sends one statement (a PREPARE first when the session lacks it);
- * records the results it owes in slots. */
-static bool send_one(pg_conn *c, int id, const char *sql, const pg_params *p, const char *what,
-                     int q, bool *preparing, slot *slots, int *n)
+/* Sends q (a PREPARE first when the session lacks it); records the
+ * results it owes in slots, the last one for qs[qi] (-1: none). */
+static bool send_one(pg_conn *c, const call *q, const char *what, int qi, bool *preparing,
+                     slot *slots, int *n)
 {
-    if (id < 0) {
-        slots[(*n)++] = (slot){-1, q, what};
-        return PQsendQueryParams(c->pg, sql, p ? p->n : 0, NULL, p ? p->v : NULL,
-                                 p ? p->len : NULL, p ? p->fmt : NULL, 1);
+    if (q->id < 0) {
+        slots[(*n)++] = (slot){-1, qi, what};
+        return PQsendQueryParams(c->pg, q->sql, q->n, NULL, q->v, q->len, q->fmt, 1);
     }
     char name[16];
-    stmt_name(name, sizeof name, id);
-    if (!c->prepared[id] && !preparing[id]) {
-        preparing[id] = true;
-        slots[(*n)++] = (slot){id, -1, "preparing a statement"};
-        if (!PQsendPrepare(c->pg, name, pg_sql_text[id], 0, NULL))
+    stmt_name(name, sizeof name, q->id);
+    if (!c->prepared[q->id] && !preparing[q->id]) {
+        preparing[q->id] = true;
+        slots[(*n)++] = (slot){q->id, -1, "preparing a statement"};
+        if (!PQsendPrepare(c->pg, name, pg_sql_text[q->id], 0, NULL))
             return false;
     }
-    slots[(*n)++] = (slot){-1, q, what};
-    return PQsendQueryPrepared(c->pg, name, p->n, p->v, p->len, p->fmt, 1);
+    slots[(*n)++] = (slot){-1, qi, what};
+    return PQsendQueryPrepared(c->pg, name, q->n, q->v, q->len, q->fmt, 1);
 }
 
 /* The pending statements (merged: pending.c), then qs[0..nq), then a
@@ -242,18 +241,13 @@ static srv_code call_piped(pg_conn *c, const call *qs, int nq, PGresult **out,
     bool preparing[PG_N_STMT] = {0};
     int ns = 0;
     bool sent = (!cap || slots) && PQenterPipelineMode(c->pg);
-    for (int i = 0; sent && i < np; i++)
-        sent = send_one(c, ps[i].id, ps[i].sql, &ps[i].p, ps[i].what, -1, preparing, slots, &ns);
-    for (int i = 0; sent && i < nq; i++) {
-        pg_params p = {.n = qs[i].n};
-        for (int k = 0; k < qs[i].n && k < PG_MAX_PARAMS; k++) {
-            p.v[k] = qs[i].v[k];
-            p.len[k] = qs[i].len ? qs[i].len[k] : 0;
-            p.fmt[k] = qs[i].fmt ? qs[i].fmt[k] : 0;
-        }
-        sent = qs[i].n <= PG_MAX_PARAMS &&
-               send_one(c, qs[i].id, qs[i].sql, &p, what, i, preparing, slots, &ns);
+    for (int i = 0; sent && i < np; i++) {
+        const pg_params *p = &ps[i].p;
+        const call q = {ps[i].id, ps[i].sql, p->n, p->v, p->len, p->fmt};
+        sent = send_one(c, &q, ps[i].what, -1, preparing, slots, &ns);
     }
+    for (int i = 0; sent && i < nq; i++)
+        sent = send_one(c, &qs[i], what, i, preparing, slots, &ns);
     if (sent)
         sent = PQpipelineSync(c->pg);
 

@@ -166,9 +166,8 @@ bool pg_pending_writes(const pg_conn *c)
     return false;
 }
 
-srv_code pg_queue(pg_conn *c, const char *sql, const char *what, srv_error *err)
+srv_code pg_queue(pg_conn *c, const char *sql, srv_error *err)
 {
-    (void)what;
     pg_pending *e = entry_new(c, PG_PENDING_SQL);
     if (!e)
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
@@ -351,9 +350,7 @@ srv_code pg_pending_take(pg_conn *c, pg_stmt **out, int *n, srv_error *err)
         from = to;
     }
     free(done);
-    pg_pending_drop(c, 0);
-    c->begin_queued = false;
-    c->savepoint_at = -1;
+    pg_pending_drop(c, 0); /* (the BEGIN and any savepoint with it) */
     if (!ok) {
         pg_stmts_free(s, ns);
         return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");

@@ -307,15 +307,21 @@ static const char SESSION_SETUP[] = "SET synchronous_commit = on;"
                                     "SET client_min_messages = warning;"
                                     "SET application_name = 'cairnd'";
 
+/* Forgets what the writer's transaction sent, held, read or locked (it
+ * is over, or about to begin). */
+static void txn_forget(pg_conn *w)
+{
+    pg_pending_drop(w, 0);
+    pg_heads_clear(w);
+    pg_known_clear(w);
+    w->now_us = 0;
+    w->in_txn = false;
+}
+
 srv_code pg_conn_setup(pg_conn *c, srv_error *err)
 {
     memset(c->prepared, 0, sizeof c->prepared);
-    c->in_txn = false;
-    pg_pending_drop(c, 0);
-    c->savepoint_at = -1;
-    pg_heads_clear(c);
-    pg_known_clear(c);
-    c->now_us = 0;
+    txn_forget(c);
     return pg_exec(c, SESSION_SETUP, "configuring a PostgreSQL session", err);
 }
 
@@ -434,12 +440,8 @@ static srv_code pg_begin(srv_store *st, srv_txn **out, srv_error *err)
     pg_conn *w = &pg_from(st)->writer;
     if (conn_ready(w, err))
         return err->code;
-    pg_pending_drop(w, 0);
-    w->savepoint_at = -1;
-    w->now_us = 0;
-    pg_heads_clear(w);
-    pg_known_clear(w);
-    if (pg_queue(w, "BEGIN ISOLATION LEVEL READ COMMITTED", "beginning a transaction", err))
+    txn_forget(w);
+    if (pg_queue(w, "BEGIN ISOLATION LEVEL READ COMMITTED", err))
         return err->code;
     w->begin_queued = true;
     w->in_txn = true;
@@ -447,20 +449,10 @@ static srv_code pg_begin(srv_store *st, srv_txn **out, srv_error *err)
     return SRV_OK;
 }
 
-/* Forgets what the transaction read or held (it is over). */
-static void txn_forget(pg_conn *w)
-{
-    pg_heads_clear(w);
-    pg_known_clear(w);
-    w->now_us = 0;
-    w->in_txn = false;
-}
-
 static srv_code pg_commit(srv_txn *t, srv_error *err)
 {
     pg_conn *w = pg_conn_of(t);
     if (w->begin_queued && !pg_pending_writes(w)) { /* nothing of it was sent or held */
-        pg_pending_drop(w, 0);
         txn_forget(w);
         return SRV_OK;
     }
@@ -501,7 +493,7 @@ static srv_code pg_savepoint(srv_txn *t, srv_error *err)
 {
     pg_conn *w = pg_conn_of(t);
     int at = w->n_pending;
-    if (pg_queue(w, "SAVEPOINT mutation", "opening a savepoint", err))
+    if (pg_queue(w, "SAVEPOINT mutation", err))
         return err->code;
     w->savepoint_at = at;
     return SRV_OK;
@@ -515,7 +507,7 @@ static srv_code pg_release(srv_txn *t, srv_error *err)
         w->savepoint_at = -1;
         return SRV_OK;
     }
-    return pg_queue(w, "RELEASE SAVEPOINT mutation", "releasing a savepoint", err);
+    return pg_queue(w, "RELEASE SAVEPOINT mutation", err);
 }
 
 /* A failed statement inside a savepoint leaves the transaction waiting
@@ -544,13 +536,12 @@ static void pg_rollback_to(srv_txn *t)
     pg_known_clear(w);
     if (w->savepoint_at >= 0) { /* never sent: drop it and what followed */
         pg_pending_drop(w, w->savepoint_at);
-        w->savepoint_at = -1;
         return;
     }
     pg_pending_drop(w, 0); /* all of it came after the savepoint, which went out */
     srv_error ignored;
-    if (pg_queue(w, "ROLLBACK TO SAVEPOINT mutation", "rolling back a savepoint", &ignored) ||
-        pg_queue(w, "RELEASE SAVEPOINT mutation", "rolling back a savepoint", &ignored))
+    if (pg_queue(w, "ROLLBACK TO SAVEPOINT mutation", &ignored) ||
+        pg_queue(w, "RELEASE SAVEPOINT mutation", &ignored))
         return;
 }
 
@@ -737,14 +728,15 @@ static srv_code pg_dedup_put(srv_txn *t, const srv_dedup_key *k, const srv_dedup
 static srv_code pg_prefetch(srv_txn *t, const srv_dedup_key *keys, size_t n, srv_error *err)
 {
     pg_conn *c = pg_conn_of(t);
-    const char **runs = calloc(n ? n : 1, sizeof *runs);
-    const char **kr = calloc(n ? n : 1, sizeof *kr), **km = calloc(n ? n : 1, sizeof *km),
-               **kk = calloc(n ? n : 1, sizeof *kk);
+    /* The distinct runs; the keys as (run, method, key) columns. */
+    const char **runs = calloc(4 * (n ? n : 1), sizeof *runs);
+    if (!runs)
+        return srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    const char **kr = runs + n, **km = kr + n, **kk = km + n;
     pg_buf bufs[4] = {{0}};
-    srv_code rc = runs && kr && km && kk ? SRV_OK
-                                         : srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
+    srv_code rc = SRV_OK;
     size_t n_runs = 0, n_keys = 0;
-    for (size_t i = 0; !rc && i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         const srv_dedup_key *k = &keys[i];
         if (!k->run_id || !*k->run_id)
             continue;
@@ -760,10 +752,9 @@ static srv_code pg_prefetch(srv_txn *t, const srv_dedup_key *keys, size_t n, srv
         }
     }
     pg_params lock = {0}, get = {0}, now = {0};
-    if (!rc && (!pg_text_array(&bufs[0], runs, n_runs, &lock) ||
-                !pg_text_array(&bufs[1], kr, n_keys, &get) ||
-                !pg_text_array(&bufs[2], km, n_keys, &get) ||
-                !pg_text_array(&bufs[3], kk, n_keys, &get)))
+    if (!pg_text_array(&bufs[0], runs, n_runs, &lock) ||
+        !pg_text_array(&bufs[1], kr, n_keys, &get) || !pg_text_array(&bufs[2], km, n_keys, &get) ||
+        !pg_text_array(&bufs[3], kk, n_keys, &get))
         rc = srv_fail(err, SRV_RESOURCE_EXHAUSTED, "out of memory");
     PGresult *r[3] = {NULL, NULL, NULL};
     const pg_stmt_id ids[] = {PS_RUNS_LOCK, PS_DEDUP_GET_MANY, PS_NOW};
@@ -790,9 +781,6 @@ static srv_code pg_prefetch(srv_txn *t, const srv_dedup_key *keys, size_t n, srv
     for (int i = 0; i < 4; i++)
         free(bufs[i].p);
     free(runs);
-    free(kr);
-    free(km);
-    free(kk);
     return rc;
 }
 
@@ -989,8 +977,7 @@ static void pg_close(srv_store *st)
         pg_rollback(&s->writer.txn);
         PQfinish(s->writer.pg);
     }
-    pg_pending_drop(&s->writer, 0);
-    free(s->writer.pending);
+    free(s->writer.pending); /* (emptied by the rollback) */
     free(s->writer.heads);
     free(s->writer.known);
     for (int i = 0; i < s->n_pool; i++)

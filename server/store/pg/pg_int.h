@@ -236,7 +236,7 @@ srv_code pg_run_many(pg_conn *c, const pg_stmt_id *ids, const pg_params *const *
 /* Holds a control statement of the writer (a static string, no result
  * wanted) back until its next statement, which carries it in the same
  * round trip; an error of it comes back from that statement. */
-srv_code pg_queue(pg_conn *c, const char *sql, const char *what, srv_error *err);
+srv_code pg_queue(pg_conn *c, const char *sql, srv_error *err);
 /* Holds back the INSERT of events [0, n) at seqs first_seq.. of run ref
  * and the run's next_seq after them; an error comes back from the
  * statement that sends it (the transaction fails with it). */

@@ -74,8 +74,7 @@ static pg_head *head_by_ref(pg_conn *c, int64_t ref)
  * and nothing else). */
 static void head_keep(pg_conn *c, const srv_run_head *h)
 {
-    if (head_by_ref(c, h->ref))
-        pg_head_forget(c, h->ref);
+    pg_head_forget(c, h->ref); /* a head kept before: this one is newer */
     pg_head *grown = pg_grow(c->heads, c->n_heads, &c->cap_heads, sizeof *grown);
     if (!grown)
         return;
