@@ -41,6 +41,12 @@ double bench_pct_ms(const uint64_t *sorted_ns, long n, double p);
  * shares one connection between channels whose settings are equal).
  * Prints the error and returns NULL on failure. */
 cairn_client *bench_client(const config *cfg, uint32_t distinct);
+/* Reads run_id from seq 1 to its end in pages of 1000 and calls
+ * fn(ctx, e) on every event in order. 0 at the end; 1 when a read failed
+ * (printed, as "cairn-bench: <what> <run_id> from <seq>: ...") or fn
+ * returned false (fn printed why). */
+int bench_each_event(cairn_client *c, const char *run_id, const char *what,
+                     bool (*fn)(void *ctx, const cairn_event *e), void *ctx);
 /* Creates run_id (or finds it) with one worker "bench". 0 on success. */
 int bench_create_run(cairn_client *c, const char *run_id);
 /* Appends the load of cfg (the append mode); prints its result and

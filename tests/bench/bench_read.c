@@ -6,37 +6,25 @@
 
 #include <stdio.h>
 
-/* Reads run_id from seq 1 to its end once; 0 on success. */
-static int read_all(cairn_client *c, const char *run_id, long *events, double *bytes)
+/* What one pass over the log read. */
+typedef struct pass {
+    const char *run_id;
+    long events;
+    double bytes;
+} pass;
+
+static bool count_event(void *ctx, const cairn_event *e)
 {
-    *events = 0;
-    *bytes = 0;
-    uint64_t from = 1;
-    for (;;) {
-        cairn_event_page page;
-        cairn_error err;
-        cairn_status st = cairn_read_events(c, run_id, from, 1000, &page, &err);
-        if (st) {
-            fprintf(stderr, "cairn-bench: read %s from %llu: %s: %s\n", run_id,
-                    (unsigned long long)from, cairn_strerror(st), err.message);
-            return 1;
-        }
-        size_t n = page.events_count;
-        for (size_t k = 0; k < n; k++) {
-            if (page.events[k].seq != from + k) {
-                fprintf(stderr, "cairn-bench: read %s: seq %llu where %llu was due\n", run_id,
-                        (unsigned long long)page.events[k].seq, (unsigned long long)(from + k));
-                cairn_event_page_free(&page);
-                return 1;
-            }
-            *bytes += (double)page.events[k].payload_len;
-        }
-        *events += (long)n;
-        from = page.next_seq;
-        cairn_event_page_free(&page);
-        if (n == 0)
-            return 0;
+    pass *p = ctx;
+    uint64_t due = (uint64_t)p->events + 1;
+    if (e->seq != due) {
+        fprintf(stderr, "cairn-bench: read %s: seq %llu where %llu was due\n", p->run_id,
+                (unsigned long long)e->seq, (unsigned long long)due);
+        return false;
     }
+    p->events++;
+    p->bytes += (double)e->payload_len;
+    return true;
 }
 
 int bench_read(const config *cfg, cairn_client *c)
@@ -66,11 +54,13 @@ int bench_read(const config *cfg, cairn_client *c)
         printf("run %s already holds %ld events: not refilled\n", cfg->run_id, have);
     }
     for (int r = 0; r < cfg->repeat; r++) {
-        long events;
-        double bytes, t0 = bench_now_s();
-        if (read_all(c, cfg->run_id, &events, &bytes))
+        pass p = {cfg->run_id, 0, 0};
+        double t0 = bench_now_s();
+        if (bench_each_event(c, cfg->run_id, "read", count_event, &p))
             return 1;
         double s = bench_now_s() - t0;
+        long events = p.events;
+        double bytes = p.bytes;
         if (cfg->json)
             printf("{\"run\":\"%s\",\"pass\":%d,\"events\":%ld,\"payload_bytes\":%.0f,"
                    "\"seconds\":%.3f,\"events_per_s\":%.1f,\"payload_mb_per_s\":%.2f}\n",

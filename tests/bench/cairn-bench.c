@@ -339,61 +339,58 @@ double bench_pct_ms(const uint64_t *v, long n, double p)
     return (double)v[i] / 1e6;
 }
 
+/* What verify counts as it reads the logs. */
+typedef struct tally {
+    const config *cfg;
+    thread_state *ts;
+    int **seen;                 /* seen[t][i] counts events of request i of thread t */
+    long in_run;                /* events of the run being read so far */
+    long dense_breaks, dups, foreign, unacked, n;
+} tally;
+
+static bool tally_event(void *ctx, const cairn_event *e)
+{
+    tally *y = ctx;
+    if (e->seq != (uint64_t)y->in_run + 1)
+        y->dense_breaks++;
+    y->in_run++;
+    y->n++;
+    int tid, j;
+    long i;
+    char tag[64];
+    size_t l = e->payload_len < sizeof tag - 1 ? e->payload_len : sizeof tag - 1;
+    memcpy(tag, e->payload, l);
+    tag[l] = '\0';
+    if (sscanf(tag, "bench:%d:%ld:%d", &tid, &i, &j) != 3 || tid < 0 ||
+        tid >= y->cfg->concurrency || i < 0) {
+        y->foreign++;
+        return true;
+    }
+    if (i >= y->ts[tid].map_cap || !y->ts[tid].acked_map[i]) {
+        y->unacked++; /* committed, but its caller gave up */
+        return true;
+    }
+    if (++y->seen[tid][i] > y->cfg->batch)
+        y->dups++;
+    return true;
+}
+
 /* Reads every run's whole log: seqs dense from 1 in each, every
  * acknowledged tag exactly once. Returns 0 when they check out. */
 static int verify(cairn_client *c, const config *cfg, thread_state *ts, long *events_out)
 {
-    long dense_breaks = 0, dups = 0, foreign = 0, unacked = 0, missing = 0, n = 0;
-    /* seen[t][i] counts events of request i of thread t */
+    long missing = 0;
     size_t threads = cfg->concurrency > 0 ? (size_t)cfg->concurrency : 1; /* parse_args */
-    int **seen = calloc(threads, sizeof *seen);
+    tally y = {.cfg = cfg, .ts = ts, .seen = calloc(threads, sizeof *y.seen)};
+    int **seen = y.seen;
     for (int t = 0; t < cfg->concurrency; t++)
         seen[t] = calloc((size_t)(ts[t].map_cap + 1), sizeof **seen);
     for (int r = 0; r < cfg->runs; r++) {
         char run_id[sizeof cfg->run_id + 24];
         run_name(cfg, r, run_id, sizeof run_id);
-        uint64_t from = 1;
-        long in_run = 0;
-        for (;;) {
-            cairn_event_page page;
-            cairn_error err;
-            cairn_status st = cairn_read_events(c, run_id, from, 1000, &page, &err);
-            if (st) {
-                fprintf(stderr, "cairn-bench: verify %s: %s: %s\n", run_id, cairn_strerror(st),
-                        err.message);
-                return 1;
-            }
-            if (page.events_count == 0) {
-                cairn_event_page_free(&page);
-                break;
-            }
-            for (size_t k = 0; k < page.events_count; k++) {
-                const cairn_event *e = &page.events[k];
-                if (e->seq != (uint64_t)in_run + 1)
-                    dense_breaks++;
-                in_run++;
-                n++;
-                int tid, j;
-                long i;
-                char tag[64];
-                size_t l = e->payload_len < sizeof tag - 1 ? e->payload_len : sizeof tag - 1;
-                memcpy(tag, e->payload, l);
-                tag[l] = '\0';
-                if (sscanf(tag, "bench:%d:%ld:%d", &tid, &i, &j) != 3 || tid < 0 ||
-                    tid >= cfg->concurrency || i < 0) {
-                    foreign++;
-                    continue;
-                }
-                if (i >= ts[tid].map_cap || !ts[tid].acked_map[i]) {
-                    unacked++; /* committed, but its caller gave up */
-                    continue;
-                }
-                if (++seen[tid][i] > cfg->batch)
-                    dups++;
-            }
-            from = page.next_seq;
-            cairn_event_page_free(&page);
-        }
+        y.in_run = 0;
+        if (bench_each_event(c, run_id, "verify", tally_event, &y))
+            return 1;
     }
     for (int t = 0; t < cfg->concurrency; t++) {
         for (long i = 0; i < ts[t].map_cap; i++) {
@@ -405,15 +402,16 @@ static int verify(cairn_client *c, const config *cfg, thread_state *ts, long *ev
         free(seen[t]);
     }
     free(seen);
-    *events_out = n;
+    *events_out = y.n;
     if (cfg->runs == 1)
-        printf("verify: %ld events, seqs 1..%ld %s, ", n, n, dense_breaks ? "NOT dense" : "dense");
+        printf("verify: %ld events, seqs 1..%ld %s, ", y.n, y.n,
+               y.dense_breaks ? "NOT dense" : "dense");
     else
-        printf("verify: %ld events in %d runs, seqs %s in each, ", n, cfg->runs,
-               dense_breaks ? "NOT dense" : "dense");
-    printf("%ld duplicates, %ld missing, %ld committed but unacknowledged, %ld foreign\n", dups,
-           missing, unacked, foreign);
-    return dense_breaks || dups || missing ? 1 : 0;
+        printf("verify: %ld events in %d runs, seqs %s in each, ", y.n, cfg->runs,
+               y.dense_breaks ? "NOT dense" : "dense");
+    printf("%ld duplicates, %ld missing, %ld committed but unacknowledged, %ld foreign\n", y.dups,
+           missing, y.unacked, y.foreign);
+    return y.dense_breaks || y.dups || missing ? 1 : 0;
 }
 
 cairn_client *bench_client(const config *cfg, uint32_t distinct)
@@ -432,6 +430,32 @@ cairn_client *bench_client(const config *cfg, uint32_t distinct)
         return NULL;
     }
     return client;
+}
+
+int bench_each_event(cairn_client *c, const char *run_id, const char *what,
+                     bool (*fn)(void *ctx, const cairn_event *e), void *ctx)
+{
+    uint64_t from = 1;
+    for (;;) {
+        cairn_event_page page;
+        cairn_error err;
+        cairn_status st = cairn_read_events(c, run_id, from, 1000, &page, &err);
+        if (st) {
+            fprintf(stderr, "cairn-bench: %s %s from %llu: %s: %s\n", what, run_id,
+                    (unsigned long long)from, cairn_strerror(st), err.message);
+            return 1;
+        }
+        size_t n = page.events_count;
+        bool go_on = true;
+        for (size_t k = 0; go_on && k < n; k++)
+            go_on = fn(ctx, &page.events[k]);
+        from = page.next_seq;
+        cairn_event_page_free(&page);
+        if (!go_on)
+            return 1;
+        if (n == 0)
+            return 0;
+    }
 }
 
 int bench_create_run(cairn_client *c, const char *run_id)
