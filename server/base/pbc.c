@@ -45,8 +45,7 @@ int srv_utf8_valid(const uint8_t *s, size_t n)
     return 1;
 }
 
-/* Reads a varint; -1 when it runs past end or past 10 bytes. */
-static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+int srv_read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 {
     uint64_t x = 0;
     for (int shift = 0; shift < 64 && *p < end; shift += 7) {
@@ -135,23 +134,24 @@ static size_t path_text(const wire_name *n, char *buf, size_t cap, size_t len)
     return w < 0 ? len : len + (size_t)w;
 }
 
+/* The path of n (a known field) in buf. */
+static const char *path_of(const wire_name *n, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    path_text(n, buf, cap, 0);
+    return buf;
+}
+
 /* The message a field is inside, as errors name it: "request" at the top. */
 static const char *message_text(const wire_name *parent, char *buf, size_t cap)
 {
-    if (!parent)
-        return "request";
-    buf[0] = '\0';
-    path_text(parent, buf, cap, 0);
-    return buf;
+    return parent ? path_of(parent, buf, cap) : "request";
 }
 
 static const char *name_text(const wire_name *n, char *buf, size_t cap)
 {
-    if (n->f) {
-        buf[0] = '\0';
-        path_text(n, buf, cap, 0);
-        return buf;
-    }
+    if (n->f)
+        return path_of(n, buf, cap);
     char whole[WIRE_NAME_MAX];
     snprintf(buf, cap, "%s: unknown field %llu", message_text(n->parent, whole, sizeof whole),
              n->number);
@@ -173,7 +173,7 @@ static srv_code check_value(const ProtobufCMessageDescriptor *desc, const wire_n
     uint64_t v;
     switch (wt) {
     case 0:
-        if (read_varint(p, end, &v) < 0)
+        if (srv_read_varint(p, end, &v) < 0)
             return srv_fail(err, SRV_INVALID_ARGUMENT,
                             "%s: its varint is cut short or over 10 bytes",
                             name_text(name, nb, sizeof nb));
@@ -195,7 +195,7 @@ static srv_code check_value(const ProtobufCMessageDescriptor *desc, const wire_n
         return SRV_OK;
     }
     case 2:
-        if (read_varint(p, end, &v) < 0)
+        if (srv_read_varint(p, end, &v) < 0)
             return srv_fail(err, SRV_INVALID_ARGUMENT,
                             "%s: its length is cut short or over 10 bytes",
                             name_text(name, nb, sizeof nb));
@@ -237,7 +237,7 @@ static srv_code check_wire(const ProtobufCMessageDescriptor *desc, const uint8_t
     while (p < end) {
         size_t at = (size_t)(p - start);
         uint64_t key;
-        if (read_varint(&p, end, &key) < 0)
+        if (srv_read_varint(&p, end, &key) < 0)
             return srv_fail(err, SRV_INVALID_ARGUMENT,
                             "%s: byte %zu of the %s starts a field tag that is cut short or "
                             "over 10 bytes",

@@ -57,4 +57,8 @@ size_t srv_replayed_suffix(const ProtobufCMessageDescriptor *desc, uint8_t out[8
 /* Returns 1 when s[0..n) is valid UTF-8 without NUL bytes. */
 int srv_utf8_valid(const uint8_t *s, size_t n);
 
+/* Reads a protobuf varint at *p (before end) into *v and moves *p past
+ * it; -1 when it runs past end or past 10 bytes. */
+int srv_read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v);
+
 #endif

@@ -3,7 +3,8 @@
  * fsync for the batch: group commit), each mutation inside its own
  * savepoint together with its idempotency record; a second thread, the
  * replier, then answers every caller while the writer goes on with the
- * next batch (with nothing queued, the writer answers them itself). A key seen before is answered from its record, before any other
+ * next batch (with nothing queued, the writer answers them itself). A
+ * key seen before is answered from its record, before any other
  * precondition is looked at. After a commit the ledger tells its commit
  * observer which logs grew (the watch hub listens). */
 #ifndef CAIRN_SERVER_CORE_LEDGER_H

@@ -9,6 +9,7 @@
 #include "store/sqlite/sqlite_int.h"
 #include "base/clock.h"
 #include "base/limits.h"
+#include "base/pbc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -54,15 +55,7 @@ static size_t record_size(size_t type, size_t worker, size_t payload)
 static bool get_field(const uint8_t **p, const uint8_t *end, const uint8_t **data, size_t *len)
 {
     uint64_t v = 0;
-    for (int shift = 0;; shift += 7) {
-        if (*p == end || shift > 63)
-            return false;
-        uint8_t b = *(*p)++;
-        v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80))
-            break;
-    }
-    if (v > (uint64_t)(end - *p))
+    if (srv_read_varint(p, end, &v) < 0 || v > (uint64_t)(end - *p))
         return false;
     *data = *p;
     *len = (size_t)v;
